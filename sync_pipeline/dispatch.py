@@ -1,0 +1,93 @@
+"""Celery configuration and sending tasks by name: the library's only door to Celery.
+
+The library never imports `workers/` (the task code); it sends by task name, so a CLI command,
+the webhook service and a test can all enqueue work without loading the worker's modules.
+
+The settings below are the at-least-once delivery contract (DESIGN.md section 4): a task is
+acknowledged only after it ran (`task_acks_late`), a task whose worker child was SIGKILLed is
+requeued (`task_reject_on_worker_lost`), a worker holds one unacknowledged message per process
+(`worker_prefetch_multiplier=1`), and the broker's visibility timeout is above the longest task
+so a task still running is not handed to a second worker. Effects are idempotent, so a
+redelivered task does no harm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from sync_pipeline.settings import Settings
+
+QUEUES = ("pull", "write", "events", "admin")
+HEALTH_TASK = "admin.health"
+
+# Task names are "<queue>.<action>", so routing follows the name.
+TASK_ROUTES = {f"{queue}.*": {"queue": queue} for queue in QUEUES}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings from our validated Settings (broker and result URLs must be resolved)."""
+    if settings.broker_url is None or settings.redis_url is None:
+        raise ValueError("resolve the service URLs before configuring Celery")
+    exchange = Exchange("sync_pipeline", type="direct")
+    return {
+        "broker_url": settings.broker_url,
+        # Results only where a caller waits on them (the health task); tasks opt in.
+        "result_backend": settings.redis_url,
+        "task_ignore_result": True,
+        "result_expires": 3600,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        # With acks_late, a task whose broker connection dropped is redelivered; cancel our copy
+        # so it does not run twice at once.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_time_limit": settings.task_time_limit_s,
+        # The soft limit leaves the task time to record where it stopped.
+        "task_soft_time_limit": _soft_limit(settings.task_time_limit_s),
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(q, exchange, routing_key=q) for q in QUEUES],
+        "task_default_queue": "admin",
+        "task_default_exchange": exchange.name,
+        "task_default_routing_key": "admin",
+        "task_create_missing_queues": False,
+        "task_routes": TASK_ROUTES,
+        "worker_send_task_events": True,  # Flower shows tasks live
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def _soft_limit(hard_s: int) -> int:
+    """30 s before the hard limit, or a tenth of it for short limits: time to record state."""
+    return max(1, hard_s - 30, int(hard_s * 0.9))
+
+
+def client(settings: Settings) -> Celery:
+    """A Celery app that only sends (by name) and reads results."""
+    app = Celery("sync_pipeline", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def run_health_check(settings: Settings, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Send the health task through the broker and wait for a worker's answer."""
+    app = client(settings)
+    try:
+        result = app.send_task(HEALTH_TASK, queue="admin", ignore_result=False)
+        answer: dict[str, Any] = result.get(timeout=timeout_s, propagate=True)
+        result.forget()
+        return answer
+    finally:
+        app.close()

@@ -1,0 +1,87 @@
+"""Child processes of syncctl (Celery worker, Beat, Flower): started and stopped in order.
+
+Each child runs in its own session, so a terminal's Ctrl-C reaches only syncctl, which then
+stops the children first and the embedded engines last; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sync_pipeline.services import Services, export_env
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def celery_argv(argv: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.app", *argv]
+
+
+def child_env(resolved: Services) -> dict[str, str]:
+    env = {**os.environ, **resolved.env()}
+    # The worker imports workers.app from the project root, wherever syncctl was started.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+@contextmanager
+def child_process(
+    argv: Sequence[str], resolved: Services, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child in its own session, stopped with SIGTERM (then SIGKILL) when the block ends."""
+    out = open(log, "ab") if log else None  # noqa: SIM115 - closed below
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            list(argv),
+            env=child_env(resolved),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            stop_process(proc)
+    finally:
+        if out:
+            out.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM (Celery's warm shutdown), then SIGKILL after `grace_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_foreground(argv: Sequence[str], resolved: Services) -> int:
+    """Run a long-lived child until it exits or we get SIGINT/SIGTERM; returns its exit code."""
+    export_env(resolved)
+    stopping: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with child_process(argv, resolved) as proc:
+            while proc.poll() is None and not stopping:
+                time.sleep(0.2)
+            code = proc.poll()
+        return 0 if stopping else int(code or 0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

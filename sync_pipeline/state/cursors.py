@@ -1,0 +1,106 @@
+"""Flow cursors: they only move forward, only past committed pages, only by the fence holder.
+
+The fence is a counter bumped by every pull that takes a flow's lock. A pull commits only while
+the fence it got is still the newest, so a pull whose Redis lock vanished (Redis lost, lock
+expired) cannot commit over a newer pull (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.errors import SyncError
+from sync_pipeline.state.schema import flow_cursors
+
+
+class StaleFence(SyncError):
+    """A newer pull holds this flow; this one must stop without committing."""
+
+    def __init__(self, flow: str, fence: int, current: int) -> None:
+        super().__init__(flow, fence, current)
+        self.flow, self.fence, self.current = flow, fence, current
+
+    def __str__(self) -> str:
+        return f"flow {self.flow}: fence {self.fence} superseded by {self.current}"
+
+
+class CursorRegression(SyncError):
+    """Code tried to move a cursor backwards; only an admin resync may (syncctl resync)."""
+
+    def __init__(self, flow: str, current: str, proposed: str) -> None:
+        super().__init__(flow, current, proposed)
+        self.flow, self.current, self.proposed = flow, current, proposed
+
+    def __str__(self) -> str:
+        return f"flow {self.flow}: cursor would move back from {self.current} to {self.proposed}"
+
+
+@dataclass(frozen=True)
+class CursorState:
+    cursor: str | None
+    fence: int
+
+
+def get(conn: Connection, flow: str) -> CursorState:
+    row = conn.execute(
+        sa.select(flow_cursors.c.cursor, flow_cursors.c.fence).where(flow_cursors.c.flow == flow)
+    ).one_or_none()
+    return CursorState(None, 0) if row is None else CursorState(row.cursor, int(row.fence))
+
+
+def next_fence(conn: Connection, flow: str) -> int:
+    """Take a new fence for a pull that is starting; older holders can no longer commit."""
+    stmt = (
+        insert(flow_cursors)
+        .values(flow=flow, fence=1)
+        .on_conflict_do_update(
+            index_elements=[flow_cursors.c.flow], set_={"fence": flow_cursors.c.fence + 1}
+        )
+        .returning(flow_cursors.c.fence)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def check_fence(conn: Connection, flow: str, fence: int) -> None:
+    """Lock the cursor row for this transaction and make sure `fence` is still the newest."""
+    current = conn.execute(
+        sa.select(flow_cursors.c.fence).where(flow_cursors.c.flow == flow).with_for_update()
+    ).scalar_one_or_none()
+    if current is None or int(current) != fence:
+        raise StaleFence(flow, fence, int(current or 0))
+
+
+def advance(conn: Connection, flow: str, fence: int, cursor: str) -> bool:
+    """Move the cursor to `cursor` inside the caller's transaction; False if already there.
+
+    Cursor values are sortable strings (ISO-8601 UTC or zero-padded digits).
+    """
+    check_fence(conn, flow, fence)
+    current = get(conn, flow).cursor
+    if current is not None and cursor < current:
+        raise CursorRegression(flow, current, cursor)
+    if current == cursor:
+        return False
+    conn.execute(
+        flow_cursors.update()
+        .where(flow_cursors.c.flow == flow)
+        .values(cursor=cursor, updated_at=sa.func.now())
+    )
+    return True
+
+
+def reset(conn: Connection, flow: str, cursor: str | None) -> None:
+    """Admin resync: set the cursor anywhere (None: from the beginning) and fence out old pulls."""
+    stmt = (
+        insert(flow_cursors)
+        .values(flow=flow, cursor=cursor, fence=1)
+        .on_conflict_do_update(
+            index_elements=[flow_cursors.c.flow],
+            set_={"cursor": cursor, "fence": flow_cursors.c.fence + 1, "updated_at": sa.func.now()},
+        )
+    )
+    conn.execute(stmt)

@@ -1,0 +1,111 @@
+"""Dead letters: a record that cannot be synced waits here with its reason until replayed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.state.schema import dead_letters
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    flow: str
+    run_id: int | None
+    source_id: str
+    record: Mapping[str, Any]
+    reason: str
+    error_class: str
+    created_at: datetime
+    replay_count: int
+
+
+def add(
+    conn: Connection,
+    flow: str,
+    run_id: int | None,
+    items: Iterable[tuple[str, Mapping[str, Any], str, str]],
+) -> int:
+    """Insert (source_id, record json, reason, error class) rows; returns how many.
+
+    A record already waiting with the same reason is not added twice (redelivered pages).
+    """
+    rows = [
+        {
+            "flow": flow,
+            "run_id": run_id,
+            "source_id": source_id,
+            "record": dict(record),
+            "reason": reason,
+            "error_class": error_class,
+        }
+        for source_id, record, reason, error_class in items
+    ]
+    added = 0
+    for row in rows:
+        exists = conn.execute(
+            sa.select(dead_letters.c.id).where(
+                dead_letters.c.flow == flow,
+                dead_letters.c.source_id == row["source_id"],
+                dead_letters.c.reason == row["reason"],
+                dead_letters.c.resolved_at.is_(None),
+            )
+        ).first()
+        if exists is None:
+            conn.execute(dead_letters.insert().values(**row))
+            added += 1
+    return added
+
+
+def open_letters(conn: Connection, flow: str | None = None, limit: int = 500) -> list[DeadLetter]:
+    query = sa.select(dead_letters).where(dead_letters.c.resolved_at.is_(None))
+    if flow:
+        query = query.where(dead_letters.c.flow == flow)
+    rows = conn.execute(query.order_by(dead_letters.c.id).limit(limit))
+    return [
+        DeadLetter(
+            id=int(r.id),
+            flow=r.flow,
+            run_id=r.run_id,
+            source_id=r.source_id,
+            record=r.record,
+            reason=r.reason,
+            error_class=r.error_class,
+            created_at=r.created_at,
+            replay_count=int(r.replay_count),
+        )
+        for r in rows
+    ]
+
+
+def count_open(conn: Connection, flow: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                dead_letters.c.flow == flow, dead_letters.c.resolved_at.is_(None)
+            )
+        ).scalar_one()
+    )
+
+
+def resolve(conn: Connection, letter_ids: Iterable[int]) -> int:
+    """Mark letters replayed successfully."""
+    ids = list(letter_ids)
+    if not ids:
+        return 0
+    result = conn.execute(
+        dead_letters.update()
+        .where(dead_letters.c.id.in_(ids), dead_letters.c.resolved_at.is_(None))
+        .values(
+            resolved_at=sa.func.now(),
+            replayed_at=sa.func.now(),
+            replay_count=dead_letters.c.replay_count + 1,
+        )
+    )
+    return int(result.rowcount)

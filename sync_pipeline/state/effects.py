@@ -1,0 +1,105 @@
+"""Effect keys: each remote effect happens once, whatever Celery redelivers (DESIGN.md section 3).
+
+1. `claim` inserts the key as `pending` and commits BEFORE the vendor is called.
+2. The vendor is called with its own dedupe handle derived from the key where one exists.
+3. `finish` records `done` (+ the vendor's object id) or `failed` in one transaction with the
+   id map.
+4. A redelivered task that finds `done` does nothing; one that finds `pending` does not know the
+   outcome and must retry only under the vendor's dedupe handle, look the effect up, or park it
+   as `unknown` for reconciliation. Never resend blindly; never drop silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.state.schema import effects
+
+
+class EffectStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Effect:
+    key: str
+    status: EffectStatus
+    vendor_ref: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+def claim(
+    conn: Connection, flow: str, target_system: str, keys: Sequence[str]
+) -> dict[str, Effect]:
+    """Insert missing keys as pending (attempts bumped for every claim) and return all of them.
+
+    The caller commits this transaction before calling the vendor.
+    """
+    if not keys:
+        return {}
+    stmt = insert(effects).values(
+        [
+            {"key": k, "flow": flow, "target_system": target_system, "status": "pending"}
+            for k in keys
+        ]
+    )
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=[effects.c.key]))
+    conn.execute(
+        effects.update()
+        .where(effects.c.key.in_(list(keys)), effects.c.status != EffectStatus.DONE.value)
+        .values(attempts=effects.c.attempts + 1, updated_at=sa.func.now())
+    )
+    return get(conn, keys)
+
+
+def get(conn: Connection, keys: Sequence[str]) -> dict[str, Effect]:
+    rows = conn.execute(sa.select(effects).where(effects.c.key.in_(list(keys))))
+    return {
+        row.key: Effect(
+            row.key,
+            EffectStatus(row.status),
+            row.vendor_ref,
+            int(row.attempts),
+            row.last_error,
+            row.created_at,
+        )
+        for row in rows
+    }
+
+
+def finish(
+    conn: Connection,
+    key: str,
+    status: EffectStatus,
+    vendor_ref: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the vendor's answer; a `done` effect is never changed again."""
+    conn.execute(
+        effects.update()
+        .where(effects.c.key == key, effects.c.status != EffectStatus.DONE.value)
+        .values(
+            status=status.value, vendor_ref=vendor_ref, last_error=error, updated_at=sa.func.now()
+        )
+    )
+
+
+def count_by_status(conn: Connection, flow: str) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(effects.c.status, sa.func.count())
+        .where(effects.c.flow == flow)
+        .group_by(effects.c.status)
+    )
+    return {str(status): int(n) for status, n in rows}

@@ -1,0 +1,154 @@
+"""Runs: what every pull did, for `syncctl status`, `syncctl run --wait` and the benches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.state.schema import runs
+
+COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"  # ended on purpose before the end: quota reached, superseded
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    flow: str
+    trigger: str
+    status: RunStatus
+    fence: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    counts: Mapping[str, int]
+    cursor_before: str | None
+    cursor_after: str | None
+    error: str | None
+    lock_token: str | None = None
+    pull_done: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.status is not RunStatus.RUNNING
+
+
+def start(
+    conn: Connection,
+    flow: str,
+    trigger: str,
+    fence: int,
+    cursor_before: str | None,
+    lock_token: str | None = None,
+) -> int:
+    return int(
+        conn.execute(
+            runs.insert()
+            .values(
+                flow=flow,
+                trigger=trigger,
+                fence=fence,
+                cursor_before=cursor_before,
+                lock_token=lock_token,
+            )
+            .returning(runs.c.id)
+        ).scalar_one()
+    )
+
+
+def mark_pull_done(conn: Connection, run_id: int) -> None:
+    """Every page of the run is stored: once they are all committed, the run is over."""
+    conn.execute(runs.update().where(runs.c.id == run_id).values(pull_done=True))
+
+
+def add_counts(conn: Connection, run_id: int, **deltas: int) -> None:
+    """Atomic increments, so page tasks running in parallel never lose a count."""
+    values = {name: getattr(runs.c, name) + n for name, n in deltas.items() if n}
+    if values:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+
+def finish(
+    conn: Connection,
+    run_id: int,
+    status: RunStatus,
+    cursor_after: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """Close a running run; False if it was already closed (a redelivered finish)."""
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+        .values(
+            status=status.value,
+            finished_at=sa.func.now(),
+            cursor_after=cursor_after,
+            error=error,
+        )
+    )
+    return result.rowcount == 1
+
+
+def get(conn: Connection, run_id: int) -> Run | None:
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+    return None if row is None else _run(row)
+
+
+def latest(conn: Connection, flow: str) -> Run | None:
+    row = conn.execute(
+        sa.select(runs).where(runs.c.flow == flow).order_by(runs.c.id.desc()).limit(1)
+    ).one_or_none()
+    return None if row is None else _run(row)
+
+
+def by_lock_token(conn: Connection, flow: str, token: str) -> int | None:
+    found = conn.execute(
+        sa.select(runs.c.id).where(runs.c.flow == flow, runs.c.lock_token == token)
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def supersede_running(conn: Connection, flow: str, fence: int) -> int:
+    """Close runs of older fences that never finished (their worker or Redis was lost)."""
+    result = conn.execute(
+        runs.update()
+        .where(
+            runs.c.flow == flow,
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.fence < fence,
+        )
+        .values(
+            status=RunStatus.STOPPED.value,
+            finished_at=sa.func.now(),
+            error="superseded by a newer pull (its worker or Redis was lost)",
+        )
+    )
+    return int(result.rowcount)
+
+
+def _run(row: sa.Row) -> Run:  # type: ignore[type-arg]
+    return Run(
+        id=int(row.id),
+        flow=row.flow,
+        trigger=row.trigger,
+        status=RunStatus(row.status),
+        fence=row.fence,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        counts={name: int(getattr(row, name)) for name in COUNTERS},
+        cursor_before=row.cursor_before,
+        cursor_after=row.cursor_after,
+        error=row.error,
+        lock_token=row.lock_token,
+        pull_done=bool(row.pull_done),
+    )

@@ -1,0 +1,183 @@
+"""The state tables, as SQLAlchemy Core metadata: the shape the migrations build.
+
+Why each table exists (DESIGN.md): cursors move only past pages that are written or
+dead-lettered; the id map links a source record to its target object and the content hash last
+written (dedupe and echo suppression); effect keys make each remote effect happen once across
+Celery redelivery; runs record what every pull did; dead letters keep bad records with a reason
+until they are replayed; flow fences stop a pull whose Redis lock vanished from committing over
+a newer one.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+flow_cursors = sa.Table(
+    "flow_cursors",
+    metadata,
+    sa.Column("flow", sa.Text, primary_key=True),
+    sa.Column("cursor", sa.Text, nullable=True),
+    sa.Column("fence", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+id_map = sa.Table(
+    "id_map",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("source_system", sa.Text, nullable=False),
+    sa.Column("source_stream", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("target_system", sa.Text, nullable=False),
+    sa.Column("target_stream", sa.Text, nullable=False),
+    sa.Column("target_id", sa.Text, nullable=True),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("source_version", sa.Text, nullable=True),
+    sa.Column(
+        "written_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint(
+        "source_system",
+        "source_stream",
+        "source_id",
+        "target_system",
+        "target_stream",
+        name="id_map_source_target",
+    ),
+)
+sa.Index("id_map_by_target", id_map.c.target_system, id_map.c.target_stream, id_map.c.target_id)
+
+effects = sa.Table(
+    "effects",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("target_system", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("vendor_ref", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(
+        "status IN ('pending', 'done', 'failed', 'unknown')", name="effects_status_known"
+    ),
+)
+sa.Index("effects_by_flow_status", effects.c.flow, effects.c.status)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False, server_default="schedule"),
+    sa.Column("status", sa.Text, nullable=False, server_default="running"),
+    sa.Column("fence", sa.BigInteger, nullable=True),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pulled", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("written", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("conflicts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dead_lettered", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cursor_before", sa.Text, nullable=True),
+    sa.Column("cursor_after", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed', 'stopped')", name="runs_status_known"
+    ),
+)
+sa.Index("runs_by_flow_started", runs.c.flow, runs.c.started_at)
+# Added in 0002: the token of the Redis lock the run holds, so its last task can release it.
+runs.append_column(sa.Column("lock_token", sa.Text, nullable=True))
+runs.append_column(sa.Column("pull_done", sa.Boolean, nullable=False, server_default="false"))
+# Added in 0002: the mapped payload last written, for rules on changes and two-way echoes.
+id_map.append_column(sa.Column("payload", JSONB, nullable=True))
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column(
+        "run_id", sa.BigInteger, sa.ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    ),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("record", JSONB, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("error_class", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("replay_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("dead_letters_open", dead_letters.c.flow, dead_letters.c.resolved_at)
+
+pages = sa.Table(
+    "pages",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "run_id", sa.BigInteger, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("cursor_value", sa.Text, nullable=True),
+    sa.Column("next_token", sa.Text, nullable=True),
+    sa.Column("records", JSONB, nullable=False),
+    sa.Column("plan", JSONB, nullable=True),  # write requests planned by the transform step
+    sa.Column("status", sa.Text, nullable=False, server_default="pulled"),
+    sa.Column("written", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dead_lettered", sa.Integer, nullable=False, server_default="0"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("run_id", "seq", name="pages_run_seq"),
+    sa.CheckConstraint(
+        "status IN ('pulled', 'planned', 'done', 'committed')", name="pages_status_known"
+    ),
+)
+
+directory_users = sa.Table(
+    "directory_users",
+    metadata,
+    sa.Column("system", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("employee_no", sa.Text, nullable=True),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("mobile", sa.Text, nullable=True),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column(
+        "refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+sa.Index("directory_by_employee_no", directory_users.c.system, directory_users.c.employee_no)
+sa.Index("directory_by_email", directory_users.c.system, directory_users.c.email)
+sa.Index("directory_by_mobile", directory_users.c.system, directory_users.c.mobile)
+
+quota_usage = sa.Table(
+    "quota_usage",
+    metadata,
+    sa.Column("vendor", sa.Text, primary_key=True),
+    sa.Column("app", sa.Text, primary_key=True),
+    sa.Column("api", sa.Text, primary_key=True),
+    sa.Column("period", sa.Text, primary_key=True),  # "2026-11" for monthly quotas
+    sa.Column("used", sa.BigInteger, nullable=False, server_default="0"),
+)

@@ -1,0 +1,186 @@
+"""State tables behave as DESIGN.md requires: cursors, fences, effects, pages, locks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import redis
+
+from sync_pipeline.records import Record
+from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pages, runs
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.migrate import migrate
+
+
+@pytest.fixture
+def engine(database_url: str):
+    migrate(database_url)
+    return engine_for(database_url)
+
+
+def record(n: int, cursor: str) -> Record:
+    return Record(f"R{n}", f"v{n}", cursor, {"id": f"R{n}"})
+
+
+def test_cursor_moves_forward_with_the_current_fence(engine) -> None:
+    with engine.begin() as conn:
+        fence = cursors.next_fence(conn, "f")
+        cursors.advance(conn, "f", fence, "2026-01-02T00:00:00Z")
+
+    with engine.begin() as conn:
+        assert cursors.get(conn, "f").cursor == "2026-01-02T00:00:00Z"
+
+
+def test_cursor_never_moves_backwards(engine) -> None:
+    with engine.begin() as conn:
+        fence = cursors.next_fence(conn, "f")
+        cursors.advance(conn, "f", fence, "2026-01-02T00:00:00Z")
+
+    with pytest.raises(cursors.CursorRegression), engine.begin() as conn:
+        cursors.advance(conn, "f", fence, "2026-01-01T00:00:00Z")
+
+
+def test_an_older_fence_cannot_commit(engine) -> None:
+    with engine.begin() as conn:
+        old = cursors.next_fence(conn, "f")
+        new = cursors.next_fence(conn, "f")
+
+    with pytest.raises(cursors.StaleFence) as caught, engine.begin() as conn:
+        cursors.advance(conn, "f", old, "2026-01-02T00:00:00Z")
+
+    assert caught.value.current == new
+    with engine.begin() as conn:
+        assert cursors.get(conn, "f").cursor is None
+
+
+def test_admin_reset_moves_back_and_fences_out_running_pulls(engine) -> None:
+    with engine.begin() as conn:
+        fence = cursors.next_fence(conn, "f")
+        cursors.advance(conn, "f", fence, "2026-05-01T00:00:00Z")
+        cursors.reset(conn, "f", None)
+
+    with engine.begin() as conn:
+        assert cursors.get(conn, "f").cursor is None
+        with pytest.raises(cursors.StaleFence):
+            cursors.advance(conn, "f", fence, "2026-06-01T00:00:00Z")
+
+
+def test_claiming_an_effect_twice_keeps_one_row_and_counts_attempts(engine) -> None:
+    with engine.begin() as conn:
+        effects.claim(conn, "f", "wecom", ["k1"])
+        claimed = effects.claim(conn, "f", "wecom", ["k1"])
+
+    assert claimed["k1"].status is effects.EffectStatus.PENDING
+    assert claimed["k1"].attempts == 2
+
+
+def test_a_done_effect_is_never_changed_again(engine) -> None:
+    with engine.begin() as conn:
+        effects.claim(conn, "f", "wecom", ["k1"])
+        effects.finish(conn, "k1", effects.EffectStatus.DONE, vendor_ref="msg-1")
+        effects.finish(conn, "k1", effects.EffectStatus.FAILED, error="late failure")
+        again = effects.claim(conn, "f", "wecom", ["k1"])
+
+    assert again["k1"].status is effects.EffectStatus.DONE
+    assert again["k1"].vendor_ref == "msg-1"
+    assert again["k1"].attempts == 1
+
+
+def test_pages_commit_in_order_even_when_finished_out_of_order(engine) -> None:
+    with engine.begin() as conn:
+        run_id = runs.start(conn, "f", "test", 1, None)
+        first = pages.store(conn, run_id, "f", 0, [record(1, "2026-01-01T00:00:00Z")], "t1")
+        second = pages.store(conn, run_id, "f", 1, [record(2, "2026-01-02T00:00:00Z")], None)
+        pages.mark_done(conn, second, 1, 0, 0)
+
+        assert pages.commit_ready(conn, run_id) == (0, None)
+
+        pages.mark_done(conn, first, 1, 0, 0)
+        assert pages.commit_ready(conn, run_id) == (2, "2026-01-02T00:00:00Z")
+        assert pages.all_committed(conn, run_id)
+
+
+def test_storing_a_page_twice_returns_the_same_page(engine) -> None:
+    with engine.begin() as conn:
+        run_id = runs.start(conn, "f", "test", 1, None)
+        first = pages.store(conn, run_id, "f", 0, [record(1, "a")], None)
+        again = pages.store(conn, run_id, "f", 0, [record(1, "a")], None)
+
+    assert first == again
+
+
+def test_run_counters_add_up_and_finish_once(engine) -> None:
+    with engine.begin() as conn:
+        run_id = runs.start(conn, "f", "test", 1, None)
+        runs.add_counts(conn, run_id, pulled=5, written=3)
+        runs.add_counts(conn, run_id, pulled=2, skipped=2)
+        assert runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED, cursor_after="c")
+        assert not runs.finish(conn, run_id, runs.RunStatus.FAILED)
+        run = runs.get(conn, run_id)
+
+    assert run is not None
+    assert run.status is runs.RunStatus.SUCCEEDED
+    assert run.counts["pulled"] == 7
+    assert run.counts["written"] == 3
+
+
+def test_id_map_upsert_replaces_the_hash_and_keeps_the_target(engine) -> None:
+    link = idmap.Link("oa", "approvals", "R1", "wecom", "messages", "m1", "h1", "v1")
+    with engine.begin() as conn:
+        idmap.upsert(conn, "f", [link])
+        idmap.upsert(conn, "f", [replace(link, content_hash="h2", target_id=None)])
+        found = idmap.lookup(conn, ("oa", "approvals"), ("wecom", "messages"), ["R1", "R2"])
+
+    assert list(found) == ["R1"]
+    assert found["R1"].content_hash == "h2"
+    assert found["R1"].target_id == "m1"
+
+
+def test_same_dead_letter_is_kept_once(engine) -> None:
+    item = ("R1", {"id": "R1"}, "no wecom user for OA user 105", "RecordError")
+    with engine.begin() as conn:
+        assert deadletters.add(conn, "f", None, [item]) == 1
+        assert deadletters.add(conn, "f", None, [item]) == 0
+        assert deadletters.count_open(conn, "f") == 1
+
+
+def test_flow_lock_is_exclusive_and_released_only_by_its_holder(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    token = locks.acquire(client, "f", ttl_s=30)
+
+    assert token is not None
+    assert locks.acquire(client, "f", ttl_s=30) is None
+    assert not locks.release(client, "f", "someone-else")
+    assert locks.release(client, "f", token)
+    assert locks.acquire(client, "f", ttl_s=30) is not None
+
+
+def test_concurrent_directory_refreshes_of_one_system_do_not_collide(engine) -> None:
+    """Pages of one run refresh the directory on several workers at once."""
+    import threading
+
+    from sync_pipeline import directory
+    from sync_pipeline.connectors.base import DirectoryUser
+
+    users = [DirectoryUser(str(n), f"E{n}", f"u{n}@x.cn", None, f"U{n}") for n in range(200)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def refresh() -> None:
+        try:
+            barrier.wait()
+            with engine.begin() as conn:
+                directory.replace_users(conn, "oa", users)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with engine.connect() as conn:
+        assert len(directory.load_snapshot(conn, ["oa"]).by_user) == 200
