@@ -1,0 +1,543 @@
+"""`syncctl sandbox up`: every emulator and the control API in one process, one port each.
+
+Each emulator's bare routes are wrapped by `FaultInjector`, which counts calls and applies the
+generic faults (latency, 5xx, the vendor's own throttle answer, malformed or truncated JSON),
+so emulators never implement those themselves. Token expiry is one-shot (it expires every
+token issued so far); `down` closes the platform's listening socket until the fault ends.
+
+The control app listens on 127.0.0.1 only, answers only requests whose Host is loopback (so a
+web page cannot reach it through DNS rebinding), and wants `Authorization: Bearer <admin
+token>` on every mutation (so a web page cannot post to it either). The token is generated once
+per store and shown by `syncctl sandbox info`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync_pipeline.sandbox.core import FAULT_KINDS, Fault, SandboxStore
+from sync_pipeline.sandbox.emulator import Emulator, PressError
+from sync_pipeline.sandbox.oa import OAEmulator
+from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, Registry, load_registry, port_for
+from sync_pipeline.sandbox.seed import seed_all
+
+log = logging.getLogger(__name__)
+
+FAULT_CACHE_S = 0.3  # how stale a fault may be on the request path
+SUPERVISE_EVERY_S = 0.2  # how soon `down` takes effect and ends
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SYNC_DATA_DIR", ".sync-data"))
+
+
+def store_path(data_dir: Path) -> Path:
+    return data_dir / "sandbox" / "sandbox.db"
+
+
+def admin_token(store: SandboxStore) -> str:
+    """The control API's bearer token: generated once per store; the first writer wins."""
+    fresh = secrets.token_urlsafe(24)
+    with store.write() as conn:
+        row = conn.execute(
+            "SELECT value FROM settings WHERE platform = 'sandbox' AND key = 'admin_token'"
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        conn.execute(
+            "INSERT INTO settings (platform, key, value) VALUES ('sandbox', 'admin_token', ?)",
+            (fresh,),
+        )
+    return fresh
+
+
+def build_emulators(
+    store: SandboxStore, registry: Registry, port_base: int, host: str = "127.0.0.1"
+) -> dict[str, Emulator]:
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - not a bind
+    return {
+        platform: cls(store, f"http://{url_host}:{port_for(platform, port_base)}")
+        for platform, cls in registry.classes.items()
+    }
+
+
+class FaultCache:
+    """Active faults per platform, re-read from the store at most every FAULT_CACHE_S."""
+
+    def __init__(self, store: SandboxStore) -> None:
+        self.store = store
+        self._cached: dict[str, tuple[float, dict[str, Fault]]] = {}
+
+    def get(self, platform: str) -> dict[str, Fault]:
+        now = time.monotonic()
+        hit = self._cached.get(platform)
+        if hit is None or now - hit[0] > FAULT_CACHE_S:
+            faults = {f.kind: f for f in self.store.faults(platform)}
+            hit = (now, faults)
+            self._cached[platform] = hit
+        return hit[1]
+
+    def invalidate(self) -> None:
+        self._cached.clear()
+
+
+class FaultInjector:
+    """ASGI middleware in front of one emulator: counts the call, then applies its faults."""
+
+    def __init__(self, app: ASGIApp, emulator: Emulator, faults: FaultCache) -> None:
+        self.app, self.emulator, self.faults = app, emulator, faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        platform = self.emulator.platform
+        endpoint = f"{scope['method']} {scope['path']}"
+        await to_thread.run_sync(self.emulator.store.count_call, platform, endpoint)
+        faults = self.faults.get(platform)
+
+        def hit(kind: str) -> bool:
+            fault = faults.get(kind)
+            return fault is not None and random.random() < fault.rate
+
+        if hit("latency"):
+            await asyncio.sleep(float(faults["latency"].params.get("ms", 1000)) / 1000)
+        if hit("error5xx"):
+            status = random.choice((500, 503))
+            text = "Internal Server Error" if status == 500 else "Service Unavailable"
+            await PlainTextResponse(text, status_code=status)(scope, receive, send)
+            return
+        if hit("ratelimit"):
+            await self.emulator.throttle_response()(scope, receive, send)
+            return
+        mangle = "malformed" if hit("malformed") else "truncated" if hit("truncated") else None
+        if mangle is None:
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, _Mangler(send, mangle))
+
+
+class _Mangler:
+    """Buffers one response and spoils its JSON body: not JSON at all, or cut in half."""
+
+    def __init__(self, send: Send, how: str) -> None:
+        self.send, self.how = send, how
+        self.start: Message | None = None
+        self.body = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return
+        if message["type"] != "http.response.body" or self.start is None:
+            await self.send(message)
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        headers = [
+            (k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"
+        ]
+        content_type = dict(headers).get(b"content-type", b"")
+        body = self.body
+        if b"json" in content_type:
+            if self.how == "malformed":
+                body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            else:
+                body = body[: len(body) // 2]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send({**self.start, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals are the SandboxServer's business: it stops every port at once."""
+
+    def capture_signals(self) -> Any:
+        return contextlib.nullcontext()
+
+
+class PortInUse(Exception):
+    def __init__(self, platform: str, port: int, reason: str) -> None:
+        super().__init__(platform, port, reason)
+        self.platform, self.port, self.reason = platform, port, reason
+
+    def __str__(self) -> str:
+        return f"cannot listen on port {self.port} for {self.platform}: {self.reason}"
+
+
+class SandboxServer:
+    """All emulators plus the control app, each on port_base + its offset, in one process."""
+
+    def __init__(
+        self,
+        path: Path,
+        port_base: int = DEFAULT_PORT_BASE,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.store = SandboxStore(path)
+        self.port_base, self.host = port_base, host
+        self.registry = load_registry()
+        self.emulators = build_emulators(self.store, self.registry, port_base, host)
+        self.admin_token = admin_token(self.store)
+        self.faults = FaultCache(self.store)
+        self.control_url = f"http://127.0.0.1:{port_for('control', port_base)}"
+        self._servers: dict[str, tuple[uvicorn.Server, asyncio.Task[None]]] = {}
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- what `info` shows -------------------------------------------------------------------
+    def info(self) -> dict[str, dict[str, Any]]:
+        return describe(self.emulators, self.control_url, self.admin_token)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def serve(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until stop() or SIGINT/SIGTERM; every port is bound before `on_ready`."""
+        loop = self._loop = asyncio.get_running_loop()
+        signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+        if threading.current_thread() is not threading.main_thread():
+            signals = ()  # served from a thread (tests, benchmarks): stop() is the way out
+        for sig in signals:
+            loop.add_signal_handler(sig, self._stop.set)
+        self.store.set_setting("sandbox", "port_base", str(self.port_base))
+        try:
+            await self._start("control", self._control_app(), "127.0.0.1")
+            for platform, emulator in self.emulators.items():
+                if "down" not in self.faults.get(platform):
+                    await self._start(platform, self._emulator_app(emulator), self.host)
+            if on_ready is not None:
+                on_ready()
+            while not self._stop.is_set():
+                await self._supervise()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), SUPERVISE_EVERY_S)
+        finally:
+            for platform in list(self._servers):
+                await self._halt(platform)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        """Safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _start(self, platform: str, app: ASGIApp, host: str) -> None:
+        port = port_for(platform, self.port_base)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when their
+        # proto says TCP, and without it every response waits out a delayed ACK (~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise PortInUse(platform, port, exc.strerror or str(exc)) from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"sandbox-{platform}")
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it
+                raise PortInUse(platform, port, "the server stopped while starting")
+            await asyncio.sleep(0.01)
+        self._servers[platform] = (server, task)
+
+    async def _halt(self, platform: str) -> None:
+        server, task = self._servers.pop(platform)
+        server.should_exit = True
+        await task
+
+    async def _supervise(self) -> None:
+        """Take platforms down and bring them back as `down` faults start and end; apply
+        `token_expire` faults written straight into the store (the API applies its own)."""
+        for platform, emulator in self.emulators.items():
+            faults = self.faults.get(platform)
+            if "token_expire" in faults:
+                await run_in_threadpool(self._expire_tokens, platform)
+            down = "down" in faults
+            if down and platform in self._servers:
+                log.warning("sandbox: %s is down", platform)
+                await self._halt(platform)
+            elif not down and platform not in self._servers:
+                try:
+                    await self._start(platform, self._emulator_app(emulator), self.host)
+                except PortInUse as exc:  # someone took the port meanwhile: try again soon
+                    log.warning("sandbox: %s", exc)
+                else:
+                    log.warning("sandbox: %s is back up", platform)
+
+    def _expire_tokens(self, platform: str) -> int:
+        expired = self.store.expire_tokens(platform)
+        self.store.clear_faults(platform, "token_expire")
+        self.faults.invalidate()
+        return expired
+
+    def _emulator_app(self, emulator: Emulator) -> ASGIApp:
+        return FaultInjector(Starlette(routes=emulator.routes()), emulator, self.faults)
+
+    # -- control API -------------------------------------------------------------------------
+    def _control_app(self) -> ASGIApp:
+        routes = [
+            Route("/_sandbox/info", self._info, methods=["GET"]),
+            Route("/_sandbox/ledger", self._ledger, methods=["GET"]),
+            Route("/_sandbox/calls", self._calls, methods=["GET"]),
+            Route("/_sandbox/faults", self._faults, methods=["GET"]),
+            Route("/_sandbox/fault", self._guarded(self._set_fault), methods=["POST"]),
+            Route("/_sandbox/fault", self._guarded(self._clear_fault), methods=["DELETE"]),
+            Route("/_sandbox/seed", self._guarded(self._seed), methods=["POST"]),
+            Route("/_sandbox/oa/approvals", self._guarded(self._oa_create), methods=["POST"]),
+            Route(
+                "/_sandbox/oa/approvals/{request_id}/transition",
+                self._guarded(self._oa_transition),
+                methods=["POST"],
+            ),
+            Route("/_sandbox/{platform}/press", self._guarded(self._press), methods=["POST"]),
+            Route("/_sandbox/{platform}/settings", self._guarded(self._settings), methods=["POST"]),
+        ]
+        return Starlette(
+            routes=routes,
+            middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)],
+        )
+
+    def _guarded(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(presented.encode(), self.admin_token.encode()):
+                return _error(
+                    401,
+                    "the control API wants 'Authorization: Bearer <admin token>';"
+                    " see: syncctl sandbox info",
+                )
+            try:
+                return await endpoint(request)
+            except _BadRequest as exc:
+                return _error(exc.status, exc.message)
+
+        return guarded
+
+    async def _info(self, request: Request) -> Response:
+        return JSONResponse(self.info())
+
+    async def _ledger(self, request: Request) -> Response:
+        platform = request.query_params.get("platform") or None
+        since = _int(request.query_params.get("since_seq", "0"), "since_seq")
+        if isinstance(since, Response):
+            return since
+        entries = await run_in_threadpool(self.store.ledger, platform, since)
+        return JSONResponse({"entries": [e.as_json() for e in entries]})
+
+    async def _calls(self, request: Request) -> Response:
+        platform = request.query_params.get("platform") or None
+        return JSONResponse({"calls": await run_in_threadpool(self.store.calls, platform)})
+
+    async def _faults(self, request: Request) -> Response:
+        faults = await run_in_threadpool(self.store.faults, None)
+        return JSONResponse({"faults": [_fault_json(f) for f in faults]})
+
+    async def _set_fault(self, request: Request) -> Response:
+        body = await _json_object(request)
+        platform = self._platform(str(body.get("platform", "")))
+        kind = str(body.get("kind", ""))
+        if kind not in FAULT_KINDS:
+            raise _BadRequest(400, f"kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+        if kind == "token_expire":
+            expired = await run_in_threadpool(self._expire_tokens, platform)
+            return JSONResponse({"platform": platform, "kind": kind, "expired_tokens": expired})
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise _BadRequest(400, "params must be a JSON object")
+        try:
+            rate = float(body.get("rate", 1.0))
+            for_s = None if body.get("for_s") is None else float(body["for_s"])
+            fault = await run_in_threadpool(
+                self.store.set_fault, platform, kind, rate, for_s, params
+            )
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(400, str(exc)) from None
+        self.faults.invalidate()
+        return JSONResponse({"fault": _fault_json(fault)})
+
+    async def _clear_fault(self, request: Request) -> Response:
+        platform = request.query_params.get("platform") or None
+        if platform is not None:
+            self._platform(platform)
+        kind = request.query_params.get("kind") or None
+        cleared = await run_in_threadpool(self.store.clear_faults, platform, kind)
+        self.faults.invalidate()
+        return JSONResponse({"cleared": cleared})
+
+    async def _press(self, request: Request) -> Response:
+        emulator = self.emulators[self._platform(request.path_params["platform"])]
+        action = await _json_object(request)
+        try:
+            # In a worker thread: a press may send a callback whose receiver calls us back.
+            result = await run_in_threadpool(emulator.press, action)
+        except PressError as exc:
+            raise _BadRequest(409, str(exc)) from None
+        return JSONResponse(result)
+
+    async def _settings(self, request: Request) -> Response:
+        platform = self._platform(request.path_params["platform"])
+        body = await _json_object(request)
+        for key, value in body.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            await run_in_threadpool(self.store.set_setting, platform, str(key), text)
+        return JSONResponse({"platform": platform, "settings": sorted(body)})
+
+    async def _seed(self, request: Request) -> Response:
+        body = await _json_object(request)
+        try:
+            options = {
+                key: int(body[key])
+                for key in ("seed", "approvals", "checkin_days", "progress_per_project")
+                if key in body
+            }
+        except (TypeError, ValueError):
+            raise _BadRequest(400, "seed options must be integers") from None
+        started = time.monotonic()
+        counts = await run_in_threadpool(
+            lambda: seed_all(self.store, emulators=self.emulators, **options)
+        )
+        return JSONResponse({"counts": counts, "elapsed_s": round(time.monotonic() - started, 3)})
+
+    def _oa(self) -> OAEmulator:
+        oa = self.emulators.get("oa")
+        if not isinstance(oa, OAEmulator):
+            raise _BadRequest(404, "the OA emulator is not in this build")
+        return oa
+
+    async def _oa_create(self, request: Request) -> Response:
+        """A new pending approval, as if `applicant` filed it in the OA's own UI."""
+        body = await _json_object(request)
+        try:
+            result = await run_in_threadpool(self._oa().press, {**body, "action": "create"})
+        except PressError as exc:
+            raise _BadRequest(409, str(exc)) from None
+        return JSONResponse(result)
+
+    async def _oa_transition(self, request: Request) -> Response:
+        """approve | reject | revoke | comment by `by`; bumps lastOperateTime, fires the webhook."""
+        body = await _json_object(request)
+        action = {**body, "requestId": request.path_params["request_id"]}
+        if action.get("action") not in ("approve", "reject", "revoke", "comment"):
+            raise _BadRequest(400, "action must be approve, reject, revoke or comment")
+        try:
+            result = await run_in_threadpool(self._oa().press, action)
+        except PressError as exc:
+            raise _BadRequest(409, str(exc)) from None
+        return JSONResponse(result)
+
+    def _platform(self, name: str) -> str:
+        if name not in self.emulators:
+            known = ", ".join(self.emulators)
+            raise _BadRequest(404, f"no platform {name!r} in this sandbox; known: {known}")
+        return name
+
+
+def describe(
+    emulators: Mapping[str, Emulator], control_url: str, token: str
+) -> dict[str, dict[str, Any]]:
+    """{platform: {title, base_url, credentials}}, control first: what `sandbox info` shows."""
+    info: dict[str, dict[str, Any]] = {
+        "control": {
+            "title": "Sandbox control API",
+            "base_url": control_url,
+            "credentials": {"admin_token": token},
+        }
+    }
+    for platform, emulator in emulators.items():
+        info[platform] = {
+            "title": emulator.title,
+            "base_url": emulator.base_url,
+            "credentials": emulator.credentials(),
+        }
+    return info
+
+
+def env_vars(info: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """SANDBOX_<PLATFORM>_<KEY> for every base URL and credential: the names the shipped
+    config/connectors.yaml reads (appKey -> SANDBOX_DINGTALK_APP_KEY)."""
+    found: dict[str, str] = {}
+    for platform, entry in info.items():
+        prefix = f"SANDBOX_{platform.upper()}_"
+        found[prefix + "BASE_URL"] = str(entry["base_url"])
+        for key, value in entry.get("credentials", {}).items():
+            name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace(".", "_").upper()
+            found[prefix + name] = str(value)
+    return found
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status, self.message = status, message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise _BadRequest(400, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _BadRequest(400, "the body must be a JSON object")
+    return body
+
+
+def _int(text: str, name: str) -> int | Response:
+    try:
+        return int(text or "0")
+    except ValueError:
+        return _error(400, f"{name} must be an integer")
+
+
+def _fault_json(fault: Fault) -> dict[str, Any]:
+    return {
+        "platform": fault.platform,
+        "kind": fault.kind,
+        "rate": fault.rate,
+        "until_ms": fault.until_ms,
+        "params": fault.params,
+    }

@@ -1,0 +1,340 @@
+"""`syncctl sandbox up` as a real subprocess: control API, faults, restarts and signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sync_pipeline.sandbox.registry import free_port_base
+from tests.sandbox.test_oa import E9, receiver, wait_for
+
+__all__ = ["receiver"]  # a fixture these tests use, shared with the OA contract tests
+
+REGIST = "/api/ec/dev/auth/regist"
+
+
+class Sandbox:
+    """One `syncctl sandbox up` process and what a test needs to talk to it."""
+
+    def __init__(self, data_dir: Path, port_base: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port_base = port_base or free_port_base()
+        self.control = f"http://127.0.0.1:{self.port_base}"
+        self.oa = f"http://127.0.0.1:{self.port_base + 1}"
+        self.stderr = data_dir / f"stderr-{time.monotonic_ns()}.txt"
+        command = [sys.executable, "-m", "sync_pipeline.cli", "sandbox", "up"]
+        command += ["--port-base", str(self.port_base), "--data-dir", str(data_dir)]
+        with self.stderr.open("wb") as err:
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+
+    def wait_ready(self, deadline_s: float = 30) -> Sandbox:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.stderr.read_text()
+            try:
+                self.info = requests.get(f"{self.control}/_sandbox/info", timeout=2).json()
+            except requests.ConnectionError:
+                time.sleep(0.05)
+                continue
+            return self
+        raise AssertionError(f"sandbox not ready in {deadline_s} s: {self.stderr.read_text()}")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.info['control']['credentials']['admin_token']}"}
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return requests.post(f"{self.control}{path}", json=body, headers=self.auth, timeout=30)
+
+    def fault(self, kind: str, **body: Any) -> None:
+        answer = self.post("/_sandbox/fault", {"platform": "oa", "kind": kind, **body})
+        assert answer.status_code == 200, answer.text
+
+    def clear(self) -> None:
+        requests.delete(
+            f"{self.control}/_sandbox/fault",
+            params={"platform": "oa"},
+            headers=self.auth,
+            timeout=5,
+        )
+
+    def e9(self) -> E9:
+        client = E9(self.oa, self.info["oa"]["credentials"]["appid"])
+        client.regist()
+        client.applytoken()
+        return client
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    running = Sandbox(tmp_path_factory.mktemp("sandbox")).wait_ready()
+    seeded = running.post("/_sandbox/seed", {"seed": 3, "approvals": 30, "checkin_days": 2})
+    assert seeded.status_code == 200, seeded.text
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def oa(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The shared sandbox, with every OA fault cleared afterwards."""
+    yield sandbox
+    sandbox.clear()
+
+
+def refused(url: str) -> bool:
+    try:
+        requests.post(url, timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
+def child_pids(pid: int) -> list[str]:
+    """Linux keeps each thread's children in /proc/<pid>/task/<tid>/children."""
+    found: list[str] = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += listing.read_text().split()
+    return found
+
+
+def poll(condition: Any, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- control API ------------------------------------------------------------------------------
+def test_info_names_every_served_platform_with_url_and_credentials(sandbox: Sandbox) -> None:
+    info = sandbox.info
+
+    assert info["control"]["base_url"] == sandbox.control
+    assert info["oa"]["base_url"] == sandbox.oa
+    assert set(info["oa"]["credentials"]) >= {"appid", "secret", "spk", "webhook_secret"}
+    for platform, entry in info.items():
+        offset = int(entry["base_url"].rsplit(":", 1)[1]) - sandbox.port_base
+        assert offset == ["control", "oa", "wecom", "dingtalk", "feishu", "agora"].index(platform)
+
+
+def test_mutation_without_the_admin_token_is_refused(sandbox: Sandbox) -> None:
+    answer = requests.post(f"{sandbox.control}/_sandbox/seed", json={}, timeout=5)
+
+    assert answer.status_code == 401
+
+
+def test_control_api_refuses_a_foreign_host_header(sandbox: Sandbox) -> None:
+    answer = requests.get(
+        f"{sandbox.control}/_sandbox/info", headers={"Host": "evil.example"}, timeout=5
+    )
+
+    assert answer.status_code == 400
+
+
+def test_calls_counts_each_request_by_method_and_path(sandbox: Sandbox) -> None:
+    before = requests.get(f"{sandbox.control}/_sandbox/calls", timeout=5).json()["calls"]
+
+    requests.post(sandbox.oa + REGIST, timeout=5)
+    requests.post(sandbox.oa + REGIST, timeout=5)
+
+    after = requests.get(f"{sandbox.control}/_sandbox/calls", timeout=5).json()["calls"]
+    key = f"oa POST {REGIST}"
+    assert after[key] - before.get(key, 0) == 2
+
+
+def test_ledger_lists_writes_after_a_seq(sandbox: Sandbox) -> None:
+    client = sandbox.e9()
+    entries = requests.get(f"{sandbox.control}/_sandbox/ledger", timeout=5).json()["entries"]
+    last = entries[-1]["seq"] if entries else 0
+    main = json.dumps([{"fieldName": "subject", "fieldValue": "Chairs"}])
+
+    client.post("/api/workflow/paService/doCreateRequest", "105", workflowId="1003", mainData=main)
+
+    params = {"platform": "oa", "since_seq": last}
+    new = requests.get(f"{sandbox.control}/_sandbox/ledger", params=params, timeout=5).json()
+    assert [e["endpoint"] for e in new["entries"]] == ["/api/workflow/paService/doCreateRequest"]
+
+
+def test_press_with_an_impossible_action_answers_409_with_the_reason(sandbox: Sandbox) -> None:
+    action = {"action": "approve", "requestId": "R999999", "by": "E00003"}
+
+    answer = sandbox.post("/_sandbox/oa/press", action)
+
+    assert answer.status_code == 409
+    assert "NO_PERMISSION" in answer.json()["error"]
+
+
+def test_press_on_an_unknown_platform_answers_404(sandbox: Sandbox) -> None:
+    assert sandbox.post("/_sandbox/slack/press", {}).status_code == 404
+
+
+def test_admin_transition_moves_an_approval_and_fires_the_webhook(
+    sandbox: Sandbox, receiver
+) -> None:
+    url, received = receiver
+    sandbox.post("/_sandbox/oa/settings", {"webhook_url": url})
+    created = sandbox.post(
+        "/_sandbox/oa/approvals", {"applicant": "E00002", "approvers": ["E00003"]}
+    ).json()
+
+    moved = sandbox.post(
+        f"/_sandbox/oa/approvals/{created['requestId']}/transition",
+        {"action": "approve", "by": "E00003"},
+    )
+
+    assert moved.json()["status"] == "approved"
+    wait_for(received, 2)
+    events = [json.loads(body)["event"] for _, body in received]
+    assert events == ["request.created", "request.approved"]
+
+
+# -- faults, each observable over HTTP ---------------------------------------------------------
+def test_latency_fault_delays_answers(oa: Sandbox) -> None:
+    oa.fault("latency", params={"ms": 400})
+
+    started = time.monotonic()
+    requests.post(oa.oa + REGIST, timeout=5)
+
+    assert time.monotonic() - started >= 0.4
+
+
+def test_error5xx_fault_answers_a_plain_500_or_503(oa: Sandbox) -> None:
+    oa.fault("error5xx")
+
+    answer = requests.post(oa.oa + REGIST, timeout=5)
+
+    assert answer.status_code in (500, 503)
+    assert answer.headers["content-type"].startswith("text/plain")
+
+
+def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
+    oa.fault("ratelimit")
+
+    answer = requests.post(oa.oa + REGIST, timeout=5)
+
+    assert answer.status_code == 429
+    assert answer.json()["code"] == "REQUEST_FREQUENCY_LIMIT"
+
+
+def test_malformed_fault_answers_json_content_type_that_is_not_json(oa: Sandbox) -> None:
+    oa.fault("malformed")
+
+    answer = requests.post(oa.oa + REGIST, timeout=5)
+
+    assert answer.headers["content-type"] == "application/json"
+    with pytest.raises(ValueError, match="Expecting value"):
+        answer.json()
+
+
+def test_truncated_fault_cuts_the_real_body_in_half(oa: Sandbox) -> None:
+    real = requests.post(oa.oa + REGIST, timeout=5).content
+    oa.fault("truncated")
+
+    cut = requests.post(oa.oa + REGIST, timeout=5).content
+
+    assert cut == real[: len(real) // 2]
+
+
+def test_token_expire_fault_expires_every_token_now(oa: Sandbox) -> None:
+    client = oa.e9()
+    assert isinstance(client.page("All"), list)
+
+    oa.fault("token_expire")
+
+    assert client.page("All")["msg"].startswith("token不存在或者超时")
+    faults = requests.get(f"{oa.control}/_sandbox/faults", timeout=5).json()["faults"]
+    assert [f for f in faults if f["kind"] == "token_expire"] == []  # one-shot
+
+
+def test_down_fault_refuses_connections_then_comes_back(oa: Sandbox) -> None:
+    oa.fault("down", for_s=1.0)
+
+    assert poll(lambda: refused(oa.oa + REGIST), deadline_s=1.0)
+    assert poll(lambda: not refused(oa.oa + REGIST), deadline_s=5.0)
+
+
+def test_duplicate_webhook_fault_sends_each_webhook_twice(oa: Sandbox, receiver) -> None:
+    url, received = receiver
+    oa.post("/_sandbox/oa/settings", {"webhook_url": url})
+    oa.fault("duplicate_webhook")
+
+    oa.post("/_sandbox/oa/approvals", {"applicant": "E00004", "approvers": ["E00005"]})
+
+    wait_for(received, 2)
+    assert len(received) == 2
+    assert received[0][1] == received[1][1]
+
+
+def test_out_of_order_fault_lets_a_later_webhook_overtake(oa: Sandbox, receiver) -> None:
+    url, received = receiver
+    oa.post("/_sandbox/oa/settings", {"webhook_url": url})
+    oa.fault("out_of_order", params={"delay_ms": 800})
+    first = oa.post("/_sandbox/oa/approvals", {"applicant": "E00006", "approvers": ["E00007"]})
+    time.sleep(0.3)  # the courier thread takes the first webhook while the fault still holds
+    oa.clear()
+
+    second = oa.post("/_sandbox/oa/approvals", {"applicant": "E00008", "approvers": ["E00009"]})
+
+    wait_for(received, 2)
+    order = [json.loads(body)["requestId"] for _, body in received]
+    assert order == [second.json()["requestId"], first.json()["requestId"]]
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+def test_restart_keeps_state(tmp_path: Path) -> None:
+    first = Sandbox(tmp_path).wait_ready()
+    first.post("/_sandbox/seed", {"approvals": 5})
+    created = first.post("/_sandbox/oa/approvals", {"applicant": "E00002", "approvers": ["101"]})
+    request_id = created.json()["requestId"]
+    first.e9().post("/api/workflow/paService/saveRequestLog", "102", requestId=request_id)
+    assert first.stop() == 0
+
+    again = Sandbox(tmp_path, first.port_base).wait_ready()
+    try:
+        status = again.e9().get("/api/workflow/paService/getRequestStatus", requestId=request_id)
+        ledger = requests.get(f"{again.control}/_sandbox/ledger", timeout=5).json()["entries"]
+        assert status["code"] == "SUCCESS"
+        assert [e["endpoint"] for e in ledger] == ["/api/workflow/paService/saveRequestLog"]
+        assert again.info == first.info
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_sandbox_cleanly(tmp_path: Path, sig: int) -> None:
+    running = Sandbox(tmp_path).wait_ready()
+    children = child_pids(running.proc.pid)
+
+    code = running.stop(sig)
+
+    assert code == 0
+    assert children == []
+    assert refused(running.control + "/_sandbox/info")
+    assert "Traceback" not in running.stderr.read_text()
+
+
+def test_a_second_sandbox_on_the_same_ports_exits_2_with_one_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    second = Sandbox(tmp_path, sandbox.port_base)
+
+    code = second.proc.wait(timeout=30)
+
+    lines = second.stderr.read_text().strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1
+    assert f"port {sandbox.port_base}" in lines[0]
