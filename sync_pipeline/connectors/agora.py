@@ -1,0 +1,289 @@
+"""The Agora Chat connector: notifications to users as chat messages, and the user directory.
+
+Written from Agora Chat's REST contract (shared/platform-apis.md section 6), never from the
+sandbox emulator. The app token (AccessToken2 with the chat app privilege) is built locally
+by AgoraIO's own `ChatTokenBuilder2` from the App ID and App Certificate, and cached in Redis
+like every other token so that all workers send the same one. Agora reports errors by HTTP
+status with an `error` string in the body.
+
+Agora Chat has no interactive card, no edit API and no dedupe handle: a card is a custom
+message (`customEvent` + `customExts`), updating a card is recalling the old message (only
+possible within the recall window) and sending a new one that names it in `replaces`, and a
+resend is a second message, so the write step must never resend one whose outcome it does
+not know (`dedupe_window_s` is None). Our effect key rides along in `ext.sync_effect_key`, so
+a message can be matched to its effect in the history export.
+
+A message's `target_id` is "<username>/<msg_id>": a recall needs the recipient as well as the
+message id, and Agora cannot look a message up by id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.notify import notification, plain_text, rejected, wants_decision
+from sync_pipeline.errors import (
+    ConfigError,
+    OutcomeUnknown,
+    QuotaExhausted,
+    RateLimited,
+    SyncError,
+    TokenExpired,
+    VendorRejected,
+    VendorUnavailable,
+)
+from sync_pipeline.http import TokenCache, bearer
+from sync_pipeline.records import Page, ReadWindow, Record, WriteRequest, WriteResult, WriteStatus
+
+with warnings.catch_warnings():  # the package's __init__ imports its deprecated DynamicKey
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from agoraiotools.ChatTokenBuilder2 import ChatTokenBuilder  # type: ignore[import-untyped]
+
+VENDOR = "agora"
+MESSAGES = "messages"
+MAX_TOKEN_TTL_S = 86_400  # app tokens are valid at most 24 h
+TOKEN_REFRESH_MARGIN_S = 3_600.0
+RATE_LIMIT_WAIT_S = 1.0  # 429 reach_limit documents no Retry-After; the limits are per second
+USERNAME = re.compile(r"[a-z0-9_.-]{1,64}")  # Agora's username alphabet
+USERS_PAGE_SIZE = 100  # GET /users `limit`: 1..100
+CARD_EVENT = "approval_card"
+EMPLOYEE_NO_FROM_USERNAME = ("upper", "same")
+
+
+def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> SyncError | None:
+    """Agora's answer as an error, or None (platform-apis.md section 6, error table)."""
+    error = str(body.get("error") or "")
+    detail = str(body.get("error_description") or "")
+    if status == 408 or status >= 500:
+        return VendorUnavailable(VENDOR, error or f"http_{status}")
+    if status == 401:  # unauthorized (expired) or auth_bad_access_token: rebuild the token
+        return TokenExpired(VENDOR, error or "unauthorized")
+    if status == 429:
+        if error == "resource_limited":  # the plan's quota, not a throttle: stop the run cleanly
+            return QuotaExhausted(VENDOR, "*", 0, "plan")
+        return RateLimited(VENDOR, error or "reach_limit", detail, retry_after=RATE_LIMIT_WAIT_S)
+    if status >= 400 or error:
+        return VendorRejected(VENDOR, error or f"http_{status}", detail)
+    return None
+
+
+def message_target(username: str, msg_id: str) -> str:
+    """The target id of a message sent to `username` (usernames never hold a '/')."""
+    return f"{username}/{msg_id}"
+
+
+def parse_target(target_id: str) -> tuple[str, str] | None:
+    """(username, msg_id) of a target id, or None if it is not one of ours."""
+    username, sep, msg_id = target_id.partition("/")
+    return (username, msg_id) if sep and USERNAME.fullmatch(username) and msg_id else None
+
+
+class AgoraConnector:
+    """One Agora Chat app: `base_url` is the REST host; options `org_name`, `app_name`, and
+    optionally `sender` (default "admin"), `token_ttl_s` and `employee_no_from_username`."""
+
+    vendor = VENDOR
+
+    def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
+        self.config = config
+        self._app_id = config.credentials["app_id"].reveal()
+        options = config.options
+        self.prefix = f"{options['org_name']}/{options['app_name']}"
+        self.sender = str(options.get("sender", "admin"))
+        self.token_ttl_s = min(MAX_TOKEN_TTL_S, int(options.get("token_ttl_s", MAX_TOKEN_TTL_S)))
+        # Usernames are lower case by Agora's rule; a deployment that derives them from the
+        # employee number says how to get it back, so the directory can match people.
+        self.employee_no_from_username = options.get("employee_no_from_username")
+        if self.employee_no_from_username not in (None, *EMPLOYEE_NO_FROM_USERNAME):
+            raise ConfigError(
+                "connectors.yaml",
+                [
+                    (
+                        f"{config.name}.options.employee_no_from_username",
+                        f"expected one of {', '.join(EMPLOYEE_NO_FROM_USERNAME)}",
+                    )
+                ],
+            )
+        self.tokens = TokenCache(
+            ctx.redis,
+            f"token:{VENDOR}:{self._app_id}",
+            self._build_token,
+            TOKEN_REFRESH_MARGIN_S,
+            vendor=VENDOR,
+        )
+        self.client = build_client(config, ctx, classify, self.tokens, app=self._app_id)
+
+    # -- the connector seam --------------------------------------------------------------------
+    def classify(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> SyncError | None:
+        return classify(status, body, headers)
+
+    def dedupe_window_s(self, stream: str) -> float | None:
+        return None  # Agora has no dedupe handle: a resend is a second message
+
+    def write(self, stream: str, request: WriteRequest) -> WriteResult:
+        if stream != MESSAGES:
+            raise self._no_stream(stream)
+        kind, to, content = notification(request.payload)
+        try:
+            if kind == "update_card":
+                return self._replace_card(request, content)
+            if not to or not USERNAME.fullmatch(to):
+                return rejected(request, f"expected an Agora username in 'to', got {to!r}")
+            if kind == "card":
+                msg_id = self._send(to, request, "custom", _card(request.source_id, content))
+            elif kind == "message":
+                msg_id = self._send(to, request, "txt", {"msg": plain_text(content)})
+            else:
+                return rejected(request, f"unknown notification kind {kind!r}")
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        return WriteResult(request.effect_key, WriteStatus.DONE, message_target(to, msg_id))
+
+    def read_page(
+        self, stream: str, window: ReadWindow, page_token: str | None, limit: int
+    ) -> Page:
+        raise self._no_stream(stream)
+
+    def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
+        return list(records)
+
+    def list_users(self) -> list[DirectoryUser]:
+        """Every user of the app, oldest first, `limit`/`cursor` paged ("get users in batch")."""
+        users: list[DirectoryUser] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"limit": USERS_PAGE_SIZE}
+            if cursor:
+                params["cursor"] = cursor
+            _, body, _ = self.client.request(
+                "GET",
+                f"{self.prefix}/users",
+                api="users",
+                idempotent=True,
+                params=params,
+                headers={"Accept": "application/json"},
+                auth=bearer,
+            )
+            users += [self._directory_user(e) for e in body.get("entities") or []]
+            cursor = str(body.get("cursor") or "") or None
+            if cursor is None:
+                return users
+            if cursor in seen:
+                raise VendorRejected(VENDOR, "cursor_repeated", "users")
+            seen.add(cursor)
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _build_token(self) -> tuple[str, float]:
+        token = ChatTokenBuilder.build_app_token(
+            self._app_id, self.config.credentials["app_certificate"].reveal(), self.token_ttl_s
+        )
+        return str(token), float(self.token_ttl_s)
+
+    def _send(self, to: str, request: WriteRequest, msg_type: str, body: Mapping[str, Any]) -> str:
+        _, answer, _ = self.client.request(
+            "POST",
+            f"{self.prefix}/messages/users",
+            api="messages/users",
+            idempotent=False,  # no dedupe handle: an unanswered send is OutcomeUnknown
+            json={
+                "from": self.sender,
+                "to": [to],
+                "type": msg_type,
+                "body": dict(body),
+                "ext": {"sync_effect_key": request.effect_key},
+            },
+            headers={"Accept": "application/json"},
+            auth=bearer,
+        )
+        msg_id = (answer.get("data") or {}).get(to)
+        if not msg_id:
+            raise OutcomeUnknown(VENDOR, "no_msg_id", "messages/users")
+        return str(msg_id)
+
+    def _replace_card(self, request: WriteRequest, content: Mapping[str, Any]) -> WriteResult:
+        """Recall the card (if still inside the recall window) and send its successor.
+
+        A retry after the recall finds it already recalled and only sends; the effect key
+        keeps the successor from being sent twice.
+        """
+        earlier = parse_target(request.target_id or "")
+        if earlier is None:
+            return rejected(request, "update_card needs the target_id of an Agora card")
+        to, old_msg_id = earlier
+        _, answer, _ = self.client.request(
+            "POST",
+            f"{self.prefix}/messages/msg_recall",
+            api="messages/msg_recall",
+            idempotent=True,  # recalling a recalled message changes nothing
+            json={"msg_id": old_msg_id, "to": to, "chat_type": "chat", "from": self.sender},
+            headers={"Accept": "application/json"},
+            auth=bearer,
+        )
+        recalled = str((answer.get("data") or {}).get("recalled", ""))
+        card = _card(request.source_id, content, replaces=old_msg_id)
+        msg_id = self._send(to, request, "custom", card)
+        return WriteResult(
+            request.effect_key,
+            WriteStatus.DONE,
+            message_target(to, msg_id),
+            extra={"replaced": old_msg_id, "recalled": recalled},
+        )
+
+    def _directory_user(self, entity: Mapping[str, Any]) -> DirectoryUser:
+        username = str(entity["username"])
+        employee_no = {"upper": username.upper(), "same": username}.get(
+            str(self.employee_no_from_username)
+        )
+        nickname = entity.get("nickname")
+        return DirectoryUser(
+            user_id=username,
+            employee_no=employee_no,
+            email=None,  # Agora keeps no email or mobile for a user
+            mobile=None,
+            name=str(nickname) if nickname else None,
+        )
+
+    def _no_stream(self, stream: str) -> ConfigError:
+        return ConfigError(
+            "flows",
+            [(stream, f"expected stream {MESSAGES!r} (write only) for Agora {self.config.name}")],
+        )
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _card(source_id: str, content: Mapping[str, Any], replaces: str = "") -> dict[str, Any]:
+    """A card as a custom message: `customExts` is a flat map of strings (at most 16)."""
+    decide = wants_decision(content)
+    buttons = (
+        [
+            {"label": label, "action": action, "source_id": source_id}
+            for action, label in (("approve", "Approve"), ("reject", "Reject"))
+        ]
+        if decide
+        else []
+    )
+    exts = {
+        "source_id": source_id,
+        "title": content.get("title"),
+        "text": content.get("text"),
+        "url": content.get("url"),
+        "status": content.get("status"),
+        "status_label": content.get("status_label"),
+        "buttons": json.dumps(buttons, ensure_ascii=False) if buttons else None,
+        "replaces": replaces,
+    }
+    return {
+        "customEvent": CARD_EVENT,
+        "customExts": {k: str(v) for k, v in exts.items() if v not in (None, "")},
+    }

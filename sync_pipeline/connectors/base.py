@@ -1,0 +1,135 @@
+"""The connector seam: read a stream in pages, write a batch idempotently, classify errors.
+
+Connectors know nothing of Celery or PostgreSQL. They talk HTTP through `sync_pipeline.http`
+(timeouts, shared token cache, shared rate limits, backoff, circuit breaker, quotas) and turn
+vendor JSON into canonical records at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+import requests
+
+from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.errors import SyncError
+from sync_pipeline.http import CircuitBreaker, Classify, HttpClient, QuotaBudget, TokenProvider
+from sync_pipeline.records import Page, ReadWindow, Record, WriteRequest, WriteResult
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """One person as a platform knows them; the directory matches people across platforms by
+    employee number, then email, then mobile."""
+
+    user_id: str
+    employee_no: str | None
+    email: str | None
+    mobile: str | None
+    name: str | None
+
+
+class Connector(Protocol):
+    vendor: str  # "oa", "wecom", "dingtalk", "feishu", "agora"
+
+    def read_page(
+        self, stream: str, window: ReadWindow, page_token: str | None, limit: int
+    ) -> Page:
+        """One page of `stream` inside `window`, ordered by cursor value.
+
+        Same arguments, same page: callers may repeat. Raises Transient errors to retry.
+        """
+        ...
+
+    def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
+        """Fill in what the list call does not give (detail calls), for just these records.
+
+        The pipeline calls it only for records whose version changed, so an unchanged sync
+        costs one list call. Connectors whose list gives everything return `records`.
+        """
+        ...
+
+    def write(self, stream: str, request: WriteRequest) -> WriteResult:
+        """Make one remote effect, carrying the vendor's dedupe handle derived from
+        `request.effect_key` where the vendor has one.
+
+        A refusal of this record (bad recipient, bad content) returns a REJECTED result; a
+        Transient error is raised, and the caller retries under the same effect key.
+        """
+        ...
+
+    def list_users(self) -> list[DirectoryUser]:
+        """Everyone the platform knows, for the directory that maps users across platforms."""
+        ...
+
+    def dedupe_window_s(self, stream: str) -> float | None:
+        """How long the vendor itself drops a resend carrying the same handle (Feishu uuid
+        1 h, WeCom duplicate check up to 4 h); None when it does not. Inside the window a
+        write whose outcome is unknown may be resent safely."""
+        ...
+
+    def classify(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> SyncError | None:
+        """None on success. The body decides: IM vendors report errors with HTTP 200."""
+        ...
+
+
+class Directory(Protocol):
+    """Connectors that can list their users implement this too."""
+
+    def list_users(self) -> list[DirectoryUser]: ...
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What a connector gets from the process: shared Redis, the database for monthly quotas,
+    and one pooled HTTP session."""
+
+    redis: redis.Redis
+    database_url: str | None
+    session: requests.Session
+
+
+# Config spells "every other API" and "all APIs together" as words; the HTTP layer as "*".
+CONFIG_DEFAULT_API = "default"
+CONFIG_ALL_APIS = "all"
+
+
+def build_client(
+    config: ConnectorConfig,
+    ctx: ConnectorContext,
+    classify: Classify,
+    token_provider: TokenProvider | None = None,
+    *,
+    app: str,
+) -> HttpClient:
+    """An HttpClient wired with the instance's limits, monthly quota and a shared breaker."""
+    limits = {
+        ("*" if api == CONFIG_DEFAULT_API else api): [
+            (w.count, max(1, round(w.per_s))) for w in windows
+        ]
+        for api, windows in config.rate_limits.items()
+    }
+    quota = None
+    if config.monthly_quota and ctx.database_url:
+        monthly = {
+            ("*" if api == CONFIG_ALL_APIS else api): n for api, n in config.monthly_quota.items()
+        }
+        quota = QuotaBudget(ctx.database_url, config.vendor.value, app, monthly)
+    return HttpClient(
+        config.vendor.value,
+        app,
+        config.base_url,
+        session=ctx.session,
+        redis=ctx.redis,
+        classify=classify,
+        token_provider=token_provider,
+        limits=limits,
+        quota=quota,
+        breaker=CircuitBreaker(ctx.redis, config.vendor.value, app),
+        timeout=(min(3.05, config.timeout_s), config.timeout_s),
+    )

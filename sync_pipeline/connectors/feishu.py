@@ -1,0 +1,529 @@
+"""The Feishu / Lark connector: IM notifications out, approval instances in, the user directory.
+
+Written from Feishu's contract (shared/platform-apis.md section 3), never from the sandbox
+emulator. Every call goes through the shared `HttpClient`; the tenant_access_token lives in
+Redis, shared by every worker. Feishu answers errors inside `{code, msg}` bodies, often with
+HTTP 200 or 400, so `classify` decides by the body first. Messages carry a `uuid` derived from
+our effect key: Feishu itself drops a resend with the same uuid for an hour, which is what lets
+the write step resend a message whose outcome it does not know (DESIGN.md section 3).
+
+Streams: write "messages" (a card, a text message, or an update of a card sent earlier); read
+"approvals" (instances of the approval definitions listed in the `approval_codes` option).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.notify import notification, plain_text, rejected, wants_decision
+from sync_pipeline.errors import (
+    ConfigError,
+    OutcomeUnknown,
+    RateLimited,
+    SyncError,
+    TokenExpired,
+    VendorRejected,
+    VendorUnavailable,
+)
+from sync_pipeline.http import TokenCache, bearer
+from sync_pipeline.records import (
+    Page,
+    ReadWindow,
+    Record,
+    WriteRequest,
+    WriteResult,
+    WriteStatus,
+    iso_utc,
+    parse_iso_utc,
+)
+
+log = logging.getLogger(__name__)
+
+VENDOR = "feishu"
+MESSAGES = "messages"
+APPROVALS = "approvals"
+
+TOKEN_CODES = frozenset({99991663, 99991664, 99991668})  # tenant / app / user token invalid
+RATE_LIMIT_CODE = 99991400
+MESSAGE_RATE_LIMIT_CODE = 230020  # 5 updates a second per message, answered in the body
+MESSAGE_RATE_LIMIT_WAIT_S = 1.0
+SERVICE_ERROR_CODE = 1395001
+TOKEN_REFRESH_MARGIN_S = 600.0  # as the official SDK; under 30 min left Feishu issues a new one
+UUID_MAX = 50  # Feishu's limit on a message's dedupe `uuid`
+UUID_WINDOW_S = 3600.0  # the same uuid is sent at most once per hour ...
+UUID_SAFETY_S = 300.0  # ... minus our margin for clock skew and the time a send takes
+LIST_PAGE_SIZE = 100  # instance codes per list call; the documented maximum (unconfirmed)
+CONTACT_PAGE_SIZE = 50
+ROOT_DEPARTMENT = "0"
+
+INSTANCE_STATUS = {
+    "PENDING": "pending",
+    "APPROVED": "approved",
+    "REJECTED": "rejected",
+    "CANCELED": "revoked",
+    "DELETED": "revoked",
+}
+HEADER_COLOURS = {"pending": "blue", "approved": "green", "rejected": "red"}
+
+
+def feishu_uuid(effect_key: str) -> str:
+    """Feishu's dedupe handle for one effect: a 50-character hex prefix of its sha256."""
+    return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:UUID_MAX]
+
+
+def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> SyncError | None:
+    """Feishu's answer as an error, or None. The body's `code` decides; the status only speaks
+    when there is no body code (a gateway 5xx, the plain-text 404 of an unknown path)."""
+    code = body.get("code")
+    if status == 429 or code == RATE_LIMIT_CODE:
+        reset = headers.get("x-ogw-ratelimit-reset")
+        return RateLimited(VENDOR, str(code or status), retry_after=_seconds(reset))
+    if code == MESSAGE_RATE_LIMIT_CODE:
+        return RateLimited(VENDOR, str(code), retry_after=MESSAGE_RATE_LIMIT_WAIT_S)
+    if status >= 500 or code == SERVICE_ERROR_CODE:
+        return VendorUnavailable(VENDOR, str(code or status))
+    if code is None:
+        return VendorRejected(VENDOR, f"http_{status}") if status >= 400 else None
+    if code == 0:
+        return None
+    if code in TOKEN_CODES:
+        return TokenExpired(VENDOR, str(code))
+    return VendorRejected(VENDOR, str(code), str(body.get("msg", "")))
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class FeishuConnector:
+    """One Feishu app (app_id, app_secret) at `config.base_url` (`.../open-apis` is added)."""
+
+    vendor = VENDOR
+
+    def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
+        self.config = config
+        self._app_id = config.credentials["app_id"].reveal()
+        self.tokens = TokenCache(
+            ctx.redis,
+            f"token:{VENDOR}:{self._app_id}",
+            self._fetch_token,
+            TOKEN_REFRESH_MARGIN_S,
+            vendor=VENDOR,
+        )
+        self.client = build_client(config, ctx, classify, self.tokens, app=self._app_id)
+        codes = config.options.get("approval_codes", [])
+        if not isinstance(codes, list | tuple):
+            raise ConfigError(
+                "connectors.yaml",
+                [(f"{config.name}.options.approval_codes", "expected a list of approval codes")],
+            )
+        self.approval_codes = tuple(str(c) for c in codes)
+
+    # -- the connector seam --------------------------------------------------------------------
+    def classify(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> SyncError | None:
+        return classify(status, body, headers)
+
+    def dedupe_window_s(self, stream: str) -> float | None:
+        return UUID_WINDOW_S - UUID_SAFETY_S if stream == MESSAGES else None
+
+    def write(self, stream: str, request: WriteRequest) -> WriteResult:
+        self._expect_stream(stream, MESSAGES)
+        kind, to, content = notification(request.payload)
+        try:
+            if kind == "update_card":
+                if not request.target_id:
+                    return rejected(request, "update_card needs the target_id of the card")
+                self._patch_card(request.target_id, _card(request.source_id, content))
+                return WriteResult(request.effect_key, WriteStatus.DONE, request.target_id)
+            if not to:
+                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+            if kind == "card":
+                msg_type, body = "interactive", _card(request.source_id, content)
+            elif kind == "message":
+                msg_type, body = "text", {"text": plain_text(content)}
+            else:
+                return rejected(request, f"unknown notification kind {kind!r}")
+            message_id = self._send(to, msg_type, body, feishu_uuid(request.effect_key))
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        return WriteResult(request.effect_key, WriteStatus.DONE, message_id)
+
+    def read_page(
+        self, stream: str, window: ReadWindow, page_token: str | None, limit: int
+    ) -> Page:
+        self._expect_stream(stream, APPROVALS)
+        if not self.approval_codes:
+            raise ConfigError(
+                "connectors.yaml",
+                [(f"{self.config.name}.options.approval_codes", "expected approval codes to read")],
+            )
+        reader = _ApprovalReader(self._get, self.approval_codes, window)
+        return reader.page(page_token, max(1, limit))
+
+    def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
+        """Nothing to add: the list gives only codes, so `read_page` reads each detail."""
+        return list(records)
+
+    def list_users(self) -> list[DirectoryUser]:
+        """Everyone in the app's contact scope: every department from the root down."""
+        departments = [ROOT_DEPARTMENT] + [
+            str(d["open_department_id"])
+            for d in self._paged(
+                f"contact/v3/departments/{ROOT_DEPARTMENT}/children",
+                "contact/v3/departments/:department_id/children",
+                {"fetch_child": "true", "department_id_type": "open_department_id"},
+            )
+        ]
+        users: dict[str, DirectoryUser] = {}
+        for department in departments:
+            for item in self._paged(
+                "contact/v3/users/find_by_department",
+                "contact/v3/users/find_by_department",
+                {
+                    "department_id": department,
+                    "department_id_type": "open_department_id",
+                    "user_id_type": "open_id",
+                },
+            ):
+                users.setdefault(str(item["open_id"]), _directory_user(item))
+        return list(users.values())
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _fetch_token(self) -> tuple[str, float]:
+        try:
+            _, body, _ = self.client.request(
+                "POST",
+                "open-apis/auth/v3/tenant_access_token/internal",
+                api="auth/v3/tenant_access_token",
+                idempotent=True,
+                json={
+                    "app_id": self._app_id,
+                    "app_secret": self.config.credentials["app_secret"].reveal(),
+                },
+            )
+        except VendorRejected as exc:
+            # Wrong credentials are the operator's to fix, not a reason to refuse a record.
+            raise ConfigError(
+                "connectors.yaml",
+                [(f"{self.config.name}.credentials", f"Feishu refused app_id/app_secret ({exc})")],
+            ) from None
+        token, expire = body.get("tenant_access_token"), body.get("expire")
+        if not token or not isinstance(expire, int | float):
+            raise VendorUnavailable(VENDOR, "no_token", "auth/v3/tenant_access_token")
+        return str(token), float(expire)
+
+    def _send(self, to: str, msg_type: str, content: Mapping[str, Any], dedupe: str) -> str:
+        _, body, _ = self.client.request(
+            "POST",
+            "open-apis/im/v1/messages",
+            api="im/v1/messages",
+            idempotent=True,  # the uuid makes a resend within the hour a no-op at Feishu
+            params={"receive_id_type": "open_id"},  # the directory's user ids are open_ids
+            json={
+                "receive_id": to,
+                "msg_type": msg_type,
+                "content": json.dumps(content, ensure_ascii=False),
+                "uuid": dedupe,
+            },
+            auth=bearer,
+        )
+        message_id = (body.get("data") or {}).get("message_id")
+        if not message_id:
+            raise OutcomeUnknown(VENDOR, "no_message_id", "im/v1/messages")
+        return str(message_id)
+
+    def _patch_card(self, message_id: str, card: Mapping[str, Any]) -> None:
+        self.client.request(
+            "PATCH",
+            f"open-apis/im/v1/messages/{message_id}",
+            api="im/v1/messages/:message_id",
+            idempotent=True,  # setting the same content twice leaves the same card
+            json={"content": json.dumps(card, ensure_ascii=False)},
+            auth=bearer,
+        )
+
+    def _get(self, path: str, api: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        _, body, _ = self.client.request(
+            "GET", f"open-apis/{path}", api=api, idempotent=True, params=params, auth=bearer
+        )
+        data = body.get("data")
+        return data if isinstance(data, Mapping) else {}
+
+    def _paged(self, path: str, api: str, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        """Every item of a `page_token` / `has_more` listing; a repeated token is a vendor bug."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            page_params = {**params, "page_size": CONTACT_PAGE_SIZE}
+            if token:
+                page_params["page_token"] = token
+            data = self._get(path, api, page_params)
+            yield from data.get("items") or []
+            token = str(data.get("page_token") or "") if data.get("has_more") else None
+            if not token:
+                return
+            if token in seen:
+                raise VendorRejected(VENDOR, "page_token_repeated", api)
+            seen.add(token)
+
+    def _expect_stream(self, stream: str, expected: str) -> None:
+        if stream != expected:
+            raise ConfigError(
+                "flows",
+                [(stream, f"expected stream {expected!r} for Feishu connector {self.config.name}")],
+            )
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
+    """An interactive card (JSON 1.0). `update_multi` lets a later PATCH change it for every
+    recipient; button values carry what the card callback needs to act on the source."""
+    status = str(content.get("status") or "")
+    elements: list[dict[str, Any]] = []
+    if content.get("text"):
+        elements.append({"tag": "markdown", "content": str(content["text"])})
+    fields = [("Status", content.get("status_label"))]
+    extra = content.get("fields")
+    if isinstance(extra, Mapping):
+        fields += list(extra.items())
+    shown = [
+        {"is_short": True, "text": {"tag": "lark_md", "content": f"**{label}**\n{value}"}}
+        for label, value in fields
+        if value not in (None, "")
+    ]
+    if shown:
+        elements.append({"tag": "div", "fields": shown})
+    actions: list[dict[str, Any]] = []
+    if content.get("url"):
+        actions.append(_button("Open", "default", url=str(content["url"])))
+    if wants_decision(content):
+        for action, label, style in (
+            ("approve", "Approve", "primary"),
+            ("reject", "Reject", "danger"),
+        ):
+            actions.append(_button(label, style, value={"action": action, "source_id": source_id}))
+    if actions:
+        elements.append({"tag": "action", "actions": actions})
+    return {
+        "config": {"update_multi": True, "wide_screen_mode": True},
+        "header": {
+            "title": {"tag": "plain_text", "content": str(content.get("title") or "Notification")},
+            "template": HEADER_COLOURS.get(status, "grey"),
+        },
+        "elements": elements,
+    }
+
+
+def _button(
+    label: str, style: str, *, url: str | None = None, value: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": style,
+    }
+    if url is not None:
+        button["url"] = url
+    if value is not None:
+        button["value"] = dict(value)
+    return button
+
+
+# -- directory ---------------------------------------------------------------------------------
+def _directory_user(item: Mapping[str, Any]) -> DirectoryUser:
+    def text(*keys: str) -> str | None:
+        return next((str(item[k]) for k in keys if item.get(k)), None)
+
+    return DirectoryUser(
+        user_id=str(item["open_id"]),
+        employee_no=text("employee_no"),
+        email=text("email", "enterprise_email"),
+        mobile=text("mobile"),
+        name=text("name"),
+    )
+
+
+# -- approvals ---------------------------------------------------------------------------------
+_Get = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]  # (path, api, params) -> data
+
+
+@dataclass
+class _Lane:
+    """Where one approval code's instance list stands: the list page holding its next
+    instance (`token`, None for the first) and how many of that page were already read.
+    The rest is scratch state of the page being read and never leaves `_ApprovalReader`."""
+
+    code: str
+    token: str | None = None
+    skip: int = 0
+    done: bool = False
+    listed: bool = False
+    left: list[str] = field(default_factory=list)  # instance codes of the list page after skip
+    more: str | None = None  # the next list page's token when Feishu said has_more
+    head: tuple[int, Record] | None = None  # the next instance, read, not yet in the page
+
+
+class _ApprovalReader:
+    """One page of approval instances started inside the window, in start-time order.
+
+    Feishu lists instance codes per approval code, each list in start-time order (assumed:
+    the docs do not say), and only the detail call tells an instance's start time and state.
+    Pages must be in cursor order across all codes (the cursor commits per page), so this
+    merges the lists: it reads the next instance of each code and takes the earliest,
+    fetching details lazily. The page token holds every lane's (list page token, instances
+    already read), so the same token reads the same page. Feishu filters by start time only,
+    so a decision on an instance started before the window is seen through the approval
+    events or a full sync.
+    """
+
+    def __init__(self, get: _Get, codes: Sequence[str], window: ReadWindow) -> None:
+        self._get = get
+        self.codes = codes
+        self.start_ms = _ms(window.since) if window.since else 0
+        self.end_ms = _ms(window.until) if window.until else _ms(iso_utc(datetime.now(UTC)))
+        self.calls = 0
+
+    def page(self, page_token: str | None, limit: int) -> Page:
+        lanes = self._lanes(page_token)
+        records: list[Record] = []
+        while len(records) < limit:
+            for lane in lanes:
+                self._fill(lane)
+            heads = [(lane.head, i) for i, lane in enumerate(lanes) if lane.head is not None]
+            if not heads:
+                break
+            (_, record), i = min(heads, key=lambda h: (h[0][0], h[0][1].source_id))
+            lane = lanes[i]
+            records.append(record)
+            lane.head, lane.skip = None, lane.skip + 1
+            if not lane.left:
+                self._next_list_page(lane)
+        done = all(lane.done for lane in lanes)
+        return Page(tuple(records), None if done else _encode(lanes), calls=self.calls)
+
+    def _lanes(self, page_token: str | None) -> list[_Lane]:
+        if not page_token:
+            return [_Lane(code) for code in self.codes]
+        return [_Lane(str(c), t, int(s), bool(d)) for c, t, s, d in json.loads(page_token)]
+
+    def _fill(self, lane: _Lane) -> None:
+        """Give the lane its next instance as `head`, listing and reading as needed."""
+        while lane.head is None and not lane.done:
+            if not lane.listed:
+                self._list(lane)
+            if not lane.left:
+                self._next_list_page(lane)
+                continue
+            code = lane.left.pop(0)
+            instance = self._detail(code)
+            if instance is None:  # gone between list and detail: nothing left to sync
+                lane.skip += 1
+                continue
+            lane.head = (int(instance.get("start_time") or 0), _approval_record(instance))
+
+    def _next_list_page(self, lane: _Lane) -> None:
+        if lane.more:
+            lane.token, lane.skip, lane.listed, lane.more = lane.more, 0, False, None
+        else:
+            lane.done = True
+
+    def _list(self, lane: _Lane) -> None:
+        params: dict[str, Any] = {
+            "approval_code": lane.code,
+            "start_time": self.start_ms,
+            "end_time": self.end_ms,
+            "page_size": LIST_PAGE_SIZE,
+        }
+        if lane.token:
+            params["page_token"] = lane.token
+        data = self._get("approval/v4/instances", "approval/v4/instances", params)
+        self.calls += 1
+        codes = [str(c) for c in data.get("instance_code_list") or []]
+        lane.left, lane.listed = codes[lane.skip :], True
+        more = data.get("page_token") if data.get("has_more") else None
+        if more and more == lane.token:
+            raise VendorRejected(VENDOR, "page_token_repeated", "approval/v4/instances")
+        lane.more = str(more) if more else None
+
+    def _detail(self, instance_code: str) -> Mapping[str, Any] | None:
+        self.calls += 1
+        try:
+            return self._get(
+                f"approval/v4/instances/{instance_code}",
+                "approval/v4/instances/:instance_id",
+                {"user_id_type": "open_id"},
+            )
+        except VendorRejected as exc:
+            if exc.code != "1390003":  # instance code not found
+                raise
+            log.warning("feishu approval instance %s vanished while paging", instance_code)
+            return None
+
+
+def _encode(lanes: Sequence[_Lane]) -> str:
+    return json.dumps([[lane.code, lane.token, lane.skip, lane.done] for lane in lanes])
+
+
+def _ms(cursor: str) -> int:
+    return int(parse_iso_utc(cursor).timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return iso_utc(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _approval_record(instance: Mapping[str, Any]) -> Record:
+    """An approval instance in the canonical approval shape (`stages` module docstring)."""
+    start = int(instance.get("start_time") or 0)
+    tasks = instance.get("task_list") or []
+    moments = [start, int(instance.get("end_time") or 0)]
+    moments += [int(t.get("create_time") or 0) for t in instance.get("timeline") or []]
+    moments += [int(t.get("end_time") or 0) for t in tasks]
+    updated = max(moments)
+    status = INSTANCE_STATUS.get(str(instance.get("status")), str(instance.get("status")).lower())
+    code, created = str(instance["instance_code"]), _iso(start)
+    payload = {
+        "id": code,
+        "title": f"{instance.get('approval_name', '')} {instance.get('serial_number', '')}".strip(),
+        "template": str(instance.get("approval_code", "")),
+        "status": status,
+        "applicant": str(instance.get("open_id", "")),
+        "current_approvers": [str(t["open_id"]) for t in tasks if t.get("status") == "PENDING"],
+        "created_at": created,
+        "updated_at": _iso(updated),
+        "form": _form(instance.get("form")),
+        "url": None,
+    }
+    return Record(
+        source_id=code, version=f"{updated}:{status}", cursor_value=created, payload=payload
+    )
+
+
+def _form(raw: Any) -> dict[str, Any]:
+    """Feishu's form (a JSON string of widgets) as {custom_id or name: value}."""
+    try:
+        widgets = json.loads(raw) if isinstance(raw, str) else []
+    except ValueError:
+        return {}
+    if not isinstance(widgets, list):
+        return {}
+    return {
+        str(w.get("custom_id") or w.get("name") or w.get("id")): w.get("value")
+        for w in widgets
+        if isinstance(w, Mapping)
+    }

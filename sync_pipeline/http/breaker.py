@@ -1,0 +1,131 @@
+"""A circuit breaker per (vendor, app), its state shared by all workers in Redis.
+
+When a vendor is down, twenty workers retrying on their own would hammer it and each burn its
+retries; one shared breaker opens after `failure_threshold` consecutive failures seen by any
+worker, fails calls fast while open, and after `reset_timeout_s` lets exactly one probe call
+through (half-open): its success closes the circuit, its failure opens it again.
+
+Why not pybreaker's CircuitRedisStorage: it reads state with `bytes.decode` (breaks on clients
+with `decode_responses=True`), stores the opening time in whole seconds from each host's clock,
+and lets every worker probe at once when half-open. Here each transition is one Lua script
+timed by the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import redis
+
+from sync_pipeline.errors import VendorUnavailable
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+"""
+
+# ARGV[1] = probe timeout ms. Returns {1 closed | 2 probe | 0 refused, ms until a try may pass}.
+_BEFORE_CALL = (
+    _NOW_MS
+    + """
+if open_until == 0 then return {1, 0} end
+if now < open_until then return {0, open_until - now} end
+local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+if now < probe_until then return {0, probe_until - now} end
+redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[1]))
+return {2, 0}
+"""
+)
+
+# ARGV = threshold, reset timeout ms, key lifetime ms. Returns 1 if this failure opened it.
+_RECORD_FAILURE = (
+    _NOW_MS
+    + """
+if open_until > now then return 0 end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if open_until > 0 or failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'open_until', now + tonumber(ARGV[2]))
+  redis.call('HDEL', KEYS[1], 'probe_until')
+  return 1
+end
+return 0
+"""
+)
+
+_STATE = (
+    _NOW_MS
+    + """
+if open_until == 0 then return 0 end
+if now < open_until then return 1 end
+return 2
+"""
+)
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of one (vendor, app); any answered call resets the count."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        vendor: str,
+        app: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout_s: float = 30.0,
+        probe_timeout_s: float | None = None,
+        key_prefix: str = "breaker",
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self._redis = redis_client
+        self.vendor, self.app = vendor, app
+        self.key = f"{key_prefix}:{vendor}:{app}"
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = reset_timeout_s
+        # A probe whose worker died must not keep the circuit half-open for ever.
+        self.probe_timeout_s = reset_timeout_s if probe_timeout_s is None else probe_timeout_s
+        self._before_call = redis_client.register_script(_BEFORE_CALL)
+        self._record_failure = redis_client.register_script(_RECORD_FAILURE)
+        self._state = redis_client.register_script(_STATE)
+
+    def before_call(self) -> None:
+        """Let the call through, or raise VendorUnavailable("circuit_open") while open."""
+        verdict, wait_ms = self._before_call(keys=[self.key], args=[_ms(self.probe_timeout_s)])
+        if int(verdict) == 0:
+            raise VendorUnavailable(
+                self.vendor,
+                "circuit_open",
+                f"app {self.app}: calls paused after repeated failures",
+                retry_after=int(wait_ms) / 1000,
+            )
+
+    def record_success(self) -> None:
+        """The vendor answered: close the circuit and forget past failures."""
+        self._redis.delete(self.key)
+
+    def record_failure(self) -> bool:
+        """The vendor did not answer usefully; True if this failure opened the circuit."""
+        keep_ms = _ms(self.reset_timeout_s + self.probe_timeout_s) + 3_600_000
+        opened = self._record_failure(
+            keys=[self.key],
+            args=[self.failure_threshold, _ms(self.reset_timeout_s), keep_ms],
+        )
+        return bool(opened)
+
+    def state(self) -> BreakerState:
+        """For status output; HALF_OPEN means the next call may probe."""
+        code = int(self._state(keys=[self.key]))
+        return (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN)[code]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

@@ -1,0 +1,51 @@
+"""Connectors against the real sandbox emulators, served over HTTP on loopback ports.
+
+The emulators are written from the vendors' contracts and share no code with the connectors
+(DESIGN.md section 8), so a connector that passes here agrees with the contract, not with
+itself. Tokens live in this test's own Redis database, as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+import redis
+
+from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
+from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.http import make_session
+from sync_pipeline.sandbox.emulator import Emulator
+from tests.sandbox.conftest import serve, store  # noqa: F401 - the emulators' own fixtures
+
+SEED = 7
+
+
+@pytest.fixture
+def ctx(redis_url: str) -> Iterator[ConnectorContext]:
+    """What a worker process gives its connectors: shared Redis, one pooled session."""
+    client = redis.Redis.from_url(redis_url)
+    session = make_session()
+    yield ConnectorContext(client, None, session)
+    session.close()
+    client.close()
+
+
+def connector_config(
+    vendor: Vendor,
+    emulator: Emulator,
+    credentials: Mapping[str, str],
+    options: Mapping[str, Any] | None = None,
+) -> ConnectorConfig:
+    """The config a connectors.yaml entry for this served emulator would load into."""
+    return ConnectorConfig(
+        name=f"test_{vendor.value}",
+        vendor=vendor,
+        base_url=emulator.base_url,
+        credentials={name: Secret(value) for name, value in credentials.items()},
+        rate_limits={},
+        monthly_quota={},
+        timeout_s=10.0,
+        options=dict(options or {}),
+    )

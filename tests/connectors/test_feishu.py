@@ -1,0 +1,359 @@
+"""The Feishu connector against the Feishu emulator: tokens, cards, dedupe, limits, directory,
+approvals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sync_pipeline.config.connector import Vendor
+from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.feishu import FeishuConnector, classify, feishu_uuid
+from sync_pipeline.errors import (
+    ConfigError,
+    RateLimited,
+    TokenExpired,
+    VendorRejected,
+    VendorUnavailable,
+)
+from sync_pipeline.http import RetryPolicy
+from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.feishu import FeishuEmulator
+from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
+from tests.connectors.conftest import SEED, connector_config
+
+SEND = "POST /open-apis/im/v1/messages"
+PATCH = "PATCH /open-apis/im/v1/messages/:message_id"
+TOKEN_API = "auth/v3/tenant_access_token"
+APPROVALS = 90
+
+
+@pytest.fixture
+def feishu(serve, store: SandboxStore) -> FeishuEmulator:
+    emulator = serve(FeishuEmulator, store)
+    assert isinstance(emulator, FeishuEmulator)
+    emulator.seed(World(SEED), approvals=APPROVALS, checkin_days=0)
+    return emulator
+
+
+@pytest.fixture
+def connect(feishu: FeishuEmulator, ctx: ConnectorContext) -> Callable[[], FeishuConnector]:
+    """A new connector instance (a new worker process, say) sharing this test's Redis."""
+    creds = feishu.credentials()
+    codes = [a["approval_code"] for a in feishu.store.list("feishu", "approval")]
+    config = connector_config(
+        Vendor.FEISHU,
+        feishu,
+        {"app_id": creds["app_id"], "app_secret": creds["app_secret"]},
+        {"approval_codes": codes},
+    )
+    return lambda: FeishuConnector(config, ctx)
+
+
+@pytest.fixture
+def connector(connect: Callable[[], FeishuConnector]) -> FeishuConnector:
+    return connect()
+
+
+def open_id(store: SandboxStore, employee_no: str) -> str:
+    return str(store.list("feishu", "user", equals={"employee_no": employee_no})[0]["open_id"])
+
+
+def card_request(to: str, key: str = "k-card", status: str = "pending") -> WriteRequest:
+    return WriteRequest(
+        effect_key=key,
+        source_id="8812",
+        op=WriteOp.CREATE,
+        payload={
+            "kind": "card",
+            "to": to,
+            "content": {
+                "title": "Leave request #8812",
+                "text": "Leave request #8812: waiting for your decision",
+                "url": "https://oa.example/req/8812",
+                "status": status,
+                "status_label": status.capitalize(),
+            },
+        },
+    )
+
+
+def sends(store: SandboxStore) -> list[dict[str, Any]]:
+    return [e.body for e in store.ledger("feishu") if e.endpoint == SEND]
+
+
+def buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for e in card["elements"] if e["tag"] == "action" for a in e["actions"]]
+
+
+# -- tokens ----------------------------------------------------------------------------------
+def test_given_two_connectors_on_one_redis_the_token_is_fetched_once(connect, store) -> None:
+    first, second = connect(), connect()
+
+    first.write("messages", card_request(open_id(store, "E00002"), "k1"))
+    second.write("messages", card_request(open_id(store, "E00003"), "k2"))
+
+    assert first.client.call_counts()[TOKEN_API] == 1
+    assert TOKEN_API not in second.client.call_counts()
+    assert len(sends(store)) == 2
+
+
+def test_given_an_expired_token_the_write_refreshes_it_and_succeeds(connector, store) -> None:
+    connector.write("messages", card_request(open_id(store, "E00002"), "k1"))
+    store.expire_tokens("feishu")
+
+    result = connector.write("messages", card_request(open_id(store, "E00003"), "k2"))
+
+    assert result.status is WriteStatus.DONE
+    assert connector.client.call_counts()[TOKEN_API] == 2
+    assert len(sends(store)) == 2
+
+
+def test_given_a_wrong_app_secret_the_write_fails_as_a_config_error(feishu, ctx, store) -> None:
+    creds = feishu.credentials()
+    config = connector_config(
+        Vendor.FEISHU, feishu, {"app_id": creds["app_id"], "app_secret": "not-the-secret"}
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        FeishuConnector(config, ctx).write("messages", card_request(open_id(store, "E00002")))
+
+    assert caught.value.problems[0][0] == "test_feishu.credentials"
+    assert "not-the-secret" not in str(caught.value)
+
+
+# -- messages --------------------------------------------------------------------------------
+def test_a_card_lands_once_with_the_vendor_fields(connector, store) -> None:
+    to = open_id(store, "E00002")
+    request = card_request(to)
+
+    result = connector.write("messages", request)
+
+    (sent,) = sends(store)
+    assert result.status is WriteStatus.DONE
+    assert result.target_id == sent["message_id"]
+    assert sent["receive_id_type"] == "open_id"
+    assert sent["receive_id"] == to
+    assert sent["msg_type"] == "interactive"
+    assert sent["uuid"] == feishu_uuid(request.effect_key)
+    assert len(sent["uuid"]) <= 50
+    card = json.loads(sent["content"])
+    assert card["config"]["update_multi"] is True
+    assert card["header"]["title"]["content"] == "Leave request #8812"
+    assert [(b.get("url"), b.get("value")) for b in buttons(card)] == [
+        ("https://oa.example/req/8812", None),
+        (None, {"action": "approve", "source_id": "8812"}),
+        (None, {"action": "reject", "source_id": "8812"}),
+    ]
+
+
+def test_a_message_is_sent_as_text(connector, store) -> None:
+    request = WriteRequest(
+        "k-msg",
+        "8812",
+        WriteOp.CREATE,
+        {"kind": "message", "to": open_id(store, "E00004"), "content": {"text": "Approved."}},
+    )
+
+    result = connector.write("messages", request)
+
+    (sent,) = sends(store)
+    assert result.status is WriteStatus.DONE
+    assert sent["msg_type"] == "text"
+    assert json.loads(sent["content"]) == {"text": "Approved."}
+
+
+def test_given_the_same_effect_key_twice_feishu_sends_one_message(connector, store) -> None:
+    request = card_request(open_id(store, "E00002"))
+
+    first = connector.write("messages", request)
+    again = connector.write("messages", request)
+
+    assert len(sends(store)) == 1
+    assert again.target_id == first.target_id
+    assert 0 < connector.dedupe_window_s("messages") < 3600
+
+
+def test_update_card_changes_the_sent_card_in_place(connector, store) -> None:
+    sent = connector.write("messages", card_request(open_id(store, "E00002")))
+    decided = card_request("", key="k-update", status="approved")
+    update = WriteRequest(
+        "k-update",
+        "8812",
+        WriteOp.UPDATE,
+        {**decided.payload, "kind": "update_card", "to": None},
+        target_id=sent.target_id,
+    )
+
+    result = connector.write("messages", update)
+
+    assert result.status is WriteStatus.DONE
+    assert result.target_id == sent.target_id
+    assert [e.body["message_id"] for e in store.ledger("feishu") if e.endpoint == PATCH] == [
+        sent.target_id
+    ]
+    card = json.loads(store.get("feishu", "message", sent.target_id)["body"]["content"])
+    assert card["header"]["template"] == "green"
+    assert all("value" not in b for b in buttons(card))  # decided: nothing left to press
+    assert len(sends(store)) == 1
+
+
+def test_given_an_unknown_recipient_the_write_is_rejected_not_raised(connector, store) -> None:
+    result = connector.write("messages", card_request("ou_nobody"))
+
+    assert result.status is WriteStatus.REJECTED
+    assert "230013" in result.reason
+    assert sends(store) == []
+
+
+def test_given_a_rate_limit_answer_the_client_waits_the_reset_and_sends(connector, store) -> None:
+    store.set_setting("feishu", "rate_limit_scale", "0.02")  # one message a second
+    to = open_id(store, "E00002")
+
+    results = [connector.write("messages", card_request(to, key)) for key in ("k1", "k2")]
+
+    assert [r.status for r in results] == [WriteStatus.DONE, WriteStatus.DONE]
+    assert len(sends(store)) == 2
+    assert connector.client.call_counts()["im/v1/messages"] == 3  # one 429, then its retry
+
+
+def test_given_no_retries_left_a_rate_limit_surfaces_with_the_reset(connector, store) -> None:
+    store.set_setting("feishu", "rate_limit_scale", "0.02")
+    connector.client.retry_policy = RetryPolicy(max_attempts=1)
+    to = open_id(store, "E00002")
+    connector.write("messages", card_request(to, "k1"))
+
+    with pytest.raises(RateLimited) as caught:
+        connector.write("messages", card_request(to, "k2"))
+
+    assert caught.value.code == "99991400"
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after >= 1
+
+
+# -- directory -------------------------------------------------------------------------------
+def test_list_users_returns_every_person_with_their_employee_number(connector) -> None:
+    world = World(SEED)
+
+    users = connector.list_users()
+
+    assert sorted(u.employee_no for u in users) == sorted(p.employee_no for p in world.people)
+    assert all(u.user_id.startswith("ou_") for u in users)
+    by_no = {u.employee_no: u for u in users}
+    for person in world.people:
+        assert (by_no[person.employee_no].email, by_no[person.employee_no].mobile) == (
+            person.email,
+            person.mobile,
+        )
+
+
+# -- approvals -------------------------------------------------------------------------------
+def read_all(connector: FeishuConnector, window: ReadWindow, limit: int) -> list[list[Record]]:
+    pages, token = [], None
+    while True:
+        page = connector.read_page("approvals", window, token, limit)
+        pages.append(list(page.records))
+        token = page.next_token
+        if token is None:
+            return pages
+
+
+def started_within(store: SandboxStore, since_ms: int, until_ms: int) -> list[str]:
+    """Instance codes whose start time falls in [since, until): what Feishu filters on."""
+    rows = store.conn().execute(
+        "SELECT id FROM objects WHERE platform = 'feishu' AND kind = 'instance'"
+        " AND created_ms >= ? AND created_ms < ?",
+        (since_ms, until_ms),
+    )
+    return [str(code) for (code,) in rows]
+
+
+def window(since_ms: int, until_ms: int) -> ReadWindow:
+    def iso(ms: int) -> str:
+        return iso_utc(datetime.fromtimestamp(ms / 1000, UTC))
+
+    return ReadWindow(iso(since_ms), iso(until_ms))
+
+
+def test_approvals_page_through_every_instance_in_the_window_once_in_cursor_order(
+    connector, store
+) -> None:
+    store.set_setting("feishu", "rate_limit_scale", "0")  # detail calls are 50/s at Feishu
+    since_ms, until_ms = EPOCH_MS + 60 * DAY_MS, EPOCH_MS + 240 * DAY_MS
+
+    pages = read_all(connector, window(since_ms, until_ms), limit=7)
+
+    ids = [r.source_id for page in pages for r in page]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(started_within(store, since_ms, until_ms))
+    cursors = [r.cursor_value for page in pages for r in page]
+    assert cursors == sorted(cursors)  # across pages too: the cursor commits per page
+    assert all(len(page) == 7 for page in pages[:-1])
+
+
+def test_an_approval_record_has_the_canonical_shape(connector, store) -> None:
+    store.set_setting("feishu", "rate_limit_scale", "0")
+
+    page = connector.read_page("approvals", window(EPOCH_MS, EPOCH_MS + 301 * DAY_MS), None, 50)
+
+    statuses = {r.payload["status"] for r in page.records}
+    assert statuses <= {"pending", "approved", "rejected", "revoked"}
+    pending = [r for r in page.records if r.payload["status"] == "pending"]
+    assert pending
+    assert all(r.payload["current_approvers"][0].startswith("ou_") for r in pending)
+    assert all(r.payload["applicant"].startswith("ou_") for r in page.records)
+    assert all(r.cursor_value == r.payload["created_at"] for r in page.records)
+    assert page.calls >= len(page.records)
+
+
+def test_the_same_page_token_reads_the_same_page(connector, store) -> None:
+    store.set_setting("feishu", "rate_limit_scale", "0")
+    whole = window(EPOCH_MS, EPOCH_MS + 301 * DAY_MS)
+    first = connector.read_page("approvals", whole, None, 5)
+
+    again = connector.read_page("approvals", whole, first.next_token, 5)
+    once_more = connector.read_page("approvals", whole, first.next_token, 5)
+
+    assert again.records == once_more.records
+    assert again.next_token == once_more.next_token
+
+
+# -- the seam --------------------------------------------------------------------------------
+def test_the_connector_fits_the_seam(connector) -> None:
+    seam: Connector = connector
+    assert seam.vendor == "feishu"
+    assert seam.dedupe_window_s("approvals") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"),
+    [
+        (200, {"code": 0, "msg": "success"}, {}, None),
+        (400, {"code": 99991663, "msg": "invalid token"}, {}, TokenExpired),
+        (400, {"code": 99991664, "msg": "invalid token"}, {}, TokenExpired),
+        (400, {"code": 99991400}, {"x-ogw-ratelimit-reset": "3"}, RateLimited),
+        (429, {}, {}, RateLimited),
+        (200, {"code": 1395001, "msg": "service busy"}, {}, VendorUnavailable),
+        (502, {}, {}, VendorUnavailable),
+        (400, {"code": 230013, "msg": "no availability"}, {}, VendorRejected),
+        (400, {"code": 230020, "msg": "frequency limit"}, {}, RateLimited),  # per message
+        (200, {"code": 10003, "msg": "invalid param"}, {}, VendorRejected),
+        (404, {}, {}, VendorRejected),  # the gateway's plain-text 404: a wrong base URL
+    ],
+)
+def test_classify_decides_by_the_body_code_first(status, body, headers, expected) -> None:
+    error = classify(status, body, headers)
+
+    assert (error is None) if expected is None else isinstance(error, expected)
+
+
+def test_classify_takes_the_wait_from_the_ratelimit_reset_header() -> None:
+    error = classify(429, {"code": 99991400}, {"x-ogw-ratelimit-reset": "7"})
+
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == 7.0

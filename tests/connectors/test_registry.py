@@ -1,0 +1,65 @@
+"""The registry makes the connector of a config's vendor, importing only that vendor."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
+from sync_pipeline.connectors import registry
+from sync_pipeline.connectors.agora import AgoraConnector
+from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.connectors.feishu import FeishuConnector
+from sync_pipeline.errors import ConfigError
+
+
+def config(vendor: Vendor, credentials: dict[str, str], options: dict[str, str]) -> ConnectorConfig:
+    return ConnectorConfig(
+        name=f"my_{vendor.value}",
+        vendor=vendor,
+        base_url="http://127.0.0.1:9",  # never called: making a connector sends nothing
+        credentials={k: Secret(v) for k, v in credentials.items()},
+        rate_limits={},
+        monthly_quota={},
+        timeout_s=5.0,
+        options=options,
+    )
+
+
+def test_given_a_feishu_config_the_registry_makes_a_feishu_connector(ctx) -> None:
+    made = registry.make_connector(
+        config(Vendor.FEISHU, {"app_id": "cli_1", "app_secret": "s"}, {}), ctx
+    )
+
+    assert isinstance(made, FeishuConnector)
+
+
+def test_given_an_agora_config_the_registry_makes_an_agora_connector(ctx) -> None:
+    made = registry.make_connector(
+        config(
+            Vendor.AGORA,
+            {"app_id": "a" * 32, "app_certificate": "b" * 32},
+            {"org_name": "1", "app_name": "2"},
+        ),
+        ctx,
+    )
+
+    assert isinstance(made, AgoraConnector)
+
+
+def test_every_vendor_has_a_connector_entry() -> None:
+    assert set(registry.CONNECTORS) == set(Vendor)
+
+
+def test_given_a_vendor_whose_module_is_missing_the_error_names_the_connector(
+    ctx: ConnectorContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        registry.CONNECTORS,
+        Vendor.OA,
+        ("sync_pipeline.connectors.not_built", "OAConnector"),
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        registry.make_connector(config(Vendor.OA, {}, {}), ctx)
+
+    assert caught.value.problems == [("my_oa.vendor", "no oa connector in this build")]

@@ -1,0 +1,97 @@
+"""The circuit breaker per (vendor, app), shared by all workers through Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from sync_pipeline.errors import VendorUnavailable
+from sync_pipeline.http.breaker import BreakerState, CircuitBreaker
+from sync_pipeline.http.client import HttpClient
+from sync_pipeline.http.retry import RetryPolicy
+from sync_pipeline.http.session import make_session
+from tests.conftest import wait_for
+from tests.http.conftest import Answer, ScriptedServer, classify
+
+
+def breaker(client: redis.Redis, reset_s: float = 30.0) -> CircuitBreaker:
+    return CircuitBreaker(client, "wecom", "app1", failure_threshold=3, reset_timeout_s=reset_s)
+
+
+def test_given_threshold_consecutive_failures_then_it_opens(redis_client: redis.Redis) -> None:
+    worker_a, worker_b = breaker(redis_client), breaker(redis_client)
+    worker_a.record_failure()
+    worker_b.record_failure()
+    assert worker_a.state() == BreakerState.CLOSED
+
+    assert worker_b.record_failure() is True
+
+    with pytest.raises(VendorUnavailable) as refused:
+        worker_a.before_call()
+    assert refused.value.code == "circuit_open"
+    assert refused.value.retry_after is not None
+    assert 0 < refused.value.retry_after <= 30.0
+
+
+def test_given_a_success_between_failures_then_it_stays_closed(
+    redis_client: redis.Redis,
+) -> None:
+    cb = breaker(redis_client)
+    for outcome in ("fail", "fail", "ok", "fail", "fail"):
+        cb.record_failure() if outcome == "fail" else cb.record_success()
+
+    assert cb.state() == BreakerState.CLOSED
+    cb.before_call()
+
+
+def test_given_the_reset_timeout_passed_then_one_probe_passes_and_decides(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    cb = breaker(redis_client, reset_s=0.5)
+    other_worker = breaker(redis.Redis.from_url(redis_url, decode_responses=True), reset_s=0.5)
+    for _ in range(3):
+        cb.record_failure()
+    wait_for(lambda: cb.state() == BreakerState.HALF_OPEN, deadline_s=5, interval_s=0.05)
+
+    cb.before_call()  # the probe
+    with pytest.raises(VendorUnavailable):
+        other_worker.before_call()  # only one probe at a time
+    cb.record_failure()
+    assert cb.state() == BreakerState.OPEN  # a failed probe opens it again
+
+    wait_for(lambda: cb.state() == BreakerState.HALF_OPEN, deadline_s=5, interval_s=0.05)
+    other_worker.before_call()
+    other_worker.record_success()
+    assert cb.state() == BreakerState.CLOSED
+
+
+def test_given_a_down_vendor_then_the_client_stops_calling_it_and_probes_later(
+    server: ScriptedServer, redis_client: redis.Redis
+) -> None:
+    server.script("/list", Answer(status=503, body=b"<html>busy</html>"))
+    http = HttpClient(
+        "wecom",
+        "app1",
+        server.url,
+        session=make_session(),
+        redis=redis_client,
+        classify=classify,
+        breaker=breaker(redis_client, reset_s=0.5),
+        retry_policy=RetryPolicy(max_attempts=1),
+    )
+    codes = []
+    for _ in range(6):
+        with pytest.raises(VendorUnavailable) as failed:
+            http.request("GET", "/list", api="list", idempotent=True)
+        codes.append(failed.value.code)
+
+    assert codes == ["503", "503", "503", "circuit_open", "circuit_open", "circuit_open"]
+    assert len(server.calls("/list")) == 3
+
+    server.script("/list", Answer())
+    wait_for(lambda: http.breaker.state() == BreakerState.HALF_OPEN, deadline_s=5)
+    status, _, _ = http.request("GET", "/list", api="list", idempotent=True)
+
+    assert status == 200
+    assert http.breaker.state() == BreakerState.CLOSED
+    assert len(server.calls("/list")) == 4
