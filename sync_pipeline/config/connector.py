@@ -1,0 +1,193 @@
+"""Connector instances (`config/connectors.yaml`): which vendor, where, with which secrets.
+
+The file names environment variables or files that hold secrets, never the secrets. They are
+resolved at load time into `Secret`s, whose str and repr are masked, so a config object can be
+logged, printed or put in an exception without leaking anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from sync_pipeline.config import MapOf, StrictSchema
+
+
+class Vendor(StrEnum):
+    OA = "oa"
+    WECOM = "wecom"
+    DINGTALK = "dingtalk"
+    FEISHU = "feishu"
+    AGORA = "agora"
+
+
+# What each vendor's connector cannot work without (platform-apis.md, per vendor).
+REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
+    Vendor.OA: ("appid", "secret", "spk"),  # E9: regist's answer, kept from the first run
+    Vendor.WECOM: ("corpid", "corpsecret"),
+    Vendor.DINGTALK: ("app_key", "app_secret"),
+    Vendor.FEISHU: ("app_id", "app_secret"),
+    Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
+}
+REQUIRED_OPTIONS: Mapping[Vendor, tuple[str, ...]] = {
+    Vendor.OA: ("userid",),  # the OA user the sync acts as
+    Vendor.WECOM: ("agentid",),
+    Vendor.DINGTALK: ("agent_id",),
+    Vendor.FEISHU: (),
+    Vendor.AGORA: ("org_name", "app_name"),
+}
+ENV_NAME = r"[A-Z_][A-Z0-9_]*"
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A credential value; prints as *** everywhere. Call `reveal()` only where it is sent."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    count: int
+    per_s: float
+
+
+@dataclass(frozen=True)
+class CredentialRef:
+    """Where a secret lives: an environment variable's name or a file's path."""
+
+    env: str | None
+    file: str | None
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    vendor: Vendor
+    base_url: str
+    credentials: Mapping[str, Secret]
+    rate_limits: Mapping[str, tuple[RateLimit, ...]]  # api -> every window that applies
+    monthly_quota: Mapping[str, int]  # api -> calls per calendar month
+    timeout_s: float
+    options: Mapping[str, Any]  # vendor-specific, e.g. WeCom agentid
+
+
+class CredentialRefSchema(StrictSchema):
+    env = fields.Str(validate=validate.Regexp(ENV_NAME, error="expected an env var NAME"))
+    file = fields.Str(validate=validate.Length(min=1))
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **_: Any) -> None:
+        if ("env" in data) == ("file" in data):
+            raise ValidationError("expected exactly one of env: VAR_NAME or file: path")
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> CredentialRef:
+        return CredentialRef(env=data.get("env"), file=data.get("file"))
+
+
+class _CredentialRefField(fields.Field[CredentialRef]):
+    """Refuses a bare value with a message that says why (it may be a pasted secret)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> CredentialRef:
+        if not isinstance(value, Mapping):
+            raise ValidationError("expected {env: VAR_NAME} or {file: path}, never the secret")
+        ref: CredentialRef = CredentialRefSchema().load(value)
+        return ref
+
+
+_RATE_WINDOW = fields.Tuple(
+    (
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        fields.Float(validate=validate.Range(min=0, min_inclusive=False)),
+    )
+)
+
+
+class ConnectorSchema(StrictSchema):
+    vendor = fields.Enum(Vendor, by_value=True, required=True)
+    base_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    credentials = MapOf(_CredentialRefField(), required=True)
+    rate_limits = MapOf(
+        fields.List(_RATE_WINDOW, validate=validate.Length(min=1)), load_default=dict
+    )
+    monthly_quota = MapOf(
+        fields.Integer(strict=True, validate=validate.Range(min=1)), load_default=dict
+    )
+    timeout_s = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
+    options = fields.Dict(keys=fields.Str(), load_default=dict)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _vendor_needs(self, data: dict[str, Any], **_: Any) -> None:
+        vendor = data.get("vendor")
+        if vendor is None:
+            return
+        errors: dict[str, list[str]] = {}
+        for key, needed, have in (
+            ("credentials", REQUIRED_CREDENTIALS[vendor], data.get("credentials")),
+            ("options", REQUIRED_OPTIONS[vendor], data.get("options")),
+        ):
+            absent = [name for name in needed if have is not None and name not in have]
+            if absent:
+                errors[key] = [f"expected {', '.join(absent)} for a {vendor} connector"]
+        if errors:
+            raise ValidationError(errors)
+
+
+def resolve_credentials(
+    refs: Mapping[str, CredentialRef], env: Mapping[str, str], base_dir: Path
+) -> tuple[dict[str, Secret], list[tuple[str, str]]]:
+    """Read each secret; problems are (key under credentials, what was expected)."""
+    secrets: dict[str, Secret] = {}
+    problems: list[tuple[str, str]] = []
+    for name, ref in refs.items():
+        value, problem = _read_ref(ref, env, base_dir)
+        if problem:
+            problems.append((name, problem))
+        else:
+            secrets[name] = Secret(value)
+    return secrets, problems
+
+
+def resolve_options(
+    options: Mapping[str, Any], env: Mapping[str, str], base_dir: Path
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Options are plain values, or `{env: NAME}` / `{file: path}` for values that differ per
+    environment without being secret (a sandbox's generated DingTalk agent id)."""
+    resolved: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for name, value in options.items():
+        if not (isinstance(value, Mapping) and set(value) in ({"env"}, {"file"})):
+            resolved[name] = value
+            continue
+        ref = CredentialRef(env=value.get("env"), file=value.get("file"))
+        resolved[name], problem = _read_ref(ref, env, base_dir)
+        if problem:
+            problems.append((name, problem))
+    return resolved, problems
+
+
+def _read_ref(ref: CredentialRef, env: Mapping[str, str], base_dir: Path) -> tuple[str, str]:
+    """(value, "") or ("", what was expected)."""
+    if ref.env is not None:
+        value = env.get(ref.env, "")
+        return (value, "") if value else ("", f"expected environment variable {ref.env} to be set")
+    path = base_dir / (ref.file or "")
+    try:
+        return path.read_text("utf-8").strip(), ""
+    except OSError as exc:
+        return "", f"expected a readable file at {path} ({exc.strerror})"

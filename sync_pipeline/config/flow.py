@@ -1,0 +1,434 @@
+"""Flows (`config/flows/*.yaml`, one per file): what to sync, when, how, and whom to tell.
+
+A flow file reads top to bottom as the flow runs: `source` and `target`, the `trigger`, the
+`mapping` from source fields to target fields, the `rules` a record must pass, the `dedupe_key`,
+the two-way `conflict` policy and field `ownership`, and `notify`: which events message whom.
+The schema builds the stages' own frozen values (mapping specs, rules, notify rules), so a flow
+that loads cannot fail later on a bad template or regex. Cross-file checks (connector names,
+vendors) live in `loader.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from croniter import croniter
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from sync_pipeline.config import MapOf, OneOf, Shape, StrictSchema, strict_schema
+from sync_pipeline.config.connector import Vendor
+from sync_pipeline.stages import MISSING, PATH, Template
+from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
+from sync_pipeline.stages.plan import NotifyKind, NotifyRule
+from sync_pipeline.stages.resolve import Policy, Side
+from sync_pipeline.stages.rules import (
+    AllOf,
+    AnyOf,
+    ChangedTo,
+    Equals,
+    Flag,
+    In,
+    Keywords,
+    Not,
+    Regex,
+    Rule,
+    uses_previous,
+)
+from sync_pipeline.stages.transform import (
+    ConstField,
+    FromField,
+    RecordMapping,
+    TemplateField,
+    UserField,
+    ValueMapField,
+)
+
+
+class Mode(StrEnum):
+    INCREMENTAL = "incremental"  # read from the cursor on
+    FULL = "full"  # read everything each run; dedupe keeps it cheap on the target
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    connector: str  # a name in connectors.yaml
+    stream: str  # e.g. "approvals", "messages", "checkins"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    interval_s: int | None  # exactly one of interval_s and cron
+    cron: str | None  # five fields, as Celery Beat's crontab takes them
+    webhook: bool  # events also start a run; the schedule repairs what a lost event missed
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    description: str
+    enabled: bool
+    source: Endpoint
+    target: Endpoint
+    trigger: Trigger
+    mode: Mode
+    cursor_field: str | None
+    lookback_s: int
+    page_size: int
+    mapping: RecordMapping
+    rules: Rule | None  # None: every record syncs
+    dedupe_key: DedupeKey
+    two_way: bool
+    conflict: Policy
+    ownership: Mapping[str, Side]
+    notify: tuple[NotifyRule, ...]
+
+
+# -- small fields --------------------------------------------------------------------------
+
+
+def _path(**kwargs: Any) -> fields.Str:
+    return fields.Str(
+        validate=validate.Regexp(PATH.pattern + r"\Z", error="expected a field name or path"),
+        **kwargs,
+    )
+
+
+class _TemplateField(fields.Field[Template]):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Template:
+        try:
+            return Template.parse(fields.Str().deserialize(value))
+        except ValueError as exc:
+            raise ValidationError(f"expected a template like 'Leave {{title}}': {exc}") from None
+
+
+class _RegexField(fields.Field[re.Pattern[str]]):
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> re.Pattern[str]:
+        try:
+            return re.compile(fields.Str().deserialize(value))
+        except re.error as exc:
+            raise ValidationError(f"expected a valid regular expression ({exc})") from None
+
+
+class _Values(fields.Field[tuple[Any, ...]]):
+    """A list of values; a single value is taken as a list of one."""
+
+    def __init__(self, inner: fields.Field[Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.items = fields.List(inner or fields.Raw(), validate=validate.Length(min=1))
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[Any, ...]:
+        return tuple(self.items.deserialize(value if isinstance(value, list) else [value]))
+
+
+def _cron(expression: str) -> None:
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValidationError("expected a five-field cron expression like '*/5 * * * *'")
+
+
+class _DedupeKeyField(fields.Field[DedupeKey]):
+    """`[source_id]` (field names) or `"{source_id}:{status}"` (a template)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> DedupeKey:
+        if isinstance(value, str):
+            return DedupeKey(template=_TemplateField().deserialize(value))
+        names = fields.List(_path(), validate=validate.Length(min=1)).deserialize(value)
+        return DedupeKey(fields=tuple(names))
+
+
+# -- mapping: target field -> how to compute it --------------------------------------------
+
+
+def _system() -> fields.Enum[Vendor]:
+    return fields.Enum(Vendor, by_value=True, required=True)
+
+
+FIELD_SHAPES: dict[str, Shape] = {
+    "from": (
+        strict_schema(
+            "FromSpec", **{"from": _path(required=True)}, default=fields.Raw(allow_none=True)
+        ),
+        lambda d: FromField(d["from"], d.get("default", MISSING)),
+    ),
+    "const": (
+        strict_schema("ConstSpec", const=fields.Raw(required=True, allow_none=True)),
+        lambda d: ConstField(d["const"]),
+    ),
+    "template": (
+        strict_schema("TemplateSpec", template=_TemplateField(required=True)),
+        lambda d: TemplateField(d["template"]),
+    ),
+    "value_map": (
+        strict_schema(
+            "ValueMapSpec",
+            value_map=fields.Nested(
+                strict_schema(
+                    "ValueMap",
+                    **{"from": _path(required=True)},
+                    map=fields.Dict(required=True, validate=validate.Length(min=1)),
+                    default=fields.Raw(allow_none=True),
+                ),
+                required=True,
+            ),
+        ),
+        lambda d: ValueMapField(
+            d["value_map"]["from"],
+            {str(k): v for k, v in d["value_map"]["map"].items()},
+            d["value_map"].get("default", MISSING),
+        ),
+    ),
+    "user": (
+        strict_schema(
+            "UserSpec",
+            user=fields.Nested(
+                strict_schema(
+                    "User",
+                    **{"from": _path(required=True)},
+                    from_system=_system(),
+                    to_system=_system(),
+                    default=fields.Raw(allow_none=True),
+                ),
+                required=True,
+            ),
+        ),
+        lambda d: UserField(
+            d["user"]["from"],
+            str(d["user"]["from_system"]),
+            str(d["user"]["to_system"]),
+            d["user"].get("default", MISSING),
+        ),
+    ),
+}
+
+
+class MappingSchema(StrictSchema):
+    fields_ = MapOf(
+        OneOf(lambda: FIELD_SHAPES),
+        data_key="fields",
+        required=True,
+        validate=validate.Length(min=1),
+    )
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> RecordMapping:
+        return RecordMapping(fields=data["fields_"])
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+
+def _rule(**kwargs: Any) -> OneOf:
+    return OneOf(lambda: RULE_SHAPES, **kwargs)
+
+
+def _member_of(key: str, path: str) -> Shape:
+    """`sender_in: [...]` and friends: In over a fixed field of the message payload."""
+    schema = strict_schema(f"{key}Rule", **{key: _Values(fields.Str(), required=True)})
+    return schema, lambda d: In(path, d[key])
+
+
+RULE_SHAPES: dict[str, Shape] = {
+    "all": (
+        strict_schema(
+            "AllRule", all=fields.List(_rule(), required=True, validate=validate.Length(min=1))
+        ),
+        lambda d: AllOf(tuple(d["all"])),
+    ),
+    "any": (
+        strict_schema(
+            "AnyRule", any=fields.List(_rule(), required=True, validate=validate.Length(min=1))
+        ),
+        lambda d: AnyOf(tuple(d["any"])),
+    ),
+    "not": (strict_schema("NotRule", **{"not": _rule(required=True)}), lambda d: Not(d["not"])),
+    "equals": (
+        strict_schema(
+            "EqualsRule",
+            field=_path(required=True),
+            equals=fields.Raw(required=True, allow_none=True),
+        ),
+        lambda d: Equals(d["field"], d["equals"]),
+    ),
+    "in": (
+        strict_schema("InRule", field=_path(required=True), **{"in": _Values(required=True)}),
+        lambda d: In(d["field"], d["in"]),
+    ),
+    "changed_to": (
+        strict_schema(
+            "ChangedToRule", field=_path(required=True), changed_to=_Values(required=True)
+        ),
+        lambda d: ChangedTo(d["field"], d["changed_to"]),
+    ),
+    "keywords": (
+        strict_schema(
+            "KeywordsRule",
+            field=_path(load_default="text"),
+            keywords=_Values(fields.Str(validate=validate.Length(min=1)), required=True),
+            case_sensitive=fields.Bool(load_default=False),
+        ),
+        lambda d: Keywords(d["field"], d["keywords"], d["case_sensitive"]),
+    ),
+    "regex": (
+        strict_schema(
+            "RegexRule", field=_path(load_default="text"), regex=_RegexField(required=True)
+        ),
+        lambda d: Regex(d["field"], d["regex"]),
+    ),
+    "flag": (
+        strict_schema(
+            "FlagRule", flag=fields.Str(required=True), field=_path(load_default="flags")
+        ),
+        lambda d: Flag(d["flag"], d["field"]),
+    ),
+    "sender_in": _member_of("sender_in", "sender"),
+    "department_in": _member_of("department_in", "department"),
+    "group_in": _member_of("group_in", "group"),
+}
+
+
+# -- notify, trigger, endpoints ------------------------------------------------------------
+
+
+class NotifySchema(StrictSchema):
+    when = _rule(required=True)
+    send = fields.Enum(NotifyKind, by_value=True, required=True)
+    to = _path()
+    text = _TemplateField()
+    once_per = _path()
+
+    @validates_schema(skip_on_field_errors=False)
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, str] = {}
+        if data.get("send") is NotifyKind.UPDATE_CARD and "to" in data:
+            errors["to"] = "expected no recipients for update_card (the card has them)"
+        elif data.get("send") not in (None, NotifyKind.UPDATE_CARD) and "to" not in data:
+            errors["to"] = "expected the mapped field holding the recipient user id(s)"
+        when = data.get("when")
+        if when is not None and uses_previous(when):
+            errors["when"] = "expected no changed_to here: once_per already notifies once per state"
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> NotifyRule:
+        return NotifyRule(
+            when=data["when"],
+            kind=data["send"],
+            to=data.get("to"),
+            text=data.get("text"),
+            once_per=data.get("once_per"),
+        )
+
+
+class TriggerSchema(StrictSchema):
+    interval_s = fields.Integer(strict=True, validate=validate.Range(min=1, max=86_400))
+    cron = fields.Str(validate=_cron)
+    webhook = fields.Bool(load_default=False)
+
+    @validates_schema
+    def _one_schedule(self, data: dict[str, Any], **_: Any) -> None:
+        if ("interval_s" in data) == ("cron" in data):
+            raise ValidationError("expected exactly one of interval_s and cron")
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> Trigger:
+        return Trigger(data.get("interval_s"), data.get("cron"), data["webhook"])
+
+
+class EndpointSchema(StrictSchema):
+    connector = fields.Str(required=True, validate=validate.Length(min=1))
+    stream = fields.Str(required=True, validate=validate.Length(min=1))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> Endpoint:
+        return Endpoint(**data)
+
+
+# -- the flow ------------------------------------------------------------------------------
+
+
+class FlowSchema(StrictSchema):
+    name = fields.Str(
+        required=True,
+        validate=validate.Regexp(r"[a-z][a-z0-9_]*\Z", error="expected lower_snake_case"),
+    )
+    description = fields.Str(load_default="")
+    enabled = fields.Bool(load_default=True)
+    source = fields.Nested(EndpointSchema, required=True)
+    target = fields.Nested(EndpointSchema, required=True)
+    trigger = fields.Nested(TriggerSchema, required=True)
+    mode = fields.Enum(Mode, by_value=True, load_default=Mode.INCREMENTAL)
+    cursor_field = _path(load_default=None)
+    lookback_s = fields.Integer(strict=True, load_default=300, validate=validate.Range(min=0))
+    page_size = fields.Integer(
+        strict=True, load_default=100, validate=validate.Range(min=1, max=1000)
+    )
+    mapping = fields.Nested(MappingSchema, required=True)
+    rules = _rule(load_default=None)
+    dedupe_key = _DedupeKeyField(load_default=BY_SOURCE_ID)
+    two_way = fields.Bool(load_default=False)
+    conflict = fields.Enum(Policy, by_value=True, load_default=None)
+    ownership = MapOf(fields.Enum(Side, by_value=True), load_default=dict)
+    notify = fields.List(fields.Nested(NotifySchema), load_default=list)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, Any] = {}
+        if data.get("mode") is Mode.INCREMENTAL and not data.get("cursor_field", "x"):
+            errors["cursor_field"] = "expected a field name when mode is incremental"
+        if not data.get("two_way", True):
+            for key in ("conflict", "ownership"):
+                if data.get(key):
+                    errors[key] = "expected only with two_way: true"
+        mapping = data.get("mapping")
+        if isinstance(mapping, RecordMapping):
+            errors.update(_unmapped_names(data, set(mapping.fields)))
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> Flow:
+        return Flow(
+            **{
+                **data,
+                "conflict": data["conflict"] or Policy.SOURCE_WINS,
+                "notify": tuple(data["notify"]),
+            }
+        )
+
+
+def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
+    """Names that must be fields the mapping produces: what a typo there would break."""
+
+    def unknown(names: Any) -> list[str]:
+        return [n for n in names if n.split(".")[0] not in mapped]
+
+    errors: dict[str, Any] = {}
+    expected = f"expected a mapped field ({', '.join(sorted(mapped))})"
+    key = data.get("dedupe_key")
+    if isinstance(key, DedupeKey) and (bad := [n for n in unknown(key.names) if n != SOURCE_ID]):
+        errors["dedupe_key"] = f"{expected} or source_id; got {', '.join(bad)}"
+    if bad := unknown(data.get("ownership") or {}):
+        errors["ownership"] = dict.fromkeys(bad, expected)
+    for index, rule in enumerate(data.get("notify") or ()):
+        if not isinstance(rule, NotifyRule):
+            continue
+        problems = {
+            key: f"{expected}; got {', '.join(bad)}"
+            for key, names in (
+                ("to", [rule.to] if rule.to else []),
+                ("once_per", [rule.once_per] if rule.once_per else []),
+                ("text", rule.text.names if rule.text else []),
+            )
+            if (bad := unknown(names))
+        }
+        if problems:
+            errors.setdefault("notify", {})[index] = problems
+    return errors

@@ -1,0 +1,258 @@
+"""YAML files -> a validated `Config`, or ConfigError listing every problem of every file.
+
+Layout: `<config_dir>/connectors.yaml` (name -> connector) and `<config_dir>/flows/*.yaml`
+(one flow per file; its name defaults to the file stem). Problems print as
+`config/flows/x.yaml: source.stream: Missing data for required field.`, so `syncctl check`
+can show them as they are. YAML syntax errors and duplicate keys name the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import ValidationError
+
+from sync_pipeline.config.connector import (
+    ConnectorConfig,
+    ConnectorSchema,
+    RateLimit,
+    Vendor,
+    resolve_credentials,
+    resolve_options,
+)
+from sync_pipeline.config.flow import Flow, FlowSchema
+from sync_pipeline.errors import ConfigError, SyncError
+from sync_pipeline.stages.transform import UserField
+
+CONNECTORS_FILE = "connectors.yaml"
+FLOWS_DIR = "flows"
+TOP = "(top)"  # the key path of a problem with the file as a whole
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Config:
+    connectors: Mapping[str, ConnectorConfig]
+    flows: Mapping[str, Flow]
+
+    def enabled_flows(self) -> tuple[Flow, ...]:
+        return tuple(flow for flow in self.flows.values() if flow.enabled)
+
+
+class ConfigErrors(ConfigError):
+    """Problems in more than one file. `errors` has one ConfigError per file; str() prints
+    every line of each. Arguments are plain lists, so Celery can rebuild it from JSON."""
+
+    def __init__(self, per_file: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> None:
+        self.errors = [ConfigError(file, problems) for file, problems in per_file]
+        SyncError.__init__(self, [[e.file, [list(p) for p in e.problems]] for e in self.errors])
+        self.file = ", ".join(e.file for e in self.errors)
+        self.problems = [p for e in self.errors for p in e.problems]
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def load_config(config_dir: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Load and check every file; `env` (default os.environ) supplies env-var secrets."""
+    config_dir = Path(config_dir)
+    env = os.environ if env is None else env
+    problems: dict[str, list[tuple[str, str]]] = {}
+    connectors_path = config_dir / CONNECTORS_FILE
+    raw_connectors = _read(connectors_path, problems) or {}
+    connectors = _connectors(connectors_path, raw_connectors, env, problems)
+    # Names and vendors as written, so flows are checked even while connectors.yaml has errors.
+    known = tuple(str(v) for v in Vendor)
+    vendors = {
+        str(name): body["vendor"] if isinstance(body, dict) and body.get("vendor") in known else ""
+        for name, body in raw_connectors.items()
+    }
+    flows: dict[str, Flow] = {}
+    defined_in: dict[str, Path] = {}
+    flows_dir = config_dir / FLOWS_DIR
+    for path in sorted([*flows_dir.glob("*.yaml"), *flows_dir.glob("*.yml")]):
+        raw = _read(path, problems)
+        flow = None if raw is None else _flow(path, raw, problems)
+        if flow is None:
+            continue
+        file_problems = list(_cross_checks(flow, vendors, connectors_path))
+        if flow.name in defined_in:
+            file_problems.append(
+                ("name", f"expected a unique name; {defined_in[flow.name]} has it")
+            )
+        if file_problems:
+            problems.setdefault(str(path), []).extend(file_problems)
+        else:
+            flows[flow.name], defined_in[flow.name] = flow, path
+    if len(problems) == 1:
+        [(file, file_problems)] = problems.items()
+        raise ConfigError(file, file_problems)
+    if problems:
+        raise ConfigErrors(list(problems.items()))
+    return Config(connectors=connectors, flows=flows)
+
+
+def _connectors(
+    path: Path,
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    problems: dict[str, list[tuple[str, str]]],
+) -> dict[str, ConnectorConfig]:
+    found: list[tuple[str, str]] = []
+    connectors: dict[str, ConnectorConfig] = {}
+    for name, written in raw.items():
+        if not NAME.fullmatch(str(name)):
+            found.append((str(name), "expected a lower_snake_case connector name"))
+            continue
+        if not isinstance(written, dict):
+            found.append((name, "expected a mapping with vendor, base_url and credentials"))
+            continue
+        body, unset = _expand_base_url(written, env)
+        if unset:
+            found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
+            continue
+        try:
+            data = ConnectorSchema().load(body)
+        except ValidationError as exc:
+            found += [(f"{name}.{key}", msg) for key, msg in flatten(exc.messages)]
+            continue
+        secrets, missing = resolve_credentials(data["credentials"], env, path.parent)
+        found += [(f"{name}.credentials.{key}", msg) for key, msg in missing]
+        options, missing = resolve_options(data["options"], env, path.parent)
+        found += [(f"{name}.options.{key}", msg) for key, msg in missing]
+        limits = {
+            api: tuple(RateLimit(count, per_s) for count, per_s in windows)
+            for api, windows in data["rate_limits"].items()
+        }
+        connectors[name] = ConnectorConfig(
+            name=name,
+            **{**data, "credentials": secrets, "rate_limits": limits, "options": options},
+        )
+    if found:
+        problems.setdefault(str(path), []).extend(found)
+    return connectors
+
+
+ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _expand_base_url(body: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """`${NAME:-default}` in base_url, as in docker-compose, so one file serves every
+    environment (the sandbox moves with --port-base). Returns (body, name of an unset
+    variable without default, or "")."""
+    url = body.get("base_url")
+    if not isinstance(url, str) or "${" not in url:
+        return body, ""
+    unset = ""
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal unset
+        name, default = match.group("name"), match.group("default")
+        if name in env and env[name] != "":
+            return env[name]
+        if default is None:
+            unset = unset or name
+            return ""
+        return default
+
+    return {**body, "base_url": ENV_REFERENCE.sub(value, url)}, unset
+
+
+def _flow(
+    path: Path, raw: Mapping[str, Any], problems: dict[str, list[tuple[str, str]]]
+) -> Flow | None:
+    try:
+        flow: Flow = FlowSchema().load({"name": path.stem, **raw})
+    except ValidationError as exc:
+        problems.setdefault(str(path), []).extend(flatten(exc.messages))
+        return None
+    return flow
+
+
+def _cross_checks(
+    flow: Flow, vendors: Mapping[str, str], connectors_path: Path
+) -> Iterator[tuple[str, str]]:
+    """What one file cannot know alone: connector names, and users mapped between the
+    flow's own two systems."""
+    for side, endpoint in (("source", flow.source), ("target", flow.target)):
+        if endpoint.connector not in vendors:
+            known = ", ".join(sorted(vendors)) or "none"
+            yield (
+                f"{side}.connector",
+                f"expected a connector defined in {connectors_path} ({known})",
+            )
+    source, target = vendors.get(flow.source.connector), vendors.get(flow.target.connector)
+    for name, spec in flow.mapping.fields.items():
+        if not isinstance(spec, UserField):
+            continue
+        key = f"mapping.fields.{name}.user"
+        if source and spec.from_system != source:
+            yield f"{key}.from_system", f"expected {source}, the source connector's vendor"
+        if target and spec.to_system != target:
+            yield f"{key}.to_system", f"expected {target}, the target connector's vendor"
+
+
+def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
+    """The file's top-level mapping, or None once its problem is recorded."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        problems.setdefault(str(path), []).append(
+            (TOP, f"expected a readable file ({exc.strerror})")
+        )
+        return None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}" if mark is not None else TOP
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        problem = f"expected valid YAML: {exc.problem}{column}"
+        problems.setdefault(str(path), []).append((where, problem))
+        return None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.setdefault(str(path), []).append((TOP, "expected a mapping of keys to values"))
+        return None
+    return data
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML keeps the last one silently, so a pasted
+    second `target:` would quietly win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base class refuses it with its own error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def flatten(messages: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """marshmallow's nested messages -> (dotted key path, message), in file order."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = prefix if key == "_schema" else f"{prefix}.{key}" if prefix else str(key)
+            yield from flatten(value, path)
+    elif isinstance(messages, list):
+        for message in messages:
+            yield from flatten(message, prefix)
+    else:
+        yield prefix or TOP, str(messages)

@@ -1,0 +1,118 @@
+"""Frozen values every layer shares: records read from a source, pages, writes and their results.
+
+Vendor JSON stops at the connector edge; past it, records carry a canonical payload (a plain
+mapping with the stream's canonical field names) plus the facts the pipeline needs: the source
+id, a version for idempotency, and the value of the cursor field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    """A stable hash of a payload: key order and whitespace do not matter."""
+    text = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One source object as read, in the stream's canonical shape."""
+
+    source_id: str
+    version: str  # changes whenever the object changes (update time, revision, state)
+    cursor_value: str  # the flow's cursor field, as a sortable string (ISO-8601 UTC or digits)
+    payload: Mapping[str, Any]
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.payload)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source_id": self.source_id,
+            "version": self.version,
+            "cursor_value": self.cursor_value,
+            "payload": dict(self.payload),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Record:
+        return cls(
+            source_id=str(data["source_id"]),
+            version=str(data["version"]),
+            cursor_value=str(data["cursor_value"]),
+            payload=dict(data["payload"]),
+        )
+
+
+@dataclass(frozen=True)
+class ReadWindow:
+    """What to read: `since` inclusive (cursor minus lookback), `until` exclusive (signpost)."""
+
+    since: str | None
+    until: str | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """Records of one page, ordered by cursor value, and the token of the next page."""
+
+    records: tuple[Record, ...]
+    next_token: str | None  # None: this was the last page of the window
+    calls: int = 1  # API calls the page cost (detail lookups included), for quotas and benches
+
+
+class WriteOp(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One effect to make on the target. `effect_key` is ours; connectors derive the vendor's
+    own dedupe handle (Feishu uuid, WeCom duplicate check, DingTalk outTrackId) from it."""
+
+    effect_key: str
+    source_id: str
+    op: WriteOp
+    payload: Mapping[str, Any]
+    target_id: str | None = None  # for updates: the object made earlier
+
+
+class WriteStatus(StrEnum):
+    DONE = "done"  # the vendor accepted it; target_id names the object
+    REJECTED = "rejected"  # the vendor refused this record: dead letter, batch goes on
+    FAILED = "failed"  # transient; the whole write is retried
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    effect_key: str
+    status: WriteStatus
+    target_id: str | None = None
+    reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def iso_utc(moment: datetime) -> str:
+    """The canonical cursor spelling: sortable, second precision, UTC ("2026-03-02T09:30:00Z")."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def minus_seconds(cursor: str, seconds: float) -> str:
+    """A time cursor moved back by the lookback window."""
+    return iso_utc(parse_iso_utc(cursor) - timedelta(seconds=seconds))

@@ -1,0 +1,117 @@
+"""Pure pipeline stages: transform -> filter -> dedupe -> resolve -> plan. No I/O in here.
+
+Each stage is a function over a batch of `Record`s that returns a small frozen result saying
+where every record went (kept, skipped, dead-lettered, in conflict), so a caller can account for
+all of them. Anything a stage must look up (the user directory, the id map, the target's state)
+arrives as an argument: a Protocol or a plain mapping. Stages import no requests, redis,
+psycopg2, sqlalchemy or celery.
+
+Canonical approval payload (what the OA connector produces, stream "approvals")::
+
+    {"id": "8812",                      # OA request id, also Record.source_id
+     "title": "Annual leave, 3 days",
+     "template": "leave",
+     "status": "pending" | "approved" | "rejected" | "revoked",
+     "applicant": "105",                # OA user id
+     "current_approvers": ["101"],      # OA user ids; [] once decided
+     "created_at": "2026-03-01T08:00:00Z", "updated_at": "2026-03-02T09:30:00Z",  # ISO UTC
+     "form": {...},                     # the template's fields, by name
+     "url": "https://oa.example/..."}
+
+Canonical chat-message payload (what IM connectors produce for rules over messages)::
+
+    {"id", "sender": user id, "group": chat id or None, "department": name(s),
+     "text": str, "flags": ["important", "decision", ...], "sent_at": ISO UTC}
+
+Notification write (`plan.plan_writes` -> WriteRequest.payload, what IM connectors send)::
+
+    {"kind": "card" | "message" | "update_card",
+     "to": target user id, or None for update_card,
+     "content": {...}}   # the mapped record: title, text, url and any other mapped fields
+
+This module also holds the small payload language the stages share: dotted paths into a
+payload (`lookup`) and `{name}` templates.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+
+
+MISSING = _Missing.MISSING  # a path that leads nowhere; distinct from a present None
+PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")  # "title", "form.days", "a.0"
+
+
+def lookup(payload: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path ("form.days", "current_approvers.0"), or MISSING."""
+    value: Any = payload
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list | tuple) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return MISSING
+    return value
+
+
+def as_text(value: Any) -> str:
+    """How a value reads inside a message: lists joined with commas, None and MISSING empty."""
+    if value is None or value is MISSING:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(as_text(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Template:
+    """`"Leave {title} from {form.applicant_name}"`: names are dotted paths into a payload.
+
+    Parsed once at config load, so a bad template is a config error, never a runtime one.
+    """
+
+    text: str
+    parts: tuple[tuple[str, str | None], ...]  # (literal text, path or None)
+
+    @classmethod
+    def parse(cls, text: str) -> Template:
+        """Raises ValueError saying what is wrong (unbalanced braces, `{}`, `{x!r}`, `{x:>4}`).
+
+        Conversions and format specs are refused: a spec that does not fit a value's type
+        would fail at send time, one record at a time, instead of once at load.
+        """
+        parts: list[tuple[str, str | None]] = []
+        for literal, name, spec, conversion in string.Formatter().parse(text):
+            if conversion or spec:
+                raise ValueError("expected plain {name} fields, without !conversion or :format")
+            if name is not None and not PATH.fullmatch(name):
+                raise ValueError(
+                    f"expected a field name or dotted path inside {{}}, got {{{name}}}"
+                )
+            parts.append((literal, name))
+        return cls(text=text, parts=tuple(parts))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.parts if name is not None)
+
+    def missing(self, payload: Mapping[str, Any]) -> list[str]:
+        """Names with no value (absent or None) in `payload`."""
+        return [n for n in self.names if lookup(payload, n) in (None, MISSING)]
+
+    def render(self, payload: Mapping[str, Any]) -> str:
+        """The text with values filled in; a missing value renders empty (check `missing`)."""
+        return "".join(
+            literal + ("" if name is None else as_text(lookup(payload, name)))
+            for literal, name in self.parts
+        )

@@ -1,0 +1,452 @@
+"""The pipeline's I/O steps, callable without Celery: start, pull, plan, write, commit.
+
+One pull of a flow is a run. The pull step stores each page in PostgreSQL and hands its id to
+`enqueue` (Celery chains plan -> write -> commit in production; a plain loop in the benchmark
+baseline and in tests). Every step re-reads its state from PostgreSQL, so a redelivered task
+picks up where the lost one stopped, and every remote effect goes through an effect key.
+
+Invariants kept here (DESIGN.md sections 2-4):
+- the cursor moves only past pages that are written or dead-lettered, in page order, in the
+  same transaction as the pages' id-map rows, and only while the run holds the newest fence;
+- pages are read inside [cursor - lookback, signpost), the signpost being the run's start, so
+  a record edited while we page is read again next time rather than skipped;
+- an effect key is claimed (committed as pending) before the vendor is called, and its answer
+  is recorded before the next effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_pipeline import directory
+from sync_pipeline.config.flow import Flow, Mode
+from sync_pipeline.connectors.base import Connector
+from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
+from sync_pipeline.records import (
+    Page,
+    ReadWindow,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    content_hash,
+    iso_utc,
+    minus_seconds,
+)
+from sync_pipeline.runtime import Runtime
+from sync_pipeline.stages.dedupe import dedupe
+from sync_pipeline.stages.plan import plan_writes
+from sync_pipeline.stages.rules import filter_batch
+from sync_pipeline.stages.transform import transform
+from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pages, runs
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL_S = 900.0  # renewed by every page; a lost holder frees the flow after this
+
+
+@dataclass(frozen=True)
+class StepCounts:
+    written: int = 0
+    skipped: int = 0
+    dead: int = 0
+
+
+# -- start and pull ----------------------------------------------------------------------------
+def start_run(
+    rt: Runtime, flow_name: str, trigger: str, request_id: str | None = None
+) -> int | None:
+    """Take the flow's lock and open a run; None if another pull holds the flow.
+
+    `request_id` (the Celery task id, stable across redeliveries) is the lock's token, so a
+    redelivered start finds the run it opened instead of being locked out by itself.
+    """
+    flow = rt.flow(flow_name)
+    token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
+    if token is None:
+        if request_id is not None and locks.holder(rt.redis, flow.name) == request_id:
+            with rt.engine.connect() as conn:
+                return runs.by_lock_token(conn, flow.name, request_id)
+        log.info("flow %s is already being pulled; this %s trigger is skipped", flow.name, trigger)
+        return None
+    with rt.engine.begin() as conn:
+        fence = cursors.next_fence(conn, flow.name)
+        runs.supersede_running(conn, flow.name, fence)
+        cursor = cursors.get(conn, flow.name).cursor
+        return runs.start(conn, flow.name, trigger, fence, cursor, token)
+
+
+def read_window(flow: Flow, cursor: str | None, started_at: datetime) -> ReadWindow:
+    """[cursor - lookback, signpost): re-read the lookback, never past the run's start."""
+    signpost = iso_utc(started_at)
+    if flow.mode is Mode.FULL or cursor is None:
+        return ReadWindow(None, signpost)
+    return ReadWindow(minus_seconds(cursor, flow.lookback_s), signpost)
+
+
+def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
+    """Read every page of the run's window, store each, enqueue it; returns pages stored now.
+
+    A redelivered pull continues after the last stored page and enqueues again the stored
+    pages not yet done (their tasks may have been lost with Redis or a killed worker).
+    """
+    run = _run(rt, run_id)
+    if run.done:
+        return 0
+    flow = rt.flow(run.flow)
+    source = rt.connector(flow.source.connector)
+    window = read_window(flow, run.cursor_before, run.started_at)
+    with rt.engine.begin() as conn:
+        resume = pages.resume_point(conn, run_id)
+        unfinished = _unfinished_pages(conn, run_id) if resume is not None else []
+    for page_id in unfinished:
+        enqueue(page_id)
+    seq, token = resume if resume is not None else (0, None)
+    finished_reading = resume is not None and token is None
+    stored = 0
+    while not finished_reading:
+        page = source.read_page(flow.source.stream, window, token, flow.page_size)
+        page_id = _store_page(rt, run, seq, page)
+        stored += 1
+        if page.records:
+            enqueue(page_id)
+        seq, token = seq + 1, page.next_token
+        finished_reading = token is None
+    with rt.engine.begin() as conn:
+        runs.mark_pull_done(conn, run_id)
+    commit(rt, run_id)
+    return stored
+
+
+def _store_page(rt: Runtime, run: runs.Run, seq: int, page: Page) -> int:
+    with rt.engine.begin() as conn:
+        cursors.check_fence(conn, run.flow, run.fence or 0)
+        page_id = pages.store(conn, run.id, run.flow, seq, page.records, page.next_token)
+        runs.add_counts(conn, run.id, pages=1, pulled=len(page.records))
+        if not page.records:
+            pages.mark_done(conn, page_id, 0, 0, 0)
+    if run.lock_token:
+        locks.extend(rt.redis, run.flow, run.lock_token, LOCK_TTL_S)
+    return page_id
+
+
+def _unfinished_pages(conn: Any, run_id: int) -> list[int]:
+    return [
+        page_id
+        for page_id in pages.page_ids(conn, run_id)
+        if pages.get(conn, page_id).status in ("pulled", "planned")
+    ]
+
+
+# -- plan ------------------------------------------------------------------------------------
+def plan(rt: Runtime, page_id: int) -> StepCounts:
+    """transform -> rules -> dedupe -> plan writes, for one stored page. Pure stages; the I/O
+    is reading the id map and directory before, and saving the plan after."""
+    with rt.engine.begin() as conn:
+        page = pages.get(conn, page_id)
+    if page.status != "pulled":
+        return StepCounts()
+    flow = rt.flow(page.flow)
+    source_sys, target_sys = _systems(rt, flow)
+    with rt.engine.begin() as conn:
+        links = idmap.lookup(
+            conn,
+            (source_sys, flow.source.stream),
+            (target_sys, flow.target.stream),
+            [r.source_id for r in page.records],
+        )
+    changed = [r for r in page.records if _changed(r, links)]
+    unchanged = len(page.records) - len(changed)
+    hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, changed)
+    users = _directory(rt, flow)
+    mapped = transform(hydrated, flow.mapping, users)
+    previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
+    kept = filter_batch(mapped.records, flow.rules, previous)
+    fresh = dedupe(
+        kept.kept, {sid: link.content_hash for sid, link in links.items()}, flow.dedupe_key
+    )
+    targets = {sid: link.target_id for sid, link in links.items() if link.target_id}
+    requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target_sys)
+    seen = [*kept.skipped, *fresh.skipped, *fresh.fresh]
+    plan_json = {
+        "requests": [_request_json(r) for r in requests],
+        "seen": [
+            {"source_id": r.source_id, "version": r.version, "payload": dict(r.payload)}
+            for r in seen
+        ],
+    }
+    dead = [
+        (record.source_id, record.as_json(), reason, "RecordError")
+        for record, reason in mapped.dead
+    ]
+    with rt.engine.begin() as conn:
+        added = deadletters.add(conn, flow.name, page.run_id, dead)
+        pages.save_plan(conn, page_id, [plan_json])
+        runs.add_counts(conn, page.run_id, dead_lettered=added)
+    return StepCounts(skipped=unchanged + len(kept.skipped) + len(fresh.skipped), dead=len(dead))
+
+
+def _changed(record: Record, links: Mapping[str, idmap.Link]) -> bool:
+    link = links.get(record.source_id)
+    return link is None or link.source_version != record.version
+
+
+def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
+    connectors = rt.config.connectors
+    return (
+        connectors[flow.source.connector].vendor.value,
+        connectors[flow.target.connector].vendor.value,
+    )
+
+
+def _directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
+    """The directory of both ends, refreshed from the platforms when it is stale."""
+    names = (flow.source.connector, flow.target.connector)
+    systems = _systems(rt, flow)
+    for name, system in zip(names, systems, strict=True):
+        with rt.engine.connect() as conn:
+            age = directory.age_s(conn, system)
+        if age is None or age > directory.REFRESH_AFTER_S:
+            users = rt.connector(name).list_users()
+            with rt.engine.begin() as conn:
+                directory.replace_users(conn, system, users)
+    with rt.engine.connect() as conn:
+        return directory.load_snapshot(conn, systems)
+
+
+def _request_json(request: WriteRequest) -> dict[str, Any]:
+    return {
+        "effect_key": request.effect_key,
+        "source_id": request.source_id,
+        "op": request.op.value,
+        "payload": dict(request.payload),
+        "target_id": request.target_id,
+    }
+
+
+def _request(data: Mapping[str, Any]) -> WriteRequest:
+    return WriteRequest(
+        effect_key=data["effect_key"],
+        source_id=data["source_id"],
+        op=WriteOp(data["op"]),
+        payload=data["payload"],
+        target_id=data.get("target_id"),
+    )
+
+
+# -- write -----------------------------------------------------------------------------------
+def write(rt: Runtime, page_id: int) -> StepCounts:
+    """Make the page's planned effects, each exactly once, then mark the page done.
+
+    Raises a Transient error (after recording what is known) when the vendor should be tried
+    again later; the effects already done are not repeated by the retry.
+    """
+    with rt.engine.begin() as conn:
+        page = pages.get(conn, page_id)
+    if page.status in ("done", "committed"):
+        return StepCounts()
+    if page.status != "planned" or not page.plan:
+        raise RuntimeError(f"page {page_id} must be planned before it is written")
+    flow = rt.flow(page.flow)
+    target_sys = _systems(rt, flow)[1]
+    target = rt.connector(flow.target.connector)
+    requests = [_request(r) for r in page.plan[0]["requests"]]
+    keys = [r.effect_key for r in requests]
+    with rt.engine.begin() as conn:
+        before = effects.get(conn, keys)
+        effects.claim(conn, flow.name, target_sys, keys)  # committed before any vendor call
+    written, dead = 0, 0
+    target_ids: dict[str, str] = {}
+    for request in requests:
+        outcome = _write_one(rt, flow, target, request, before.get(request.effect_key))
+        if outcome.status is WriteStatus.DONE:
+            written += outcome.fresh
+            if outcome.target_id:
+                target_ids.setdefault(request.source_id, outcome.target_id)
+        elif outcome.status is WriteStatus.REJECTED:
+            with rt.engine.begin() as conn:
+                dead += deadletters.add(
+                    conn,
+                    flow.name,
+                    page.run_id,
+                    [(request.source_id, _request_json(request), outcome.reason, "VendorRejected")],
+                )
+    _finish_page(rt, flow, page, target_sys, target_ids, written, dead)
+    return StepCounts(written=written, dead=dead)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: WriteStatus
+    target_id: str | None = None
+    reason: str = ""
+    fresh: int = 0  # 1 when this call made the effect, 0 when it was already done
+
+
+def _write_one(
+    rt: Runtime,
+    flow: Flow,
+    target: Connector,
+    request: WriteRequest,
+    before: effects.Effect | None,
+) -> _Outcome:
+    if before is not None and before.status is effects.EffectStatus.DONE:
+        return _Outcome(WriteStatus.DONE, before.vendor_ref)
+    if before is not None and before.status is effects.EffectStatus.UNKNOWN:
+        return _Outcome(WriteStatus.REJECTED, reason="outcome unknown; parked for reconciliation")
+    if before is not None and before.status is effects.EffectStatus.PENDING:
+        # An earlier attempt may have reached the vendor. Resend only under the vendor's own
+        # dedupe handle and inside its window; otherwise park it, never resend blindly.
+        window = target.dedupe_window_s(flow.target.stream)
+        if window is None or _age_s(before) > window:
+            with rt.engine.begin() as conn:
+                effects.finish(
+                    conn, request.effect_key, effects.EffectStatus.UNKNOWN, error="crash window"
+                )
+            return _Outcome(
+                WriteStatus.REJECTED,
+                reason="an earlier attempt may have been delivered (no vendor dedupe to resend"
+                " under): check the target, then replay",
+            )
+    try:
+        result = target.write(flow.target.stream, request)
+    except OutcomeUnknown:
+        raise  # stays pending: the retry resends under the vendor's handle or parks it
+    except Transient as exc:
+        with rt.engine.begin() as conn:
+            effects.finish(conn, request.effect_key, effects.EffectStatus.FAILED, error=str(exc))
+        raise
+    status = {
+        WriteStatus.DONE: effects.EffectStatus.DONE,
+        WriteStatus.REJECTED: effects.EffectStatus.FAILED,
+        WriteStatus.FAILED: effects.EffectStatus.FAILED,
+    }[result.status]
+    with rt.engine.begin() as conn:
+        effects.finish(
+            conn, request.effect_key, status, vendor_ref=result.target_id, error=result.reason
+        )
+    if result.status is WriteStatus.FAILED:
+        raise _WriteFailed(flow.target.connector, result.reason)
+    return _Outcome(result.status, result.target_id, result.reason, fresh=1)
+
+
+class _WriteFailed(Transient):
+    def __init__(self, connector: str, reason: str) -> None:
+        super().__init__(connector, reason)
+        self.connector, self.reason = connector, reason
+
+    def __str__(self) -> str:
+        return f"{self.connector}: {self.reason}"
+
+
+def _age_s(effect: effects.Effect) -> float:
+    """Seconds since the effect was first claimed (the vendor's window starts at the send)."""
+    return (datetime.now(UTC) - effect.created_at).total_seconds()
+
+
+def _finish_page(
+    rt: Runtime,
+    flow: Flow,
+    page: pages.StoredPage,
+    target_sys: str,
+    target_ids: Mapping[str, str],
+    written: int,
+    dead: int,
+) -> None:
+    """Record what every handled record became, and mark the page done, in one transaction."""
+    assert page.plan is not None  # noqa: S101 - checked by the caller
+    source_sys = rt.config.connectors[flow.source.connector].vendor.value
+    links = [
+        idmap.Link(
+            source_system=source_sys,
+            source_stream=flow.source.stream,
+            source_id=seen["source_id"],
+            target_system=target_sys,
+            target_stream=flow.target.stream,
+            target_id=target_ids.get(seen["source_id"]),
+            content_hash=content_hash(seen["payload"]),
+            source_version=seen["version"],
+            payload=seen["payload"],
+        )
+        for seen in page.plan[0]["seen"]
+    ]
+    skipped = len(page.records) - written - dead
+    with rt.engine.begin() as conn:
+        cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
+        idmap.upsert(conn, flow.name, links)
+        if pages.mark_done(conn, page.id, written, max(0, skipped), dead):
+            runs.add_counts(
+                conn, page.run_id, written=written, skipped=max(0, skipped), dead_lettered=dead
+            )
+
+
+def _run_fence(conn: Any, run_id: int) -> int:
+    run = runs.get(conn, run_id)
+    return 0 if run is None or run.fence is None else run.fence
+
+
+# -- commit ----------------------------------------------------------------------------------
+def commit(rt: Runtime, run_id: int) -> bool:
+    """Move the cursor past the done pages that follow the committed ones; close the run when
+    every page is committed. Returns True once the run is over."""
+    run = _run(rt, run_id)
+    if run.done:
+        return True
+    finished = False
+    with rt.engine.begin() as conn:
+        cursors.check_fence(conn, run.flow, run.fence or 0)
+        _, cursor = pages.commit_ready(conn, run_id)
+        current = cursors.get(conn, run.flow).cursor
+        if cursor is not None and (current is None or cursor > current):
+            cursors.advance(conn, run.flow, run.fence or 0, cursor)
+            current = cursor
+        if run.pull_done and pages.all_committed(conn, run_id):
+            finished = runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED, cursor_after=current)
+    if finished and run.lock_token:
+        locks.release(rt.redis, run.flow, run.lock_token)
+    elif run.lock_token:
+        locks.extend(rt.redis, run.flow, run.lock_token, LOCK_TTL_S)
+    return finished
+
+
+def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
+    """Close a run that cannot go on; the next pull starts again from the committed cursor."""
+    run = _run(rt, run_id)
+    status = (
+        runs.RunStatus.STOPPED
+        if isinstance(error, cursors.StaleFence | QuotaExhausted)
+        else runs.RunStatus.FAILED
+    )
+    with rt.engine.begin() as conn:
+        current = cursors.get(conn, run.flow).cursor
+        closed = runs.finish(conn, run_id, status, cursor_after=current, error=str(error)[:500])
+    if closed and run.lock_token:
+        locks.release(rt.redis, run.flow, run.lock_token)
+
+
+def _run(rt: Runtime, run_id: int) -> runs.Run:
+    with rt.engine.connect() as conn:
+        run = runs.get(conn, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} does not exist")
+    return run
+
+
+def run_inline(rt: Runtime, flow_name: str, trigger: str = "inline") -> int | None:
+    """A whole run in this process, page after page: for tests and the benchmark baseline of
+    the same code path without Celery."""
+    run_id = start_run(rt, flow_name, trigger)
+    if run_id is None:
+        return None
+    queue: list[int] = []
+    pull(rt, run_id, queue.append)
+    for page_id in queue:
+        plan(rt, page_id)
+        write(rt, page_id)
+        commit(rt, run_id)
+    commit(rt, run_id)
+    return run_id

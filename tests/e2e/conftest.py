@@ -1,0 +1,79 @@
+"""A real Celery worker process for end-to-end tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from sync_pipeline.dispatch import QUEUES
+from sync_pipeline.settings import load_settings
+from sync_pipeline.state.migrate import migrate
+
+
+@pytest.fixture
+def migrated(service_env: dict[str, str]) -> dict[str, str]:
+    migrate(service_env["DATABASE_URL"])
+    return service_env
+
+
+@pytest.fixture
+def worker(migrated: dict[str, str], tmp_path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process, so SIGKILL and redelivery behave as in production."""
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
+    cmd += ["-Q", ",".join(QUEUES), "-c", "2", "-l", "INFO"]
+    proc = subprocess.Popen(cmd, env=migrated, stdout=log, stderr=subprocess.STDOUT)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+@pytest.fixture
+def settings(migrated: dict[str, str]):
+    return load_settings(migrated)
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """The sandbox as a real server on free ports, seeded with the spine tests' world."""
+    from sync_pipeline.sandbox.client import running_sandbox
+    from sync_pipeline.sandbox.core import SandboxStore
+    from sync_pipeline.sandbox.registry import free_port_base, load_registry
+    from sync_pipeline.sandbox.seed import seed_all
+    from sync_pipeline.sandbox.server import build_emulators, store_path
+    from tests.e2e.spine import APPROVALS, SEED
+
+    data = tmp_path / "sandbox"
+    port_base = free_port_base()
+    store = SandboxStore(store_path(data))
+    emulators = build_emulators(store, load_registry(), port_base)
+    seed_all(store, seed=SEED, approvals=APPROVALS, checkin_days=1, emulators=emulators)
+    with running_sandbox(data, port_base) as client:
+        # WeCom accepts callback cards only from an app with a callback URL (errcode 43012).
+        client.settings("wecom", {"callback_url": "http://127.0.0.1:1/callbacks/wecom"})
+        yield client
+
+
+@pytest.fixture
+def sandbox_store(sandbox, tmp_path):
+    """The running sandbox's own store, for changes no API offers (a user who left)."""
+    from sync_pipeline.sandbox.core import SandboxStore
+    from sync_pipeline.sandbox.server import store_path
+
+    return SandboxStore(store_path(tmp_path / "sandbox"))
+
+
+@pytest.fixture
+def spine_env(migrated: dict[str, str], sandbox) -> dict[str, str]:
+    """Worker and syncctl environment: this test's servers, the sandbox, the shipped config."""
+    from tests.conftest import ROOT
+
+    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}

@@ -1,0 +1,87 @@
+"""Celery tasks: thin wrappers; the logic lives in sync_pipeline.steps.
+
+A run is `pull.start` (lock, run row, read and store pages) and, per page, the chain
+`pull.plan -> write.page -> pull.commit`. Tasks pass ids and re-read state, so a redelivered
+task continues where a lost one stopped. Only Transient errors retry; a vendor's own wait
+(`RateLimited.retry_after`) sets the countdown, capped far below the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Task, chain
+
+from sync_pipeline import health, steps
+from sync_pipeline.dispatch import HEALTH_TASK
+from sync_pipeline.errors import Transient
+from sync_pipeline.runtime import get_runtime
+from workers.app import app, settings
+
+log = logging.getLogger(__name__)
+
+MAX_COUNTDOWN_S = 300  # far below the broker's visibility timeout (DESIGN.md section 4)
+MAX_RETRIES = 8
+T = TypeVar("T")
+
+
+@app.task(name=HEALTH_TASK, ignore_result=False, acks_late=True)
+def health_check() -> dict[str, Any]:
+    """Prove the worker reaches the broker (it got this task), Redis and PostgreSQL."""
+    report = health.report(settings)
+    return {"worker": f"{socket.gethostname()}:{os.getpid()}", **report}
+
+
+def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | None:
+    """Retry Transient errors with the vendor's wait; close the run on anything else."""
+    try:
+        return step()
+    except Transient as exc:
+        if task.request.retries >= MAX_RETRIES:
+            steps.fail_run(get_runtime(), run_id, exc)
+            return None
+        wait = getattr(exc, "retry_after", None)
+        countdown = wait if wait is not None else min(2 ** (task.request.retries + 1), 60)
+        raise task.retry(exc=exc, countdown=min(countdown, MAX_COUNTDOWN_S)) from exc
+    except Exception as exc:
+        log.exception("run %s failed in %s", run_id, task.name)
+        steps.fail_run(get_runtime(), run_id, exc)
+        raise  # a failed task stops its chain: the next pull starts from the committed cursor
+
+
+def _page_chain(run_id: int, page_id: int) -> None:
+    chain(
+        plan_page.si(run_id, page_id),
+        write_page.si(run_id, page_id),
+        commit_run.si(run_id),
+    ).apply_async()
+
+
+@app.task(name="pull.start", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def start_pull(self: Task[Any, Any], flow_name: str, trigger: str = "schedule") -> int | None:
+    """Open a run of `flow_name` (unless one is going on) and read its pages."""
+    rt = get_runtime()
+    run_id = steps.start_run(rt, flow_name, trigger, request_id=self.request.id)
+    if run_id is None:
+        return None
+    _run_step(self, run_id, lambda: steps.pull(rt, run_id, lambda p: _page_chain(run_id, p)))
+    return run_id
+
+
+@app.task(name="pull.plan", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def plan_page(self: Task[Any, Any], run_id: int, page_id: int) -> None:
+    _run_step(self, run_id, lambda: steps.plan(get_runtime(), page_id))
+
+
+@app.task(name="write.page", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def write_page(self: Task[Any, Any], run_id: int, page_id: int) -> None:
+    _run_step(self, run_id, lambda: steps.write(get_runtime(), page_id))
+
+
+@app.task(name="pull.commit", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def commit_run(self: Task[Any, Any], run_id: int) -> None:
+    _run_step(self, run_id, lambda: steps.commit(get_runtime(), run_id))
