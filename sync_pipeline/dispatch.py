@@ -22,6 +22,7 @@ from sync_pipeline.settings import Settings
 
 QUEUES = ("pull", "write", "events", "admin")
 HEALTH_TASK = "admin.health"
+EVENT_TASK = "events.handle"  # args: [inbound_events row id]
 
 # Task names are "<queue>.<action>", so routing follows the name.
 TASK_ROUTES = {f"{queue}.*": {"queue": queue} for queue in QUEUES}

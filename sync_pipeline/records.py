@@ -116,3 +116,57 @@ def parse_iso_utc(text: str) -> datetime:
 def minus_seconds(cursor: str, seconds: float) -> str:
     """A time cursor moved back by the lookback window."""
     return iso_utc(parse_iso_utc(cursor) - timedelta(seconds=seconds))
+
+
+class EventKind(StrEnum):
+    """What an inbound webhook or callback means, whatever vendor sent it."""
+
+    APPROVAL_CHANGED = "approval_changed"  # a source approval moved: re-read it and sync it
+    CARD_ACTION = "card_action"  # a user pressed a button on a card we sent
+    MESSAGE = "message"  # a user posted a message (to a group or to the app)
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One verified webhook delivery, decoded into canonical fields at the edge.
+
+    `event_id` is the vendor's own id for the delivery (Feishu `header.event_id`, WeCom
+    `MsgId` or `FromUserName`+`CreateTime`, Agora `callId`, the OA's `eventId`): a second
+    delivery of the same event has the same id, which is what deduplicates it.
+
+    `data` by kind (ids are the sending platform's own, as its directory knows them):
+      approval_changed  source_id, status (the vendor's word, if it said), version (if any)
+      card_action       user_id, action ("approve" | "reject" | ...), source_id, comment,
+                        card: the vendor's handles for updating the card (response_code,
+                        task_id, open_message_id, out_track_id, token, ...)
+      message           message_id, sender, chat_id, chat_type ("group" | "direct"), text,
+                        flags (e.g. ["important"]), mentions (user ids), sent_at
+    """
+
+    connector: str  # the connector instance in connectors.yaml that the webhook belongs to
+    vendor: str
+    event_id: str
+    kind: EventKind
+    occurred_at: str  # ISO-8601 UTC, as iso_utc writes it
+    data: Mapping[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "connector": self.connector,
+            "vendor": self.vendor,
+            "event_id": self.event_id,
+            "kind": self.kind.value,
+            "occurred_at": self.occurred_at,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InboundEvent:
+        return cls(
+            connector=str(data["connector"]),
+            vendor=str(data["vendor"]),
+            event_id=str(data["event_id"]),
+            kind=EventKind(data["kind"]),
+            occurred_at=str(data["occurred_at"]),
+            data=dict(data["data"]),
+        )

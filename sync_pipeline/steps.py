@@ -258,7 +258,10 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     keys = [r.effect_key for r in requests]
     with rt.engine.begin() as conn:
         before = effects.get(conn, keys)
-        effects.claim(conn, flow.name, target_sys, keys)  # committed before any vendor call
+        # committed before any vendor call
+        effects.claim(
+            conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
+        )
     written, dead = 0, 0
     target_ids: dict[str, str] = {}
     for request in requests:
@@ -277,6 +280,16 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
                 )
     _finish_page(rt, flow, page, target_sys, target_ids, written, dead)
     return StepCounts(written=written, dead=dead)
+
+
+def _about(request: WriteRequest) -> effects.About:
+    """What a planned notification is, for the effects table (card updates look cards up)."""
+    to = request.payload.get("to")
+    return effects.About(
+        source_id=request.source_id,
+        kind=str(request.payload.get("kind") or request.op.value),
+        recipient=None if to in (None, "") else str(to),
+    )
 
 
 @dataclass(frozen=True)
@@ -327,7 +340,12 @@ def _write_one(
     }[result.status]
     with rt.engine.begin() as conn:
         effects.finish(
-            conn, request.effect_key, status, vendor_ref=result.target_id, error=result.reason
+            conn,
+            request.effect_key,
+            status,
+            vendor_ref=result.target_id,
+            error=result.reason,
+            detail=result.extra,
         )
     if result.status is WriteStatus.FAILED:
         raise _WriteFailed(flow.target.connector, result.reason)

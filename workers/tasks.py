@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from celery import Task, chain
 
-from sync_pipeline import health, steps
-from sync_pipeline.dispatch import HEALTH_TASK
+from sync_pipeline import events, health, steps
+from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK
 from sync_pipeline.errors import Transient
 from sync_pipeline.runtime import get_runtime
 from workers.app import app, settings
@@ -36,6 +36,14 @@ def health_check() -> dict[str, Any]:
     return {"worker": f"{socket.gethostname()}:{os.getpid()}", **report}
 
 
+def _countdown(task: Task[Any, Any], exc: Transient) -> float:
+    """The vendor's own wait when it gave one, else exponential; capped far below the
+    visibility timeout (longer waits belong in PostgreSQL, DESIGN.md section 4)."""
+    wait = getattr(exc, "retry_after", None)
+    countdown = wait if wait is not None else min(2 ** (task.request.retries + 1), 60)
+    return float(min(countdown, MAX_COUNTDOWN_S))
+
+
 def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | None:
     """Retry Transient errors with the vendor's wait; close the run on anything else."""
     try:
@@ -44,9 +52,7 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
         if task.request.retries >= MAX_RETRIES:
             steps.fail_run(get_runtime(), run_id, exc)
             return None
-        wait = getattr(exc, "retry_after", None)
-        countdown = wait if wait is not None else min(2 ** (task.request.retries + 1), 60)
-        raise task.retry(exc=exc, countdown=min(countdown, MAX_COUNTDOWN_S)) from exc
+        raise task.retry(exc=exc, countdown=_countdown(task, exc)) from exc
     except Exception as exc:
         log.exception("run %s failed in %s", run_id, task.name)
         steps.fail_run(get_runtime(), run_id, exc)
@@ -85,3 +91,16 @@ def write_page(self: Task[Any, Any], run_id: int, page_id: int) -> None:
 @app.task(name="pull.commit", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def commit_run(self: Task[Any, Any], run_id: int) -> None:
     _run_step(self, run_id, lambda: steps.commit(get_runtime(), run_id))
+
+
+@app.task(name=EVENT_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def handle_event(self: Task[Any, Any], event_row_id: int) -> None:
+    """One inbound webhook event (recorded once by the webhook service), handled."""
+    rt = get_runtime()
+    try:
+        events.handle(rt, event_row_id)
+    except Transient as exc:
+        if self.request.retries >= MAX_RETRIES:
+            events.give_up(rt, event_row_id, exc)
+            return
+        raise self.retry(exc=exc, countdown=_countdown(self, exc)) from exc

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -38,10 +39,29 @@ class Effect:
     attempts: int
     last_error: str | None
     created_at: datetime
+    source_id: str | None = None
+    kind: str | None = None
+    recipient: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class About:
+    """What an effect is, kept beside its key: which source record it serves, what kind of
+    effect (card, message, oa_action, ...) and for whom. Card updates find the cards of a
+    record by it."""
+
+    source_id: str | None = None
+    kind: str | None = None
+    recipient: str | None = None
 
 
 def claim(
-    conn: Connection, flow: str, target_system: str, keys: Sequence[str]
+    conn: Connection,
+    flow: str,
+    target_system: str,
+    keys: Sequence[str],
+    about: Mapping[str, About] | None = None,
 ) -> dict[str, Effect]:
     """Insert missing keys as pending (attempts bumped for every claim) and return all of them.
 
@@ -49,9 +69,18 @@ def claim(
     """
     if not keys:
         return {}
+    about = about or {}
     stmt = insert(effects).values(
         [
-            {"key": k, "flow": flow, "target_system": target_system, "status": "pending"}
+            {
+                "key": k,
+                "flow": flow,
+                "target_system": target_system,
+                "status": "pending",
+                "source_id": about.get(k, About()).source_id,
+                "kind": about.get(k, About()).kind,
+                "recipient": about.get(k, About()).recipient,
+            }
             for k in keys
         ]
     )
@@ -64,19 +93,24 @@ def claim(
     return get(conn, keys)
 
 
+def _effect(row: Any) -> Effect:
+    return Effect(
+        row.key,
+        EffectStatus(row.status),
+        row.vendor_ref,
+        int(row.attempts),
+        row.last_error,
+        row.created_at,
+        row.source_id,
+        row.kind,
+        row.recipient,
+        dict(row.detail or {}),
+    )
+
+
 def get(conn: Connection, keys: Sequence[str]) -> dict[str, Effect]:
     rows = conn.execute(sa.select(effects).where(effects.c.key.in_(list(keys))))
-    return {
-        row.key: Effect(
-            row.key,
-            EffectStatus(row.status),
-            row.vendor_ref,
-            int(row.attempts),
-            row.last_error,
-            row.created_at,
-        )
-        for row in rows
-    }
+    return {row.key: _effect(row) for row in rows}
 
 
 def finish(
@@ -85,15 +119,41 @@ def finish(
     status: EffectStatus,
     vendor_ref: str | None = None,
     error: str | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the vendor's answer; a `done` effect is never changed again."""
+    """Record the vendor's answer; a `done` effect is never changed again.
+
+    `detail` keeps the vendor's handles that later effects need (a card's response_code and
+    task_id, a message id): never a secret, never a whole response body.
+    """
+    values: dict[str, Any] = {
+        "status": status.value,
+        "vendor_ref": vendor_ref,
+        "last_error": error,
+        "updated_at": sa.func.now(),
+    }
+    if detail:
+        values["detail"] = dict(detail)
     conn.execute(
         effects.update()
         .where(effects.c.key == key, effects.c.status != EffectStatus.DONE.value)
-        .values(
-            status=status.value, vendor_ref=vendor_ref, last_error=error, updated_at=sa.func.now()
-        )
+        .values(**values)
     )
+
+
+def done_for_source(
+    conn: Connection, flow: str, source_id: str, kind: str | None = None
+) -> list[Effect]:
+    """The effects made for one source record (e.g. every card sent for an approval), oldest
+    first."""
+    query = sa.select(effects).where(
+        effects.c.flow == flow,
+        effects.c.source_id == source_id,
+        effects.c.status == EffectStatus.DONE.value,
+    )
+    if kind is not None:
+        query = query.where(effects.c.kind == kind)
+    return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
 
 
 def count_by_status(conn: Connection, flow: str) -> dict[str, int]:

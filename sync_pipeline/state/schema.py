@@ -74,6 +74,12 @@ effects = sa.Table(
     ),
 )
 sa.Index("effects_by_flow_status", effects.c.flow, effects.c.status)
+# Added in 0003: what the effect was (for cards: the vendor's handles to update it in place).
+effects.append_column(sa.Column("source_id", sa.Text, nullable=True))
+effects.append_column(sa.Column("kind", sa.Text, nullable=True))
+effects.append_column(sa.Column("recipient", sa.Text, nullable=True))
+effects.append_column(sa.Column("detail", JSONB, nullable=True))
+sa.Index("effects_by_source", effects.c.flow, effects.c.source_id)
 
 runs = sa.Table(
     "runs",
@@ -180,4 +186,38 @@ quota_usage = sa.Table(
     sa.Column("api", sa.Text, primary_key=True),
     sa.Column("period", sa.Text, primary_key=True),  # "2026-11" for monthly quotas
     sa.Column("used", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Added in 0003: webhook deliveries, once per (connector, vendor event id), and refusals counted.
+inbound_events = sa.Table(
+    "inbound_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("connector", sa.Text, nullable=False),
+    sa.Column("vendor", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.Text, nullable=False),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="queued"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column(
+        "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("connector", "event_id", name="inbound_events_once"),
+    sa.CheckConstraint(
+        "status IN ('queued', 'done', 'ignored', 'failed')", name="inbound_events_status_known"
+    ),
+)
+sa.Index("inbound_events_by_status", inbound_events.c.status, inbound_events.c.received_at)
+
+webhook_refusals = sa.Table(
+    "webhook_refusals",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, primary_key=True),  # bad_signature, stale, replay, malformed
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

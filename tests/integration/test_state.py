@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 import redis
 
-from sync_pipeline.records import Record
-from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pages, runs
+from sync_pipeline.records import EventKind, InboundEvent, Record
+from sync_pipeline.state import cursors, deadletters, effects, idmap, inbound, locks, pages, runs
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
 
@@ -85,6 +85,53 @@ def test_a_done_effect_is_never_changed_again(engine) -> None:
     assert again["k1"].status is effects.EffectStatus.DONE
     assert again["k1"].vendor_ref == "msg-1"
     assert again["k1"].attempts == 1
+
+
+def test_a_card_effect_keeps_what_it_is_and_the_vendors_handles(engine) -> None:
+    about = {"k1": effects.About(source_id="R1", kind="card", recipient="u1")}
+    with engine.begin() as conn:
+        effects.claim(conn, "f", "wecom", ["k1"], about)
+        effects.finish(
+            conn, "k1", effects.EffectStatus.DONE, "msg-1", detail={"response_code": "rc"}
+        )
+
+    with engine.begin() as conn:
+        (card,) = effects.done_for_source(conn, "f", "R1", kind="card")
+    assert (card.recipient, card.vendor_ref, card.detail) == (
+        "u1",
+        "msg-1",
+        {"response_code": "rc"},
+    )
+
+
+def event(event_id: str) -> InboundEvent:
+    return InboundEvent(
+        "oa", "oa", event_id, EventKind.APPROVAL_CHANGED, "2026-01-01T00:00:00Z", {"source_id": "1"}
+    )
+
+
+def test_an_inbound_event_is_recorded_once_per_vendor_event_id(engine) -> None:
+    with engine.begin() as conn:
+        first = inbound.record(conn, event("e-1"))
+        again = inbound.record(conn, event("e-1"))
+
+    assert first is not None
+    assert again is None
+    with engine.begin() as conn:
+        stored = inbound.get(conn, first)
+    assert stored is not None
+    assert stored.event == event("e-1")
+    assert stored.status is inbound.EventStatus.QUEUED
+
+
+def test_refused_deliveries_are_counted_per_connector_and_reason(engine) -> None:
+    with engine.begin() as conn:
+        inbound.refuse(conn, "oa", "bad_signature")
+        inbound.refuse(conn, "oa", "bad_signature")
+        inbound.refuse(conn, "oa", "stale")
+
+    with engine.begin() as conn:
+        assert inbound.refusals(conn) == {("oa", "bad_signature"): 2, ("oa", "stale"): 1}
 
 
 def test_pages_commit_in_order_even_when_finished_out_of_order(engine) -> None:

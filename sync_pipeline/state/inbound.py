@@ -1,0 +1,140 @@
+"""Inbound webhook events: each vendor delivery handled once, and refusals counted.
+
+Vendors deliver the same event twice (retries, our slow answer) and out of order (DESIGN.md
+section 5). The webhook service records every verified delivery here under the vendor's own
+event id before it enqueues anything: a second delivery of that id finds the row and is
+acknowledged without a second task. The row also carries the event to the worker, so the task
+passes only the row id (Celery messages stay small and hold no vendor payload).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.records import InboundEvent
+from sync_pipeline.state.schema import inbound_events, webhook_refusals
+
+
+class EventStatus(StrEnum):
+    QUEUED = "queued"  # recorded and enqueued; a task will handle it
+    DONE = "done"  # handled: its effects are made (or were already)
+    IGNORED = "ignored"  # nothing to do for it (no flow wants it; a rule filtered it out)
+    FAILED = "failed"  # handling gave up; `error` says why, `syncctl events replay` retries
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    event: InboundEvent
+    status: EventStatus
+    attempts: int
+    error: str | None
+    received_at: datetime
+
+
+def record(conn: Connection, event: InboundEvent) -> int | None:
+    """Store a delivery; its row id, or None when the same event id was recorded before."""
+    stmt = (
+        insert(inbound_events)
+        .values(
+            connector=event.connector,
+            vendor=event.vendor,
+            event_id=event.event_id,
+            kind=event.kind.value,
+            occurred_at=event.occurred_at,
+            data=dict(event.data),
+        )
+        .on_conflict_do_nothing(constraint="inbound_events_once")
+        .returning(inbound_events.c.id)
+    )
+    row_id = conn.execute(stmt).scalar_one_or_none()
+    return None if row_id is None else int(row_id)
+
+
+def get(conn: Connection, event_row_id: int) -> StoredEvent | None:
+    row = conn.execute(
+        sa.select(inbound_events).where(inbound_events.c.id == event_row_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    event = InboundEvent.from_json(
+        {
+            "connector": row.connector,
+            "vendor": row.vendor,
+            "event_id": row.event_id,
+            "kind": row.kind,
+            "occurred_at": row.occurred_at,
+            "data": row.data,
+        }
+    )
+    return StoredEvent(
+        row.id, event, EventStatus(row.status), int(row.attempts), row.error, row.received_at
+    )
+
+
+def start_attempt(conn: Connection, event_row_id: int) -> None:
+    conn.execute(
+        inbound_events.update()
+        .where(inbound_events.c.id == event_row_id)
+        .values(attempts=inbound_events.c.attempts + 1)
+    )
+
+
+def finish(
+    conn: Connection, event_row_id: int, status: EventStatus, error: str | None = None
+) -> None:
+    conn.execute(
+        inbound_events.update()
+        .where(inbound_events.c.id == event_row_id)
+        .values(status=status.value, error=error, handled_at=sa.func.now())
+    )
+
+
+def requeue(conn: Connection, event_row_ids: list[int]) -> None:
+    """Failed events back to queued, for a replay."""
+    conn.execute(
+        inbound_events.update()
+        .where(inbound_events.c.id.in_(event_row_ids))
+        .values(status=EventStatus.QUEUED.value, error=None, handled_at=None)
+    )
+
+
+def ids_with_status(conn: Connection, status: EventStatus, limit: int = 1000) -> list[int]:
+    rows = conn.execute(
+        sa.select(inbound_events.c.id)
+        .where(inbound_events.c.status == status.value)
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+    )
+    return [int(r) for (r,) in rows]
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(inbound_events.c.status, sa.func.count()).group_by(inbound_events.c.status)
+    )
+    return {str(status): int(n) for status, n in rows}
+
+
+def refuse(conn: Connection, connector: str, reason: str) -> None:
+    """Count a refused delivery (forged, stale, replayed, malformed) for monitoring."""
+    stmt = insert(webhook_refusals).values(connector=connector, reason=reason, count=1)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[webhook_refusals.c.connector, webhook_refusals.c.reason],
+            set_={"count": webhook_refusals.c.count + 1, "last_at": sa.func.now()},
+        )
+    )
+
+
+def refusals(conn: Connection) -> dict[tuple[str, str], int]:
+    rows = conn.execute(
+        sa.select(webhook_refusals.c.connector, webhook_refusals.c.reason, webhook_refusals.c.count)
+    )
+    return {(str(c), str(r)): int(n) for c, r, n in rows}
