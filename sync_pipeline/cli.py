@@ -383,6 +383,36 @@ def bench_sandbox_command(approvals: int, runs: int, json_path: str) -> None:
     console.print(f"wrote {json_path}")
 
 
+@bench.command(name="spine")
+@click.option(
+    "--approvals",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(10, 1_000_000),
+    help="Approvals to seed.",
+)
+@click.option(
+    "--runs", default=3, show_default=True, type=click.IntRange(min=1), help="Report medians."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the figures.  [default: SYNC_DATA_DIR/bench/spine.json]",
+)
+@one_line_errors
+def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> None:
+    """First sync of the approvals and a no-change sync through a real worker, beside a raw
+    loop (no Celery, no PostgreSQL) measured in the same run."""
+    from sync_pipeline.bench.spine import bench_spine
+
+    settings = settings_from_env()
+    with services(settings) as resolved:
+        target = json_path or resolved.settings.data_dir / "bench" / "spine.json"
+        bench_spine(resolved, approvals, runs, target, console)
+
+
 @main.command()
 @one_line_errors
 def demo() -> None:
