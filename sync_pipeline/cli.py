@@ -414,12 +414,20 @@ def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> No
 
 
 @main.command()
+@click.option(
+    "--approvals",
+    default=200,
+    show_default=True,
+    type=click.IntRange(10, 100_000),
+    help="OA approvals the sandbox is seeded with.",
+)
 @one_line_errors
-def demo() -> None:
-    """Start the stack, migrate, run the health task through a real worker, print a summary."""
+def demo(approvals: int) -> None:
+    """The main job end to end: the stack, the sandbox, a real worker and Beat syncing every
+    shipped flow, and a summary that sets run counts beside the IM ledgers."""
     from sync_pipeline.demo import run_demo
 
-    run_demo(console)
+    run_demo(console, approvals)
 
 
 def _register_subcommands() -> None:

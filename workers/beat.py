@@ -6,6 +6,7 @@ pulls, which the per-flow lock turns away; it never doubles an effect.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from celery.beat import PersistentScheduler
@@ -37,12 +38,23 @@ def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
 
 
 class FlowScheduler(PersistentScheduler):
-    """The persistent scheduler with the flows' entries merged in at start."""
+    """The persistent scheduler with the flows' entries merged in at start.
+
+    A flow that has never been pulled by this Beat is due at once rather than one interval
+    after Beat starts: a new deployment (or a flow just enabled) syncs straight away. The
+    schedule file keeps each entry's last run, so a restart does not pull everything again.
+    """
 
     def setup_schedule(self) -> None:
         config = load_config(load_settings().config_dir)
-        self.app.conf.beat_schedule = {
-            **self.app.conf.beat_schedule,
-            **flow_schedule(list(config.enabled_flows())),
-        }
+        flows = flow_schedule(list(config.enabled_flows()))
+        self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **flows}
         super().setup_schedule()
+        for name in flows:
+            entry = self.schedule.get(name)
+            if entry is not None and entry.total_run_count == 0:
+                entry.last_run_at = NEVER
+        self.sync()
+
+
+NEVER = datetime(2000, 1, 1, tzinfo=UTC)

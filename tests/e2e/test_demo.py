@@ -1,14 +1,30 @@
-"""`syncctl demo` (what `make demo` runs) against the configured servers."""
+"""`syncctl demo` (what `make demo` runs) against the configured servers: Beat and a real
+worker sync every shipped flow to the sandbox, and the counts match the IM ledgers."""
 
 from __future__ import annotations
 
 from tests.conftest import syncctl
 
 
-def test_demo_ends_with_its_summary(service_env) -> None:
-    result = syncctl("demo", env=service_env, timeout=240)
+def test_demo_syncs_every_flow_and_its_counts_match_the_ledgers(service_env) -> None:
+    result = syncctl(
+        "demo", "--approvals", "60", env={**service_env, "COLUMNS": "120"}, timeout=400
+    )
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "sync_pipeline demo: summary" in result.stdout
-    assert "health      ok from" in result.stdout
+    for flow in ("approvals_to_wecom", "approvals_to_dingtalk", "approvals_to_feishu"):
+        row = next(line for line in result.stdout.splitlines() if flow in line)
+        assert "succeeded" in row
+        assert row.rstrip(" │").endswith("=")  # the run's count equals the ledger's
+    assert "exactly once" in result.stdout
     assert "Everything started by the demo is stopped" in result.stdout
+
+
+def test_demo_a_second_time_tells_the_same_story(service_env) -> None:
+    first = syncctl("demo", "--approvals", "30", env=service_env, timeout=400)
+    again = syncctl("demo", "--approvals", "30", env=service_env, timeout=400)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "exactly once" in again.stdout

@@ -22,7 +22,11 @@ pytestmark = pytest.mark.embedded
 
 def embedded_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(SYNC_DATA_DIR=str(workdir / ".sync-data"), PYTHONPATH=str(ROOT))
+    env.update(
+        SYNC_DATA_DIR=str(workdir / ".sync-data"),
+        SYNC_CONFIG_DIR=str(ROOT / "config"),
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
@@ -84,8 +88,8 @@ def test_ctrl_c_during_demo_leaves_no_process_and_the_next_demo_works(tmp_path: 
         start_new_session=True,  # its own process group, like a terminal's foreground job
     )
     data = tmp_path / ".sync-data"
-    # Interrupt once the worker is up: everything the demo starts is running by then.
-    wait_for((data / "logs" / "worker.log").exists, 120, what="the demo's worker")
+    # Interrupt once Beat is up: the sandbox, the worker and Beat are all running by then.
+    wait_for((data / "demo" / "logs" / "beat.log").exists, 120, what="the demo's Beat")
     os.killpg(demo.pid, signal.SIGINT)
     output, _ = demo.communicate(timeout=120)
 
@@ -99,3 +103,4 @@ def test_ctrl_c_during_demo_leaves_no_process_and_the_next_demo_works(tmp_path: 
 
     assert again.returncode == 0, again.stderr
     assert "sync_pipeline demo: summary" in again.stdout
+    assert "exactly once" in again.stdout
