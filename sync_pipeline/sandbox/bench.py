@@ -3,6 +3,7 @@
 Seeding runs in this process against a fresh store; listing runs against a real
 `syncctl sandbox up` subprocess, so client and server do not share a GIL. The client is one
 sequential E9 client paging the modified-since list with pageSize 100, as the sync does.
+The store lives in a temporary directory that is removed afterwards unless `data_dir` is given.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from sync_pipeline.sandbox.seed import seed_all
 from sync_pipeline.sandbox.server import build_emulators, store_path
 
 PAGE_SIZE = 100
-START_TIMEOUT_S = 60.0
 
 
 def bench_sandbox(approvals: int = 100_000, data_dir: Path | None = None) -> dict[str, Any]:
     """Seed `approvals` into every emulator, then page through the OA list once."""
-    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
+    if data_dir is not None:
+        return _bench(approvals, data_dir)
+    with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:
+        return _bench(approvals, Path(scratch))
+
+
+def _bench(approvals: int, data_dir: Path) -> dict[str, Any]:
     store = SandboxStore(store_path(data_dir))
     port_base = free_port_base()
     emulators = build_emulators(store, load_registry(), port_base)
