@@ -27,9 +27,10 @@ START_TIMEOUT_S = 60.0
 class SandboxClient:
     """The control API on 127.0.0.1:<port base>."""
 
-    def __init__(self, port_base: int, timeout_s: float = 30.0) -> None:
+    def __init__(self, port_base: int, timeout_s: float = 30.0, pid: int | None = None) -> None:
         self.url = f"http://127.0.0.1:{port_for('control', port_base)}"
         self.timeout_s = timeout_s
+        self.pid = pid  # the server's process, when running_sandbox started it
         self.session = requests.Session()
         self._info: dict[str, dict[str, Any]] | None = None
 
@@ -151,7 +152,7 @@ def running_sandbox(
 
 def _wait_until_up(proc: subprocess.Popen[bytes], port_base: int, data_dir: Path) -> SandboxClient:
     deadline = time.monotonic() + START_TIMEOUT_S
-    client = SandboxClient(port_base)
+    client = SandboxClient(port_base, pid=proc.pid)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (data_dir / "sandbox.log").read_text("utf-8", "replace").strip()[-500:]
