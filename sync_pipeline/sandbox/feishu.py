@@ -168,10 +168,14 @@ def _decode_token(token: str, shape: tuple[type, ...]) -> list[Any]:
     return value
 
 
-def encrypt_event(encrypt_key: str, plaintext: bytes) -> str:
-    """Feishu event encryption: AES-256-CBC, key sha256(encrypt_key), random IV, PKCS#7/16."""
+def encrypt_event(encrypt_key: str, plaintext: bytes, iv: bytes | None = None) -> str:
+    """Feishu event encryption: AES-256-CBC, key sha256(encrypt_key), random IV, PKCS#7/16.
+
+    `iv` is for tests only: with the IV of Feishu's published sample the output must be that
+    sample byte for byte.
+    """
     key = hashlib.sha256(encrypt_key.encode()).digest()
-    iv = secrets.token_bytes(16)
+    iv = secrets.token_bytes(16) if iv is None else iv
     padder = padding.PKCS7(128).padder()
     padded = padder.update(plaintext) + padder.finalize()
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()

@@ -786,6 +786,15 @@ def test_sdk_aes_cipher_decrypts_our_event_encryption() -> None:
     assert len(raw) % 16 == 0
 
 
+def test_event_encryption_reproduces_the_published_sample() -> None:
+    # Feishu's own sample: Encrypt Key "test key", plaintext "hello world" (open.feishu.cn,
+    # event-subscription-guide/event-subscription-configure-/request-url-configuration-case).
+    sample = "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="
+    iv = base64.b64decode(sample)[:16]
+
+    assert encrypt_event("test key", b"hello world", iv=iv) == sample
+
+
 def test_signature_matches_the_documented_formula() -> None:
     import hashlib
 
