@@ -525,6 +525,51 @@ def test_same_uuid_within_an_hour_answers_the_first_message_and_sends_once(feish
     assert len(feishu.store.ledger("feishu")) == 1
 
 
+def age_ledger(store: SandboxStore, seconds: float) -> None:
+    """Make every Feishu write so much older, as if the clock had moved on."""
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE ledger SET ts_ms = ts_ms - ? WHERE platform = 'feishu'", (int(seconds * 1000),)
+        )
+
+
+def send_with_uuid(api, user: dict[str, Any], dedupe: str) -> dict[str, Any]:
+    body = {
+        "receive_id": user["open_id"],
+        "msg_type": "text",
+        "content": '{"text":"x"}',
+        "uuid": dedupe,
+    }
+    answer = api("POST", "/im/v1/messages", params={"receive_id_type": "open_id"}, json=body)
+    assert answer.json()["code"] == 0, answer.text
+    data: dict[str, Any] = answer.json()["data"]
+    return data
+
+
+def test_same_uuid_just_under_an_hour_later_still_answers_the_first_message(
+    feishu, api, store
+) -> None:
+    user = first_user(api)
+    first = send_with_uuid(api, user, "u-59")
+    age_ledger(store, 3600 - 5)
+
+    again = send_with_uuid(api, user, "u-59")
+
+    assert again["message_id"] == first["message_id"]
+    assert len(feishu.store.ledger("feishu")) == 1
+
+
+def test_same_uuid_just_over_an_hour_later_sends_a_new_message(feishu, api, store) -> None:
+    user = first_user(api)
+    first = send_with_uuid(api, user, "u-61")
+    age_ledger(store, 3600 + 5)
+
+    again = send_with_uuid(api, user, "u-61")
+
+    assert again["message_id"] != first["message_id"]
+    assert [e.idem_key for e in feishu.store.ledger("feishu")] == ["im.message.uuid:u-61"] * 2
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
