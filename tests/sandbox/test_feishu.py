@@ -328,6 +328,13 @@ def test_given_window_without_instances_list_is_an_empty_last_page(feishu, api) 
     }
 
 
+def test_given_page_size_over_100_list_answers_1390001(feishu, api) -> None:
+    answer = list_instances(api, codes(feishu)[0], page_size=101)
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == 1390001
+
+
 def test_given_unknown_approval_code_list_answers_1390002(feishu, api) -> None:
     assert list_instances(api, "NOPE").json()["code"] == 1390002
 

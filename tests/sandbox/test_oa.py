@@ -268,6 +268,14 @@ def test_pages_cover_every_request_once(e9: E9) -> None:
     assert ids == [a.request_id for a in by_time()]
 
 
+def test_the_same_page_number_asked_again_returns_the_same_page(e9: E9) -> None:
+    first = e9.page("All", pageNo=2, pageSize=9)
+
+    again = e9.page("All", pageNo=2, pageSize=9)
+
+    assert again == first
+
+
 def test_last_page_is_short(e9: E9) -> None:
     assert len(e9.page("All", pageNo=5, pageSize=9)) == APPROVALS - 4 * 9
 
