@@ -55,17 +55,21 @@ class Sandbox:
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
         return requests.post(f"{self.control}{path}", json=body, headers=self.auth, timeout=30)
 
-    def fault(self, kind: str, **body: Any) -> None:
-        answer = self.post("/_sandbox/fault", {"platform": "oa", "kind": kind, **body})
+    def fault(self, kind: str, platform: str = "oa", **body: Any) -> None:
+        answer = self.post("/_sandbox/fault", {"platform": platform, "kind": kind, **body})
         assert answer.status_code == 200, answer.text
 
-    def clear(self) -> None:
+    def clear(self, platform: str | None = "oa") -> None:
+        """Clear one platform's faults; None clears every platform's."""
         requests.delete(
             f"{self.control}/_sandbox/fault",
-            params={"platform": "oa"},
+            params={"platform": platform} if platform else {},
             headers=self.auth,
             timeout=5,
         )
+
+    def url(self, platform: str) -> str:
+        return str(self.info[platform]["base_url"])
 
     def e9(self) -> E9:
         client = E9(self.oa, self.info["oa"]["credentials"]["appid"])
@@ -92,6 +96,13 @@ def oa(sandbox: Sandbox) -> Iterator[Sandbox]:
     """The shared sandbox, with every OA fault cleared afterwards."""
     yield sandbox
     sandbox.clear()
+
+
+@pytest.fixture
+def any_platform(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The shared sandbox, with every platform's faults cleared afterwards."""
+    yield sandbox
+    sandbox.clear(None)
 
 
 def refused(url: str) -> bool:
@@ -228,6 +239,27 @@ def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
 
     assert answer.status_code == 429
     assert answer.json()["code"] == "REQUEST_FREQUENCY_LIMIT"
+
+
+@pytest.mark.parametrize(
+    ("platform", "status", "field", "value"),
+    [
+        ("oa", 429, "code", "REQUEST_FREQUENCY_LIMIT"),
+        ("wecom", 200, "errcode", 45009),
+        ("dingtalk", 403, "code", "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
+        ("feishu", 429, "code", 99991400),
+        ("agora", 429, "error", "reach_limit"),
+    ],
+)
+def test_ratelimit_fault_answers_each_vendors_own_throttle(
+    any_platform: Sandbox, platform: str, status: int, field: str, value: Any
+) -> None:
+    any_platform.fault("ratelimit", platform=platform)
+
+    answer = requests.post(any_platform.url(platform) + "/any/path", timeout=5)
+
+    assert answer.status_code == status
+    assert answer.json()[field] == value
 
 
 def test_malformed_fault_answers_json_content_type_that_is_not_json(oa: Sandbox) -> None:
