@@ -16,7 +16,7 @@ from sync_pipeline.sandbox.cli import sandbox
 from sync_pipeline.sandbox.registry import free_port_base
 from sync_pipeline.sandbox.server import SandboxServer, store_path
 
-COMMANDS = ("up", "info", "seed", "ledger", "calls", "fault", "press")
+COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press")
 NEEDS_SERVER = {
     "ledger": [],
     "calls": [],
@@ -149,6 +149,15 @@ def test_ledger_json_lists_the_accepted_writes(server: SandboxServer) -> None:
         "/rest/ofs/ReceiveRequestInfoByJson",
         {"flowid": "f1"},
     )
+
+
+def test_ledger_platform_lists_only_that_platforms_writes(server: SandboxServer) -> None:
+    server.store.record("oa", "/rest/ofs/ReceiveRequestInfoByJson", "SYNC", {})
+    server.store.record("wecom", "/cgi-bin/message/send", "1000002", {})
+
+    result = run("ledger", "--json", "--platform", "wecom", *where(server))
+
+    assert [e["platform"] for e in json.loads(result.stdout)] == ["wecom"]
 
 
 def test_ledger_since_skips_older_writes(server: SandboxServer) -> None:
