@@ -232,6 +232,15 @@ def test_error5xx_fault_answers_a_plain_500_or_503(oa: Sandbox) -> None:
     assert answer.headers["content-type"].startswith("text/plain")
 
 
+def test_error5xx_fault_at_rate_one_half_fails_about_half_the_requests(oa: Sandbox) -> None:
+    oa.fault("error5xx", rate=0.5)
+
+    statuses = [requests.post(oa.oa + REGIST, timeout=5).status_code for _ in range(60)]
+
+    failed = sum(status >= 500 for status in statuses)
+    assert 10 <= failed <= 50  # binomial(60, 0.5): outside this is a 1-in-a-million draw
+
+
 def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
     oa.fault("ratelimit")
 
