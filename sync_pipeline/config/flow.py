@@ -23,7 +23,7 @@ from sync_pipeline.config import MapOf, OneOf, Shape, StrictSchema, strict_schem
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.stages import MISSING, PATH, Template
 from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
-from sync_pipeline.stages.plan import NotifyKind, NotifyRule
+from sync_pipeline.stages.plan import STREAM_OF_KIND, NotifyKind, NotifyRule
 from sync_pipeline.stages.resolve import Policy, Side
 from sync_pipeline.stages.rules import (
     AllOf,
@@ -36,10 +36,12 @@ from sync_pipeline.stages.rules import (
     Not,
     Regex,
     Rule,
+    paths,
     uses_previous,
 )
 from sync_pipeline.stages.transform import (
     ConstField,
+    ExtractField,
     FromField,
     RecordMapping,
     TemplateField,
@@ -61,7 +63,7 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Trigger:
-    interval_s: int | None  # exactly one of interval_s and cron
+    interval_s: int | None  # at most one of interval_s and cron; neither: events only
     cron: str | None  # five fields, as Celery Beat's crontab takes them
     webhook: bool  # events also start a run; the schedule repairs what a lost event missed
 
@@ -205,6 +207,23 @@ FIELD_SHAPES: dict[str, Shape] = {
             d["user"].get("default", MISSING),
         ),
     ),
+    "extract": (
+        strict_schema(
+            "ExtractSpec",
+            extract=fields.Nested(
+                strict_schema(
+                    "Extract",
+                    **{"from": _path(required=True)},
+                    regex=_RegexField(required=True),
+                    default=fields.Raw(allow_none=True),
+                ),
+                required=True,
+            ),
+        ),
+        lambda d: ExtractField(
+            d["extract"]["from"], d["extract"]["regex"], d["extract"].get("default", MISSING)
+        ),
+    ),
 }
 
 
@@ -283,7 +302,9 @@ RULE_SHAPES: dict[str, Shape] = {
     ),
     "flag": (
         strict_schema(
-            "FlagRule", flag=fields.Str(required=True), field=_path(load_default="flags")
+            "FlagRule",
+            flag=fields.Str(required=True, validate=validate.Length(min=1)),
+            field=_path(load_default="flags"),
         ),
         lambda d: Flag(d["flag"], d["field"]),
     ),
@@ -297,7 +318,7 @@ RULE_SHAPES: dict[str, Shape] = {
 
 
 class NotifySchema(StrictSchema):
-    when = _rule(required=True)
+    when = _rule(load_default=None)  # absent: every record the flow's rules keep
     send = fields.Enum(NotifyKind, by_value=True, required=True)
     to = _path()
     text = _TemplateField()
@@ -319,7 +340,7 @@ class NotifySchema(StrictSchema):
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> NotifyRule:
         return NotifyRule(
-            when=data["when"],
+            when=data.get("when"),
             kind=data["send"],
             to=data.get("to"),
             text=data.get("text"),
@@ -334,8 +355,12 @@ class TriggerSchema(StrictSchema):
 
     @validates_schema
     def _one_schedule(self, data: dict[str, Any], **_: Any) -> None:
-        if ("interval_s" in data) == ("cron" in data):
+        if "interval_s" in data and "cron" in data:
             raise ValidationError("expected exactly one of interval_s and cron")
+        if "interval_s" not in data and "cron" not in data and not data.get("webhook"):
+            raise ValidationError(
+                "expected exactly one of interval_s and cron (or webhook: true alone)"
+            )
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Trigger:
@@ -390,6 +415,7 @@ class FlowSchema(StrictSchema):
         mapping = data.get("mapping")
         if isinstance(mapping, RecordMapping):
             errors.update(_unmapped_names(data, set(mapping.fields)))
+        _merge(errors, _kinds_for_target(data))
         if errors:
             raise ValidationError(errors)
 
@@ -412,6 +438,9 @@ def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
 
     errors: dict[str, Any] = {}
     expected = f"expected a mapped field ({', '.join(sorted(mapped))})"
+    rules = data.get("rules")
+    if isinstance(rules, Rule) and (bad := unknown(paths(rules))):
+        errors["rules"] = f"{expected}; got {', '.join(bad)}"
     key = data.get("dedupe_key")
     if isinstance(key, DedupeKey) and (bad := [n for n in unknown(key.names) if n != SOURCE_ID]):
         errors["dedupe_key"] = f"{expected} or source_id; got {', '.join(bad)}"
@@ -423,6 +452,7 @@ def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
         problems = {
             key: f"{expected}; got {', '.join(bad)}"
             for key, names in (
+                ("when", paths(rule.when) if rule.when else []),
                 ("to", [rule.to] if rule.to else []),
                 ("once_per", [rule.once_per] if rule.once_per else []),
                 ("text", rule.text.names if rule.text else []),
@@ -432,3 +462,32 @@ def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
         if problems:
             errors.setdefault("notify", {})[index] = problems
     return errors
+
+
+def _kinds_for_target(data: dict[str, Any]) -> dict[str, Any]:
+    """A notify kind that writes to a stream of its own (todos, project records) needs the
+    flow's target to be that stream, and such a stream takes no other kind."""
+    target = data.get("target")
+    if not isinstance(target, Endpoint):
+        return {}
+    errors: dict[int, Any] = {}
+    for index, rule in enumerate(data.get("notify") or ()):
+        if not isinstance(rule, NotifyRule):
+            continue
+        stream = STREAM_OF_KIND.get(rule.kind)
+        if stream is not None and target.stream != stream:
+            errors[index] = {"send": f"expected target.stream {stream} for send: {rule.kind}"}
+        elif stream is None and target.stream in STREAM_OF_KIND.values():
+            kinds = ", ".join(str(k) for k, s in STREAM_OF_KIND.items() if s == target.stream)
+            errors[index] = {"send": f"expected {kinds} for target.stream {target.stream}"}
+    return {"notify": errors} if errors else {}
+
+
+def _merge(errors: dict[str, Any], more: dict[str, Any]) -> None:
+    """Nested problems of one key (notify.<index>.<key>) from two checks, kept together."""
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(errors.get(key), dict):
+            for index, problems in value.items():
+                errors[key].setdefault(index, {}).update(problems)
+        else:
+            errors[key] = value

@@ -18,15 +18,17 @@ Canonical approval payload (what the OA connector produces, stream "approvals"):
      "form": {...},                     # the template's fields, by name
      "url": "https://oa.example/..."}
 
-Canonical chat-message payload (what IM connectors produce for rules over messages)::
+Canonical chat-message payload (a message event's data, events/messages.py; flows map it)::
 
-    {"id", "sender": user id, "group": chat id or None, "department": name(s),
-     "text": str, "flags": ["important", "decision", ...], "sent_at": ISO UTC}
+    {"id", "sender": user id, "chat": conversation id or None, "chat_type": "group" | "direct",
+     "group": chat id or None, "text": str, "flags": ["important", "decision", ...],
+     "mentions": [user ids], "sent_at": ISO UTC,
+     "group_info": {"id", "name", "description"} or None}   # added by the IM's hydrate
 
-Notification write (`plan.plan_writes` -> WriteRequest.payload, what IM connectors send)::
+Notification write (`plan.plan_writes` -> WriteRequest.payload, what target connectors make)::
 
-    {"kind": "card" | "message" | "update_card",
-     "to": target user id, or None for update_card,
+    {"kind": "card" | "message" | "update_card" | "todo" | "project_comment",
+     "to": target user id (a project id for project_comment), or None for update_card,
      "content": {...}}   # the mapped record: title, text, url and any other mapped fields
 
 This module also holds the small payload language the stages share: dotted paths into a

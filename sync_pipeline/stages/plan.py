@@ -26,13 +26,21 @@ class NotifyKind(StrEnum):
     CARD = "card"  # an interactive card, e.g. with approve/reject buttons
     MESSAGE = "message"  # a plain text message
     UPDATE_CARD = "update_card"  # change the card sent earlier (the id map knows its id)
+    TODO = "todo"  # an OA todo for the user in `to` (E9's unified todo)
+    PROJECT_COMMENT = "project_comment"  # append to the record of the OA project in `to`
+
+
+# The target stream each kind writes to, where it is not an IM's "messages": config refuses a
+# flow whose notify rules and target stream disagree, rather than dead-lettering every write.
+STREAM_OF_KIND = {NotifyKind.TODO: "todos", NotifyKind.PROJECT_COMMENT: "project_progress"}
 
 
 @dataclass(frozen=True)
 class NotifyRule:
-    """When `when` holds for a mapped record, send `kind` to each user id in field `to`."""
+    """When `when` holds (or always, without one) for a mapped record, send `kind` to each id
+    in field `to`: a user id, or for PROJECT_COMMENT a project id."""
 
-    when: Rule
+    when: Rule | None
     kind: NotifyKind
     to: str | None  # field holding a user id or a list of them; None for UPDATE_CARD
     text: Template | None = None  # replaces content["text"]; names are mapped fields
@@ -64,7 +72,7 @@ def plan_writes(
     writes: dict[str, WriteRequest] = {}
     for record in batch:
         for rule in notify_rules:
-            if evaluate(rule.when, record.payload):
+            if rule.when is None or evaluate(rule.when, record.payload):
                 for write in _writes(flow_name, target, record, rule, id_map_targets):
                     writes.setdefault(write.effect_key, write)
     return list(writes.values())

@@ -118,6 +118,22 @@ def _is_in(value: Any, values: tuple[Any, ...]) -> bool:
     return value is not MISSING and value in values
 
 
+def paths(rule: Rule) -> tuple[str, ...]:
+    """Every payload path the rule reads, in order: config checks each names a mapped field,
+    since a misspelt one would never match (or, under `not`, always)."""
+    match rule:
+        case Equals(path) | In(path) | ChangedTo(path) | Keywords(path) | Regex(path):
+            return (path,)
+        case Flag(_, path):
+            return (path,)
+        case AllOf(rules) | AnyOf(rules):
+            return tuple(p for r in rules for p in paths(r))
+        case Not(inner):
+            return paths(inner)
+        case _:
+            assert_never(rule)
+
+
 def uses_previous(rule: Rule) -> bool:
     """Whether the rule needs the previous payload (config refuses it where there is none)."""
     match rule:

@@ -8,13 +8,14 @@ down) are not the record's fault and propagate, so the whole batch is retried.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeAlias, assert_never
 
 from sync_pipeline.errors import RecordError
 from sync_pipeline.records import Record
-from sync_pipeline.stages import MISSING, Template, lookup
+from sync_pipeline.stages import MISSING, Template, as_text, lookup
 
 
 class UserDirectory(Protocol):
@@ -70,7 +71,20 @@ class UserField:
     default: Any = MISSING
 
 
-FieldSpec: TypeAlias = FromField | ConstField | TemplateField | ValueMapField | UserField
+@dataclass(frozen=True)
+class ExtractField:
+    """The part of a text a regular expression finds: its first group, or the whole match
+    when it has none (a project id inside a chat group's description, say). No match without
+    a default dead-letters the record."""
+
+    path: str
+    pattern: re.Pattern[str]
+    default: Any = MISSING
+
+
+FieldSpec: TypeAlias = (
+    FromField | ConstField | TemplateField | ValueMapField | UserField | ExtractField
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,15 @@ def _value(record: Record, name: str, spec: FieldSpec, users: _CachedDirectory) 
             if isinstance(value, list | tuple):
                 return [users.map(record, str(v), from_system, to_system) for v in value]
             return users.map(record, str(value), from_system, to_system)
+        case ExtractField(path, pattern, default):
+            value = lookup(source, path)
+            found = None if _absent(value) else pattern.search(as_text(value))
+            if found is not None:
+                return found.group(1) if pattern.groups else found.group(0)
+            if default is MISSING:
+                reason = f"{path} has nothing matching {pattern.pattern!r} (for {name})"
+                raise RecordError(record.source_id, reason)
+            return default
         case _:
             assert_never(spec)
 

@@ -205,6 +205,15 @@ def test_a_bad_flow_setting_is_named_with_what_was_expected(tree, changes, key, 
     assert expected in problems[key]
 
 
+# What a flow over chat messages maps: the names its rules read.
+MESSAGE_MAPPING = {
+    "fields": {
+        name: {"from": name}
+        for name in ("title", "status", "text", "sender", "department", "group", "flags")
+    }
+}
+
+
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
@@ -231,13 +240,13 @@ def test_a_bad_flow_setting_is_named_with_what_was_expected(tree, changes, key, 
     ],
 )
 def test_each_rule_shape_builds_its_condition(tree, rule, expected) -> None:
-    tree.flow("x", rules=rule)
+    tree.flow("x", rules=rule, mapping=MESSAGE_MAPPING)
 
     assert tree.load().flows["x"].rules == expected
 
 
 def test_a_regex_rule_is_compiled_once_at_load(tree) -> None:
-    tree.flow("x", rules={"regex": r"(?i)\bdecided\b"})
+    tree.flow("x", rules={"regex": r"(?i)\bdecided\b"}, mapping=MESSAGE_MAPPING)
 
     assert tree.load().flows["x"].rules == Regex("text", re.compile(r"(?i)\bdecided\b"))
 
