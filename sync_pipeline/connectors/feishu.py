@@ -9,6 +9,8 @@ the write step resend a message whose outcome it does not know (DESIGN.md sectio
 
 Streams: write "messages" (a card, a text message, or an update of a card sent earlier); read
 "approvals" (instances of the approval definitions listed in the `approval_codes` option).
+`hydrate("messages", ...)` adds to a group message its chat's name and description
+(`group_info`), where a project group names its project; message events give only the chat id.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,8 +176,25 @@ class FeishuConnector:
         return reader.page(page_token, max(1, limit))
 
     def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
-        """Nothing to add: the list gives only codes, so `read_page` reads each detail."""
-        return list(records)
+        """Approvals: nothing to add (the list gives only codes, so `read_page` reads each
+        detail). Messages: `group_info` {id, name, description} of a group message's chat, or
+        None when the app is not in that group."""
+        if stream != MESSAGES or not any(r.payload.get("group") for r in records):
+            return list(records)
+        chats = {
+            str(chat["chat_id"]): {
+                "id": str(chat["chat_id"]),
+                "name": chat.get("name"),
+                "description": chat.get("description"),
+            }
+            for chat in self._paged("im/v1/chats", "im/v1/chats", {})
+        }
+        return [
+            replace(r, payload={**r.payload, "group_info": chats.get(str(r.payload["group"]))})
+            if r.payload.get("group")
+            else r
+            for r in records
+        ]
 
     def list_users(self) -> list[DirectoryUser]:
         """Everyone in the app's contact scope: every department from the root down."""

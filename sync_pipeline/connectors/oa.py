@@ -19,8 +19,11 @@ numbers within that second. A sync that finds nothing costs exactly one list cal
 (`getWorkflowRequest`, `getRequestOperatorInfo`) are read by `hydrate`, for just the records
 the pipeline asks for.
 
-Streams: read "approvals". Writing to the OA (approve, reject, todos) comes later; `write`
-refuses every stream clearly until then.
+Streams: read "approvals". Write "todos" (E9's unified todo, 统一待办: one todo per receiver,
+upserted by (syscode, flowid, receiver), so a resend is harmless) and "project_progress" (a
+comment appended to a project's newest progress record, acting as its author; the comment
+carries a reference to its effect key and the write looks for it first, so a resend after an
+unknown outcome never appends twice).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.notify import notification, rejected
 from sync_pipeline.errors import (
     ConfigError,
     RateLimited,
@@ -49,13 +54,31 @@ from sync_pipeline.errors import (
     VendorUnavailable,
 )
 from sync_pipeline.http import AuthParts, TokenCache
-from sync_pipeline.http.client import BARE
-from sync_pipeline.records import Page, ReadWindow, Record, WriteRequest, WriteResult, iso_utc
+from sync_pipeline.http.client import BARE, Auth
+from sync_pipeline.records import (
+    Page,
+    ReadWindow,
+    Record,
+    WriteRequest,
+    WriteResult,
+    WriteStatus,
+    iso_utc,
+    parse_iso_utc,
+)
 
 log = logging.getLogger(__name__)
 
 VENDOR = "oa"
 APPROVALS = "approvals"
+TODOS = "todos"
+PROJECT_PROGRESS = "project_progress"
+TODO_PATH = "rest/ofs/ReceiveRequestInfoByJson"  # whitelisted; trusts the registered syscode
+PROGRESS_LIST_PATH = "api/proj/progress/list"  # sandbox-documented project progress records
+PROGRESS_SAVE_PATH = "api/proj/progress/save"
+PROGRESS_COMMENT_PATH = "api/proj/progress/comment"
+PROGRESS_PAGE_SIZE = 100
+TODO_NAME_MAX = 200  # characters of the todo's title (requestname)
+REF_LENGTH = 16  # hex digits of the effect key a project comment carries as its reference
 PA = "api/workflow/paService"
 LIST_PATH = f"{PA}/getAllWorkflowRequestList"  # every request the acting user may see
 DETAIL_PATH = f"{PA}/getWorkflowRequest"
@@ -217,6 +240,8 @@ class OAConnector:
         self.request_url = str(options.get("request_url", DEFAULT_REQUEST_URL))
         # PKCS#1 v1.5 is randomised: encrypt once, so E9 sees one stable header per instance.
         self._userid = self._encrypt(str(options["userid"]))
+        self._acting_user = str(options["userid"])
+        self._userids_as: dict[str, str] = {}  # OA user id -> its userid header, for authors
         self.tokens = TokenCache(
             ctx.redis,
             f"token:{VENDOR}:{self._appid}",
@@ -233,13 +258,19 @@ class OAConnector:
         return classify(status, body, headers)
 
     def dedupe_window_s(self, stream: str) -> float | None:
-        return None  # nothing is written to the OA yet
+        if stream in (TODOS, PROJECT_PROGRESS):
+            return math.inf  # a todo is upserted; a comment is looked up before it is made
+        return None
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
+        if stream == TODOS:
+            return self._write_todo(request)
+        if stream == PROJECT_PROGRESS:
+            return self._write_project_comment(request)
         raise VendorRejected(
             VENDOR,
             "unsupported_stream",
-            f"connector {self.config.name} cannot write stream {stream!r} to the OA yet",
+            f"connector {self.config.name} cannot write stream {stream!r} to the OA",
         )
 
     def read_page(
@@ -294,6 +325,99 @@ class OAConnector:
             if not rows or page * USERS_PAGE_SIZE >= int(data.get("totalSize") or 0):
                 return users
             page += 1
+
+    # -- writes: todos and project records ------------------------------------------------------
+    def _write_todo(self, request: WriteRequest) -> WriteResult:
+        """One receiver's todo (platform-apis.md 7.1; E9 统一待办 ReceiveRequestInfoByJson)."""
+        kind, to, content = notification(request.payload)
+        if kind != "todo" or not to:
+            return rejected(request, f"expected a todo with a receiver, got {kind!r} to {to!r}")
+        syscode = self.config.credentials.get("ofs_syscode")
+        if syscode is None:
+            raise ConfigError(
+                "connectors.yaml",
+                [(f"{self.config.name}.credentials.ofs_syscode", "expected the todo syscode")],
+            )
+        url = _given(content.get("url"))
+        if url is None:
+            return rejected(request, "an OA todo needs a url (pcurl) to open it from")
+        # The message's own time, so a resend carries the same receivets and E9 keeps one state.
+        at = parse_iso_utc(str(content.get("sent_at") or _now()))
+        body = {
+            "syscode": syscode.reveal(),
+            "flowid": request.source_id,
+            "requestname": clip_chars(str(content.get("text") or content.get("title") or "")),
+            "workflowname": str(content.get("workflow") or "IM"),
+            "nodename": str(content.get("node") or "todo"),
+            "pcurl": url,
+            "appurl": url,
+            "isremark": "0",  # a todo, not yet handled
+            "viewtype": "0",  # unread
+            "creator": str(content.get("creator") or self._acting_user),
+            "createdatetime": self._oa_time(iso_utc(at)),
+            "receiver": to,
+            "receivedatetime": self._oa_time(iso_utc(at)),
+            "receivets": str(int(at.timestamp() * 1000)),
+        }
+        _, answer, _ = self.client.request(
+            "POST", TODO_PATH, api="ofs/ReceiveRequestInfoByJson", idempotent=True, json=body
+        )
+        if str(answer.get("operResult")) != "1":
+            return rejected(request, f"E9 refused the todo: {_short(str(answer.get('message')))}")
+        return WriteResult(request.effect_key, WriteStatus.DONE, f"{request.source_id}|{to}")
+
+    def _write_project_comment(self, request: WriteRequest) -> WriteResult:
+        """A comment on the project's newest progress record, as its author; a project without
+        any record gets one whose content is the comment (a new project is at 0 %)."""
+        kind, project, content = notification(request.payload)
+        if kind != "project_comment" or not project:
+            return rejected(request, f"expected a project_comment with a project, got {kind!r}")
+        text = str(content.get("text") or "").strip()
+        if not text:
+            return rejected(request, "a project comment needs text")
+        ref = f"[ref {request.effect_key[:REF_LENGTH]}]"
+        records = self._progress_records(project)
+        done = next((r for r in records if _carries(r, ref)), None)
+        if done is not None:  # an earlier attempt made it; its answer was lost
+            return WriteResult(request.effect_key, WriteStatus.DONE, str(done["recordId"]))
+        author = self._auth_as(str(content.get("author") or self._acting_user))
+        stamped = f"{text}\n{ref}"
+        try:
+            if records:
+                newest = max(records, key=lambda r: (str(r["lastModifyTime"]), str(r["recordId"])))
+                record_id = str(newest["recordId"])
+                form = {"recordId": record_id, "content": stamped}
+                self._post(PROGRESS_COMMENT_PATH, "proj/progress/comment", form, author, False)
+            else:
+                form = {"projectId": project, "content": stamped, "percent": "0"}
+                saved = self._post(PROGRESS_SAVE_PATH, "proj/progress/save", form, author, False)
+                record_id = str((saved.get("data") or {}).get("recordId") or "")
+        except VendorRejected as exc:
+            return rejected(request, f"project {project}: {exc}")
+        return WriteResult(request.effect_key, WriteStatus.DONE, record_id)
+
+    def _progress_records(self, project: str) -> list[Mapping[str, Any]]:
+        """Every progress record of a project, with its comments, page by page."""
+        records: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            form = {"projectId": project, "pageNo": page, "pageSize": PROGRESS_PAGE_SIZE}
+            body = self._post(PROGRESS_LIST_PATH, "proj/progress/list", form)
+            data = body.get("data") or {}
+            rows = [r for r in data.get("list") or [] if isinstance(r, Mapping)]
+            records += rows
+            if not rows or page * PROGRESS_PAGE_SIZE >= int(data.get("total") or 0):
+                return records
+            page += 1
+
+    def _auth_as(self, user_id: str) -> Auth:
+        """Headers acting as another OA user (the author of a comment), encrypted once each."""
+        if user_id not in self._userids_as:
+            self._userids_as[user_id] = self._encrypt(user_id)
+        header = self._userids_as[user_id]
+        return lambda token: AuthParts(
+            headers={"appid": self._appid, "token": token, "userid": header}
+        )
 
     # -- approvals ------------------------------------------------------------------------------
     def _step(
@@ -386,11 +510,18 @@ class OAConnector:
     def _auth(self, token: str) -> AuthParts:
         return AuthParts(headers={"appid": self._appid, "token": token, "userid": self._userid})
 
-    def _post(self, path: str, api: str, form: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _post(
+        self,
+        path: str,
+        api: str,
+        form: Mapping[str, Any],
+        auth: Auth | None = None,
+        idempotent: bool = True,
+    ) -> Mapping[str, Any]:
         """A form-urlencoded POST; JSON-valued fields travel as JSON strings, as E9 wants."""
         data = {k: v if isinstance(v, str) else json.dumps(v) for k, v in form.items()}
         _, body, _ = self.client.request(
-            "POST", path, api=api, idempotent=True, data=data, auth=self._auth
+            "POST", path, api=api, idempotent=idempotent, data=data, auth=auth or self._auth
         )
         return body
 
@@ -485,3 +616,20 @@ def _directory_user(row: Mapping[str, Any]) -> DirectoryUser:
         mobile=text("mobile"),
         name=text("lastname"),
     )
+
+
+def clip_chars(text: str) -> str:
+    """A todo title E9 can show in one line: at most TODO_NAME_MAX characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= TODO_NAME_MAX else line[: TODO_NAME_MAX - 1] + "…"
+
+
+def _carries(record: Mapping[str, Any], ref: str) -> bool:
+    """Whether a progress record, or one of its comments, holds our reference."""
+    texts = [str(record.get("content") or "")]
+    texts += [str(c.get("content") or "") for c in record.get("comments") or []]
+    return any(ref in text for text in texts)
+
+
+def _now() -> str:
+    return iso_utc(datetime.now(UTC))
