@@ -178,8 +178,8 @@ class FeishuConnector:
     def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
         """Approvals: nothing to add (the list gives only codes, so `read_page` reads each
         detail). Messages: `group_info` {id, name, description} of a group message's chat, or
-        None when the app is not in that group."""
-        if stream != MESSAGES or not any(r.payload.get("group") for r in records):
+        None when the app is not in that group; a message that has it already is left as is."""
+        if stream != MESSAGES or not any(_needs_group(r) for r in records):
             return list(records)
         chats = {
             str(chat["chat_id"]): {
@@ -191,7 +191,7 @@ class FeishuConnector:
         }
         return [
             replace(r, payload={**r.payload, "group_info": chats.get(str(r.payload["group"]))})
-            if r.payload.get("group")
+            if _needs_group(r)
             else r
             for r in records
         ]
@@ -307,6 +307,10 @@ class FeishuConnector:
 
 
 # -- messages ----------------------------------------------------------------------------------
+
+
+def _needs_group(record: Record) -> bool:
+    return bool(record.payload.get("group")) and "group_info" not in record.payload
 
 
 def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,3 +95,13 @@ def test_a_group_the_app_is_not_in_has_no_group_info(connector) -> None:
     [hydrated] = connector.hydrate("messages", [message("om_1", "oc_unknown")])
 
     assert hydrated.payload["group_info"] is None
+
+
+def test_a_message_that_knows_its_group_already_costs_no_call(connector, store) -> None:
+    chat = chat_named(store, "Project 1 group")
+    [once] = connector.hydrate("messages", [message("om_1", chat["chat_id"])])
+
+    again = connector.hydrate("messages", [once])
+
+    assert again == [once]
+    assert calls(store) == 1
