@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ class StoredPage:
     records: tuple[Record, ...]
     plan: Sequence[Mapping[str, Any]] | None
     status: str
+    read_at: datetime | None = None  # when the read began: what the page says is true as of then
 
 
 def store(
@@ -37,6 +39,7 @@ def store(
     seq: int,
     records: Sequence[Record],
     next_token: str | None,
+    read_at: datetime | None = None,
 ) -> int:
     """Keep one page and the token of the page after it; the same (run, seq) keeps its id."""
     cursor_value = max((r.cursor_value for r in records), default=None)
@@ -55,6 +58,7 @@ def store(
                 cursor_value=cursor_value,
                 next_token=next_token,
                 records=[r.as_json() for r in records],
+                read_at=read_at,
             )
             .returning(pages.c.id)
         ).scalar_one()
@@ -96,6 +100,7 @@ def get(conn: Connection, page_id: int) -> StoredPage:
         records=tuple(Record.from_json(r) for r in row.records),
         plan=row.plan,
         status=row.status,
+        read_at=row.read_at,
     )
 
 

@@ -112,6 +112,8 @@ runs.append_column(sa.Column("lock_token", sa.Text, nullable=True))
 runs.append_column(sa.Column("pull_done", sa.Boolean, nullable=False, server_default="false"))
 # Added in 0002: the mapped payload last written, for rules on changes and two-way echoes.
 id_map.append_column(sa.Column("payload", JSONB, nullable=True))
+# Added in 0005: when the source version in the link was read (a later read wins).
+id_map.append_column(sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True))
 
 dead_letters = sa.Table(
     "dead_letters",
@@ -160,6 +162,8 @@ pages = sa.Table(
         "status IN ('pulled', 'planned', 'done', 'committed')", name="pages_status_known"
     ),
 )
+# Added in 0005: when the page was read from the source (before the read call began).
+pages.append_column(sa.Column("read_at", sa.DateTime(timezone=True), nullable=True))
 
 directory_users = sa.Table(
     "directory_users",
