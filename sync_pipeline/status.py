@@ -1,5 +1,8 @@
 """What `syncctl status` and the demo report: per flow, its cursor, lag, last run and dead
-letters, read from PostgreSQL only (status works while the workers are down)."""
+letters, read from PostgreSQL only (status works while the workers are down).
+
+The last run is the last pull (the story of the cursor); what webhook events did is shown
+beside it as the last event, so a stream of events never hides a failed pull."""
 
 from __future__ import annotations
 
@@ -22,29 +25,34 @@ class FlowStatus:
     lag_s: float | None  # now - cursor, for time cursors
     last_run: runs.Run | None
     dead_letters: int
+    last_event: runs.Run | None = None  # the newest run made by a webhook event
 
     def as_json(self) -> dict[str, Any]:
-        run = self.last_run
         return {
             "flow": self.flow,
             "enabled": self.enabled,
             "cursor": self.cursor,
             "lag_s": self.lag_s,
             "dead_letters": self.dead_letters,
-            "last_run": None
-            if run is None
-            else {
-                "id": run.id,
-                "trigger": run.trigger,
-                "status": run.status.value,
-                "started_at": run.started_at.isoformat(),
-                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                "counts": dict(run.counts),
-                "cursor_before": run.cursor_before,
-                "cursor_after": run.cursor_after,
-                "error": run.error,
-            },
+            "last_run": _run_json(self.last_run),
+            "last_event": _run_json(self.last_event),
         }
+
+
+def _run_json(run: runs.Run | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "trigger": run.trigger,
+        "status": run.status.value,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "counts": dict(run.counts),
+        "cursor_before": run.cursor_before,
+        "cursor_after": run.cursor_after,
+        "error": run.error,
+    }
 
 
 def flow_statuses(engine: Engine, config: Config) -> list[FlowStatus]:
@@ -61,6 +69,7 @@ def flow_statuses(engine: Engine, config: Config) -> list[FlowStatus]:
                     lag_s=_lag(cursor, now),
                     last_run=runs.latest(conn, name),
                     dead_letters=deadletters.count_open(conn, name),
+                    last_event=runs.latest(conn, name, webhook=True),
                 )
             )
     return found

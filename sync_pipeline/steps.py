@@ -1,23 +1,34 @@
-"""The pipeline's I/O steps, callable without Celery: start, pull, plan, write, commit.
+"""The pipeline's I/O steps, callable without Celery: start, pull, plan, write, commit; and the
+same record pipeline for records a webhook event names.
 
 One pull of a flow is a run. The pull step stores each page in PostgreSQL and hands its id to
 `enqueue` (Celery chains plan -> write -> commit in production; a plain loop in the benchmark
 baseline and in tests). Every step re-reads its state from PostgreSQL, so a redelivered task
 picks up where the lost one stopped, and every remote effect goes through an effect key.
 
-Invariants kept here (DESIGN.md sections 2-4):
+An event (a webhook said a record changed; its handler re-read the record from the source)
+goes through the very same stages, effect keys and id map (`plan_records`, `make_effects`,
+`_links`), in a run of its own with trigger "webhook". It takes no lock and no fence and never
+moves the cursor: a webhook must neither fence out a running pull nor be fenced out by one, and
+the cursor is the pull's promise about what it has read. The shared effect keys are what keep
+the two from doubling anything.
+
+Invariants kept here (DESIGN.md sections 2-5):
 - the cursor moves only past pages that are written or dead-lettered, in page order, in the
   same transaction as the pages' id-map rows, and only while the run holds the newest fence;
 - pages are read inside [cursor - lookback, signpost), the signpost being the run's start, so
   a record edited while we page is read again next time rather than skipped;
 - an effect key is claimed (committed as pending) before the vendor is called, and its answer
-  is recorded before the next effect.
+  is recorded before the next effect; an effect that another attempt created as we claimed it
+  (a pull and an event on one record) is left to that attempt;
+- the id map never goes back: every read is stamped with PostgreSQL's clock, and a record read
+  before the version the id map holds is superseded (not planned, not linked).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +58,9 @@ from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pag
 log = logging.getLogger(__name__)
 
 LOCK_TTL_S = 900.0  # renewed by every page; a lost holder frees the flow after this
+# How long a pending effect may still be on its way to the vendor: a call with its in-process
+# retries (4 attempts of at most ~13 s, backoffs of at most 20 s) ends well within it.
+IN_FLIGHT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,9 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     finished_reading = resume is not None and token is None
     stored = 0
     while not finished_reading:
+        read_at = read_clock(rt)
         page = source.read_page(flow.source.stream, window, token, flow.page_size)
-        page_id = _store_page(rt, run, seq, page)
+        page_id = _store_page(rt, run, seq, page, read_at)
         stored += 1
         if page.records:
             enqueue(page_id)
@@ -122,10 +137,19 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     return stored
 
 
-def _store_page(rt: Runtime, run: runs.Run, seq: int, page: Page) -> int:
+def read_clock(rt: Runtime) -> datetime:
+    """The moment a read begins, on PostgreSQL's clock: what the read returns is true as of
+    then or later, so of two reads of one record the later stamp holds the newer version."""
+    with rt.engine.connect() as conn:
+        return idmap.clock(conn)
+
+
+def _store_page(rt: Runtime, run: runs.Run, seq: int, page: Page, read_at: datetime) -> int:
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, run.flow, run.fence or 0)
-        page_id = pages.store(conn, run.id, run.flow, seq, page.records, page.next_token)
+        page_id = pages.store(
+            conn, run.id, run.flow, seq, page.records, page.next_token, read_at=read_at
+        )
         runs.add_counts(conn, run.id, pages=1, pulled=len(page.records))
         if not page.records:
             pages.mark_done(conn, page_id, 0, 0, 0)
@@ -142,57 +166,62 @@ def _unfinished_pages(conn: Any, run_id: int) -> list[int]:
     ]
 
 
-# -- plan ------------------------------------------------------------------------------------
-def plan(rt: Runtime, page_id: int) -> StepCounts:
-    """transform -> rules -> dedupe -> plan writes, for one stored page. Pure stages; the I/O
-    is reading the id map and directory before, and saving the plan after."""
-    with rt.engine.begin() as conn:
-        page = pages.get(conn, page_id)
-    if page.status != "pulled":
-        return StepCounts()
-    flow = rt.flow(page.flow)
+# -- the record pipeline, shared by pulls and events ----------------------------------------
+@dataclass(frozen=True)
+class Planned:
+    """Where every record of a batch went: effects to make, records the id map must remember
+    (written, filtered out or unchanged in content), and records that cannot be synced."""
+
+    requests: tuple[WriteRequest, ...]
+    seen: tuple[Record, ...]
+    dead: tuple[tuple[Record, str], ...]  # (source record, reason)
+    skipped: int  # records that need no effect: unchanged, superseded, filtered, deduped
+
+
+def plan_records(
+    rt: Runtime, flow: Flow, records: Sequence[Record], read_at: datetime | None
+) -> Planned:
+    """transform -> rules -> dedupe -> plan writes, for records read at `read_at`.
+
+    The stages are pure; the I/O is reading the id map, the details (hydrate) and the
+    directory before them. Only records worth it are hydrated: a version the id map already
+    holds, or one read before the version it holds, costs no call.
+    """
     source_sys, target_sys = _systems(rt, flow)
     with rt.engine.begin() as conn:
         links = idmap.lookup(
             conn,
             (source_sys, flow.source.stream),
             (target_sys, flow.target.stream),
-            [r.source_id for r in page.records],
+            [r.source_id for r in records],
         )
-    changed = [r for r in page.records if _changed(r, links)]
-    unchanged = len(page.records) - len(changed)
-    hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, changed)
-    users = _directory(rt, flow)
-    mapped = transform(hydrated, flow.mapping, users)
+    wanted = [r for r in records if _wanted(r, links.get(r.source_id), read_at)]
+    if not wanted:
+        return Planned(requests=(), seen=(), dead=(), skipped=len(records))
+    hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, wanted)
+    mapped = transform(hydrated, flow.mapping, load_directory(rt, flow))
     previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
     kept = filter_batch(mapped.records, flow.rules, previous)
-    fresh = dedupe(
-        kept.kept, {sid: link.content_hash for sid, link in links.items()}, flow.dedupe_key
-    )
+    fresh = dedupe(kept.kept, idmap.hashes(links), flow.dedupe_key)
     targets = {sid: link.target_id for sid, link in links.items() if link.target_id}
     requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target_sys)
-    seen = [*kept.skipped, *fresh.skipped, *fresh.fresh]
-    plan_json = {
-        "requests": [_request_json(r) for r in requests],
-        "seen": [
-            {"source_id": r.source_id, "version": r.version, "payload": dict(r.payload)}
-            for r in seen
-        ],
-    }
-    dead = [
-        (record.source_id, record.as_json(), reason, "RecordError")
-        for record, reason in mapped.dead
-    ]
-    with rt.engine.begin() as conn:
-        added = deadletters.add(conn, flow.name, page.run_id, dead)
-        pages.save_plan(conn, page_id, [plan_json])
-        runs.add_counts(conn, page.run_id, dead_lettered=added)
-    return StepCounts(skipped=unchanged + len(kept.skipped) + len(fresh.skipped), dead=len(dead))
+    return Planned(
+        requests=tuple(requests),
+        seen=(*kept.skipped, *fresh.skipped, *fresh.fresh),
+        dead=mapped.dead,
+        skipped=len(records) - len(fresh.fresh) - len(mapped.dead),
+    )
 
 
-def _changed(record: Record, links: Mapping[str, idmap.Link]) -> bool:
-    link = links.get(record.source_id)
-    return link is None or link.source_version != record.version
+def _wanted(record: Record, link: idmap.Link | None, read_at: datetime | None) -> bool:
+    """Worth planning: never synced, or a version not handled yet that was read no earlier
+    than the one the id map holds. An earlier read is superseded: a webhook (or a pull) saw a
+    newer state first, and planning the older one would notify people of the past."""
+    if link is None:
+        return True
+    if link.source_version == record.version:
+        return False
+    return read_at is None or link.seen_at is None or read_at >= link.seen_at
 
 
 def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
@@ -203,7 +232,7 @@ def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
     )
 
 
-def _directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
+def load_directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
     """The directory of both ends, refreshed from the platforms when it is stale."""
     names = (flow.source.connector, flow.target.connector)
     systems = _systems(rt, flow)
@@ -218,54 +247,58 @@ def _directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
         return directory.load_snapshot(conn, systems)
 
 
-def _request_json(request: WriteRequest) -> dict[str, Any]:
-    return {
-        "effect_key": request.effect_key,
-        "source_id": request.source_id,
-        "op": request.op.value,
-        "payload": dict(request.payload),
-        "target_id": request.target_id,
-    }
+def _dead_rows(
+    planned: Planned,
+) -> list[tuple[str, Mapping[str, Any], str, str]]:
+    return [(r.source_id, r.as_json(), reason, "RecordError") for r, reason in planned.dead]
 
 
-def _request(data: Mapping[str, Any]) -> WriteRequest:
-    return WriteRequest(
-        effect_key=data["effect_key"],
-        source_id=data["source_id"],
-        op=WriteOp(data["op"]),
-        payload=data["payload"],
-        target_id=data.get("target_id"),
-    )
+@dataclass(frozen=True)
+class Made:
+    """What making a batch of effects came to."""
+
+    written: int  # effects made by this call (0 for those found already done)
+    dead: int  # refusals dead-lettered now
+    target_ids: Mapping[str, str]  # source id -> the target object made for it
 
 
-# -- write -----------------------------------------------------------------------------------
-def write(rt: Runtime, page_id: int) -> StepCounts:
-    """Make the page's planned effects, each exactly once, then mark the page done.
+def make_effects(
+    rt: Runtime,
+    flow: Flow,
+    requests: Sequence[WriteRequest],
+    run_id: int,
+    *,
+    patient: bool = False,
+) -> Made:
+    """Make planned effects, each exactly once: every key is claimed (committed as pending)
+    before any vendor call, and each answer is recorded before the next effect.
 
-    Raises a Transient error (after recording what is known) when the vendor should be tried
-    again later; the effects already done are not repeated by the retry.
+    A key another attempt created while we claimed it (a pull and an event, or two events, on
+    one record at once) is left to that attempt; so is, when `patient` (events, which never run
+    alone), a key claimed moments ago and not finished. Both raise `EffectInFlight` once the
+    other effects are made, and the retry finds them done. Raises a Transient error (after
+    recording what is known) when the vendor should be tried again later; the effects already
+    done are not repeated by the retry.
     """
-    with rt.engine.begin() as conn:
-        page = pages.get(conn, page_id)
-    if page.status in ("done", "committed"):
-        return StepCounts()
-    if page.status != "planned" or not page.plan:
-        raise RuntimeError(f"page {page_id} must be planned before it is written")
-    flow = rt.flow(page.flow)
+    if not requests:
+        return Made(0, 0, {})
     target_sys = _systems(rt, flow)[1]
     target = rt.connector(flow.target.connector)
-    requests = [_request(r) for r in page.plan[0]["requests"]]
     keys = [r.effect_key for r in requests]
     with rt.engine.begin() as conn:
         before = effects.get(conn, keys)
         # committed before any vendor call
-        effects.claim(
+        claimed = effects.claim(
             conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
         )
-    written, dead = 0, 0
+    written, dead, contested = 0, 0, 0
     target_ids: dict[str, str] = {}
     for request in requests:
-        outcome = _write_one(rt, flow, target, request, before.get(request.effect_key))
+        prior = before.get(request.effect_key)
+        if _contested(prior, claimed[request.effect_key], patient):
+            contested += 1
+            continue
+        outcome = _write_one(rt, flow, target, request, prior)
         if outcome.status is WriteStatus.DONE:
             written += outcome.fresh
             if outcome.target_id:
@@ -275,11 +308,36 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
                 dead += deadletters.add(
                     conn,
                     flow.name,
-                    page.run_id,
+                    run_id,
                     [(request.source_id, _request_json(request), outcome.reason, "VendorRejected")],
                 )
-    _finish_page(rt, flow, page, target_sys, target_ids, written, dead)
-    return StepCounts(written=written, dead=dead)
+    if contested:
+        raise EffectInFlight(flow.name, contested)
+    return Made(written, dead, target_ids)
+
+
+def _contested(prior: effects.Effect | None, claimed: effects.Effect, patient: bool) -> bool:
+    """Whether another attempt may be making this effect right now.
+
+    Claiming bumps `attempts`: a key we created has 1, so more means another attempt created
+    it between our read and our claim. A pending key from before is a crash to recover from,
+    except for a patient caller while the key is young enough to be in flight.
+    """
+    if prior is None:
+        return claimed.attempts > 1
+    in_flight = prior.status is effects.EffectStatus.PENDING and _age_s(prior) < IN_FLIGHT_S
+    return patient and in_flight
+
+
+class EffectInFlight(Transient):
+    """Another attempt is making some of these effects; retry once it has finished."""
+
+    def __init__(self, flow: str, count: int) -> None:
+        super().__init__(flow, count)
+        self.flow, self.count = flow, count
+
+    def __str__(self) -> str:
+        return f"{self.flow}: {self.count} effect(s) are being made by another attempt"
 
 
 def _about(request: WriteRequest) -> effects.About:
@@ -366,45 +424,154 @@ def _age_s(effect: effects.Effect) -> float:
     return (datetime.now(UTC) - effect.created_at).total_seconds()
 
 
-def _finish_page(
+def _links(
     rt: Runtime,
     flow: Flow,
-    page: pages.StoredPage,
-    target_sys: str,
+    seen: Sequence[Mapping[str, Any]],
     target_ids: Mapping[str, str],
-    written: int,
-    dead: int,
-) -> None:
-    """Record what every handled record became, and mark the page done, in one transaction."""
-    assert page.plan is not None  # noqa: S101 - checked by the caller
-    source_sys = rt.config.connectors[flow.source.connector].vendor.value
-    links = [
+    seen_at: datetime | None,
+) -> list[idmap.Link]:
+    """The id-map rows of handled records ({"source_id", "version", "payload"} each)."""
+    source_sys, target_sys = _systems(rt, flow)
+    return [
         idmap.Link(
             source_system=source_sys,
             source_stream=flow.source.stream,
-            source_id=seen["source_id"],
+            source_id=item["source_id"],
             target_system=target_sys,
             target_stream=flow.target.stream,
-            target_id=target_ids.get(seen["source_id"]),
-            content_hash=content_hash(seen["payload"]),
-            source_version=seen["version"],
-            payload=seen["payload"],
+            target_id=target_ids.get(item["source_id"]),
+            content_hash=content_hash(item["payload"]),
+            source_version=item["version"],
+            payload=item["payload"],
+            seen_at=seen_at,
         )
-        for seen in page.plan[0]["seen"]
+        for item in seen
     ]
-    skipped = len(page.records) - written - dead
+
+
+def _seen_json(record: Record) -> dict[str, Any]:
+    return {
+        "source_id": record.source_id,
+        "version": record.version,
+        "payload": dict(record.payload),
+    }
+
+
+def _request_json(request: WriteRequest) -> dict[str, Any]:
+    return {
+        "effect_key": request.effect_key,
+        "source_id": request.source_id,
+        "op": request.op.value,
+        "payload": dict(request.payload),
+        "target_id": request.target_id,
+    }
+
+
+def _request(data: Mapping[str, Any]) -> WriteRequest:
+    return WriteRequest(
+        effect_key=data["effect_key"],
+        source_id=data["source_id"],
+        op=WriteOp(data["op"]),
+        payload=data["payload"],
+        target_id=data.get("target_id"),
+    )
+
+
+# -- a pull's pages: plan, then write ---------------------------------------------------------
+def plan(rt: Runtime, page_id: int) -> StepCounts:
+    """Plan one stored page and save the plan, so the write step (and its retries) make
+    exactly these effects."""
+    with rt.engine.begin() as conn:
+        page = pages.get(conn, page_id)
+    if page.status != "pulled":
+        return StepCounts()
+    flow = rt.flow(page.flow)
+    planned = plan_records(rt, flow, page.records, page.read_at)
+    plan_json = {
+        "requests": [_request_json(r) for r in planned.requests],
+        "seen": [_seen_json(r) for r in planned.seen],
+    }
+    with rt.engine.begin() as conn:
+        added = deadletters.add(conn, flow.name, page.run_id, _dead_rows(planned))
+        pages.save_plan(conn, page_id, [plan_json])
+        runs.add_counts(conn, page.run_id, dead_lettered=added)
+    return StepCounts(skipped=planned.skipped, dead=len(planned.dead))
+
+
+def write(rt: Runtime, page_id: int) -> StepCounts:
+    """Make the page's planned effects, each exactly once, then mark the page done."""
+    with rt.engine.begin() as conn:
+        page = pages.get(conn, page_id)
+    if page.status in ("done", "committed"):
+        return StepCounts()
+    if page.status != "planned" or not page.plan:
+        raise RuntimeError(f"page {page_id} must be planned before it is written")
+    flow = rt.flow(page.flow)
+    requests = [_request(r) for r in page.plan[0]["requests"]]
+    made = make_effects(rt, flow, requests, page.run_id)
+    _finish_page(rt, flow, page, made)
+    return StepCounts(written=made.written, dead=made.dead)
+
+
+def _finish_page(rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made) -> None:
+    """Record what every handled record became, and mark the page done, in one transaction."""
+    assert page.plan is not None  # noqa: S101 - checked by the caller
+    links = _links(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
+    skipped = max(0, len(page.records) - made.written - made.dead)
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
         idmap.upsert(conn, flow.name, links)
-        if pages.mark_done(conn, page.id, written, max(0, skipped), dead):
+        if pages.mark_done(conn, page.id, made.written, skipped, made.dead):
             runs.add_counts(
-                conn, page.run_id, written=written, skipped=max(0, skipped), dead_lettered=dead
+                conn, page.run_id, written=made.written, skipped=skipped, dead_lettered=made.dead
             )
 
 
 def _run_fence(conn: Any, run_id: int) -> int:
     run = runs.get(conn, run_id)
     return 0 if run is None or run.fence is None else run.fence
+
+
+# -- events: records a webhook named -------------------------------------------------------
+def sync_records(
+    rt: Runtime, flow_name: str, records: Sequence[Record], read_at: datetime
+) -> tuple[int, StepCounts]:
+    """Sync records an event brought (re-read from the source at `read_at`) through the same
+    stages, effect keys and id map as a pull, in a run of trigger "webhook": (run id, counts).
+
+    No lock, no fence, no cursor (module docstring). Late, repeated and out-of-order events
+    converge because the record is the source's state when re-read: a version the id map
+    holds plans nothing, an older one is superseded, and every effect key is shared with the
+    pull. A Transient error stops the run and propagates for the event task to retry.
+    """
+    flow = rt.flow(flow_name)
+    with rt.engine.begin() as conn:
+        run_id = runs.start_webhook(conn, flow.name)
+    try:
+        planned = plan_records(rt, flow, records, read_at)
+        with rt.engine.begin() as conn:
+            dead = deadletters.add(conn, flow.name, run_id, _dead_rows(planned))
+        made = make_effects(rt, flow, planned.requests, run_id, patient=True)
+        counts = StepCounts(made.written, planned.skipped, dead + made.dead)
+        seen = [_seen_json(r) for r in planned.seen]
+        with rt.engine.begin() as conn:
+            idmap.upsert(conn, flow.name, _links(rt, flow, seen, made.target_ids, read_at))
+            runs.add_counts(
+                conn,
+                run_id,
+                pulled=len(records),
+                written=counts.written,
+                skipped=counts.skipped,
+                dead_lettered=counts.dead,
+            )
+            runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)
+    except Exception as exc:
+        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
+        with rt.engine.begin() as conn:
+            runs.finish(conn, run_id, status, error=str(exc)[:500])
+        raise
+    return run_id, counts
 
 
 # -- commit ----------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Runs: what every pull did, for `syncctl status`, `syncctl run --wait` and the benches."""
+"""Runs: what every pull did, for `syncctl status`, `syncctl run --wait` and the benches.
+
+A webhook event that syncs a record outside any pull gets a run of its own, with trigger
+`webhook`: it counts what the event did, but holds no fence and never moves the cursor, so
+status tells pulls (the cursor's story) and events apart.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sync_pipeline.state.schema import runs
 
 COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
+WEBHOOK = "webhook"  # the trigger of runs made by inbound events
 
 
 class RunStatus(StrEnum):
@@ -66,6 +72,15 @@ def start(
     )
 
 
+def start_webhook(conn: Connection, flow: str) -> int:
+    """A run for what one event does to a flow: no fence, no cursor, no lock."""
+    return int(
+        conn.execute(
+            runs.insert().values(flow=flow, trigger=WEBHOOK).returning(runs.c.id)
+        ).scalar_one()
+    )
+
+
 def mark_pull_done(conn: Connection, run_id: int) -> None:
     """Every page of the run is stored: once they are all committed, the run is over."""
     conn.execute(runs.update().where(runs.c.id == run_id).values(pull_done=True))
@@ -104,9 +119,11 @@ def get(conn: Connection, run_id: int) -> Run | None:
     return None if row is None else _run(row)
 
 
-def latest(conn: Connection, flow: str) -> Run | None:
+def latest(conn: Connection, flow: str, *, webhook: bool = False) -> Run | None:
+    """The flow's newest pull, or with `webhook` its newest event run."""
+    kind = runs.c.trigger == WEBHOOK if webhook else runs.c.trigger != WEBHOOK
     row = conn.execute(
-        sa.select(runs).where(runs.c.flow == flow).order_by(runs.c.id.desc()).limit(1)
+        sa.select(runs).where(runs.c.flow == flow, kind).order_by(runs.c.id.desc()).limit(1)
     ).one_or_none()
     return None if row is None else _run(row)
 
