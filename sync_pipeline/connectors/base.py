@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import tzinfo
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
 
 import redis
 import requests
@@ -82,6 +84,37 @@ class Directory(Protocol):
     """Connectors that can list their users implement this too."""
 
     def list_users(self) -> list[DirectoryUser]: ...
+
+
+@runtime_checkable
+class ReadsOne(Protocol):
+    """Sources that can re-read one record by id, which is what a webhook event names."""
+
+    def read_one(self, stream: str, source_id: str) -> Record | None:
+        """The record now, as `read_page` would give it (`hydrate` adds the rest), or None
+        when it is gone or out of sight. An event may be late, repeated or out of order: the
+        source's current state is what counts (DESIGN.md section 5)."""
+        ...
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+@runtime_checkable
+class DecidesApprovals(Protocol):
+    """Sources whose approvals can be decided through their API, acting as the approver."""
+
+    timezone: tzinfo  # the source's local time, for the times people read in messages
+
+    def decide(
+        self, stream: str, source_id: str, decision: Decision, as_user: str, comment: str
+    ) -> None:
+        """Approve or reject as user `as_user` (the source's own user id). Not idempotent at
+        the vendor, so never resent: callers check the approval's state first, and again after
+        an unknown outcome. A refusal (not their turn any more) raises VendorRejected."""
+        ...
 
 
 @dataclass(frozen=True)

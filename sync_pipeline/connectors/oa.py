@@ -24,6 +24,11 @@ upserted by (syscode, flowid, receiver), so a resend is harmless) and "project_p
 comment appended to a project's newest progress record, acting as its author; the comment
 carries a reference to its effect key and the write looks for it first, so a resend after an
 unknown outcome never appends twice).
+
+Webhook events name one request: `read_one` re-reads it by id (one detail call), in the list
+row's shape so it gets the same version as a pull. Approvers decide from an IM card through
+`decide`: submitRequest (approve) or rejectRequest (reject) with E9's `userid` header naming
+the approver, since E9 acts as the user that header names and ignores any user in the body.
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.base import (
+    ConnectorContext,
+    Decision,
+    DirectoryUser,
+    build_client,
+)
 from sync_pipeline.connectors.notify import notification, rejected
 from sync_pipeline.errors import (
     ConfigError,
@@ -83,6 +93,10 @@ PA = "api/workflow/paService"
 LIST_PATH = f"{PA}/getAllWorkflowRequestList"  # every request the acting user may see
 DETAIL_PATH = f"{PA}/getWorkflowRequest"
 OPERATORS_PATH = f"{PA}/getRequestOperatorInfo"
+DECISIONS = {  # decision -> (path, api)
+    Decision.APPROVE: (f"{PA}/submitRequest", "workflow/submitRequest"),
+    Decision.REJECT: (f"{PA}/rejectRequest", "workflow/rejectRequest"),
+}
 USERS_PATH = "api/hrm/resful/getHrmUserInfoWithPage"  # sic: E9's spelling
 APPLYTOKEN_PATH = "api/ec/dev/auth/applytoken"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # E9's times, in the server's own timezone
@@ -419,6 +433,31 @@ class OAConnector:
             headers={"appid": self._appid, "token": token, "userid": header}
         )
 
+    # -- one request, and deciding it -----------------------------------------------------------
+    def read_one(self, stream: str, source_id: str) -> Record | None:
+        """The request now, as `read_page` gives it (`hydrate` adds form and approvers), or
+        None when it is gone or out of our user's sight: one detail call."""
+        self._expect_stream(stream)
+        detail = self._detail(source_id)
+        if not detail:
+            return None
+        return self._list_record(_as_list_row(detail))
+
+    def decide(
+        self, stream: str, source_id: str, decision: Decision, as_user: str, comment: str
+    ) -> None:
+        """Approve or reject as OA user `as_user`, with `comment` as the sign remark.
+
+        Never resent (E9 would act on whatever node the request reached meanwhile): a lost
+        answer is OutcomeUnknown, and the caller reads the request's state to learn the rest.
+        """
+        self._expect_stream(stream)
+        path, api = DECISIONS[decision]
+        form: dict[str, Any] = {"requestId": source_id, "remark": comment}
+        if decision is Decision.APPROVE:
+            form["otherParams"] = {"src": "submit"}  # "save" would only save the form
+        self._post(path, api, form, self._auth_as(as_user), False)
+
     # -- approvals ------------------------------------------------------------------------------
     def _step(
         self, position: _Position, until: str | None, limit: int
@@ -477,6 +516,8 @@ class OAConnector:
             "status": status,
             "applicant": _given(row.get("creatorId")),
             "current_approvers": [],
+            "node": _given(row.get("currentNodeId")),
+            "last_operator": _given(row.get("lastOperatorId")),
             "created_at": self._iso(str(row["createTime"])) if row.get("createTime") else updated,
             "updated_at": updated,
             "form": {},
@@ -591,6 +632,23 @@ class OAConnector:
                 "flows",
                 [(stream, f"expected stream {APPROVALS!r} for OA connector {self.config.name}")],
             )
+
+
+def _as_list_row(detail: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A detail in the list row's shape, so one builder makes both records (same version).
+
+    E9 documents no lastOperateTime in the detail (the sandbox gives it): the newest sign
+    log's time stands in for it.
+    """
+    if detail.get("lastOperateTime"):
+        return detail
+    logs = [x for x in detail.get("workflowRequestLogs") or [] if isinstance(x, Mapping)]
+    times = [
+        f"{x['operatedate']} {x.get('operatetime') or '00:00:00'}"
+        for x in logs
+        if x.get("operatedate")
+    ]
+    return {**detail, "lastOperateTime": max(times, default=str(detail.get("createTime") or ""))}
 
 
 def _form(detail: Mapping[str, Any]) -> dict[str, Any]:

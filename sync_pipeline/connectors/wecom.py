@@ -282,7 +282,9 @@ class WeComConnector:
             json=update,
             auth=query_token(),
         )
-        return WriteResult(request.effect_key, WriteStatus.DONE, request.target_id)
+        # The code is spent now: kept with the effect, so no later update tries it again.
+        spent = {"response_code": str(code)}
+        return WriteResult(request.effect_key, WriteStatus.DONE, request.target_id, extra=spent)
 
     def _list(self, start_s: int, end_s: int, cursor: str) -> tuple[list[str], str]:
         """One getapprovalinfo page of [start, end): (sp_nos, next cursor or "")."""

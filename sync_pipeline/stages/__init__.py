@@ -14,6 +14,8 @@ Canonical approval payload (what the OA connector produces, stream "approvals"):
      "status": "pending" | "approved" | "rejected" | "revoked",
      "applicant": "105",                # OA user id
      "current_approvers": ["101"],      # OA user ids; [] once decided
+     "node": "100101",                  # the node it is at (optional; OA only)
+     "last_operator": "101",            # who acted on it last (optional; OA only)
      "created_at": "2026-03-01T08:00:00Z", "updated_at": "2026-03-02T09:30:00Z",  # ISO UTC
      "form": {...},                     # the template's fields, by name
      "url": "https://oa.example/..."}
