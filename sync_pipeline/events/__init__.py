@@ -40,7 +40,9 @@ Handler = Callable[[Runtime, InboundEvent], Handled]
 def handlers() -> Mapping[EventKind, Handler]:
     """The handler of each event kind (imported here, so that each handler module may use
     the pipeline's steps without an import cycle)."""
-    return {}
+    from sync_pipeline.events import approvals, cards
+
+    return {EventKind.APPROVAL_CHANGED: approvals.handle, EventKind.CARD_ACTION: cards.handle}
 
 
 def handle(rt: Runtime, event_row_id: int) -> EventStatus:

@@ -156,6 +156,19 @@ def done_for_source(
     return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
 
 
+def tried_for_source(
+    conn: Connection, flow: str, source_id: str, kind: str, recipient: str | None = None
+) -> list[Effect]:
+    """Every effect of one kind claimed for a source record, whatever its status, oldest
+    first: an OA action still pending may have reached the OA, so it counts too."""
+    query = sa.select(effects).where(
+        effects.c.flow == flow, effects.c.source_id == source_id, effects.c.kind == kind
+    )
+    if recipient is not None:
+        query = query.where(effects.c.recipient == recipient)
+    return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
+
+
 def count_by_status(conn: Connection, flow: str) -> dict[str, int]:
     rows = conn.execute(
         sa.select(effects.c.status, sa.func.count())

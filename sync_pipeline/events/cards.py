@@ -1,0 +1,413 @@
+"""card_action events: an approver pressed Approve or Reject on a card we sent.
+
+The press is applied only if the presser, mapped to their OA user through the directory, is a
+current approver of the request as the OA shows it now. Then the OA acts as that user, once:
+the action's effect key is (flow, request, its state and node, "oa_action", approver), and a
+claim another attempt holds (a double press handled at the same moment, a redelivered task) is
+waited for, not repeated. A pending key whose request has moved on is reconciled from the OA's
+own record of who acted last, never by acting again (DESIGN.md section 3). Every card of the
+request in that flow is then updated in place to show the outcome, each update an effect of
+its own. Any other press (not an approver, a second press, a request decided elsewhere or gone)
+changes nothing and gets the presser one clear message, keyed by the press event.
+
+Vendor handles stay at the edge: the card effects keep what each IM needs to update a card
+(WeCom's response_code, DingTalk's outTrackId, Feishu's message id), and the press brings the
+handles of the card pressed, which is how that card is found. A WeCom response_code works
+once: the presser's card is updated with the press's own code, the others with the code their
+send returned, unless an earlier update spent it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from sync_pipeline import steps
+from sync_pipeline.config.flow import Flow
+from sync_pipeline.connectors.base import DecidesApprovals, Decision, ReadsOne
+from sync_pipeline.directory import DirectorySnapshot
+from sync_pipeline.errors import OutcomeUnknown, Transient, VendorRejected
+from sync_pipeline.events import Handled
+from sync_pipeline.records import InboundEvent, Record, WriteOp, WriteRequest, parse_iso_utc
+from sync_pipeline.runtime import Runtime
+from sync_pipeline.stages.plan import effect_key
+from sync_pipeline.state import effects, idmap, runs
+from sync_pipeline.state.inbound import EventStatus
+
+OA_ACTION = "oa_action"  # effect kind of a decision made in the source as the approver
+CARD = "card"
+UPDATE_CARD = "update_card"
+REPLY = "press_reply"  # the state part of a reply's key is the press event's id
+DECIDED = {"approve": "approved", "reject": "rejected"}
+STATUS_WORDS = {"approved": "approved", "rejected": "rejected", "revoked": "withdrawn"}
+
+
+@dataclass(frozen=True)
+class Press:
+    """A card_action event's facts (records.InboundEvent docstring)."""
+
+    event: InboundEvent
+    user: str  # the presser, as the pressing platform knows them
+    decision: Decision | None
+    source_id: str
+    comment: str
+    handles: Mapping[str, str]  # the pressed card's handles: task_id, response_code, ...
+
+    @classmethod
+    def of(cls, event: InboundEvent) -> Press:
+        data = event.data
+        card = data.get("card")
+        card = card if isinstance(card, Mapping) else {}
+        return cls(
+            event=event,
+            user=str(data.get("user_id") or ""),
+            decision=_decision(str(data.get("action") or "")),
+            source_id=str(data.get("source_id") or ""),
+            comment=str(data.get("comment") or "").strip(),
+            handles={str(k): str(v) for k, v in card.items() if v not in (None, "")},
+        )
+
+    def pressed(self, card: effects.Effect) -> bool:
+        """Whether `card` is the one pressed: one of its handles came with the press."""
+        values = set(self.handles.values())
+        known = {card.vendor_ref, *(str(v) for v in card.detail.values())}
+        return bool(values & known)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything a press is judged against, read once."""
+
+    rt: Runtime
+    flow: Flow
+    press: Press
+    cards: tuple[effects.Effect, ...]  # every card sent for the request in this flow
+    source: DecidesApprovals
+    users: DirectorySnapshot
+    run_id: int
+
+    @property
+    def systems(self) -> tuple[str, str]:
+        connectors = self.rt.config.connectors
+        return (
+            connectors[self.flow.source.connector].vendor.value,
+            connectors[self.flow.target.connector].vendor.value,
+        )
+
+
+def handle(rt: Runtime, event: InboundEvent) -> Handled:
+    """Apply one press, or tell the presser why not; one run of trigger "webhook"."""
+    press = Press.of(event)
+    if press.decision is None or not press.source_id or not press.user:
+        reason = f"button {event.data.get('action')!r} of {press.source_id!r} decides nothing"
+        return Handled(EventStatus.IGNORED, reason)
+    found = _find_cards(rt, event.connector, press)
+    if found is None:
+        reason = f"no card of ours for {press.source_id} was sent through {event.connector}"
+        return Handled(EventStatus.IGNORED, reason)
+    flow, cards = found
+    source = rt.connector(flow.source.connector)
+    if not (isinstance(source, DecidesApprovals) and isinstance(source, ReadsOne)):
+        reason = f"{flow.source.connector} cannot decide approvals through its API"
+        return Handled(EventStatus.IGNORED, reason)
+    users = steps.load_directory(rt, flow)
+    with rt.engine.begin() as conn:
+        run_id = runs.start_webhook(conn, flow.name)
+    scene = Scene(rt, flow, press, cards, source, users, run_id)
+    try:
+        account, written = _respond(scene)
+        with rt.engine.begin() as conn:
+            runs.add_counts(conn, run_id, pulled=1, written=written)
+            runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)
+    except Exception as exc:
+        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
+        with rt.engine.begin() as conn:
+            runs.finish(conn, run_id, status, error=str(exc)[:500])
+        raise
+    return Handled(EventStatus.DONE, f"{flow.name} run {run_id}: {account}")
+
+
+def _find_cards(
+    rt: Runtime, connector: str, press: Press
+) -> tuple[Flow, tuple[effects.Effect, ...]] | None:
+    """The flow whose card was pressed, and every card it sent for the request: the flow
+    holding the pressed card, else any flow that sent the request's cards through there."""
+    fallback = None
+    with rt.engine.connect() as conn:
+        for name in sorted(rt.config.flows):
+            flow = rt.config.flows[name]
+            if flow.target.connector != connector:
+                continue
+            cards = tuple(effects.done_for_source(conn, flow.name, press.source_id, CARD))
+            if any(press.pressed(card) for card in cards):
+                return flow, cards
+            if cards and fallback is None:
+                fallback = (flow, cards)
+    return fallback
+
+
+# -- judging the press ------------------------------------------------------------------------
+def _respond(scene: Scene) -> tuple[str, int]:
+    """(what happened, effects made now)."""
+    press = scene.press
+    source_sys, target_sys = scene.systems
+    approver = scene.users.map_user(target_sys, press.user, source_sys)
+    if approver is None:
+        text = "your account is not linked to an OA user, so nothing was changed. Ask an"
+        text += " administrator to check the user directory."
+        return "the presser has no OA account", _reply(scene, None, text)
+    record = _current(scene)
+    if record is None:
+        return "the request is gone", _reply(scene, None, "this request no longer exists.")
+    tried = _tried(scene, approver)
+    status = str(record.payload.get("status") or "")
+    if status == "pending" and approver in _approvers(record):
+        return _decide(scene, record, approver)
+    if any(e.status is effects.EffectStatus.PENDING and _young(e) for e in tried):
+        raise steps.EffectInFlight(scene.flow.name, 1)  # our own press, still on its way
+    for effect in tried:
+        if effect.status is effects.EffectStatus.PENDING:
+            _reconcile(scene, effect, record, approver)
+    return _settled(scene, record, approver)
+
+
+def _settled(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
+    """The presser may not act now: show them the outcome of their own decision, if this very
+    press made it (a redelivered task), or tell them why nothing happened."""
+    tried = _tried(scene, approver)
+    done = [e for e in tried if e.status is effects.EffectStatus.DONE]
+    own = [e for e in done if e.detail.get("event") == scene.press.event.event_id]
+    if own:
+        return "already applied", _update_cards(scene, own[-1], approver)
+    if done:
+        earlier = done[-1]
+        word = DECIDED.get(str(earlier.detail.get("decision")), "decided")
+        at = _clock(str(earlier.detail.get("at") or ""), scene.source.timezone)
+        text = f"you already {word} this request at {at}. Nothing was changed."
+        return "a second press", _reply(scene, record, text)
+    status = str(record.payload.get("status") or "")
+    if status != "pending":
+        who = _name(scene.users, scene.systems[0], record.payload.get("last_operator"))
+        at = _clock(str(record.payload.get("updated_at") or ""), scene.source.timezone)
+        word = STATUS_WORDS.get(status, status)
+        text = f"this request was already {word} by {who} at {at}. Nothing was changed."
+        return f"the request was already {word}", _reply(scene, record, text)
+    text = "you are not an approver of this request. Nothing was changed."
+    return "the presser is not an approver", _reply(scene, record, text)
+
+
+def _decide(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
+    """Act in the source as the approver, once, then update the cards."""
+    press = scene.press
+    assert press.decision is not None  # noqa: S101 - handle() checked it
+    source_sys = scene.systems[0]
+    state = f"{record.payload.get('status')}|{record.payload.get('node') or ''}"
+    key = effect_key(scene.flow.name, source_sys, press.source_id, state, OA_ACTION, approver)
+    about = effects.About(source_id=press.source_id, kind=OA_ACTION, recipient=approver)
+    intent = {"decision": press.decision.value, "event": press.event.event_id, "state": state}
+    with scene.rt.engine.begin() as conn:
+        prior = effects.get(conn, [key]).get(key)
+        claimed = effects.claim(conn, scene.flow.name, source_sys, [key], {key: about})[key]
+    if prior is not None and prior.status is effects.EffectStatus.DONE:
+        return _settled(scene, record, approver)  # acted at this node, and the OA lags
+    if (prior is None and claimed.attempts > 1) or (prior is not None and _young(prior)):
+        raise steps.EffectInFlight(scene.flow.name, 1)  # a double press, being applied now
+    with scene.rt.engine.begin() as conn:  # the intent, for reconciling a lost answer
+        effects.finish(conn, key, effects.EffectStatus.PENDING, detail=intent)
+    try:
+        scene.source.decide(
+            scene.flow.source.stream, press.source_id, press.decision, approver, press.comment
+        )
+    except VendorRejected as exc:  # it stopped being their turn between our read and the act
+        with scene.rt.engine.begin() as conn:
+            effects.finish(conn, key, effects.EffectStatus.FAILED, error=str(exc)[:500])
+        now = _current(scene)
+        if now is None:
+            return "the request is gone", _reply(scene, None, "this request no longer exists.")
+        return _settled(scene, now, approver)
+    except OutcomeUnknown:
+        raise  # stays pending: the retry reads the request and reconciles, never resends
+    except Transient as exc:
+        with scene.rt.engine.begin() as conn:
+            effects.finish(conn, key, effects.EffectStatus.FAILED, error=str(exc)[:500])
+        raise
+    done = {**intent, "at": _now_iso()}
+    with scene.rt.engine.begin() as conn:
+        effects.finish(conn, key, effects.EffectStatus.DONE, vendor_ref=approver, detail=done)
+        decided = effects.get(conn, [key])[key]
+    return f"{press.decision.value}d as OA user {approver}", 1 + _update_cards(
+        scene, decided, approver
+    )
+
+
+def _reconcile(scene: Scene, effect: effects.Effect, record: Record, approver: str) -> None:
+    """An action whose answer was lost, on a request that has moved on: the OA's own record
+    of who acted last says whether it was ours. If it was not, the key is parked as unknown
+    for an operator; it is never sent again."""
+    ours = record.payload.get("last_operator") == approver
+    with scene.rt.engine.begin() as conn:
+        if ours:
+            detail = {**effect.detail, "at": str(record.payload.get("updated_at") or "")}
+            effects.finish(conn, effect.key, effects.EffectStatus.DONE, approver, None, detail)
+        else:
+            reason = "answer lost and the request moved on: check the OA's log"
+            effects.finish(conn, effect.key, effects.EffectStatus.UNKNOWN, error=reason)
+
+
+# -- effects in the IM --------------------------------------------------------------------------
+def _update_cards(scene: Scene, decided: effects.Effect, approver: str) -> int:
+    """Every card of the request in this flow shows the decision; each update is an effect."""
+    source_sys, target_sys = scene.systems
+    word = DECIDED.get(str(decided.detail.get("decision")), "decided")
+    label = f"{word.capitalize()} by {_name(scene.users, source_sys, approver)}"
+    this_press = decided.detail.get("event") == scene.press.event.event_id
+    comment = scene.press.comment if this_press else ""
+    content = {
+        **_mapped(scene),
+        "status": word,
+        "status_label": label,
+        "text": f"{label}: {comment}" if comment else label,
+        "approval": False,  # no buttons any more
+    }
+    state = f"{word}|{decided.detail.get('state')}|{approver}"
+    spent = _spent_codes(scene)
+    requests = []
+    for card in scene.cards:
+        code = _response_code(scene.press, card, spent)
+        if code is None and card.detail.get("response_code"):
+            continue  # its one-use code is spent and this press is not on it: cannot update
+        payload: dict[str, Any] = {"kind": UPDATE_CARD, "to": card.recipient, "content": content}
+        if code is not None:
+            payload["response_code"] = code
+        recipient = card.recipient or card.key
+        requests.append(
+            WriteRequest(
+                effect_key=effect_key(
+                    scene.flow.name,
+                    target_sys,
+                    scene.press.source_id,
+                    state,
+                    UPDATE_CARD,
+                    recipient,
+                ),
+                source_id=scene.press.source_id,
+                op=WriteOp.UPDATE,
+                payload=payload,
+                target_id=card.vendor_ref,
+            )
+        )
+    return steps.make_effects(scene.rt, scene.flow, requests, scene.run_id, patient=True).written
+
+
+def _response_code(press: Press, card: effects.Effect, spent: set[str]) -> str | None:
+    """The one-use handle to update `card` with (WeCom): the press's own for the pressed card,
+    else the one its send returned, if no update has used it."""
+    if press.pressed(card) and press.handles.get("response_code"):
+        return press.handles["response_code"]
+    stored = card.detail.get("response_code")
+    return None if stored is None or str(stored) in spent else str(stored)
+
+
+def _spent_codes(scene: Scene) -> set[str]:
+    with scene.rt.engine.connect() as conn:
+        updates = effects.tried_for_source(
+            conn, scene.flow.name, scene.press.source_id, UPDATE_CARD
+        )
+    return {str(e.detail["response_code"]) for e in updates if e.detail.get("response_code")}
+
+
+def _reply(scene: Scene, record: Record | None, text: str) -> int:
+    """One message to the presser, once per press event, saying what happened and why."""
+    press = scene.press
+    verb = "Approve" if press.decision is Decision.APPROVE else "Reject"
+    title = str(record.payload.get("title") or "") if record is not None else ""
+    on = f' on "{title}"' if title else ""
+    at = _clock(press.event.occurred_at, scene.source.timezone, seconds=True)
+    content = {"text": f"You pressed {verb}{on} at {at}, but {text}", "title": title}
+    target_sys = scene.systems[1]
+    request = WriteRequest(
+        effect_key=effect_key(
+            scene.flow.name, target_sys, press.source_id, press.event.event_id, REPLY, press.user
+        ),
+        source_id=press.source_id,
+        op=WriteOp.CREATE,
+        payload={"kind": "message", "to": press.user, "content": content},
+    )
+    return steps.make_effects(scene.rt, scene.flow, [request], scene.run_id, patient=True).written
+
+
+# -- reading ----------------------------------------------------------------------------------
+def _current(scene: Scene) -> Record | None:
+    """The request as the source shows it now, with its current approvers."""
+    stream = scene.flow.source.stream
+    assert isinstance(scene.source, ReadsOne)  # noqa: S101 - handle() checked it
+    record = scene.source.read_one(stream, scene.press.source_id)
+    if record is None:
+        return None
+    hydrated = scene.rt.connector(scene.flow.source.connector).hydrate(stream, [record])
+    return hydrated[0] if hydrated else None
+
+
+def _tried(scene: Scene, approver: str) -> list[effects.Effect]:
+    """The approver's decisions on this request through us, whatever became of them."""
+    with scene.rt.engine.connect() as conn:
+        return effects.tried_for_source(
+            conn, scene.flow.name, scene.press.source_id, OA_ACTION, approver
+        )
+
+
+def _mapped(scene: Scene) -> Mapping[str, Any]:
+    """The request as the flow last mapped it (title, link...): what the cards were made of."""
+    source_sys, target_sys = scene.systems
+    flow = scene.flow
+    with scene.rt.engine.connect() as conn:
+        links = idmap.lookup(
+            conn,
+            (source_sys, flow.source.stream),
+            (target_sys, flow.target.stream),
+            [scene.press.source_id],
+        )
+    link = links.get(scene.press.source_id)
+    return dict(link.payload) if link is not None and link.payload else {}
+
+
+def _decision(action: str) -> Decision | None:
+    try:
+        return Decision(action)
+    except ValueError:
+        return None  # some other button ("open", a vote...): not a decision
+
+
+def _approvers(record: Record) -> Sequence[str]:
+    value = record.payload.get("current_approvers") or []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def _young(effect: effects.Effect) -> bool:
+    """Claimed so recently that the attempt that claimed it may still be running."""
+    age = (datetime.now(UTC) - effect.created_at).total_seconds()
+    return effect.status is effects.EffectStatus.PENDING and age < steps.IN_FLIGHT_S
+
+
+def _name(users: DirectorySnapshot, system: str, user_id: Any) -> str:
+    if user_id in (None, ""):
+        return "someone"
+    person = users.by_user.get((system, str(user_id)))
+    return person.name if person is not None and person.name else f"user {user_id}"
+
+
+def _clock(iso: str, zone: tzinfo, *, seconds: bool = False) -> str:
+    """A time as people there read it: "10:32", or the day too when it is not today."""
+    try:
+        moment = parse_iso_utc(iso).astimezone(zone)
+    except ValueError:
+        return "an earlier time"
+    today = datetime.now(zone).date()
+    shown = moment.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return shown if moment.date() == today else f"{moment:%Y-%m-%d} {shown}"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
