@@ -15,6 +15,7 @@ from celery.schedules import crontab
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.settings import load_settings
+from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
 
 
 def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
@@ -37,6 +38,16 @@ def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
     return entries
 
 
+# Inbound events recorded while the broker was down get their task (sync_pipeline/webhooks).
+SWEEPS: dict[str, dict[str, Any]] = {
+    "sweep inbound events": {
+        "task": SWEEP_TASK,
+        "schedule": SWEEP_EVERY_S,
+        "options": {"queue": "admin"},
+    }
+}
+
+
 class FlowScheduler(PersistentScheduler):
     """The persistent scheduler with the flows' entries merged in at start.
 
@@ -48,7 +59,7 @@ class FlowScheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         config = load_config(load_settings().config_dir)
         flows = flow_schedule(list(config.enabled_flows()))
-        self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **flows}
+        self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
         super().setup_schedule()
         for name in flows:
             entry = self.schedule.get(name)

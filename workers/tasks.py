@@ -20,6 +20,7 @@ from sync_pipeline import events, health, steps
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK
 from sync_pipeline.errors import Transient
 from sync_pipeline.runtime import get_runtime
+from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -104,3 +105,11 @@ def handle_event(self: Task[Any, Any], event_row_id: int) -> None:
             events.give_up(rt, event_row_id, exc)
             return
         raise self.retry(exc=exc, countdown=_countdown(self, exc)) from exc
+
+
+@app.task(name=sweep.SWEEP_TASK, acks_late=True)
+def sweep_events() -> int:
+    """Send `events.handle` again for inbound events the broker never got (it was down when
+    the webhook service recorded them); Beat runs this every SWEEP_EVERY_S."""
+    rt = get_runtime()
+    return len(sweep.sweep(rt.engine, rt.redis, handle_event.delay))

@@ -3,6 +3,10 @@
 The file names environment variables or files that hold secrets, never the secrets. They are
 resolved at load time into `Secret`s, whose str and repr are masked, so a config object can be
 logged, printed or put in an exception without leaking anything.
+
+An IM or OA connector may also have a `webhook:` section: the secrets its callbacks are signed
+or encrypted with, and the timestamp window. Those stay references here and only the webhook
+service resolves them (sync_pipeline/webhooks), so workers never need the callback secrets.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ REQUIRED_OPTIONS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.FEISHU: (),
     Vendor.AGORA: ("org_name", "app_name"),
 }
+# The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
+WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
+    Vendor.OA: ("secret",),  # X-OA-Signature: HMAC-SHA256 over ts + "." + body
+    Vendor.WECOM: ("token", "encoding_aes_key", "receive_id"),  # receive_id: the corpid
+    Vendor.DINGTALK: ("token", "aes_key", "owner_key"),  # owner_key: appKey, corpId or suiteKey
+    Vendor.FEISHU: ("verification_token", "encrypt_key"),
+    Vendor.AGORA: ("secret",),  # the callback rule's secret
+}
+DEFAULT_WEBHOOK_WINDOW_S = 300.0
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
 
 
@@ -75,6 +88,15 @@ class CredentialRef:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """Where the callback secrets live (resolved by the webhook service only) and how old a
+    signed request may be. `window_s` is None for Agora, whose callbacks have no window."""
+
+    secrets: Mapping[str, CredentialRef]
+    window_s: float | None
+
+
+@dataclass(frozen=True)
 class ConnectorConfig:
     name: str
     vendor: Vendor
@@ -84,6 +106,7 @@ class ConnectorConfig:
     monthly_quota: Mapping[str, int]  # api -> calls per calendar month
     timeout_s: float
     options: Mapping[str, Any]  # vendor-specific, e.g. WeCom agentid
+    webhook: WebhookConfig | None = None  # None: this connector receives no callbacks
 
 
 class CredentialRefSchema(StrictSchema):
@@ -118,6 +141,21 @@ _RATE_WINDOW = fields.Tuple(
 )
 
 
+class WebhookSchema(StrictSchema):
+    """`webhook:` of a connector: secret references by name, and `window_s`. Which names a
+    vendor needs is checked by ConnectorSchema, which knows the vendor."""
+
+    window_s = fields.Float(validate=validate.Range(min=1, max=3600))
+    secret = _CredentialRefField()
+    token = _CredentialRefField()
+    encoding_aes_key = _CredentialRefField()
+    receive_id = _CredentialRefField()
+    aes_key = _CredentialRefField()
+    owner_key = _CredentialRefField()
+    verification_token = _CredentialRefField()
+    encrypt_key = _CredentialRefField()
+
+
 class ConnectorSchema(StrictSchema):
     vendor = fields.Enum(Vendor, by_value=True, required=True)
     base_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
@@ -130,6 +168,7 @@ class ConnectorSchema(StrictSchema):
     )
     timeout_s = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
     options = fields.Dict(keys=fields.Str(), load_default=dict)
+    webhook = fields.Nested(WebhookSchema, load_default=None)
 
     @validates_schema(skip_on_field_errors=False)
     def _vendor_needs(self, data: dict[str, Any], **_: Any) -> None:
@@ -144,8 +183,38 @@ class ConnectorSchema(StrictSchema):
             absent = [name for name in needed if have is not None and name not in have]
             if absent:
                 errors[key] = [f"expected {', '.join(absent)} for a {vendor} connector"]
+        webhook = data.get("webhook")
+        if webhook is not None:
+            errors.update(_webhook_problems(vendor, webhook))
         if errors:
             raise ValidationError(errors)
+
+    @post_load
+    def _build_webhook(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        written = data.get("webhook")
+        if written is None:
+            return data
+        window = written.get("window_s", DEFAULT_WEBHOOK_WINDOW_S)
+        secrets = {k: v for k, v in written.items() if k != "window_s"}
+        no_window = data["vendor"] is Vendor.AGORA
+        return {**data, "webhook": WebhookConfig(secrets, None if no_window else float(window))}
+
+
+def _webhook_problems(vendor: Vendor, webhook: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What a vendor's `webhook:` section lacks or has that the vendor does not use."""
+    needed = WEBHOOK_SECRETS[vendor]
+    given = set(webhook) - {"window_s"}
+    problems: list[str] = []
+    absent = [name for name in needed if name not in given]
+    if absent:
+        problems.append(f"expected {', '.join(absent)} for a {vendor} webhook")
+    foreign = sorted(given - set(needed))
+    if foreign:
+        known = ", ".join(needed)
+        problems.append(f"expected only {known} for a {vendor} webhook, not {', '.join(foreign)}")
+    if vendor is Vendor.AGORA and "window_s" in webhook:
+        problems.append("expected no window_s: Agora callbacks have no timestamp window")
+    return {"webhook": problems} if problems else {}
 
 
 def resolve_credentials(

@@ -1,0 +1,125 @@
+"""Agora Chat post-delivery message callbacks: messages, and card presses sent as messages.
+
+Contract (platform-apis.md §6): POST JSON `{callId, eventType: "chat" | "chat_offline",
+timestamp (ms), chat_type: "chat" | "groupchat", group_id?, from, to, msg_id, payload{ext,
+bodies[]}, security, ...}` with `security = md5_hex(callId + secret + timestamp)`. There is no
+header signature and no timestamp window, so there is no replay memory either: the callId is
+the event id and the record in PostgreSQL is what deduplicates. Any HTTP 200 is success; a
+failure is re-sent once.
+
+Agora Chat has no interactive card (connectors/agora.py sends a card as a custom message whose
+`customExts.buttons` lists `{label, action, source_id}`). Pressing a button is the client
+sending a custom message back: `customEvent: "card_action"` with `customExts` `{action,
+source_id, [comment], [card_msg_id]}` -> card_action. A text message -> message, with mentions
+from `ext.em_at_list` (Agora's @ convention) and flags from hashtags in the text. Only `chat`
+events are decoded: `chat_offline` repeats a message for an offline recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.webhooks.delivery import (
+    Accepted,
+    Answer,
+    Endpoint,
+    Incoming,
+    iso_from_unix,
+    json_object,
+    required,
+    text_flags,
+)
+from sync_pipeline.webhooks.verify import agora_security, forged, same
+
+OK = Answer.json({})
+CARD_ACTION_EVENT = "card_action"
+
+
+def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    callback = json_object(incoming.body)  # the signature travels inside the body
+    call_id, timestamp, security = (
+        str(callback.get(key) or "") for key in ("callId", "timestamp", "security")
+    )
+    if not (call_id and timestamp and security):
+        raise forged("callId, timestamp or security is missing")
+    if not same(security.lower(), agora_security(call_id, endpoint.secret("secret"), timestamp)):
+        raise forged("security does not match")
+    return Accepted(OK, decode(endpoint.connector, callback))
+
+
+def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent | None:
+    """One verified callback; None for events and message types we do not handle."""
+    if callback.get("eventType") != "chat":
+        return None
+    payload = callback.get("payload")
+    bodies = payload.get("bodies") if isinstance(payload, Mapping) else None
+    body = bodies[0] if isinstance(bodies, list) and bodies else None
+    if not isinstance(body, Mapping):
+        return None
+    ext = payload.get("ext") if isinstance(payload, Mapping) else None
+    ext = ext if isinstance(ext, Mapping) else {}
+    if body.get("type") == "custom" and body.get("customEvent") == CARD_ACTION_EVENT:
+        return _card_action(connector, callback, _custom_exts(body))
+    if body.get("type") == "txt":
+        return _message(connector, callback, str(body.get("msg", "")), ext)
+    return None
+
+
+def _custom_exts(body: Mapping[str, Any]) -> dict[str, str]:
+    """customExts as one map: callbacks carry it as `v2:customExts` and as a list of maps."""
+    exts = body.get("v2:customExts")
+    if isinstance(exts, Mapping):
+        return {str(k): str(v) for k, v in exts.items()}
+    merged: dict[str, str] = {}
+    for item in body.get("customExts") or []:
+        if isinstance(item, Mapping):
+            merged.update({str(k): str(v) for k, v in item.items()})
+    return merged
+
+
+def _card_action(
+    connector: str, callback: Mapping[str, Any], exts: Mapping[str, str]
+) -> InboundEvent:
+    call_id, sender, timestamp = required(callback, "callId", "from", "timestamp")
+    card = {"card_msg_id": exts["card_msg_id"]} if exts.get("card_msg_id") else {}
+    return InboundEvent(
+        connector=connector,
+        vendor="agora",
+        event_id=call_id,
+        kind=EventKind.CARD_ACTION,
+        occurred_at=iso_from_unix(timestamp),
+        data={
+            "user_id": sender,
+            "action": exts.get("action", ""),
+            "source_id": exts.get("source_id", ""),
+            "comment": exts.get("comment", ""),
+            "card": card,
+        },
+    )
+
+
+def _message(
+    connector: str, callback: Mapping[str, Any], text: str, ext: Mapping[str, Any]
+) -> InboundEvent:
+    call_id, sender, msg_id, timestamp = required(callback, "callId", "from", "msg_id", "timestamp")
+    group = callback.get("chat_type") == "groupchat"
+    mentions = ext.get("em_at_list")
+    return InboundEvent(
+        connector=connector,
+        vendor="agora",
+        event_id=call_id,
+        kind=EventKind.MESSAGE,
+        occurred_at=iso_from_unix(timestamp),
+        data={
+            "message_id": msg_id,
+            "sender": sender,
+            "chat_id": str(callback.get("group_id") or "") if group else "",
+            "chat_type": "group" if group else "direct",
+            "text": text,
+            "flags": text_flags(text),
+            "mentions": [str(m) for m in mentions] if isinstance(mentions, list) else [],
+            "sent_at": iso_from_unix(timestamp),
+        },
+    )

@@ -1,0 +1,302 @@
+"""The webhook service: one ASGI app, `POST /webhooks/<connector>` per configured connector.
+
+Every delivery goes the same way, whatever the vendor (DESIGN.md section 5):
+1. the vendor module verifies the signature over the raw body, checks the timestamp window,
+   decrypts, answers a URL-verification handshake, and decodes the event (delivery.py);
+2. a signed request seen before inside its window is a replay (Redis SET NX with the window as
+   TTL; if Redis lost it, step 3 still holds);
+3. the event is recorded once in PostgreSQL under the vendor's event id (`inbound.record`): a
+   second delivery of the same event is acknowledged with the vendor's success answer, counted
+   as a duplicate, and not enqueued;
+4. the vendor gets its answer in its format;
+5. then `events.handle` is sent with the row id (after the answer, so a slow broker never
+   delays it); if the broker is down the row stays `queued` and the sweeper (sweep.py) sends
+   it later.
+Nothing here calls a vendor: a handler does that later, in a worker, so every answer is within
+the vendors' deadlines (1 to 5 s).
+Refusals (forged, stale, replayed, malformed) get a 4xx, are counted per connector and reason
+(`inbound.refuse`), and nothing is recorded or enqueued for them.
+
+The app never imports the sandbox, the workers or Celery (lint-imports checks it): tasks go by
+name through `dispatch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync_pipeline import dispatch
+from sync_pipeline.config.connector import Vendor, resolve_credentials
+from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_config
+from sync_pipeline.errors import ConfigError
+from sync_pipeline.logging import configure_logging
+from sync_pipeline.settings import Settings, load_settings
+from sync_pipeline.state import inbound
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
+from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
+from sync_pipeline.webhooks.stats import DUPLICATE, webhook_stats
+from sync_pipeline.webhooks.verify import Reason, Refused, WXCrypt
+
+log = logging.getLogger(__name__)
+
+Receiver = Callable[[Endpoint, Incoming], Accepted]
+RECEIVERS: Mapping[Vendor, Receiver] = {
+    Vendor.OA: oa.receive,
+    Vendor.WECOM: wecom.receive,
+    Vendor.DINGTALK: dingtalk.receive,
+    Vendor.FEISHU: feishu.receive,
+    Vendor.AGORA: agora.receive,
+}
+MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
+SEND_TIMEOUT_S = 2.0  # how long a send waits for the broker before leaving it to the sweeper
+
+
+def load_endpoints(config: Config, env: Mapping[str, str], config_dir: Path) -> dict[str, Endpoint]:
+    """Every connector with a `webhook:` section, its secrets resolved; ConfigError names each
+    missing variable or unusable key at once."""
+    problems: list[tuple[str, str]] = []
+    endpoints: dict[str, Endpoint] = {}
+    for name, connector in config.connectors.items():
+        if connector.webhook is None:
+            continue
+        secrets, missing = resolve_credentials(connector.webhook.secrets, env, config_dir)
+        problems += [(f"{name}.webhook.{key}", expected) for key, expected in missing]
+        endpoint = Endpoint(name, connector.vendor, secrets, connector.webhook.window_s)
+        if not missing:
+            problems += _key_problems(endpoint)
+        endpoints[name] = endpoint
+    if not endpoints:
+        problems.append((TOP, "expected a connector with a webhook: section"))
+    if problems:
+        raise ConfigError(str(config_dir / CONNECTORS_FILE), problems)
+    return endpoints
+
+
+def _key_problems(endpoint: Endpoint) -> list[tuple[str, str]]:
+    """An AES key of the wrong shape is a config error at start, not a 500 per request."""
+    key = {Vendor.WECOM: "encoding_aes_key", Vendor.DINGTALK: "aes_key"}.get(endpoint.vendor)
+    if key is None:
+        return []
+    try:
+        WXCrypt("", endpoint.secret(key), "")
+    except ValueError as exc:
+        return [(f"{endpoint.connector}.webhook.{key}", str(exc))]
+    return []
+
+
+class WebhookService:
+    """The process's long-lived clients (PostgreSQL pool, Redis, a sending-only Celery app)
+    and what one delivery goes through."""
+
+    def __init__(self, settings: Settings, endpoints: Mapping[str, Endpoint]) -> None:
+        redis_url, database_url = settings.urls()
+        self.endpoints = dict(endpoints)
+        self.engine = engine_for(database_url, settings.connect_timeout_s)
+        timeout = settings.connect_timeout_s
+        self.redis = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+        )
+        self.celery = dispatch.client(settings)
+        # Sends happen after the answer, but must not pile up behind a dead broker either.
+        self.celery.conf.broker_connection_timeout = SEND_TIMEOUT_S
+        self.celery.conf.broker_transport_options = {
+            **self.celery.conf.broker_transport_options,
+            "socket_connect_timeout": SEND_TIMEOUT_S,
+            "socket_timeout": SEND_TIMEOUT_S,
+        }
+
+    def close(self) -> None:
+        self.celery.close()
+        self.redis.close()
+
+    # -- one delivery --------------------------------------------------------------------------
+    def deliver(self, connector: str, incoming: Incoming) -> tuple[Answer, int | None]:
+        """Verify, deduplicate and record: the vendor's answer, and the row id to enqueue once
+        the answer is sent (None: nothing to enqueue). See the module docstring."""
+        endpoint = self.endpoints.get(connector)
+        if endpoint is None:
+            return Answer.json({"error": f"no webhook for {connector!r}"}, 404), None
+        if incoming.method == "GET" and endpoint.vendor is not Vendor.WECOM:
+            return Answer.json({"error": "only WeCom verifies its URL with GET"}, 405), None
+        try:
+            accepted = RECEIVERS[endpoint.vendor](endpoint, incoming)
+            if accepted.replay_key is not None:
+                self._remember(endpoint, accepted, incoming.now)
+        except Refused as exc:
+            self.refuse(endpoint.connector, exc)
+            return Answer.json({"error": exc.reason.value}, exc.status), None
+        if accepted.event is None:
+            return accepted.answer, None
+        try:
+            with self.engine.begin() as conn:
+                row_id = inbound.record(conn, accepted.event)
+                if row_id is None:
+                    inbound.refuse(conn, endpoint.connector, DUPLICATE)
+        except sa.exc.SQLAlchemyError as exc:
+            # Not recorded: the vendor retries, and its retry must not pass for a replay.
+            self._forget(endpoint, accepted)
+            log.warning("webhook %s: cannot record the event: %s", connector, type(exc).__name__)
+            return Answer.json({"error": "unavailable"}, 503), None
+        if row_id is None:
+            log.info("webhook %s: duplicate of event %s", connector, accepted.event.event_id)
+        return accepted.answer, row_id
+
+    def refuse(self, connector: str, refusal: Refused) -> None:
+        log.warning("webhook %s refused: %s", connector, refusal)
+        try:
+            with self.engine.begin() as conn:
+                inbound.refuse(conn, connector, refusal.reason.value)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("webhook %s: cannot count a refusal: %s", connector, type(exc).__name__)
+
+    def _replay_key(self, endpoint: Endpoint, accepted: Accepted) -> str:
+        digest = hashlib.sha256(str(accepted.replay_key).encode()).hexdigest()
+        return f"webhooks:seen:{endpoint.connector}:{digest}"
+
+    def _remember(self, endpoint: Endpoint, accepted: Accepted, now: float) -> None:
+        """Refused as a replay if this signed request was seen inside its window. Redis is a
+        fast path only: unreachable, it lets the request on to the PostgreSQL dedupe."""
+        ttl = max(1, math.ceil(accepted.valid_until - now) + 1)
+        try:
+            first = self.redis.set(self._replay_key(endpoint, accepted), "1", nx=True, ex=ttl)
+        except redis.exceptions.RedisError as exc:
+            log.warning("webhook %s: no replay check, Redis: %s", endpoint.connector, exc)
+            return
+        if not first:
+            raise Refused(Reason.REPLAY, "this signed request was received before")
+
+    def _forget(self, endpoint: Endpoint, accepted: Accepted) -> None:
+        if accepted.replay_key is None:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            self.redis.delete(self._replay_key(endpoint, accepted))
+
+    def enqueue(self, connector: str, row_id: int) -> None:
+        """Send `events.handle`; on failure the row stays queued for the sweeper."""
+        try:
+            self.celery.send_task(
+                dispatch.EVENT_TASK,
+                args=[row_id],
+                queue="events",
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
+        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+            log.warning(
+                "webhook %s: event row %s recorded but not enqueued (%s); the sweeper re-sends it",
+                connector,
+                row_id,
+                type(exc).__name__,
+            )
+
+    # -- health and figures --------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, str]]:
+        """PostgreSQL must answer (no delivery is accepted without it); Redis is reported."""
+        report = {"postgres": "ok", "redis": "ok"}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            report["postgres"] = type(exc).__name__
+        try:
+            self.redis.ping()
+        except redis.exceptions.RedisError as exc:
+            report["redis"] = type(exc).__name__
+        return report["postgres"] == "ok", report
+
+    def figures(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            found = webhook_stats(conn)
+        return {"connectors": [s.as_json() for s in found]}
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            yield
+            self.close()
+
+        return Starlette(
+            routes=[
+                Route("/healthz", self._healthz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/webhooks/{connector}", self._webhook, methods=["GET", "POST"]),
+            ],
+            lifespan=lifespan,
+        )
+
+    async def _webhook(self, request: Request) -> Response:
+        connector = request.path_params["connector"]
+        if connector not in self.endpoints:  # never counted: anyone could invent names
+            return JSONResponse({"error": "no webhook here"}, status_code=404)
+        now = time.time()
+        body = await _body(request)
+        if body is None:
+            refusal = Refused(Reason.MALFORMED, "the body is too large", status=413)
+            await run_in_threadpool(self.refuse, connector, refusal)
+            return JSONResponse({"error": refusal.reason.value}, status_code=413)
+        incoming = Incoming(
+            method=request.method,
+            query=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            now=now,
+        )
+        answer, row_id = await run_in_threadpool(self.deliver, connector, incoming)
+        send = None if row_id is None else BackgroundTask(self.enqueue, connector, row_id)
+        return Response(
+            answer.body, status_code=answer.status, media_type=answer.media_type, background=send
+        )
+
+    async def _healthz(self, request: Request) -> Response:
+        healthy, report = await run_in_threadpool(self.health)
+        status = "ok" if healthy else "unavailable"
+        return JSONResponse({"status": status, **report}, status_code=200 if healthy else 503)
+
+    async def _metrics(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.figures))
+
+
+async def _body(request: Request) -> bytes | None:
+    """The raw body, or None past MAX_BODY_BYTES (read no further than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > MAX_BODY_BYTES:
+            return None
+    return bytes(chunks)
+
+
+def build_app(settings: Settings, env: Mapping[str, str]) -> Starlette:
+    """The service for resolved settings; `env` resolves the connectors' secrets."""
+    config = load_config(settings.config_dir, env)
+    endpoints = load_endpoints(config, env, settings.config_dir)
+    return WebhookService(settings, endpoints).app()
+
+
+def create_app() -> Starlette:
+    """uvicorn's factory (`syncctl webhooks serve` exports the resolved service URLs first)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return build_app(settings, os.environ)

@@ -1,0 +1,114 @@
+"""What a vendor module gets (one HTTP request) and gives back (an answer, maybe an event).
+
+Each vendor module (oa, wecom, dingtalk, feishu, agora) has a `receive(endpoint, incoming)`
+that verifies, decrypts and decodes one delivery, and a pure `decode` the unit tests feed with
+fixtures. Neither touches Redis, PostgreSQL or the broker: app.py does that, the same way for
+every vendor, so the order "verify, replay check, record once, enqueue, answer" lives once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_pipeline.config.connector import DEFAULT_WEBHOOK_WINDOW_S, Secret, Vendor
+from sync_pipeline.records import InboundEvent, iso_utc
+from sync_pipeline.webhooks.verify import malformed, timestamp_s
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One connector's webhook: its resolved callback secrets and timestamp window."""
+
+    connector: str
+    vendor: Vendor
+    secrets: Mapping[str, Secret] = field(repr=False)
+    window_s: float | None  # None: the vendor signs no timestamp window (Agora)
+
+    def secret(self, name: str) -> str:
+        return self.secrets[name].reveal()
+
+    @property
+    def window(self) -> float:
+        """The timestamp window of a vendor that signs one (all but Agora)."""
+        return DEFAULT_WEBHOOK_WINDOW_S if self.window_s is None else self.window_s
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One HTTP request as received: raw body bytes, header names in lower case."""
+
+    method: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    now: float  # Unix time of arrival
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the vendor must get back, in its own format."""
+
+    status: int = 200
+    body: bytes = b""
+    media_type: str = "text/plain"
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Answer:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return cls(status, text.encode(), "application/json")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A verified delivery. `event` None: a handshake, or an event type we do not handle
+    (acknowledged and dropped). `replay_key` identifies this very signed request for its
+    window (None where the vendor signs no window, and for handshakes)."""
+
+    answer: Answer
+    event: InboundEvent | None = None
+    replay_key: str | None = None
+    valid_until: float = 0.0  # Unix time after which the window alone refuses the request
+
+
+def iso_from_unix(value: Any) -> str:
+    """A vendor's Unix time (seconds or milliseconds, number or string) as ISO-8601 UTC."""
+    return iso_utc(datetime.fromtimestamp(timestamp_s(str(value)), UTC))
+
+
+def required(mapping: Mapping[str, Any], *keys: str) -> list[str]:
+    """The values of `keys` as strings; a missing or empty one makes the delivery malformed."""
+    values = []
+    for key in keys:
+        value = mapping.get(key)
+        if value in (None, ""):
+            raise malformed(f"{key} is missing")
+        values.append(str(value))
+    return values
+
+
+def json_object(text: str | bytes) -> dict[str, Any]:
+    """A JSON object, or a malformed delivery."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise malformed("the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise malformed("the body is not a JSON object")
+    return value
+
+
+HASHTAG = re.compile(r"#(\w+)")
+
+
+def text_flags(text: str) -> list[str]:
+    """Flags a message carries in its text: `#important`, `#decision` (lower case, once each).
+
+    No IM vendor has a "mark as important" field in its message callbacks, so a hashtag in
+    the text is how a user tags a message for the rules (stages/rules.py FlagRule).
+    """
+    return list(dict.fromkeys(tag.lower() for tag in HASHTAG.findall(text)))

@@ -1,0 +1,208 @@
+"""Feishu / Lark event subscription: url_verification, card actions, messages, approvals.
+
+Contract (platform-apis.md §3.2): with an Encrypt Key set (we require one) the body is
+`{"encrypt": ...}`, AES-256-CBC with key sha256(encrypt_key), and signed:
+`X-Lark-Signature = sha256_hex(X-Lark-Request-Timestamp + X-Lark-Request-Nonce + encrypt_key +
+raw body)`. The plaintext's token (`header.token` in v2 events, `token` in v1 and in
+url_verification) must equal the Verification Token. `url_verification` is answered
+`{"challenge": ...}` within 1 s; the official SDK answers it before checking a signature, so an
+unsigned one is accepted once it decrypts and its token matches. Everything else is acked with
+HTTP 200 `{}` (card actions within 3 s); the card is updated later, by the worker, with the
+callback's token.
+
+Decoded: `card.action.trigger` (v2) -> card_action, the button value being `{"action",
+"source_id"}` as connectors/feishu.py writes it and the comment an input's value;
+`im.message.receive_v1` (v2) -> message; `approval_instance` and `approval_task` (v1, whose
+`uuid` is the event id) -> approval_changed. User ids are open_ids, as our directory's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sync_pipeline.connectors.feishu import INSTANCE_STATUS
+from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.webhooks.delivery import (
+    Accepted,
+    Answer,
+    Endpoint,
+    Incoming,
+    iso_from_unix,
+    json_object,
+    required,
+    text_flags,
+)
+from sync_pipeline.webhooks.verify import (
+    check_window,
+    feishu_decrypt,
+    feishu_signature,
+    forged,
+    malformed,
+    same,
+    undecryptable,
+)
+
+OK = Answer.json({})
+CHAT_TYPES = {"p2p": "direct", "group": "group"}
+
+
+def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    encrypt_key = endpoint.secret("encrypt_key")
+    headers = incoming.headers
+    signature = headers.get("x-lark-signature", "")
+    timestamp = headers.get("x-lark-request-timestamp", "")
+    nonce = headers.get("x-lark-request-nonce", "")
+    sent: float | None = None
+    if signature:
+        expected = feishu_signature(timestamp, nonce, encrypt_key, incoming.body)
+        if not same(signature, expected):
+            raise forged("X-Lark-Signature does not match")
+        sent = check_window(timestamp, incoming.now, endpoint.window)
+    body = json_object(incoming.body)
+    encrypt = body.get("encrypt")
+    payload = (
+        json_object(feishu_decrypt(encrypt_key, encrypt)) if isinstance(encrypt, str) else body
+    )
+    if not same(_token(payload), endpoint.secret("verification_token")):
+        raise undecryptable("the token is not our Verification Token")
+    if payload.get("type") == "url_verification":
+        return Accepted(Answer.json({"challenge": str(payload.get("challenge", ""))}))
+    if sent is None:
+        raise forged("X-Lark-Signature is missing")
+    event = decode(endpoint.connector, payload)
+    key = f"{timestamp}:{nonce}:{signature}"
+    return Accepted(OK, event, replay_key=key, valid_until=sent + endpoint.window)
+
+
+def _token(payload: Mapping[str, Any]) -> str:
+    header = payload.get("header")
+    token = header.get("token") if isinstance(header, Mapping) else payload.get("token")
+    return str(token or "")
+
+
+def decode(connector: str, payload: Mapping[str, Any]) -> InboundEvent | None:
+    """One decrypted event, v2 (`schema: "2.0"`) or v1 (`type: "event_callback"`)."""
+    event = payload.get("event")
+    if not isinstance(event, Mapping):
+        return None
+    header = payload.get("header")
+    if payload.get("schema") == "2.0" and isinstance(header, Mapping):
+        event_type = header.get("event_type")
+        if event_type == "card.action.trigger":
+            return _card_action(connector, header, event)
+        if event_type == "im.message.receive_v1":
+            return _message(connector, header, event)
+        return None
+    if payload.get("type") == "event_callback" and event.get("type") in (
+        "approval_instance",
+        "approval_task",
+    ):
+        return _approval(connector, payload, event)
+    return None
+
+
+def _card_action(
+    connector: str, header: Mapping[str, Any], event: Mapping[str, Any]
+) -> InboundEvent:
+    (event_id, created) = required(header, "event_id", "create_time")
+    operator = _mapping(event.get("operator"))
+    action = _mapping(event.get("action"))
+    value = action.get("value")
+    if isinstance(value, str):  # a button value may be a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {"action": value}
+    value = _mapping(value)
+    form = _mapping(action.get("form_value"))
+    comment = action.get("input_value") or form.get("comment") or ""
+    context = _mapping(event.get("context"))
+    return InboundEvent(
+        connector=connector,
+        vendor="feishu",
+        event_id=event_id,
+        kind=EventKind.CARD_ACTION,
+        occurred_at=iso_from_unix(created),
+        data={
+            "user_id": str(operator.get("open_id", "")),
+            "action": str(value.get("action", "")),
+            "source_id": str(value.get("source_id", "")),
+            "comment": str(comment),
+            "card": {
+                "open_message_id": str(context.get("open_message_id", "")),
+                "open_chat_id": str(context.get("open_chat_id", "")),
+                "token": str(event.get("token", "")),
+            },
+        },
+    )
+
+
+def _message(connector: str, header: Mapping[str, Any], event: Mapping[str, Any]) -> InboundEvent:
+    (event_id,) = required(header, "event_id")
+    message = _mapping(event.get("message"))
+    message_id, chat_id, created = required(message, "message_id", "chat_id", "create_time")
+    sender = _mapping(_mapping(event.get("sender")).get("sender_id"))
+    mentions = [_mapping(m) for m in message.get("mentions") or [] if isinstance(m, Mapping)]
+    text = _text(message, mentions)
+    return InboundEvent(
+        connector=connector,
+        vendor="feishu",
+        event_id=event_id,
+        kind=EventKind.MESSAGE,
+        occurred_at=iso_from_unix(created),
+        data={
+            "message_id": message_id,
+            "sender": str(sender.get("open_id", "")),
+            "chat_id": chat_id,
+            "chat_type": CHAT_TYPES.get(str(message.get("chat_type")), "group"),
+            "text": text,
+            "flags": text_flags(text),
+            "mentions": [str(_mapping(m.get("id")).get("open_id", "")) for m in mentions],
+            "sent_at": iso_from_unix(created),
+        },
+    )
+
+
+def _text(message: Mapping[str, Any], mentions: list[Mapping[str, Any]]) -> str:
+    """A text message's text, its `@_user_N` placeholders replaced by `@name`; other message
+    types (images, files, rich posts) have no text for the rules."""
+    if message.get("message_type") != "text":
+        return ""
+    try:
+        content = json.loads(str(message.get("content", "")))
+    except ValueError:
+        return ""
+    text = str(content.get("text", "")) if isinstance(content, Mapping) else ""
+    for mention in mentions:
+        key = str(mention.get("key", ""))
+        if key:
+            text = text.replace(key, f"@{mention.get('name', '')}")
+    return text.strip()
+
+
+def _approval(connector: str, payload: Mapping[str, Any], event: Mapping[str, Any]) -> InboundEvent:
+    (event_id,) = required(payload, "uuid")
+    (instance,) = required(event, "instance_code")
+    raw = str(event.get("status", ""))
+    at = event.get("operate_time") or payload.get("ts")
+    if not at:
+        raise malformed("the event has neither operate_time nor ts")
+    if event.get("type") == "approval_instance":
+        status: str | None = INSTANCE_STATUS.get(raw, raw.lower() or None)
+        version = f"{at}:{raw}"
+    else:  # approval_task: one task moved; the instance's status is not said
+        status, version = None, f"task {event.get('task_id', '')}:{raw}:{at}"
+    return InboundEvent(
+        connector=connector,
+        vendor="feishu",
+        event_id=event_id,
+        kind=EventKind.APPROVAL_CHANGED,
+        occurred_at=iso_from_unix(at),
+        data={"source_id": instance, "status": status, "version": version},
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

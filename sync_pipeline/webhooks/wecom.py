@@ -1,0 +1,190 @@
+"""WeCom (企业微信) app callbacks: URL verification, card buttons, approvals, messages.
+
+Contract (platform-apis.md §1.2): every request carries `msg_signature`, `timestamp` (Unix
+seconds) and `nonce` in the query. `GET ...&echostr=` verifies the URL: answer the decrypted
+echostr bare, within 1 s. `POST` carries `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; the
+signature covers the `Encrypt` text, so the outer XML is read first, and only that. Answer 200
+with an empty body within 5 s, or WeCom retries 3 times.
+
+Decoded: `template_card_event` (a button of a card we sent; its key is "approve:<source id>" /
+"reject:<source id>", as connectors/wecom.py writes it) -> card_action; `sys_approval_change`
+-> approval_changed; a text message to the app -> message. Events carry no id of their own:
+the event id is FromUserName + CreateTime (WeCom's own advice) plus what tells two events of
+one second apart (the card and button, or the approval and its state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from xml.etree import ElementTree
+
+from sync_pipeline.connectors.wecom import SP_STATUS
+from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.webhooks.delivery import (
+    Accepted,
+    Answer,
+    Endpoint,
+    Incoming,
+    iso_from_unix,
+    required,
+    text_flags,
+)
+from sync_pipeline.webhooks.verify import WXCrypt, check_window, forged, malformed
+
+OK = Answer()  # 200, empty body: "received, no passive reply"
+
+
+def crypto(endpoint: Endpoint) -> WXCrypt:
+    return WXCrypt(
+        endpoint.secret("token"), endpoint.secret("encoding_aes_key"), endpoint.secret("receive_id")
+    )
+
+
+def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    signature, timestamp, nonce = (
+        incoming.query.get(name, "") for name in ("msg_signature", "timestamp", "nonce")
+    )
+    if not (signature and timestamp and nonce):
+        raise forged("msg_signature, timestamp or nonce is missing")
+    if incoming.method == "GET":
+        return _verify_url(endpoint, incoming, signature, timestamp, nonce)
+    encrypt = xml_fields(incoming.body.decode("utf-8", "replace")).get("Encrypt")
+    if not isinstance(encrypt, str) or not encrypt:
+        raise malformed("the envelope has no Encrypt")
+    receiver = crypto(endpoint)
+    receiver.check(signature, timestamp, nonce, encrypt)
+    sent = check_window(timestamp, incoming.now, endpoint.window)
+    event = decode(endpoint.connector, receiver.decrypt(encrypt))
+    key = f"{timestamp}:{nonce}:{signature}"
+    return Accepted(OK, event, replay_key=key, valid_until=sent + endpoint.window)
+
+
+def _verify_url(
+    endpoint: Endpoint, incoming: Incoming, signature: str, timestamp: str, nonce: str
+) -> Accepted:
+    """The URL check: the signature covers echostr; answer its plaintext, nothing else."""
+    echostr = incoming.query.get("echostr", "")
+    if not echostr:
+        raise malformed("echostr is missing")
+    receiver = crypto(endpoint)
+    receiver.check(signature, timestamp, nonce, echostr)
+    check_window(timestamp, incoming.now, endpoint.window)
+    return Accepted(Answer(200, receiver.decrypt(echostr).encode("utf-8")))
+
+
+def decode(connector: str, xml: str) -> InboundEvent | None:
+    """One decrypted callback message; None for what we do not handle."""
+    msg = xml_fields(xml)
+    msg_type = msg.get("MsgType")
+    if msg_type == "event" and msg.get("Event") == "template_card_event":
+        return _card_event(connector, msg)
+    if msg_type == "event" and msg.get("Event") == "sys_approval_change":
+        return _approval_change(connector, msg)
+    if msg_type == "text":
+        return _text_message(connector, msg)
+    return None
+
+
+def _card_event(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
+    user, created, task_id, key = required(msg, "FromUserName", "CreateTime", "TaskId", "EventKey")
+    action, _, source_id = key.partition(":")
+    return InboundEvent(
+        connector=connector,
+        vendor="wecom",
+        event_id=f"{user}:{created}:template_card_event:{task_id}:{key}",
+        kind=EventKind.CARD_ACTION,
+        occurred_at=iso_from_unix(created),
+        data={
+            "user_id": user,
+            "action": action,
+            "source_id": source_id,
+            "comment": "",  # button_interaction cards take no input
+            "card": {"response_code": str(msg.get("ResponseCode", "")), "task_id": task_id},
+        },
+    )
+
+
+def _approval_change(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
+    user, created = required(msg, "FromUserName", "CreateTime")
+    info = msg.get("ApprovalInfo")
+    if not isinstance(info, Mapping):
+        raise malformed("ApprovalInfo is missing")
+    (sp_no,) = required(info, "SpNo")
+    sp_status = _int(info.get("SpStatus"))
+    decided = [
+        _int(detail.get("SpTime"))
+        for record in as_list(info.get("SpRecord"))
+        for detail in as_list(record.get("Details") if isinstance(record, Mapping) else None)
+        if isinstance(detail, Mapping)
+    ]
+    change = info.get("StatuChangeEvent", "")  # sic: WeCom's spelling
+    version = f"{max(decided, default=0)}|{sp_status}|{change}"
+    return InboundEvent(
+        connector=connector,
+        vendor="wecom",
+        event_id=f"{user}:{created}:sys_approval_change:{sp_no}:{version}",
+        kind=EventKind.APPROVAL_CHANGED,
+        occurred_at=iso_from_unix(created),
+        data={"source_id": sp_no, "status": SP_STATUS.get(sp_status), "version": version},
+    )
+
+
+def _text_message(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
+    msg_id, user, created = required(msg, "MsgId", "FromUserName", "CreateTime")
+    text = str(msg.get("Content", ""))
+    return InboundEvent(
+        connector=connector,
+        vendor="wecom",
+        event_id=msg_id,
+        kind=EventKind.MESSAGE,
+        occurred_at=iso_from_unix(created),
+        data={
+            "message_id": msg_id,
+            "sender": user,
+            "chat_id": "",  # a message to the app: WeCom names no conversation
+            "chat_type": "direct",
+            "text": text,
+            "flags": text_flags(text),
+            "mentions": [],
+            "sent_at": iso_from_unix(created),
+        },
+    )
+
+
+def xml_fields(text: str) -> dict[str, Any]:
+    """WeCom's XML as a dict: text elements as strings, nested ones as dicts, a repeated tag
+    as a list. A document with a DTD is refused: WeCom sends none, and entities are how XML
+    bombs work."""
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise malformed("the XML has a DTD")
+    try:
+        root = ElementTree.fromstring(text)  # noqa: S314 - no DTD, so no entity expansion
+    except ElementTree.ParseError:
+        raise malformed("the body is not XML") from None
+    value = _element(root)
+    return value if isinstance(value, dict) else {}
+
+
+def _element(element: ElementTree.Element) -> Any:
+    children = list(element)
+    if not children:
+        return element.text or ""
+    grouped: dict[str, list[Any]] = {}
+    for child in children:
+        grouped.setdefault(child.tag, []).append(_element(child))
+    return {tag: values[0] if len(values) == 1 else values for tag, values in grouped.items()}
+
+
+def as_list(value: Any) -> list[Any]:
+    """A tag that may occur once (a dict) or more (a list) as a list."""
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
