@@ -431,6 +431,9 @@ def demo(approvals: int) -> None:
 
 
 def _register_subcommands() -> None:
+    from sync_pipeline.webhooks.cli import webhooks
+
+    main.add_command(webhooks)
     try:
         from sync_pipeline.sandbox.cli import sandbox
     except ImportError:  # the sandbox CLI lands with its own issue

@@ -23,7 +23,7 @@ APP_SERVICES = [
 
 
 def test_the_stack_has_every_role() -> None:
-    assert {"redis", "postgres", "migrate", "worker", "beat", "flower"} <= set(SERVICES)
+    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "webhooks"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -39,6 +39,34 @@ def test_app_commands_are_real_syncctl_commands(name: str) -> None:
     assert command in main.commands
     with click.Context(main) as parent:
         main.commands[command].make_context(command, list(args), parent=parent)
+
+
+GROUP_SERVICES = [
+    name
+    for name in APP_SERVICES
+    if isinstance(main.commands.get(SERVICES[name]["command"][0]), click.Group)
+]
+
+
+@pytest.mark.parametrize("name", GROUP_SERVICES)
+def test_app_subcommands_and_their_options_are_real(name: str) -> None:
+    command, sub, *options = SERVICES[name]["command"]
+    group = main.commands[command]
+    assert isinstance(group, click.Group)
+
+    assert sub in group.commands
+    with click.Context(main) as parent, click.Context(group, parent=parent) as ctx:
+        group.commands[sub].make_context(sub, list(options), parent=ctx)
+
+
+def test_the_webhook_service_listens_inside_and_publishes_on_loopback_the_port_it_serves() -> None:
+    command = SERVICES["webhooks"]["command"]
+    port = command[command.index("--port") + 1]
+
+    assert command[:2] == ["webhooks", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - in the container
+    assert SERVICES["webhooks"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f":{port}/healthz" in " ".join(SERVICES["webhooks"]["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
