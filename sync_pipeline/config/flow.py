@@ -317,6 +317,13 @@ RULE_SHAPES: dict[str, Shape] = {
 # -- notify, trigger, endpoints ------------------------------------------------------------
 
 
+# Kinds whose writes name no recipient, and why.
+NO_RECIPIENTS = {
+    NotifyKind.UPDATE_CARD: "the card has them",
+    NotifyKind.APPROVAL_CENTER: "its tasks go to the mapped approvers",
+}
+
+
 class NotifySchema(StrictSchema):
     when = _rule(load_default=None)  # absent: every record the flow's rules keep
     send = fields.Enum(NotifyKind, by_value=True, required=True)
@@ -327,9 +334,11 @@ class NotifySchema(StrictSchema):
     @validates_schema(skip_on_field_errors=False)
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
         errors: dict[str, str] = {}
-        if data.get("send") is NotifyKind.UPDATE_CARD and "to" in data:
-            errors["to"] = "expected no recipients for update_card (the card has them)"
-        elif data.get("send") not in (None, NotifyKind.UPDATE_CARD) and "to" not in data:
+        if data.get("send") in NO_RECIPIENTS and "to" in data:
+            errors["to"] = (
+                f"expected no recipients for {data['send']} ({NO_RECIPIENTS[data['send']]})"
+            )
+        elif data.get("send") not in (None, *NO_RECIPIENTS) and "to" not in data:
             errors["to"] = "expected the mapped field holding the recipient user id(s)"
         when = data.get("when")
         if when is not None and uses_previous(when):

@@ -28,11 +28,20 @@ class NotifyKind(StrEnum):
     UPDATE_CARD = "update_card"  # change the card sent earlier (the id map knows its id)
     TODO = "todo"  # an OA todo for the user in `to` (E9's unified todo)
     PROJECT_COMMENT = "project_comment"  # append to the record of the OA project in `to`
+    # Mirror the approval in the IM's own approval center (an instance, tasks for the current
+    # approvers), kept current as it moves; one write per state, no `to`: the tasks name them.
+    APPROVAL_CENTER = "approval_center"
 
 
 # The target stream each kind writes to, where it is not an IM's "messages": config refuses a
 # flow whose notify rules and target stream disagree, rather than dead-lettering every write.
-STREAM_OF_KIND = {NotifyKind.TODO: "todos", NotifyKind.PROJECT_COMMENT: "project_progress"}
+STREAM_OF_KIND = {
+    NotifyKind.TODO: "todos",
+    NotifyKind.PROJECT_COMMENT: "project_progress",
+    NotifyKind.APPROVAL_CENTER: "approval_center",
+}
+# Kinds that act on the object made for the record earlier (the id map's target id).
+FOLLOWS_TARGET = frozenset({NotifyKind.UPDATE_CARD, NotifyKind.APPROVAL_CENTER})
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ def _writes(
 ) -> list[WriteRequest]:
     """One rule's writes for one record: one per recipient."""
     update = rule.kind is NotifyKind.UPDATE_CARD
-    target_id = id_map_targets.get(record.source_id) if update else None
+    target_id = id_map_targets.get(record.source_id) if rule.kind in FOLLOWS_TARGET else None
     if update and target_id is None:
         return []  # no card was sent, so there is nothing to update
     state = record.version if rule.once_per is None else _state(record, rule.once_per)
@@ -94,7 +103,7 @@ def _writes(
         WriteRequest(
             effect_key=effect_key(flow, target, record.source_id, state, rule.kind, to or ""),
             source_id=record.source_id,
-            op=WriteOp.UPDATE if update else WriteOp.CREATE,
+            op=WriteOp.UPDATE if target_id is not None else WriteOp.CREATE,
             payload={"kind": str(rule.kind), "to": to, "content": content},
             target_id=target_id,
         )
@@ -108,7 +117,8 @@ def _state(record: Record, field: str) -> str:
 
 
 def _recipients(record: Record, rule: NotifyRule) -> list[str | None]:
-    """Distinct recipients in order; a rule without `to` (a card update) has one, None."""
+    """Distinct recipients in order; a rule without `to` (a card update, an approval center
+    instance) has one, None."""
     if rule.to is None:
         return [None]
     value: Any = lookup(record.payload, rule.to)
