@@ -545,6 +545,7 @@ def _table(report: Mapping[str, Any]) -> Table:
 
 
 def _number(value: float) -> str:
-    if value.is_integer() or value >= 100:
+    """Counts whole, sub-second times to the millisecond, the rest to one decimal."""
+    if value.is_integer():
         return f"{value:,.0f}"
-    return f"{value:.3f}" if value < 1 else f"{value:,.2f}"
+    return f"{value:.3f}" if value < 1 else f"{value:,.1f}"
