@@ -413,6 +413,51 @@ def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> No
         bench_spine(resolved, approvals, runs, target, console)
 
 
+@bench.command(name="events")
+@click.option(
+    "--rates",
+    default="50,200",
+    show_default=True,
+    help="Events per second to send, comma-separated.",
+)
+@click.option(
+    "--duration",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(1, 600),
+    help="Seconds per rate.",
+)
+@click.option(
+    "--runs", default=3, show_default=True, type=click.IntRange(min=1), help="Report medians."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the figures.  [default: SYNC_DATA_DIR/bench/events.json]",
+)
+@one_line_errors
+def bench_events_command(rates: str, duration: float, runs: int, json_path: Path | None) -> None:
+    """Webhook-to-IM-delivery latency (p50, p99) at steady rates of OA change webhooks,
+    through the webhook service and a real worker, beside a direct receiver measured in the
+    same run."""
+    from sync_pipeline.bench.events import bench_events
+
+    try:
+        chosen = sorted({int(r) for r in rates.split(",") if r.strip()})
+    except ValueError:
+        raise click.BadParameter(
+            "expected whole numbers like 50,200", param_hint="--rates"
+        ) from None
+    if not chosen or min(chosen) < 1:
+        raise click.BadParameter("expected rates of at least 1 event/s", param_hint="--rates")
+    settings = settings_from_env()
+    with services(settings) as resolved:
+        target = json_path or resolved.settings.data_dir / "bench" / "events.json"
+        bench_events(resolved, chosen, duration, runs, target, console)
+
+
 @main.command()
 @click.option(
     "--approvals",

@@ -1,0 +1,492 @@
+"""`syncctl bench events`: webhook-to-IM-delivery latency under a steady load.
+
+A load generator on loopback sends the OA's signed change webhooks (one per decided approval,
+each of which makes exactly one message to its applicant) at a fixed rate, open loop: event i
+leaves at t0 + i/rate whether or not earlier ones were answered, as a vendor's webhooks do.
+Latency is the time from an event's send to the moment the WeCom emulator accepted its
+message (the emulator's ledger stamps it), so it spans the whole path:
+
+- pipeline: the webhook service (`syncctl webhooks serve`: verify, record once in PostgreSQL,
+  answer, enqueue) -> Redis -> a real worker (`events.handle`: re-read the approval from the
+  OA, the flow's stages, an effect key, the WeCom send) -> the ledger;
+- baseline, measured in the same run on a sandbox of its own: a receiver that does the least
+  that works (check the signature, re-read the approval, map it, send), synchronously inside
+  the request, with no queue, no PostgreSQL and no effect keys: what durability costs.
+
+Every event must be delivered exactly once on both sides; a missing or doubled message is
+reported as an error, never as a figure. The rates' p50 and p99 are medians over `--runs`.
+Both sides run on this machine beside the load generator and the sandbox (2 cores here), so
+the ratio pipeline / baseline is the figure to compare across machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from sync_pipeline.bench.spine import (
+    FLOW,
+    PLATFORMS,
+    SpineBenchError,
+    _bench_config,
+    _fresh_schema,
+    _seeded_sandbox,
+    _wait_for_worker,
+    _worker,
+)
+from sync_pipeline.config.loader import FLOWS_DIR
+from sync_pipeline.dispatch import QUEUES
+from sync_pipeline.processes import child_env, stop_process
+from sync_pipeline.sandbox.client import SandboxClient
+from sync_pipeline.sandbox.seed import DEFAULT_SEED
+from sync_pipeline.sandbox.world import World
+from sync_pipeline.services import Services
+from sync_pipeline.settings import Settings, mask_url
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.migrate import migrate
+from sync_pipeline.state.schema import effects
+
+SIDES = ("pipeline", "baseline")
+DEFAULT_RATES = (50, 200)
+DEFAULT_DURATION_S = 10.0
+WARMUP_EVENTS = 10  # the first events refresh the directory and fill connection pools
+SENDER_THREADS = 32  # enough that a slow answer never holds back the next send
+SENT = "message/send"
+DELIVERY_GRACE_S = 90.0  # after the last send, how long deliveries may still come
+SERVER_START_S = 60.0
+SIGNATURE_HEADER, TIMESTAMP_HEADER = "X-OA-Signature", "X-OA-Timestamp"
+
+
+class EventsBenchError(SpineBenchError):
+    """No honest figures: an event lost or doubled, a server that did not start."""
+
+    def __str__(self) -> str:
+        return f"bench events: {'; '.join(self.problems)} (logs: {self.workdir})"
+
+
+@dataclass(frozen=True)
+class Sent:
+    source_id: str
+    sent_ms: float  # wall clock, ms, as the ledger stamps
+    answered_ms: float  # how long the receiver took to answer
+    status: int  # its HTTP status; 0 when the request failed
+
+
+@dataclass(frozen=True)
+class Load:
+    """One rate on one side: what was sent, and when each message reached the IM."""
+
+    rate: int
+    sent: Sequence[Sent]
+    delivered_ms: Mapping[str, float]  # source id -> ledger time of its message
+    doubled: int  # messages beyond one per event
+
+    def latencies_ms(self) -> list[float]:
+        return sorted(
+            self.delivered_ms[s.source_id] - s.sent_ms
+            for s in self.sent
+            if s.source_id in self.delivered_ms
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        latencies = self.latencies_ms()
+        answers = sorted(s.answered_ms for s in self.sent)
+        first_send = min(s.sent_ms for s in self.sent)
+        last_delivery = max(self.delivered_ms.values(), default=first_send)
+        span_s = max(1e-3, (last_delivery - first_send) / 1000)
+        return {
+            "rate": self.rate,
+            "sent": len(self.sent),
+            "refused": sum(1 for s in self.sent if not 200 <= s.status < 300),
+            "delivered": len(latencies),
+            "doubled": self.doubled,
+            "latency_ms": _percentiles(latencies),
+            "answer_ms": _percentiles(answers),
+            "throughput_per_s": round(len(latencies) / span_s, 1),
+        }
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 1)
+
+    return {"p50": at(0.50), "p99": at(0.99), "max": round(ordered[-1], 1)}
+
+
+def decided_approvals(world: World, wanted: int) -> tuple[int, list[str]]:
+    """(approvals to seed, OA request ids of `wanted` approved or rejected ones): each makes
+    exactly one message, to its applicant, under the shipped flow."""
+    ids: list[str] = []
+    for seeded, approval in enumerate(world.approvals(10 * wanted + 1000), start=1):
+        if approval.state in ("approved", "rejected"):
+            ids.append(str(approval.request_id))
+            if len(ids) == wanted:
+                return seeded, ids
+    raise ValueError(f"the world has fewer than {wanted} decided approvals")
+
+
+def bench_events(
+    resolved: Services,
+    rates: Sequence[int],
+    duration_s: float,
+    repeats: int,
+    json_path: Path,
+    console: Console,
+) -> dict[str, Any]:
+    """`repeats` runs of every rate on both sides; then the table and the JSON."""
+    bench_dir = resolved.settings.data_dir / "bench"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    report = _header(resolved.settings, rates, duration_s, repeats)
+    results: list[dict[str, Any]] = []
+    for number in range(1, repeats + 1):
+        for rate in rates:
+            workdir = Path(tempfile.mkdtemp(prefix=f"events-{rate}-", dir=bench_dir))
+            console.print(f"run {number}/{repeats}, {rate} events/s ({workdir})")
+            try:
+                found = {
+                    side: _one_side(side, resolved.settings, rate, duration_s, workdir)
+                    for side in SIDES
+                }
+            except EventsBenchError as exc:
+                report.update(runs=results, error=str(exc))
+                json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+                raise
+            results.append(
+                {"run": number, "rate": rate, **{s: f.as_json() for s, f in found.items()}}
+            )
+            for side in SIDES:
+                figures = results[-1][side]
+                console.print(
+                    f"  {side}: p50 {figures['latency_ms']['p50']:.0f} ms,"
+                    f" p99 {figures['latency_ms']['p99']:.0f} ms,"
+                    f" {figures['throughput_per_s']:.0f} delivered/s"
+                )
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.update(runs=results, summary=_summary(results, rates))
+    json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    console.print(_table(report))
+    console.print(f"wrote {json_path}")
+    return report
+
+
+def _header(
+    settings: Settings, rates: Sequence[int], duration_s: float, repeats: int
+) -> dict[str, Any]:
+    redis_url, database_url = settings.urls()
+    return {
+        "bench": "events",
+        "command": f"syncctl bench events --rates {','.join(map(str, rates))}"
+        f" --duration {duration_s:g} --runs {repeats}",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "flow": FLOW,
+        "duration_s": duration_s,
+        "webhooks": "syncctl webhooks serve (1 process)",
+        "worker": f"celery -A workers.app worker -Q {','.join(QUEUES)} -c 2",
+        "redis": mask_url(redis_url),
+        "database": mask_url(database_url),
+        "cpus": os.cpu_count(),
+    }
+
+
+# -- one side at one rate -----------------------------------------------------------------------
+def _one_side(side: str, settings: Settings, rate: int, duration_s: float, workdir: Path) -> Load:
+    count = max(1, round(rate * duration_s))
+    seeded, ids = decided_approvals(World(DEFAULT_SEED), WARMUP_EVENTS + count)
+    warmup, measured = ids[:WARMUP_EVENTS], ids[WARMUP_EVENTS:]
+    config_dir = _flow_only_config(settings.config_dir, workdir / f"{side}-config")
+    with _seeded_sandbox(workdir / f"{side}-sandbox", seeded) as sandbox:
+        env = {**sandbox.env()}
+        secret = env["SANDBOX_OA_WEBHOOK_SECRET"]
+        with _receiver(side, settings, config_dir, env, workdir) as (url, delivered):
+            _drive(url, secret, warmup, rate=min(rate, 20))
+            _await(sandbox, delivered, warmup, workdir, DELIVERY_GRACE_S)
+            started_seq = sandbox.last_seq()
+            sent = _drive(url, secret, measured, rate=rate)
+            found = _await(sandbox, delivered, measured, workdir, DELIVERY_GRACE_S)
+            doubled = _doubled(sandbox, started_seq, len(measured))
+    return Load(rate, sent, found, doubled)
+
+
+def _flow_only_config(config_dir: Path, into: Path) -> Path:
+    """The config without rate limits, with only the bench's flow: every event makes exactly
+    one effect, on WeCom."""
+    copied = _bench_config(config_dir, into)
+    for path in (copied / FLOWS_DIR).glob("*.yaml"):
+        if path.stem != FLOW:
+            path.unlink()
+    return copied
+
+
+# -- receivers: the webhook service + worker, or the direct baseline --------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+DeliveredFinder = Any  # Callable[[SandboxClient, Sequence[str]], dict[str, float]]
+
+
+@contextmanager
+def _receiver(
+    side: str, settings: Settings, config_dir: Path, sandbox_env: Mapping[str, str], workdir: Path
+) -> Iterator[tuple[str, DeliveredFinder]]:
+    port = _free_port()
+    if side == "pipeline":
+        redis_url, database_url = settings.urls()
+        with _fresh_schema(database_url) as schema_url:
+            local = replace(settings.with_urls(redis_url, schema_url), config_dir=config_dir)
+            migrate(schema_url, local.connect_timeout_s)
+            env = {**child_env(Services(local, ())), **sandbox_env}
+            serve = [
+                sys.executable,
+                "-m",
+                "sync_pipeline.cli",
+                "webhooks",
+                "serve",
+                "--port",
+                str(port),
+            ]
+            with (
+                _worker(env, workdir / "worker.log"),
+                _server(serve, env, workdir / "webhooks.log", f"http://127.0.0.1:{port}/healthz"),
+            ):
+                _wait_for_worker(local, workdir)
+                engine = engine_for(schema_url)
+                yield f"http://127.0.0.1:{port}/webhooks/sandbox_oa", _effects_finder(engine)
+                engine.dispose()
+    else:
+        env = {**os.environ, **sandbox_env, "SYNC_CONFIG_DIR": str(config_dir)}
+        env["REDIS_URL"] = settings.urls()[0]
+        serve = [sys.executable, "-m", "sync_pipeline.bench.direct", "--port", str(port)]
+        with _server(serve, env, workdir / "direct.log", f"http://127.0.0.1:{port}/sent"):
+            yield f"http://127.0.0.1:{port}/webhooks/sandbox_oa", _direct_finder(port)
+
+
+@contextmanager
+def _server(
+    argv: Sequence[str], env: Mapping[str, str], log: Path, ready_url: str
+) -> Iterator[None]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            list(argv), env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                if proc.poll() is not None:
+                    raise EventsBenchError([f"{argv[3]} exited with {proc.returncode}"], str(log))
+                try:
+                    if requests.get(ready_url, timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise EventsBenchError([f"{ready_url} did not answer"], str(log))
+                time.sleep(0.1)
+            yield
+        finally:
+            stop_process(proc)
+
+
+def _effects_finder(engine: sa.Engine) -> DeliveredFinder:
+    """Source id -> WeCom msgid, from the effects the worker recorded."""
+
+    def find(source_ids: Sequence[str]) -> dict[str, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(effects.c.source_id, effects.c.vendor_ref).where(
+                    effects.c.flow == FLOW,
+                    effects.c.status == "done",
+                    effects.c.source_id.in_(list(source_ids)),
+                )
+            )
+            return {str(s): str(ref) for s, ref in rows if ref}
+
+    return find
+
+
+def _direct_finder(port: int) -> DeliveredFinder:
+    def find(source_ids: Sequence[str]) -> dict[str, str]:
+        sent: dict[str, str] = requests.get(f"http://127.0.0.1:{port}/sent", timeout=30).json()
+        wanted = set(source_ids)
+        return {s: ref for s, ref in sent.items() if s in wanted}
+
+    return find
+
+
+# -- the load generator ---------------------------------------------------------------------------
+def _drive(url: str, secret: str, source_ids: Sequence[str], *, rate: float) -> list[Sent]:
+    """Send one signed change webhook per id, event i at t0 + i/rate (open loop)."""
+    results: list[Sent | None] = [None] * len(source_ids)
+    cursor = iter(range(len(source_ids)))
+    lock = threading.Lock()
+    t0 = time.monotonic() + 0.2
+
+    def sender() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            due = t0 + index / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            results[index] = _send(session, url, secret, source_ids[index])
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDER_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r for r in results if r is not None]
+
+
+def _send(session: requests.Session, url: str, secret: str, source_id: str) -> Sent:
+    payload = {
+        "event": "request.approved",
+        "eventId": str(uuid.uuid4()),
+        "requestId": source_id,
+        "status": "approved",
+    }
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    ts = str(int(time.time()))
+    signature = hmac.new(secret.encode(), ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: ts,
+        SIGNATURE_HEADER: signature,
+    }
+    sent_ms = time.time() * 1000
+    started = time.monotonic()
+    try:
+        status = session.post(url, data=raw, headers=headers, timeout=10).status_code
+    except requests.RequestException:
+        status = 0
+    return Sent(source_id, sent_ms, (time.monotonic() - started) * 1000, status)
+
+
+def _await(
+    sandbox: SandboxClient,
+    delivered: DeliveredFinder,
+    source_ids: Sequence[str],
+    workdir: Path,
+    grace_s: float,
+) -> dict[str, float]:
+    """Source id -> ledger time (ms) of its message, once every id has one or the grace ends."""
+    deadline = time.monotonic() + grace_s
+    refs: dict[str, str] = {}
+    while True:
+        refs = delivered(source_ids)
+        if len(refs) >= len(source_ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    stamps = {
+        str(e["body"].get("msgid")): float(e["ts_ms"])
+        for e in sandbox.ledger(PLATFORMS[1])
+        if e["endpoint"] == SENT
+    }
+    found = {sid: stamps[ref] for sid, ref in refs.items() if ref in stamps}
+    missing = len(source_ids) - len(found)
+    if missing:
+        raise EventsBenchError(
+            [f"{missing} of {len(source_ids)} events reached no message within {grace_s:g} s"],
+            str(workdir),
+        )
+    return found
+
+
+def _doubled(sandbox: SandboxClient, since_seq: int, expected: int) -> int:
+    sent = [e for e in sandbox.ledger(PLATFORMS[1], since_seq=since_seq) if e["endpoint"] == SENT]
+    return max(0, len(sent) - expected)
+
+
+# -- the report ---------------------------------------------------------------------------------
+FIGURES = (
+    ("latency_ms", "p50", "delivery latency p50 (ms)"),
+    ("latency_ms", "p99", "delivery latency p99 (ms)"),
+    ("latency_ms", "max", "delivery latency max (ms)"),
+    ("answer_ms", "p99", "webhook answer p99 (ms)"),
+    ("throughput_per_s", None, "delivered per second"),
+)
+
+
+def _summary(results: Sequence[Mapping[str, Any]], rates: Sequence[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for rate in rates:
+        runs_ = [r for r in results if r["rate"] == rate]
+        for group, key, _ in FIGURES:
+            name = f"{rate}.{group}" + (f".{key}" if key else "")
+            values = {
+                side: [float(r[side][group][key] if key else r[side][group]) for r in runs_]
+                for side in SIDES
+            }
+            ratios = [
+                p / b for p, b in zip(values["pipeline"], values["baseline"], strict=True) if b
+            ]
+            summary[name] = {
+                **{
+                    side: {"median": median(v), "min": min(v), "max": max(v)}
+                    for side, v in values.items()
+                },
+                "ratio": round(median(ratios), 2) if ratios else None,
+            }
+        summary[f"{rate}.doubled"] = sum(r[side]["doubled"] for r in runs_ for side in SIDES)
+    return summary
+
+
+def _table(report: Mapping[str, Any]) -> Table:
+    runs_ = report["runs"]
+    repeats = len({r["run"] for r in runs_})
+    table = Table(
+        title=f"bench events: OA webhook -> WeCom message, {report['duration_s']:g} s per rate,"
+        f" median of {repeats} (min-max)",
+        caption=f"{report['webhooks']}; {report['worker']}",
+    )
+    table.add_column("events/s")
+    table.add_column("figure")
+    for side in SIDES:
+        table.add_column(side, justify="right")
+    table.add_column("pipeline / baseline", justify="right")
+    rates = sorted({int(r["rate"]) for r in runs_})
+    for rate in rates:
+        for group, key, label in FIGURES:
+            entry = report["summary"][f"{rate}.{group}" + (f".{key}" if key else "")]
+            cells = [_cell(entry[side]) for side in SIDES]
+            ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
+            table.add_row(str(rate), label, *cells, ratio)
+    return table
+
+
+def _cell(figures: Mapping[str, float]) -> str:
+    return f"{figures['median']:,.0f} ({figures['min']:,.0f}-{figures['max']:,.0f})"
