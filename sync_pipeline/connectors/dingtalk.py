@@ -40,6 +40,7 @@ from sync_pipeline.connectors.base import (
     DirectoryUser,
     build_client,
 )
+from sync_pipeline.connectors.dingtalk_process_centre import DEFAULT_NAME, ProcessCentre
 from sync_pipeline.connectors.notify import clip, notification, plain_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 
 VENDOR = "dingtalk"
 MESSAGES = "messages"
+APPROVAL_CENTER = "approval_center"
 APPROVALS = "approvals"
 CHINA = timezone(timedelta(hours=8))  # DingTalk's days (notification dedupe, quotas)
 
@@ -191,6 +193,9 @@ class DingTalkConnector:
             vendor=VENDOR,
         )
         self.client = build_client(config, ctx, self._classify, self.tokens, app=self._app_key)
+        centre = options.get("process_centre") or {}  # stream "approval_center"
+        name = str(centre.get("name") or DEFAULT_NAME) if isinstance(centre, Mapping) else ""
+        self.process_centre = ProcessCentre(self._centre_call, ctx.redis, self._app_key, name)
 
     # -- the connector seam --------------------------------------------------------------------
     def classify(
@@ -207,7 +212,13 @@ class DingTalkConnector:
         return (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
-        self._expect_stream(stream, MESSAGES)
+        if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":
+            try:
+                return self.process_centre.write(request)
+            except VendorRejected as exc:
+                return rejected(request, str(exc))
+        if stream != APPROVAL_CENTER:  # which also carries replies to a person (messages)
+            self._expect_stream(stream, MESSAGES)
         kind, to, content = notification(request.payload)
         try:
             if kind == "update_card":
@@ -373,6 +384,21 @@ class DingTalkConnector:
         if not isinstance(result, Mapping):
             raise VendorUnavailable(VENDOR, "bad_body", "workflow/processInstances: no result")
         return _instance_record(code, instance_id, result)
+
+    def _centre_call(
+        self, method: str, path: str, api: str, body: Any, idempotent: bool
+    ) -> Mapping[str, Any]:
+        """One process-centre call (dingtalk_process_centre.py); a GET's body is its query."""
+        _, answer, _ = self.client.request(
+            method,
+            f"v1.0/workflow/processCentres/{path}",
+            api=api,
+            idempotent=idempotent,
+            params=body if method == "GET" else None,
+            json=None if method == "GET" else body,
+            auth=NEW_API,
+        )
+        return answer
 
     def _old(self, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         _, body, _ = self.client.request(

@@ -25,6 +25,7 @@ from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.feishu_approval_center import ApprovalCenter, center_config
 from sync_pipeline.connectors.notify import notification, plain_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
@@ -52,12 +53,15 @@ log = logging.getLogger(__name__)
 VENDOR = "feishu"
 MESSAGES = "messages"
 APPROVALS = "approvals"
+APPROVAL_CENTER = "approval_center"
 
 TOKEN_CODES = frozenset({99991663, 99991664, 99991668})  # tenant / app / user token invalid
 RATE_LIMIT_CODE = 99991400
 MESSAGE_RATE_LIMIT_CODE = 230020  # 5 updates a second per message, answered in the body
 MESSAGE_RATE_LIMIT_WAIT_S = 1.0
 SERVICE_ERROR_CODE = 1395001
+EXTERNAL_SYNC_TOO_SOON_CODE = 1390014
+EXTERNAL_SYNC_WAIT_S = 2.0  # how soon is too soon is not documented
 TOKEN_REFRESH_MARGIN_S = 600.0  # as the official SDK; under 30 min left Feishu issues a new one
 UUID_MAX = 50  # Feishu's limit on a message's dedupe `uuid`
 UUID_WINDOW_S = 3600.0  # the same uuid is sent at most once per hour ...
@@ -90,6 +94,8 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
         return RateLimited(VENDOR, str(code or status), retry_after=_seconds(reset))
     if code == MESSAGE_RATE_LIMIT_CODE:
         return RateLimited(VENDOR, str(code), retry_after=MESSAGE_RATE_LIMIT_WAIT_S)
+    if code == EXTERNAL_SYNC_TOO_SOON_CODE:  # the same external instance synced just now
+        return RateLimited(VENDOR, str(code), retry_after=EXTERNAL_SYNC_WAIT_S)
     if status >= 500 or code == SERVICE_ERROR_CODE:
         return VendorUnavailable(VENDOR, str(code or status))
     if code is None:
@@ -131,6 +137,8 @@ class FeishuConnector:
                 [(f"{config.name}.options.approval_codes", "expected a list of approval codes")],
             )
         self.approval_codes = tuple(str(c) for c in codes)
+        center = center_config(config)  # stream "approval_center" (feishu_approval_center.py)
+        self.approval_center = None if center is None else ApprovalCenter(center, self._data)
 
     # -- the connector seam --------------------------------------------------------------------
     def classify(
@@ -139,10 +147,14 @@ class FeishuConnector:
         return classify(status, body, headers)
 
     def dedupe_window_s(self, stream: str) -> float | None:
-        return UUID_WINDOW_S - UUID_SAFETY_S if stream == MESSAGES else None
+        # An approval center sync is an upsert; its stream also carries replies (messages).
+        return UUID_WINDOW_S - UUID_SAFETY_S if stream in (MESSAGES, APPROVAL_CENTER) else None
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
-        self._expect_stream(stream, MESSAGES)
+        if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":
+            return self._center_write(request)
+        if stream != APPROVAL_CENTER:
+            self._expect_stream(stream, MESSAGES)
         kind, to, content = notification(request.payload)
         try:
             if kind == "update_card":
@@ -221,6 +233,25 @@ class FeishuConnector:
         return list(users.values())
 
     # -- calls ---------------------------------------------------------------------------------
+    def _center_write(self, request: WriteRequest) -> WriteResult:
+        if self.approval_center is None:
+            raise ConfigError(
+                "connectors.yaml",
+                [(f"{self.config.name}.options.approval_center", "expected approval_code")],
+            )
+        try:
+            return self.approval_center.write(request)
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+
+    def _data(self, method: str, path: str, api: str, body: Any) -> Mapping[str, Any]:
+        """One approval-center call; its `data`. Every one is an upsert or a read."""
+        _, answer, _ = self.client.request(
+            method, f"open-apis/{path}", api=api, idempotent=True, json=body, auth=bearer
+        )
+        data = answer.get("data")
+        return data if isinstance(data, Mapping) else {}
+
     def _fetch_token(self) -> tuple[str, float]:
         try:
             _, body, _ = self.client.request(

@@ -30,6 +30,8 @@ SANDBOX_ENV = {
         "SANDBOX_DINGTALK_AGENT_ID",
         "SANDBOX_FEISHU_APP_ID",
         "SANDBOX_FEISHU_APP_SECRET",
+        "SANDBOX_FEISHU_VERIFICATION_TOKEN",  # also the approval center's callback token
+        "SANDBOX_FEISHU_ENCRYPT_KEY",  # and its key
         "SANDBOX_AGORA_APP_ID",
         "SANDBOX_AGORA_APP_CERTIFICATE",
         "SANDBOX_AGORA_ORG_NAME",

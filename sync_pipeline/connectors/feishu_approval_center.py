@@ -1,0 +1,264 @@
+"""Feishu's approval center as a target: OA approvals mirrored as third-party ("external")
+instances, kept current as they move, with quick Approve / Reject for the approvers.
+
+Contract (open.feishu.cn "三方审批", lark-oapi approval v4 external_* models; the sandbox's
+feishu module docstring lists what is confirmed): we own a definition (`approval_code`,
+created or replaced once per process), and each OA request is one instance whose
+`instance_id` is the OA request id. A sync is an upsert by that id, so sending the same state
+again changes nothing: that is what makes a resend safe (DESIGN.md section 3).
+
+Keeping it current: the first sync of a request replaces the instance whole (REPLACE: the
+request's status and a PENDING task per current approver). A later one first asks Feishu which
+of the instance's tasks are still pending (`external_tasks`), then pushes in UPDATE mode the
+new state: the tasks of the approvers who must act now, and every other pending task closed:
+APPROVED or REJECTED for the approver who acted last (`last_operator`), DONE for the rest (an
+any-one node others decided). Nothing is removed, so an approver keeps the done task.
+
+A task id is `<node>/<open_id>`: unique per instance, and the approver can be read back from it.
+With a callback configured, each task offers quick Approve and Reject; its `action_context`
+names the OA request and the approver's open_id, which is how the webhook service turns
+Feishu's quick-approval callback into a card_action event (webhooks/feishu_approval.py):
+Feishu only lets a task's own approver act on it, and its callback names them by user_id,
+which our directory does not hold. The callback's token and key are the app's Verification
+Token and Encrypt Key, so the webhook service needs no other secret.
+
+Options (`approval_center:` of the connector): `approval_code`, `approval_name`,
+`group_code`, and `action_callback_url` (the webhook service's `.../webhooks/<connector>
+?callback=quick_approval`; without it the tasks only link to the OA). Credentials
+`action_callback_token` and `action_callback_key` (the same variables as the webhook's
+`verification_token` and `encrypt_key`) go with the URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.connectors.notify import rejected
+from sync_pipeline.errors import ConfigError
+from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus, parse_iso_utc
+
+STREAM = "approval_center"
+KIND = "approval_center"
+INSTANCE_STATUS = {
+    "pending": "PENDING",
+    "approved": "APPROVED",
+    "rejected": "REJECTED",
+    "revoked": "CANCELED",
+}
+QUICK_ACTIONS = (
+    {"action_type": "APPROVE", "action_name": "Approve"},
+    {"action_type": "REJECT", "action_name": "Reject", "is_need_reason": True},
+)
+TASKS_PAGE_SIZE = 100
+
+# (method, path under open-apis/, api bucket, json body) -> the answer's `data`
+Call = Callable[[str, str, str, Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class CenterConfig:
+    approval_code: str
+    approval_name: str
+    group_code: str
+    callback_url: str | None
+    callback_token: str | None
+    callback_key: str | None
+
+
+def center_config(config: ConnectorConfig) -> CenterConfig | None:
+    """The connector's `approval_center` option, or None when it has none."""
+    option = config.options.get("approval_center")
+    if option is None:
+        return None
+    where = f"{config.name}.options.approval_center"
+    if not isinstance(option, Mapping) or not option.get("approval_code"):
+        raise ConfigError("connectors.yaml", [(where, "expected a mapping with approval_code")])
+    url = option.get("action_callback_url")
+    secrets = {k: config.credentials.get(f"action_callback_{k}") for k in ("token", "key")}
+    if url and secrets["token"] is None:
+        problem = "expected credentials action_callback_token with action_callback_url"
+        raise ConfigError("connectors.yaml", [(where, problem)])
+    code = str(option["approval_code"])
+    return CenterConfig(
+        approval_code=code,
+        approval_name=str(option.get("approval_name") or code),
+        group_code=str(option.get("group_code") or "sync_pipeline"),
+        callback_url=str(url) if url else None,
+        callback_token=secrets["token"].reveal() if secrets["token"] else None,
+        callback_key=secrets["key"].reveal() if secrets["key"] else None,
+    )
+
+
+class ApprovalCenter:
+    """Writes of stream "approval_center" for one Feishu app."""
+
+    def __init__(self, center: CenterConfig, call: Call) -> None:
+        self.center = center
+        self._call = call
+        self._defined = False
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        content = request.payload.get("content")
+        content = content if isinstance(content, Mapping) else {}
+        problem = _missing(content)
+        if problem:
+            return rejected(request, problem)
+        self._define()
+        instance_id = request.source_id
+        held = self._pending_tasks(instance_id) if request.target_id else None
+        body = self._instance(instance_id, content, held)
+        self._call("POST", "approval/v4/external_instances", "approval/v4/external_instances", body)
+        return WriteResult(
+            request.effect_key,
+            WriteStatus.DONE,
+            instance_id,
+            extra={"instance_id": instance_id, "approval_code": self.center.approval_code},
+        )
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _define(self) -> None:
+        """Create or replace our definition, once per process (a create is an upsert)."""
+        if self._defined:
+            return
+        center = self.center
+        external: dict[str, Any] = {
+            "biz_name": center.approval_name,
+            "support_pc": True,
+            "support_mobile": True,
+            "support_batch_read": False,
+            "enable_mark_readed": False,
+            "enable_quick_operate": center.callback_url is not None,
+        }
+        if center.callback_url:
+            external["action_callback_url"] = center.callback_url
+            external["action_callback_token"] = center.callback_token
+            if center.callback_key:
+                external["action_callback_key"] = center.callback_key
+        body = {
+            "approval_name": center.approval_name,
+            "approval_code": center.approval_code,
+            "group_code": center.group_code,
+            "group_name": center.approval_name,
+            "external": external,
+            "viewers": [{"viewer_type": "TENANT"}],
+        }
+        self._call("POST", "approval/v4/external_approvals", "approval/v4/external_approvals", body)
+        self._defined = True
+
+    def _pending_tasks(self, instance_id: str) -> list[str]:
+        """The ids of the instance's tasks Feishu holds as PENDING now."""
+        data = self._call(
+            "GET",
+            f"approval/v4/external_tasks?page_size={TASKS_PAGE_SIZE}",
+            "approval/v4/external_tasks",
+            {"instance_ids": [instance_id], "status": "PENDING"},
+        )
+        return [
+            str(task["id"])
+            for item in data.get("data") or []
+            if isinstance(item, Mapping) and item.get("instance_id") == instance_id
+            for task in item.get("tasks") or []
+            if isinstance(task, Mapping) and task.get("status") == "PENDING"
+        ]
+
+    # -- the instance --------------------------------------------------------------------------
+    def _instance(
+        self, instance_id: str, content: Mapping[str, Any], held: Sequence[str] | None
+    ) -> dict[str, Any]:
+        """The push: REPLACE the first time (`held` None), else UPDATE with the closes."""
+        status = str(content["status"])
+        at = _ms(str(content.get("updated_at") or content["created_at"]))
+        links = {"pc_link": str(content["url"]), "mobile_link": str(content["url"])}
+        node = str(content.get("node") or "-")
+        approvers = _ids(content.get("approvers")) if status == "pending" else []
+        tasks = [self._open_task(instance_id, node, a, content, links, at) for a in approvers]
+        wanted = {t["task_id"] for t in tasks}
+        for task_id in held or ():
+            if task_id not in wanted:
+                tasks.append(_closed_task(task_id, content, links, at))
+        form = content.get("form")
+        return {
+            "approval_code": self.center.approval_code,
+            "instance_id": instance_id,
+            "status": INSTANCE_STATUS.get(status, "HIDDEN"),
+            "links": links,
+            "title": str(content.get("title") or instance_id),
+            "form": [
+                {"name": str(k), "value": "" if v is None else str(v)}
+                for k, v in (form.items() if isinstance(form, Mapping) else ())
+            ],
+            "open_id": str(content["applicant"]),
+            "start_time": _ms(str(content["created_at"])),
+            "end_time": 0 if status == "pending" else at,
+            "update_time": at,
+            "update_mode": "REPLACE" if held is None else "UPDATE",
+            "task_list": tasks,
+        }
+
+    def _open_task(
+        self,
+        instance_id: str,
+        node: str,
+        approver: str,
+        content: Mapping[str, Any],
+        links: Mapping[str, str],
+        at: int,
+    ) -> dict[str, Any]:
+        task: dict[str, Any] = {
+            "task_id": f"{node}/{approver}",
+            "open_id": approver,
+            "title": str(content.get("title") or instance_id),
+            "links": dict(links),
+            "status": "PENDING",
+            "create_time": at,
+            "end_time": 0,
+            "update_time": at,
+            "node_id": node,
+        }
+        if self.center.callback_url:
+            context = {"source_id": instance_id, "open_id": approver}
+            task["action_context"] = json.dumps(context, separators=(",", ":"))
+            task["action_configs"] = [dict(a) for a in QUICK_ACTIONS]
+        return task
+
+
+def _closed_task(
+    task_id: str, content: Mapping[str, Any], links: Mapping[str, str], at: int
+) -> dict[str, Any]:
+    """A task pending until now, closed: decided by its approver if they acted last."""
+    approver = task_id.rsplit("/", 1)[-1]
+    status = "DONE"
+    if approver == content.get("last_operator"):
+        status = {"rejected": "REJECTED", "revoked": "DONE"}.get(str(content["status"]), "APPROVED")
+    return {
+        "task_id": task_id,
+        "open_id": approver,
+        "links": dict(links),
+        "status": status,
+        "end_time": at,
+        "update_time": at,
+    }
+
+
+def _missing(content: Mapping[str, Any]) -> str:
+    """What the mapped approval lacks for an instance, or ""."""
+    needed = ("status", "applicant", "created_at", "url")
+    absent = [name for name in needed if content.get(name) in (None, "")]
+    if absent:
+        return f"an approval center instance needs {', '.join(absent)} in the mapping"
+    if str(content["status"]) not in INSTANCE_STATUS:
+        return f"unknown approval status {content['status']!r}"
+    return ""
+
+
+def _ids(value: Any) -> list[str]:
+    values = value if isinstance(value, list | tuple) else [value]
+    return list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+
+
+def _ms(iso: str) -> int:
+    return int(parse_iso_utc(iso).timestamp() * 1000)
