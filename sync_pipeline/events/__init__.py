@@ -41,8 +41,13 @@ def handlers() -> Mapping[EventKind, Handler]:
     """The handler of each event kind (imported here, so that each handler module may use
     the pipeline's steps without an import cycle)."""
     from sync_pipeline.events import approvals, cards
+    from sync_pipeline.events.messages import handle_message
 
-    return {EventKind.APPROVAL_CHANGED: approvals.handle, EventKind.CARD_ACTION: cards.handle}
+    return {
+        EventKind.APPROVAL_CHANGED: approvals.handle,
+        EventKind.CARD_ACTION: cards.handle,
+        EventKind.MESSAGE: handle_message,
+    }
 
 
 def handle(rt: Runtime, event_row_id: int) -> EventStatus:

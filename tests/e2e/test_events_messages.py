@@ -1,0 +1,208 @@
+"""End to end: a user posts in the IM (the sandbox's simulated user), the IM calls the webhook
+service (`syncctl webhooks serve`, a real process), a real worker handles the event, and the
+OA emulator's ledger shows the todos and project comments made, each exactly once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.oa import oa_user_id
+from sync_pipeline.sandbox.registry import free_port_base, load_registry
+from sync_pipeline.sandbox.seed import seed_all
+from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.sandbox.world import World
+from sync_pipeline.state import inbound
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.inbound import EventStatus
+from sync_pipeline.state.schema import inbound_events
+from tests.conftest import ROOT, wait_for
+from tests.e2e.spine import free_port, start_worker, stop
+
+SEED = 7
+WORLD = World(SEED)
+PROJECT = WORLD.projects[0]  # P001, whose group is "Project 1 group"
+AUTHOR, ANN, BOB = PROJECT.member_nos[:3]
+TODO = "/rest/ofs/ReceiveRequestInfoByJson"
+COMMENT = "/api/proj/progress/comment"
+DEADLINE_S = 60
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]:
+    data = tmp_path_factory.mktemp("sandbox")
+    port_base = free_port_base()
+    store = SandboxStore(store_path(data))
+    emulators = build_emulators(store, load_registry(), port_base)
+    seed_all(store, seed=SEED, approvals=10, checkin_days=1, emulators=emulators)
+    with running_sandbox(data, port_base) as client:
+        client.store = store  # type: ignore[attr-defined]
+        yield client
+
+
+@pytest.fixture
+def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
+    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
+
+
+@pytest.fixture
+def webhooks(env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
+    """`syncctl webhooks serve` on a free port, with Feishu and Agora calling it."""
+    port = free_port()
+    log = open(tmp_path / "webhooks.log", "wb")  # noqa: SIM115 - closed below
+    exe = Path(sys.executable).parent / "syncctl"
+    proc = subprocess.Popen(
+        [str(exe), "webhooks", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "webhooks.log").read_text("utf-8", "replace")
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, DEADLINE_S, what="the webhook service")
+    sandbox.clear_faults()
+    for platform in ("feishu", "agora"):
+        sandbox.settings(platform, {"callback_url": f"{url}/webhooks/sandbox_{platform}"})
+    yield url
+    sandbox.clear_faults()
+    stop(proc)
+    log.close()
+
+
+@pytest.fixture
+def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_worker(env, tmp_path / "worker.log")
+    yield proc
+    stop(proc)
+
+
+@pytest.fixture
+def mark(sandbox: SandboxClient) -> int:
+    return sandbox.last_seq()
+
+
+def store(sandbox: SandboxClient) -> SandboxStore:
+    found: SandboxStore = sandbox.store  # type: ignore[attr-defined]
+    return found
+
+
+def feishu_chat(sandbox: SandboxClient, name: str) -> str:
+    return str(store(sandbox).list("feishu", "chat", equals={"name": name})[0]["chat_id"])
+
+
+def agora_group(sandbox: SandboxClient, name: str) -> str:
+    return str(store(sandbox).list("agora", "group", equals={"groupname": name})[0]["groupid"])
+
+
+def post_in_feishu(sandbox: SandboxClient, text: str, mentions: tuple[str, ...] = ()) -> Any:
+    chat = feishu_chat(sandbox, "Project 1 group")
+    action = {"kind": "message", "user": AUTHOR, "chat_id": chat, "text": text}
+    return sandbox.press("feishu", {**action, "mentions": list(mentions)})
+
+
+def oa_writes(sandbox: SandboxClient, endpoint: str, since: int) -> list[dict[str, Any]]:
+    return [e["body"] for e in sandbox.ledger("oa", since_seq=since) if e["endpoint"] == endpoint]
+
+
+def receivers(sandbox: SandboxClient, since: int) -> list[str]:
+    return sorted(str(body["receiver"]) for body in oa_writes(sandbox, TODO, since))
+
+
+def handled(env: dict[str, str], connector: str, count: int) -> list[inbound.StoredEvent]:
+    """The connector's inbound events, once `count` of them are handled by the worker."""
+    engine = engine_for(env["DATABASE_URL"])
+
+    def done() -> list[inbound.StoredEvent] | None:
+        with engine.connect() as conn:
+            ids = conn.execute(
+                sa.select(inbound_events.c.id).where(inbound_events.c.connector == connector)
+            ).scalars()
+            rows = [row for i in list(ids) if (row := inbound.get(conn, i)) is not None]
+        finished = [r for r in rows if r.status is not EventStatus.QUEUED]
+        return rows if len(finished) >= count else None
+
+    try:
+        found: list[inbound.StoredEvent] = wait_for(
+            done, DEADLINE_S, what=f"{count} handled event(s) of {connector}"
+        )
+    finally:
+        engine.dispose()
+    return found
+
+
+def test_an_important_feishu_message_becomes_a_todo_for_each_mentioned_person(
+    env, sandbox, webhooks, worker, mark
+) -> None:
+    post_in_feishu(sandbox, "#important budget review moved to Friday", (ANN, BOB))
+
+    wait_for(lambda: len(oa_writes(sandbox, TODO, mark)) >= 2, DEADLINE_S, what="two todos")
+    [event] = handled(env, "sandbox_feishu", 1)
+    assert event.status is EventStatus.DONE
+    assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
+
+
+def test_a_decision_in_a_project_group_reaches_the_oa_project_record_once(
+    env, sandbox, webhooks, worker, mark
+) -> None:
+    sandbox.fault("feishu", "duplicate_webhook")  # Feishu delivers the event twice
+
+    pressed = post_in_feishu(sandbox, "#decision we ship on Friday")
+
+    assert len(pressed["delivered"]) == 2
+    wait_for(lambda: oa_writes(sandbox, COMMENT, mark), DEADLINE_S, what="a project comment")
+    [event] = handled(env, "sandbox_feishu", 1)  # the second delivery was not recorded
+    assert event.status is EventStatus.DONE
+    [comment] = oa_writes(sandbox, COMMENT, mark)
+    record = store(sandbox).get("oa", "progress", comment["recordId"])
+    assert record is not None
+    assert record["projectId"] == PROJECT.id
+    assert record["comments"][-1]["authorId"] == oa_user_id(AUTHOR)
+
+
+def test_an_ordinary_feishu_message_reaches_nothing_in_the_oa(
+    env, sandbox, webhooks, worker, mark
+) -> None:
+    post_in_feishu(sandbox, "lunch at noon?", (ANN,))
+
+    [event] = handled(env, "sandbox_feishu", 1)
+    assert event.status is EventStatus.IGNORED
+    assert sandbox.ledger("oa", since_seq=mark) == []
+
+
+def test_an_important_agora_group_message_becomes_todos_for_its_mentions(
+    env, sandbox, webhooks, worker, mark
+) -> None:
+    sandbox.press(
+        "agora",
+        {
+            "kind": "message",
+            "from": AUTHOR.lower(),
+            "to": agora_group(sandbox, "Project 1 group"),
+            "chat_type": "groupchat",
+            "msg": "#important the demo moved to Monday",
+            "ext": {"em_at_list": [ANN.lower(), BOB.lower()]},
+        },
+    )
+
+    wait_for(lambda: len(oa_writes(sandbox, TODO, mark)) >= 2, DEADLINE_S, what="two todos")
+    [event] = handled(env, "sandbox_agora", 1)
+    assert event.status is EventStatus.DONE
+    assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
