@@ -24,6 +24,7 @@ from typing import Any
 
 from sync_pipeline.connectors.feishu import INSTANCE_STATUS
 from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.webhooks import feishu_approval
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
@@ -49,6 +50,8 @@ CHAT_TYPES = {"p2p": "direct", "group": "group"}
 
 
 def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    if feishu_approval.is_quick_approval(incoming):  # the approval center's own callback
+        return feishu_approval.receive(endpoint, incoming)
     encrypt_key = endpoint.secret("encrypt_key")
     headers = incoming.headers
     signature = headers.get("x-lark-signature", "")

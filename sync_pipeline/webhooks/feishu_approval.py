@@ -1,0 +1,97 @@
+"""Feishu's quick-approval callback: an approver pressed Approve or Reject on one of our tasks
+in Feishu's approval center (connectors/feishu_approval_center.py made it).
+
+Contract (open.feishu.cn "三方快捷审批回调"; the sandbox's feishu module docstring): Feishu
+POSTs to the definition's `action_callback_url` the body {action_type APPROVE | REJECT,
+action_context, user_id, approval_code, instance_id, task_id, reason, token}; with an
+`action_callback_key` it is `{"encrypt": ...}`, AES-256-CBC with key sha256(key), as events
+are. There is no signature header and no timestamp, so what proves the sender is the
+ciphertext (only Feishu and we hold the key) and the token inside it. Our definition's token
+and key are the app's Verification Token and Encrypt Key, the secrets this connector's
+webhook already has. We require the encryption: a plaintext callback would rest on the token
+alone, which the connector never sends unencrypted.
+
+The URL is this connector's webhook with `?callback=quick_approval` (feishu.py routes it
+here). Decoded as a card_action, so events/cards.py judges and applies it like a card press:
+user_id the approver's open_id (from the task's action_context: Feishu names the presser by
+user_id, which our directory does not hold, and only lets a task's own approver act on it),
+action approve | reject, source_id the OA request, comment the reason, card the instance's
+handles. A press has no event id of its own; (instance, task, action) is one, since a task
+is decided once. Answered `{"code": 0, "msg": "success"}` at once (Feishu waits 10 s at most;
+the answer it expects is unconfirmed beyond HTTP 200).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.webhooks.delivery import (
+    Accepted,
+    Answer,
+    Endpoint,
+    Incoming,
+    iso_from_unix,
+    json_object,
+    required,
+)
+from sync_pipeline.webhooks.verify import feishu_decrypt, forged, same, undecryptable
+
+QUERY = ("callback", "quick_approval")  # ?callback=quick_approval on the webhook URL
+OK = Answer.json({"code": 0, "msg": "success"})
+ACTIONS = {"APPROVE": "approve", "REJECT": "reject"}
+
+
+def is_quick_approval(incoming: Incoming) -> bool:
+    return incoming.query.get(QUERY[0]) == QUERY[1]
+
+
+def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    body = json_object(incoming.body)
+    encrypt = body.get("encrypt")
+    if not isinstance(encrypt, str):
+        raise forged("a quick-approval callback must be encrypted with our key")
+    payload = json_object(feishu_decrypt(endpoint.secret("encrypt_key"), encrypt))
+    if not same(str(payload.get("token") or ""), endpoint.secret("verification_token")):
+        raise undecryptable("the token is not our callback token")
+    return Accepted(OK, decode(endpoint.connector, payload, incoming.now))
+
+
+def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEvent | None:
+    """A decrypted callback; None for an action we offer no decision for (a custom key)."""
+    action = ACTIONS.get(str(payload.get("action_type") or ""))
+    if action is None:
+        return None
+    instance_id, task_id = required(payload, "instance_id", "task_id")
+    context = _context(payload.get("action_context"))
+    source_id = str(context.get("source_id") or instance_id)
+    return InboundEvent(
+        connector=connector,
+        vendor="feishu",
+        event_id=f"quick_approval:{instance_id}:{task_id}:{payload['action_type']}",
+        kind=EventKind.CARD_ACTION,
+        occurred_at=iso_from_unix(int(now)),
+        data={
+            "user_id": str(context.get("open_id") or ""),
+            "action": action,
+            "source_id": source_id,
+            "comment": str(payload.get("reason") or ""),
+            "card": {
+                "approval_code": str(payload.get("approval_code") or ""),
+                "instance_id": instance_id,
+                "task_id": task_id,
+                "feishu_user_id": str(payload.get("user_id") or ""),
+            },
+        },
+    )
+
+
+def _context(value: Any) -> Mapping[str, Any]:
+    """The task's action_context, as the connector wrote it (a JSON object), or {}."""
+    try:
+        found = json.loads(value) if isinstance(value, str) and value else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, Mapping) else {}
