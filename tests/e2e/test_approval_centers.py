@@ -1,0 +1,202 @@
+"""End to end: the approval-center flows (`approvals_to_feishu_approval_center`,
+`approvals_to_dingtalk_todos`) run by a real worker against the sandbox. Each OA approval
+becomes one instance whose tasks follow the OA as it moves (pending, then approved in the OA
+and pulled again), and no vendor call is made twice: not by a pull that finds nothing new,
+nor by the same planned writes made again, as a redelivered write task makes them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from sync_pipeline import steps
+from sync_pipeline.records import WriteOp, WriteRequest
+from sync_pipeline.runtime import build_runtime
+from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.registry import free_port_base, load_registry
+from sync_pipeline.sandbox.seed import seed_all
+from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.sandbox.world import World
+from sync_pipeline.settings import load_settings
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.schema import pages as pages_table
+from tests.conftest import ROOT, syncctl
+from tests.e2e.spine import free_port, start_redis, start_worker, stop
+
+pytestmark = pytest.mark.slow
+
+SEED = 7
+APPROVALS = 12
+WORLD = World(SEED)
+FEISHU_FLOW = "approvals_to_feishu_approval_center"
+DINGTALK_FLOW = "approvals_to_dingtalk_todos"
+FLOWS = (FEISHU_FLOW, DINGTALK_FLOW)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of this module's own, so no other test run's worker takes these tasks."""
+    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}"
+    stop(proc)
+
+
+@pytest.fixture
+def redis_url(private_redis: str) -> str:
+    url = f"{private_redis}/1"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
+    data = tmp_path / "sandbox"
+    port_base = free_port_base()
+    store = SandboxStore(store_path(data))
+    emulators = build_emulators(store, load_registry(), port_base)
+    seed_all(store, seed=SEED, approvals=APPROVALS, checkin_days=1, emulators=emulators)
+    with running_sandbox(data, port_base) as client:
+        yield client
+
+
+@pytest.fixture
+def store(sandbox: SandboxClient, tmp_path: Path) -> SandboxStore:
+    return SandboxStore(store_path(tmp_path / "sandbox"))
+
+
+@pytest.fixture
+def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
+    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
+
+
+@pytest.fixture
+def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_worker(env, tmp_path / "worker.log")
+    yield proc
+    stop(proc)
+
+
+def run(flow: str, env: dict[str, str]) -> None:
+    result = syncctl("run", flow, "--wait", "--timeout", "240", env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_both(env: dict[str, str]) -> None:
+    for flow in FLOWS:
+        run(flow, env)
+
+
+def feishu_people(store: SandboxStore) -> dict[str, str]:
+    """employee_no -> Feishu open_id."""
+    return {u["employee_no"]: u["open_id"] for u in store.list("feishu", "user")}
+
+
+def dingtalk_people(store: SandboxStore) -> dict[str, str]:
+    """employee_no -> DingTalk userId."""
+    return {u["job_number"]: u["userid"] for u in store.list("dingtalk", "user")}
+
+
+def feishu_open(store: SandboxStore) -> dict[str, list[str]]:
+    """instance_id -> open_ids of its PENDING tasks."""
+    return {
+        i["instance_id"]: sorted(t["open_id"] for t in i["task_list"] if t["status"] == "PENDING")
+        for i in store.list("feishu", "external_instance")
+    }
+
+
+def dingtalk_open(store: SandboxStore) -> dict[str, list[str]]:
+    """processInstanceId -> userIds of its RUNNING todos."""
+    found: dict[str, list[str]] = {
+        i["processInstanceId"]: [] for i in store.list("dingtalk", "pc_instance")
+    }
+    for task in store.list("dingtalk", "pc_task"):
+        if task["status"] == "RUNNING":
+            found[task["processInstanceId"]].append(task["userId"])
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def center_writes(sandbox: SandboxClient) -> list[tuple[str, str]]:
+    """Every approval-center call the emulators accepted."""
+    return [
+        (e["platform"], e["endpoint"])
+        for e in sandbox.ledger()
+        if "external_" in e["endpoint"] or "processCentres" in e["endpoint"]
+    ]
+
+
+def test_each_approval_is_one_instance_whose_tasks_follow_the_oa(
+    env, worker, sandbox, store
+) -> None:
+    feishu_ids, ding_ids = feishu_people(store), dingtalk_people(store)
+    approvals = list(WORLD.approvals(APPROVALS))
+
+    run_both(env)
+
+    assert feishu_open(store) == {
+        a.request_id: sorted(feishu_ids[n] for n in a.current_approver_nos) for a in approvals
+    }
+    assert sorted(dingtalk_open(store).values()) == sorted(
+        sorted(ding_ids[n] for n in a.current_approver_nos) for a in approvals
+    )
+
+
+def test_an_approval_decided_in_the_oa_moves_its_instance_and_closes_the_task(
+    env, worker, sandbox, store
+) -> None:
+    feishu_ids, ding_ids = feishu_people(store), dingtalk_people(store)
+    pending = next(a for a in WORLD.approvals(APPROVALS) if a.state == "pending")
+    approver = pending.current_approver_nos[0]
+    run_both(env)
+
+    moved = sandbox.transition(pending.request_id, "approve", by=approver)
+    run_both(env)
+
+    instance = store.get("feishu", "external_instance", pending.request_id)
+    assert instance is not None
+    tasks = {t["open_id"]: t["status"] for t in instance["task_list"]}
+    assert tasks[feishu_ids[approver]] == "APPROVED"
+    assert instance["status"] == ("APPROVED" if moved["status"] == "approved" else "PENDING")
+    assert len(store.list("feishu", "external_instance")) == APPROVALS
+    assert len(store.list("dingtalk", "pc_instance")) == APPROVALS
+    closed = [
+        (t["status"], t["result"])
+        for t in store.list("dingtalk", "pc_task")
+        if t["userId"] == ding_ids[approver]
+    ]
+    assert ("COMPLETED", "agree") in closed
+
+
+def test_no_call_is_made_twice_by_a_second_pull_or_a_redelivered_write(
+    env, worker, sandbox, store
+) -> None:
+    run_both(env)
+    before = center_writes(sandbox)
+
+    run_both(env)  # nothing changed in the OA
+    rt = build_runtime(load_settings(env), env)
+    engine = engine_for(env["DATABASE_URL"])
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(pages_table.c.flow, pages_table.c.run_id, pages_table.c.plan)
+        ).all()
+    engine.dispose()
+    remade = 0
+    for flow, run_id, plan in stored:
+        requests = [
+            WriteRequest(
+                r["effect_key"], r["source_id"], WriteOp(r["op"]), r["payload"], r.get("target_id")
+            )
+            for r in (plan or [{"requests": []}])[0]["requests"]
+        ]
+        remade += steps.make_effects(rt, rt.flow(flow), requests, run_id).written
+
+    assert remade == 0
+    assert center_writes(sandbox) == before
+    assert sum(1 for p, e in before if e.endswith("external_instances")) == APPROVALS
+    assert sum(1 for p, e in before if e == "workflow/processCentres/instances") == APPROVALS
