@@ -1,10 +1,13 @@
 """End to end: a user posts in the IM (the sandbox's simulated user), the IM calls the webhook
 service (`syncctl webhooks serve`, a real process), a real worker handles the event, and the
-OA emulator's ledger shows the todos and project comments made, each exactly once.
+OA emulator's ledger shows the todos and project comments made, each exactly once. And the
+shipped approval rule through the OA's change webhook: only an approved or rejected request
+tells its applicant, once.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import sqlalchemy as sa
 
+from sync_pipeline.sandbox import wecom as sandbox_wecom
 from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import oa_user_id
@@ -27,12 +32,15 @@ from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events
 from tests.conftest import ROOT, wait_for
-from tests.e2e.spine import free_port, start_worker, stop
+from tests.e2e.spine import free_port, start_redis, start_worker, stop
+
+pytestmark = pytest.mark.slow
 
 SEED = 7
 WORLD = World(SEED)
 PROJECT = WORLD.projects[0]  # P001, whose group is "Project 1 group"
 AUTHOR, ANN, BOB = PROJECT.member_nos[:3]
+APPLICANT, FIRST, SECOND = "E00020", "E00021", "E00022"  # of the approvals
 TODO = "/rest/ofs/ReceiveRequestInfoByJson"
 COMMENT = "/api/proj/progress/comment"
 DEADLINE_S = 60
@@ -50,6 +58,23 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
         yield client
 
 
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of this module's own: the machine's is shared with other test runs,
+    whose workers could take this test's tasks off a queue of the same db number."""
+    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}"
+    stop(proc)
+
+
+@pytest.fixture
+def redis_url(private_redis: str) -> str:
+    """Overrides tests/conftest.py's: database 1 of the private server, emptied."""
+    url = f"{private_redis}/1"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 @pytest.fixture
 def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
     return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
@@ -57,7 +82,8 @@ def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
 
 @pytest.fixture
 def webhooks(env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
-    """`syncctl webhooks serve` on a free port, with Feishu and Agora calling it."""
+    """`syncctl webhooks serve` on a free port, with the OA, WeCom, Feishu and Agora calling
+    it (WeCom sends callback cards only from an app with a callback URL)."""
     port = free_port()
     log = open(tmp_path / "webhooks.log", "wb")  # noqa: SIM115 - closed below
     exe = Path(sys.executable).parent / "syncctl"
@@ -79,7 +105,8 @@ def webhooks(env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Ite
 
     wait_for(up, DEADLINE_S, what="the webhook service")
     sandbox.clear_faults()
-    for platform in ("feishu", "agora"):
+    sandbox.settings("oa", {"webhook_url": f"{url}/webhooks/sandbox_oa"})
+    for platform in ("wecom", "feishu", "agora"):
         sandbox.settings(platform, {"callback_url": f"{url}/webhooks/sandbox_{platform}"})
     yield url
     sandbox.clear_faults()
@@ -206,3 +233,70 @@ def test_an_important_agora_group_message_becomes_todos_for_its_mentions(
     [event] = handled(env, "sandbox_agora", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
+
+
+# -- approvals: only approved / rejected transitions notify -------------------------------------
+def applicant_told(sandbox: SandboxClient, title: str) -> list[dict[str, Any]]:
+    """The WeCom text messages to the applicant about the request titled `title`."""
+    userid = sandbox_wecom.userid_for(WORLD.person(APPLICANT))
+    return [
+        e["body"]
+        for e in sandbox.ledger("wecom")
+        if e["body"].get("msgtype") == "text"
+        and e["body"].get("touser") == userid
+        and title in json.dumps(e["body"], ensure_ascii=False)
+    ]
+
+
+def settled(env: dict[str, str], at_least: int) -> None:
+    """Wait until the worker has handled every recorded OA event, and there are that many."""
+    engine = engine_for(env["DATABASE_URL"])
+
+    def done() -> bool:
+        with engine.connect() as conn:
+            statuses = list(
+                conn.execute(
+                    sa.select(inbound_events.c.status).where(
+                        inbound_events.c.connector == "sandbox_oa"
+                    )
+                ).scalars()
+            )
+        return len(statuses) >= at_least and EventStatus.QUEUED.value not in statuses
+
+    try:
+        wait_for(done, DEADLINE_S, what=f"{at_least} OA events handled")
+    finally:
+        engine.dispose()
+
+
+def test_only_a_decided_approval_tells_its_applicant_and_only_once(
+    env, sandbox, webhooks, worker
+) -> None:
+    passed_on = sandbox.create_approval(
+        applicant=APPLICANT, approvers=[FIRST, SECOND], title="Leave passed on, then withdrawn"
+    )
+    sandbox.transition(passed_on["requestId"], "approve", FIRST)  # pending, at SECOND now
+    sandbox.transition(passed_on["requestId"], "revoke", APPLICANT)
+    sandbox.fault("oa", "duplicate_webhook")  # the OA delivers the rejection twice
+    rejected = sandbox.create_approval(
+        applicant=APPLICANT, approvers=[FIRST], title="Leave turned down"
+    )
+    sandbox.transition(rejected["requestId"], "reject", FIRST)
+
+    wait_for(lambda: applicant_told(sandbox, "Leave turned down"), DEADLINE_S, what="the rejection")
+    settled(env, at_least=5)
+    [told] = applicant_told(sandbox, "Leave turned down")
+    assert told["text"]["content"].startswith('Your request "Leave turned down": Rejected.')
+    assert applicant_told(sandbox, "Leave passed on, then withdrawn") == []
+    assert second_deliveries(env, "sandbox_oa") >= 2  # the duplicates did arrive
+
+
+def second_deliveries(env: dict[str, str], connector: str) -> int:
+    """Deliveries the webhook service turned away as already seen (duplicates, replays)."""
+    engine = engine_for(env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            counted = inbound.refusals(conn)
+    finally:
+        engine.dispose()
+    return sum(n for (name, _), n in counted.items() if name == connector)
