@@ -257,7 +257,7 @@ def run(flow: str, wait: bool, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
 def status(as_json: bool) -> None:
-    """Flows with their cursor, lag, last run and dead letters."""
+    """Flows with their cursor, lag, last pull, last webhook event and dead letters."""
     from sync_pipeline.state.db import engine_for
     from sync_pipeline.status import flow_statuses
 
@@ -278,11 +278,12 @@ def status(as_json: bool) -> None:
         "written",
         "skipped",
         "dead",
+        "last event",
         "DLQ",
     ):
         table.add_column(column)
     for f in found:
-        run_ = f.last_run
+        run_, event = f.last_run, f.last_event
         counts = run_.counts if run_ else {}
         table.add_row(
             f.flow + ("" if f.enabled else " (disabled)"),
@@ -293,6 +294,7 @@ def status(as_json: bool) -> None:
             str(counts.get("written", "-")),
             str(counts.get("skipped", "-")),
             str(counts.get("dead_lettered", "-")),
+            "-" if event is None else f"#{event.id} {event.status.value}",
             str(f.dead_letters),
         )
     console.print(table)
