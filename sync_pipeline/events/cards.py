@@ -15,12 +15,16 @@ Vendor handles stay at the edge: the card effects keep what each IM needs to upd
 handles of the card pressed, which is how that card is found. A WeCom response_code works
 once: the presser's card is updated with the press's own code, the others with the code their
 send returned, unless an earlier update spent it.
+
+A quick approval in an IM's approval center (Feishu's, decoded as a card_action too) is judged
+and applied the same way; its instance is not updated here but by its own flow, which the
+OA's change webhook moves on as the request moves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -32,14 +36,15 @@ from sync_pipeline.errors import OutcomeUnknown, Transient, VendorRejected
 from sync_pipeline.events import Handled
 from sync_pipeline.records import InboundEvent, Record, WriteOp, WriteRequest, parse_iso_utc
 from sync_pipeline.runtime import Runtime
-from sync_pipeline.stages.plan import effect_key
+from sync_pipeline.stages.plan import NotifyKind, effect_key
 from sync_pipeline.state import effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 
 OA_ACTION = "oa_action"  # effect kind of a decision made in the source as the approver
-CARD = "card"
-UPDATE_CARD = "update_card"
+CARD, UPDATE_CARD = NotifyKind.CARD.value, NotifyKind.UPDATE_CARD.value
+PRESSABLE = (CARD, NotifyKind.APPROVAL_CENTER.value)  # what an approver can press on
 REPLY = "press_reply"  # the state part of a reply's key is the press event's id
+MESSAGES = "messages"  # every IM connector's stream of messages to people
 DECIDED = {"approve": "approved", "reject": "rejected"}
 STATUS_WORDS = {"approved": "approved", "rejected": "rejected", "revoked": "withdrawn"}
 
@@ -83,7 +88,7 @@ class Scene:
     rt: Runtime
     flow: Flow
     press: Press
-    cards: tuple[effects.Effect, ...]  # every card sent for the request in this flow
+    cards: tuple[effects.Effect, ...]  # every card (or center item) sent for it in this flow
     source: DecidesApprovals
     users: DirectorySnapshot
     run_id: int
@@ -140,7 +145,11 @@ def _find_cards(
             flow = rt.config.flows[name]
             if flow.target.connector != connector:
                 continue
-            cards = tuple(effects.done_for_source(conn, flow.name, press.source_id, CARD))
+            cards = tuple(
+                card
+                for kind in PRESSABLE
+                for card in effects.done_for_source(conn, flow.name, press.source_id, kind)
+            )
             if any(press.pressed(card) for card in cards):
                 return flow, cards
             if cards and fallback is None:
@@ -274,7 +283,7 @@ def _update_cards(scene: Scene, decided: effects.Effect, approver: str) -> int:
     state = f"{word}|{decided.detail.get('state')}|{approver}"
     spent = _spent_codes(scene)
     requests = []
-    for card in scene.cards:
+    for card in (c for c in scene.cards if c.kind == CARD):  # a center item follows the OA
         code = _response_code(scene.press, card, spent)
         if code is None and card.detail.get("response_code"):
             continue  # its one-use code is spent and this press is not on it: cannot update
@@ -333,9 +342,11 @@ def _reply(scene: Scene, record: Record | None, text: str) -> int:
         ),
         source_id=press.source_id,
         op=WriteOp.CREATE,
-        payload={"kind": "message", "to": press.user, "content": content},
+        payload={"kind": NotifyKind.MESSAGE.value, "to": press.user, "content": content},
     )
-    return steps.make_effects(scene.rt, scene.flow, [request], scene.run_id, patient=True).written
+    # Through the IM's messages, also when the flow's own target is an approval center.
+    flow = replace(scene.flow, target=replace(scene.flow.target, stream=MESSAGES))
+    return steps.make_effects(scene.rt, flow, [request], scene.run_id, patient=True).written
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sync_pipeline import events, steps
+from sync_pipeline import directory, events, steps
 from sync_pipeline.connectors.base import ReadsOne
 from sync_pipeline.events import cards
 from sync_pipeline.runtime import Runtime
@@ -37,6 +37,7 @@ from tests.events.approval_scene import (
 )
 
 APPLICANT, FIRST, SECOND, OTHER = "E00010", "E00011", "E00012", "E00013"
+CENTER_FLOW = "approvals_to_feishu_approval_center"
 
 
 def carded(rt: Runtime, sandbox: SandboxClient, approvers: list[str]) -> tuple[str, str]:
@@ -245,6 +246,31 @@ def test_a_dingtalk_press_decides_and_updates_the_card_by_its_out_track_id(rt, s
     [params] = dingtalk_updates(sandbox, track)
     assert params["status_label"] == f"Approved by {name(FIRST)}"
     assert params["can_decide"] == "false"
+
+
+def test_a_quick_approval_in_feishus_approval_center_decides_in_the_oa(rt, sandbox) -> None:
+    request_id, title = new_approval(sandbox, APPLICANT, [FIRST])
+    next_second()
+    steps.run_inline(rt, CENTER_FLOW, "schedule")  # the instance, with FIRST's task
+    with rt.engine.connect() as conn:
+        users = directory.load_snapshot(conn, ["oa", "feishu"])
+    open_id = users.map_user("oa", oa_id(FIRST), "feishu")
+    assert open_id is not None
+    mark = sandbox.last_seq()
+    quick = card_action(  # as the webhook service decodes Feishu's quick-approval callback
+        "sandbox_feishu",
+        "feishu",
+        open_id,
+        "approve",
+        request_id,
+        {"instance_id": request_id, "task_id": f"{request_id}-{oa_id(FIRST)}"},
+    )
+
+    status = deliver(rt, quick)
+
+    assert status is EventStatus.DONE
+    assert oa_actions(sandbox, request_id) == [("approve", oa_id(FIRST))]
+    assert [e for e in sandbox.ledger("feishu", since_seq=mark) if title in str(e["body"])] == []
 
 
 def test_events_handle_runs_the_card_handler(rt, sandbox) -> None:
