@@ -59,14 +59,23 @@ class ConfigErrors(ConfigError):
         return "\n".join(str(e) for e in self.errors)
 
 
-def load_config(config_dir: Path | str, env: Mapping[str, str] | None = None) -> Config:
-    """Load and check every file; `env` (default os.environ) supplies env-var secrets."""
+def load_config(
+    config_dir: Path | str, env: Mapping[str, str] | None = None, *, webhook_secrets: bool = False
+) -> Config:
+    """Load and check every file; `env` (default os.environ) supplies env-var secrets.
+
+    `webhook_secrets`: the `webhook:` sections' secrets must be set too, and what is missing
+    is reported with every other problem. Only the webhook service needs them (workers load
+    without), and a variable may be both a credential and a callback secret (Feishu's approval
+    center reuses the webhook's Verification Token and Encrypt Key), so checking them in a
+    second round would hide the callback secret behind the credential.
+    """
     config_dir = Path(config_dir)
     env = os.environ if env is None else env
     problems: dict[str, list[tuple[str, str]]] = {}
     connectors_path = config_dir / CONNECTORS_FILE
     raw_connectors = _read(connectors_path, problems) or {}
-    connectors = _connectors(connectors_path, raw_connectors, env, problems)
+    connectors = _connectors(connectors_path, raw_connectors, env, problems, webhook_secrets)
     # Names and vendors as written, so flows are checked even while connectors.yaml has errors.
     known = tuple(str(v) for v in Vendor)
     vendors = {
@@ -103,6 +112,7 @@ def _connectors(
     raw: Mapping[str, Any],
     env: Mapping[str, str],
     problems: dict[str, list[tuple[str, str]]],
+    webhook_secrets: bool,
 ) -> dict[str, ConnectorConfig]:
     found: list[tuple[str, str]] = []
     connectors: dict[str, ConnectorConfig] = {}
@@ -126,6 +136,9 @@ def _connectors(
         found += [(f"{name}.credentials.{key}", msg) for key, msg in missing]
         options, missing = resolve_options(data["options"], env, path.parent)
         found += [(f"{name}.options.{key}", msg) for key, msg in missing]
+        if webhook_secrets and data["webhook"] is not None:
+            _, missing = resolve_credentials(data["webhook"].secrets, env, path.parent)
+            found += [(f"{name}.webhook.{key}", msg) for key, msg in missing]
         limits = {
             api: tuple(RateLimit(count, per_s) for count, per_s in windows)
             for api, windows in data["rate_limits"].items()

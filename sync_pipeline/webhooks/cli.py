@@ -84,8 +84,9 @@ def serve(host: str, port: int, workers: int) -> None:
     from sync_pipeline.webhooks.app import load_endpoints
 
     settings = _settings()
-    # Fail here, in one line, rather than in each server process.
-    load_endpoints(load_config(settings.config_dir), os.environ, settings.config_dir)
+    # Fail here, naming every problem, rather than in each server process.
+    config = load_config(settings.config_dir, webhook_secrets=True)
+    load_endpoints(config, os.environ, settings.config_dir)
     _check_port(host, port)
     with services(settings) as resolved:
         migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)

@@ -138,6 +138,27 @@ def test_the_service_names_every_unset_callback_secret_at_once(tree) -> None:
     ]
 
 
+def test_a_variable_both_a_credential_and_a_callback_secret_is_named_for_both_at_once(
+    tree,
+) -> None:
+    connectors = copy.deepcopy(CONNECTORS)
+    connectors["wecom"]["credentials"]["callback_token"] = {"env": "WECOM_CB_TOKEN"}
+    connectors["wecom"]["webhook"] = WECOM_WEBHOOK
+    tree.connectors(connectors)
+    env = {k: v for k, v in WEBHOOK_ENV.items() if k != "WECOM_CB_TOKEN"}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tree.root, env, webhook_secrets=True)
+
+    assert caught.value.problems == [
+        (
+            "wecom.credentials.callback_token",
+            "expected environment variable WECOM_CB_TOKEN to be set",
+        ),
+        ("wecom.webhook.token", "expected environment variable WECOM_CB_TOKEN to be set"),
+    ]
+
+
 def test_the_service_refuses_an_aes_key_of_the_wrong_shape_at_start(tree) -> None:
     with_webhook(tree, "wecom", WECOM_WEBHOOK)
     env = {**WEBHOOK_ENV, "WECOM_CB_AES_KEY": "too-short"}
