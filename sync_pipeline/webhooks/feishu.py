@@ -14,6 +14,15 @@ Decoded: `card.action.trigger` (v2) -> card_action, the button value being `{"ac
 "source_id"}` as connectors/feishu.py writes it and the comment an input's value;
 `im.message.receive_v1` (v2) -> message; `approval_instance` and `approval_task` (v1, whose
 `uuid` is the event id) -> approval_changed. User ids are open_ids, as our directory's.
+
+A message's `mentions` are the people it mentions: a mention of an app (our own bot, which
+users @-mention to reach it in a group, or another bot) is left out, as no one to give a todo
+to. Feishu's mention entries are {key, id{union_id, user_id, open_id}, name, tenant_key}
+(lark-oapi `im/v1/model/mention_event.py`), with nothing that names an app (the header's
+app_id never appears in them); an app's mention carries an open_id but neither a union_id nor a
+user_id, which every person has (union_id needs no permission). Feishu does not deliver the
+app's own messages back (`sender_type` is "user" only, im.message.receive_v1), so there is no
+echo of ours to drop here.
 """
 
 from __future__ import annotations
@@ -162,10 +171,18 @@ def _message(connector: str, header: Mapping[str, Any], event: Mapping[str, Any]
             "chat_type": CHAT_TYPES.get(str(message.get("chat_type")), "group"),
             "text": text,
             "flags": text_flags(text),
-            "mentions": [str(_mapping(m.get("id")).get("open_id", "")) for m in mentions],
+            "mentions": [person for m in mentions if (person := _person(m))],
             "sent_at": iso_from_unix(created),
         },
     )
+
+
+def _person(mention: Mapping[str, Any]) -> str:
+    """The open_id of a mentioned person; "" for an app, which has no union_id or user_id."""
+    ids = _mapping(mention.get("id"))
+    if not (ids.get("union_id") or ids.get("user_id")):
+        return ""
+    return str(ids.get("open_id") or "")
 
 
 def _text(message: Mapping[str, Any], mentions: list[Mapping[str, Any]]) -> str:

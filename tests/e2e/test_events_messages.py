@@ -27,7 +27,7 @@ from sync_pipeline.sandbox.registry import free_port_base, load_registry
 from sync_pipeline.sandbox.seed import seed_all
 from sync_pipeline.sandbox.server import build_emulators, store_path
 from sync_pipeline.sandbox.world import World
-from sync_pipeline.state import inbound
+from sync_pipeline.state import deadletters, inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events
@@ -153,6 +153,15 @@ def receivers(sandbox: SandboxClient, since: int) -> list[str]:
     return sorted(str(body["receiver"]) for body in oa_writes(sandbox, TODO, since))
 
 
+def open_letters(env: dict[str, str], flow: str) -> list[deadletters.DeadLetter]:
+    engine = engine_for(env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return deadletters.open_letters(conn, flow)
+    finally:
+        engine.dispose()
+
+
 def handled(env: dict[str, str], connector: str, count: int) -> list[inbound.StoredEvent]:
     """The connector's inbound events, once `count` of them are handled by the worker."""
     engine = engine_for(env["DATABASE_URL"])
@@ -184,6 +193,17 @@ def test_an_important_feishu_message_becomes_a_todo_for_each_mentioned_person(
     [event] = handled(env, "sandbox_feishu", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
+
+
+def test_an_important_feishu_message_mentioning_the_bot_makes_todos_for_people_only(
+    env, sandbox, webhooks, worker, mark
+) -> None:
+    post_in_feishu(sandbox, "#important the audit starts Monday", ("bot", ANN))
+
+    [event] = handled(env, "sandbox_feishu", 1)
+    assert event.status is EventStatus.DONE
+    assert receivers(sandbox, mark) == [oa_user_id(ANN)]
+    assert open_letters(env, "feishu_important_messages_to_oa_todos") == []
 
 
 def test_a_decision_in_a_project_group_reaches_the_oa_project_record_once(

@@ -239,6 +239,14 @@ def test_feishu_group_message_names_its_mentions_by_open_id_and_by_name_in_the_t
     )
 
 
+def test_feishu_message_leaves_a_mention_of_the_app_out_of_its_mentions() -> None:
+    event = feishu.decode("fs", load("feishu", "im_message_receive_v1__at_bot.json"))
+
+    assert event is not None
+    assert event.data["mentions"] == ["ou_7d8a6e6df7621556ce0d21922b676706"]
+    assert event.data["text"] == "@OA Sync @Wang Fang the audit starts Monday #important"
+
+
 def test_feishu_approval_instance_is_approval_changed_with_the_canonical_status() -> None:
     event = feishu.decode("fs", load("feishu", "approval_instance.json"))
 

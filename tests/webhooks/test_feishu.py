@@ -70,6 +70,18 @@ def test_a_message_mentioning_people_is_recorded_with_their_open_ids(
     assert data["text"].endswith("ok?")
 
 
+def test_a_message_mentioning_the_bot_is_recorded_without_it(sandbox, service, connectors) -> None:
+    mentioned = im_user(connectors["feishu"], "E00003")
+
+    sandbox.press(
+        "feishu",
+        {"kind": "message", "user": "E00002", "mentions": ["bot", "E00003"], "text": "#important"},
+    )
+
+    [row] = service.wait_rows("feishu", 1)
+    assert row.event.data["mentions"] == [mentioned]
+
+
 def test_an_approval_instance_event_is_recorded_as_approval_changed(sandbox, service) -> None:
     from sync_pipeline.sandbox.feishu import _approval_code, _uuid_like
     from sync_pipeline.sandbox.world import World
