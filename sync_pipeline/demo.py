@@ -6,23 +6,32 @@ same story), seeds the sandbox with one deterministic world and serves it, then 
 Celery worker and a real Beat. Beat pulls every shipped flow at once (a flow Beat has never run
 is due straight away); the worker syncs the OA's approvals to WeCom, DingTalk, Feishu and Agora
 Chat. The summary sets each flow's run counts beside what the IM emulator's ledger recorded,
-so "sent exactly once" is shown, not claimed. Everything it started is stopped on exit, on
-error and on Ctrl-C.
+so "sent exactly once" is shown, not claimed.
+
+Then real time: with the webhook service receiving every emulator's callbacks, a new OA
+request reaches its approver as a card within seconds, and the approver's press of Approve on
+the WeCom card approves the request in the OA as that person, updates the card in place and
+tells the applicant. Everything it started is stopped on exit, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
+import requests
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
@@ -39,8 +48,20 @@ from sync_pipeline.state import locks, runs
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
 
+if TYPE_CHECKING:
+    from sync_pipeline.sandbox.client import SandboxClient
+
 HEALTH_TIMEOUT_S = 120.0
 SYNC_TIMEOUT_S = 600.0
+REAL_TIME_TIMEOUT_S = 60.0
+DEMO_APPLICANT, DEMO_APPROVER = "E00010", "E00011"  # employee numbers in World(DEMO_SEED)
+CALLBACK_SETTINGS = {
+    "oa": "webhook_url",
+    "wecom": "callback_url",
+    "dingtalk": "callback_url",
+    "feishu": "callback_url",
+    "agora": "callback_url",
+}
 DEMO_SCHEMA = "sync_demo"
 DEMO_SEED = 7
 DEMO_APPROVALS = 200
@@ -62,15 +83,24 @@ def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
 
 
 @dataclass(frozen=True)
+class Moment:
+    """One real-time step of the demo: what was done, what followed, and how fast."""
+
+    action: str
+    outcome: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class FlowResult:
     flow: str
     target: str  # the IM platform
-    run: runs.Run | None
+    totals: runs.Totals  # every run of the flow so far: Beat's pulls and webhook events
     ledger_messages: int
 
     @property
     def matches(self) -> bool:
-        return self.run is not None and self.run.counts.get("written") == self.ledger_messages
+        return self.totals.runs > 0 and self.totals.counts["written"] == self.ledger_messages
 
 
 def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
@@ -88,8 +118,9 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
             result = migrate(demo.settings.urls()[1])
             steps.append((f"schema {DEMO_SCHEMA}", f"emptied, migrated to {result.after}"))
             console.print("[bold]2/5[/] schema", DEMO_SCHEMA, "at", result.after)
-            results, answer = _sync_on_sandbox(console, demo, approvals, steps)
-            _summary(console, resolved, steps, results, answer, time.monotonic() - began)
+            results, moments, answer = _sync_on_sandbox(console, demo, approvals, steps)
+            elapsed = time.monotonic() - began
+            _summary(console, resolved, steps, results, moments, answer, elapsed)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything the demo started has been stopped[/]")
         sys.exit(130)
@@ -114,7 +145,7 @@ def _demo_services(resolved: Services) -> Services:
 
 def _sync_on_sandbox(
     console: Console, demo: Services, approvals: int, steps: list[tuple[str, str]]
-) -> tuple[list[FlowResult], dict[str, Any]]:
+) -> tuple[list[FlowResult], list[Moment], dict[str, Any]]:
     from sync_pipeline.sandbox.client import running_sandbox
     from sync_pipeline.sandbox.core import SandboxStore
     from sync_pipeline.sandbox.registry import free_port_base, load_registry
@@ -139,26 +170,155 @@ def _sync_on_sandbox(
         steps.append(
             ("sandbox", f"seed {DEMO_SEED}, {approvals} approvals, on 127.0.0.1:{port_base}+")
         )
-        console.print(f"[bold]3/5[/] sandbox up: {approvals} OA approvals, port base {port_base}")
+        console.print(f"[bold]3/6[/] sandbox up: {approvals} OA approvals, port base {port_base}")
         engine = engine_for(settings.urls()[1])
         _free_flow_locks(settings.urls()[0], flows)
         logs = data / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         worker_argv = celery_argv(["worker", "-Q", ",".join(QUEUES), "-c", "2", "-l", "INFO"])
         beat_argv = celery_argv(["beat", "-l", "INFO", "--schedule", str(data / "beat-schedule")])
+        port = _free_port()
+        webhooks_argv = [sys.executable, "-m", "sync_pipeline.cli", "webhooks", "serve"]
+        webhooks_argv += ["--port", str(port)]
         with (
             child_process(worker_argv, demo, log=logs / "worker.log") as worker,
             child_process(beat_argv, demo, log=logs / "beat.log") as beat,
+            child_process(webhooks_argv, demo, log=logs / "webhooks.log") as webhooks,
         ):
             answer = run_health_check(settings, HEALTH_TIMEOUT_S)
+            base = f"http://127.0.0.1:{port}"
+            _wait_until_up(webhooks, f"{base}/healthz", logs / "webhooks.log")
+            for platform, setting in CALLBACK_SETTINGS.items():
+                sandbox.settings(platform, {setting: f"{base}/webhooks/sandbox_{platform}"})
             steps.append(("worker", f"pid {worker.pid}, log {logs / 'worker.log'}"))
             steps.append(("beat", f"pid {beat.pid}, log {logs / 'beat.log'}"))
-            console.print("[bold]4/5[/] worker and Beat running; Beat pulls every flow now")
-            finished = _wait_for_runs(console, engine, flows, SYNC_TIMEOUT_S)
-            console.print("[bold]5/5[/] every flow synced; reading the sandbox's ledger")
-            results = _results(config, finished, sandbox.ledger())
+            steps.append(("webhooks", f"{base}/webhooks/<connector>, pid {webhooks.pid}"))
+            console.print("[bold]4/6[/] worker, Beat and webhooks running; Beat pulls every flow")
+            _wait_for_runs(console, engine, flows, SYNC_TIMEOUT_S)
+            console.print("[bold]5/6[/] every flow synced; reading the sandbox's ledger")
+            results = _results(config, engine, flows, sandbox)
+            console.print("[bold]6/6[/] real time: a new OA request, and Approve pressed in WeCom")
+            moments = _real_time(sandbox)
         engine.dispose()
-    return results, answer
+    return results, moments, answer
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(proc: Any, url: str, log: Path) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text("utf-8", "replace").strip()[-400:]
+            raise RuntimeError(f"the webhook service exited: {tail}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the webhook service did not answer at {url}; see {log}")
+
+
+def _real_time(sandbox: SandboxClient) -> list[Moment]:
+    """A new OA request, then its approver's press of Approve on the WeCom card: each timed
+    from the act to the effect appearing in the emulators' ledgers."""
+    from sync_pipeline.sandbox.wecom import userid_for
+    from sync_pipeline.sandbox.world import World
+
+    world = World(DEMO_SEED)
+    approver, applicant = world.person(DEMO_APPROVER), world.person(DEMO_APPLICANT)
+    title = f"Demo leave request {uuid.uuid4().hex[:6]}"
+    began = time.monotonic()
+    made = sandbox.create_approval(
+        applicant=DEMO_APPLICANT, approvers=[DEMO_APPROVER], template="leave", title=title
+    )
+    request_id = str(made["requestId"])
+
+    def card() -> Mapping[str, Any] | None:
+        for entry in _mentioning(sandbox, "wecom", title):
+            body = entry["body"]
+            if body.get("msgtype") == "template_card" and body.get("touser") == userid_for(
+                approver
+            ):
+                found: Mapping[str, Any] = body["template_card"]
+                return found
+        return None
+
+    sent = _until(card, f"the WeCom card of {title}")
+    carded = time.monotonic() - began
+    cards_on = _platforms_mentioning(sandbox, title)
+    pressed_at = time.monotonic()
+    sandbox.press(
+        "wecom",
+        {
+            "kind": "button",
+            "task_id": sent["task_id"],
+            "userid": userid_for(approver),
+            "key": f"approve:{request_id}",
+        },
+    )
+
+    def told() -> bool:
+        return any(
+            e["body"].get("msgtype") == "text" and e["body"].get("touser") == userid_for(applicant)
+            for e in _mentioning(sandbox, "wecom", title)
+        )
+
+    _until(told, f"the applicant of {title} told")
+    decided = time.monotonic() - pressed_at
+    approved = [
+        e
+        for e in _mentioning(sandbox, "oa", request_id)
+        if e["endpoint"].endswith("/submitRequest")
+    ]
+    updated = [
+        e for e in sandbox.ledger("wecom") if e["endpoint"] == "message/update_template_card"
+    ]
+    return [
+        Moment(
+            f'OA: {applicant.name} asks for leave ("{title}")',
+            f"card to {approver.name} on {', '.join(cards_on)}",
+            carded,
+        ),
+        Moment(
+            f"WeCom: {approver.name} presses Approve",
+            f"OA approved as {approver.name} ({len(approved)} action), card updated"
+            f" ({len(updated)}), {applicant.name} told",
+            decided,
+        ),
+    ]
+
+
+def _mentioning(sandbox: SandboxClient, platform: str, text: str) -> list[Mapping[str, Any]]:
+    return [
+        e for e in sandbox.ledger(platform) if text in json.dumps(e["body"], ensure_ascii=False)
+    ]
+
+
+def _platforms_mentioning(sandbox: SandboxClient, text: str) -> list[str]:
+    return sorted(
+        {
+            str(e["platform"])
+            for e in sandbox.ledger()
+            if text in json.dumps(e["body"], ensure_ascii=False)
+        }
+        - {"oa"}
+    )
+
+
+def _until(found: Any, what: str) -> Any:
+    deadline = time.monotonic() + REAL_TIME_TIMEOUT_S
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"no sign of {what} within {REAL_TIME_TIMEOUT_S:g} s; see the logs")
 
 
 def _free_flow_locks(redis_url: str, flows: Sequence[str]) -> None:
@@ -214,14 +374,28 @@ def _wait_for_runs(
 
 
 def _results(
-    config: Config, finished: Mapping[str, runs.Run], ledger: Sequence[Mapping[str, Any]]
+    config: Config, engine: Engine, flows: Sequence[str], sandbox: SandboxClient
 ) -> list[FlowResult]:
+    """Each flow's runs added up beside its IM ledger, read while no run is going on (a run
+    counts a page's messages once the page is written, so a running one would be behind)."""
+    deadline = time.monotonic() + SYNC_TIMEOUT_S
+    while True:
+        with engine.connect() as conn:
+            totals = {flow: runs.totals(conn, flow) for flow in flows}
+        ledger = sandbox.ledger()
+        with engine.connect() as conn:
+            quiet = all(runs.totals(conn, flow) == totals[flow] for flow in flows)
+        if quiet and not any(t.running for t in totals.values()):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the flows did not settle within {SYNC_TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
     results = []
-    for flow, run in sorted(finished.items()):
+    for flow in flows:
         target = config.connectors[config.flows[flow].target.connector].vendor.value
         endpoints = MESSAGE_ENDPOINTS.get(target, frozenset())
         sent = sum(1 for e in ledger if e["platform"] == target and e["endpoint"] in endpoints)
-        results.append(FlowResult(flow, target, run, sent))
+        results.append(FlowResult(flow, target, totals[flow], sent))
     return results
 
 
@@ -230,19 +404,20 @@ def _summary(
     resolved: Services,
     steps: list[tuple[str, str]],
     results: list[FlowResult],
+    moments: list[Moment],
     answer: dict[str, Any],
     elapsed_s: float,
 ) -> None:
     settings = resolved.settings.describe()
     flows = Table(title="OA approvals synced by Beat + worker", box=None, pad_edge=False)
-    for column in ("flow", "run", "pulled", "sent", "skipped", "dead", "in ledger"):
-        flows.add_column(column, justify="left" if column in ("flow", "run") else "right")
+    for column in ("flow", "runs", "pulled", "sent", "skipped", "dead", "in ledger"):
+        flows.add_column(column, justify="left" if column == "flow" else "right")
     for r in results:
-        counts: Mapping[str, int] = r.run.counts if r.run else {}
+        counts = r.totals.counts
         flows.add_row(
             r.flow,
-            "-" if r.run is None else r.run.status.value,
-            *(str(counts.get(k, "-")) for k in ("pulled", "written", "skipped", "dead_lettered")),
+            str(r.totals.runs),
+            *(str(counts[k]) for k in ("pulled", "written", "skipped", "dead_lettered")),
             f"{r.ledger_messages} [green]=[/]" if r.matches else f"{r.ledger_messages} [red]≠[/]",
         )
     info = Table(show_header=False, box=None, pad_edge=False)
@@ -255,7 +430,12 @@ def _summary(
     info.add_row("queues", ", ".join(QUEUES))
     info.add_row("health", f"ok from {answer['worker']}, schema {answer['schema']}")
     info.add_row("elapsed", f"{elapsed_s:.1f} s")
-    console.print(Panel.fit(_stack(info, flows), title="sync_pipeline demo: summary"))
+    live = Table(title="Real time, through the webhook service", box=None, pad_edge=False)
+    for column in ("done", "followed", "seconds"):
+        live.add_column(column, justify="right" if column == "seconds" else "left")
+    for moment in moments:
+        live.add_row(moment.action, moment.outcome, f"{moment.seconds:.1f}")
+    console.print(Panel.fit(_stack(info, flows, live), title="sync_pipeline demo: summary"))
     if all(r.matches for r in results):
         console.print("Every message the flows counted is in the IM ledgers, exactly once.")
     else:

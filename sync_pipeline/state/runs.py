@@ -128,6 +128,26 @@ def latest(conn: Connection, flow: str, *, webhook: bool = False) -> Run | None:
     return None if row is None else _run(row)
 
 
+@dataclass(frozen=True)
+class Totals:
+    """Every run of a flow added up: what the flow has done since its state began."""
+
+    runs: int
+    running: int
+    counts: Mapping[str, int]
+
+
+def totals(conn: Connection, flow: str) -> Totals:
+    row = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(runs.c.status == RunStatus.RUNNING.value),
+            *(sa.func.coalesce(sa.func.sum(runs.c[name]), 0) for name in COUNTERS),
+        ).where(runs.c.flow == flow)
+    ).one()
+    return Totals(int(row[0]), int(row[1]), dict(zip(COUNTERS, map(int, row[2:]), strict=True)))
+
+
 def by_lock_token(conn: Connection, flow: str, token: str) -> int | None:
     found = conn.execute(
         sa.select(runs.c.id).where(runs.c.flow == flow, runs.c.lock_token == token)

@@ -15,8 +15,9 @@ def test_demo_syncs_every_flow_and_its_counts_match_the_ledgers(service_env) -> 
     assert "sync_pipeline demo: summary" in result.stdout
     for flow in ("approvals_to_wecom", "approvals_to_dingtalk", "approvals_to_feishu"):
         row = next(line for line in result.stdout.splitlines() if flow in line)
-        assert "succeeded" in row
-        assert row.rstrip(" │").endswith("=")  # the run's count equals the ledger's
+        assert row.rstrip(" │").endswith("=")  # the runs' count equals the ledger's
+    assert "presses Approve" in result.stdout
+    assert "OA approved as" in result.stdout
     assert "exactly once" in result.stdout
     assert "Everything started by the demo is stopped" in result.stdout
 
