@@ -53,6 +53,8 @@ RATE_LIMIT_WAIT_S = 1.0  # 429 reach_limit documents no Retry-After; the limits 
 USERNAME = re.compile(r"[a-z0-9_.-]{1,64}")  # Agora's username alphabet
 USERS_PAGE_SIZE = 100  # GET /users `limit`: 1..100
 CARD_EVENT = "approval_card"
+DEFAULT_SENDER = "admin"  # Agora's `from` when none is named: the app's administrator
+EFFECT_KEY_EXT = "sync_effect_key"  # in the ext of every message we send (webhooks/agora.py)
 EMPLOYEE_NO_FROM_USERNAME = ("upper", "same")
 
 
@@ -95,7 +97,7 @@ class AgoraConnector:
         self._app_id = config.credentials["app_id"].reveal()
         options = config.options
         self.prefix = f"{options['org_name']}/{options['app_name']}"
-        self.sender = str(options.get("sender", "admin"))
+        self.sender = str(options.get("sender", DEFAULT_SENDER))
         self.token_ttl_s = min(MAX_TOKEN_TTL_S, int(options.get("token_ttl_s", MAX_TOKEN_TTL_S)))
         # Usernames are lower case by Agora's rule; a deployment that derives them from the
         # employee number says how to get it back, so the directory can match people.
@@ -199,7 +201,7 @@ class AgoraConnector:
                 "to": [to],
                 "type": msg_type,
                 "body": dict(body),
-                "ext": {"sync_effect_key": request.effect_key},
+                "ext": {EFFECT_KEY_EXT: request.effect_key},
             },
             headers={"Accept": "application/json"},
             auth=bearer,

@@ -13,6 +13,15 @@ sending a custom message back: `customEvent: "card_action"` with `customExts` `{
 source_id, [comment], [card_msg_id]}` -> card_action. A text message -> message, with mentions
 from `ext.em_at_list` (Agora's @ convention) and flags from hashtags in the text. Only `chat`
 events are decoded: `chat_offline` repeats a message for an offline recipient.
+
+Our own messages come back too: the post-delivery callback covers messages sent through the
+REST API as well as from client SDKs (docs.agora.io "Set up HTTP callbacks"; the pre-delivery
+one covers clients only), so it also reports the notifications and cards our connector sends.
+Those echoes are acknowledged and not recorded (DESIGN.md section 6), or a notification that
+names a keyword would reach the message flows as a message from "admin". A message is ours
+when it is `from` the app's administrator, as which the connector sends unless told otherwise
+(its `sender` option), or when its ext carries our effect key, which every message the
+connector sends does, whatever its `sender`.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.connectors.agora import DEFAULT_SENDER, EFFECT_KEY_EXT
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
@@ -50,7 +60,8 @@ def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
 
 
 def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent | None:
-    """One verified callback; None for events and message types we do not handle."""
+    """One verified callback; None for events and message types we do not handle, and for
+    the app's own messages."""
     if callback.get("eventType") != "chat":
         return None
     payload = callback.get("payload")
@@ -60,6 +71,8 @@ def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent | None:
         return None
     ext = payload.get("ext") if isinstance(payload, Mapping) else None
     ext = ext if isinstance(ext, Mapping) else {}
+    if callback.get("from") == DEFAULT_SENDER or EFFECT_KEY_EXT in ext:
+        return None  # our own message, reported back: an echo
     if body.get("type") == "custom" and body.get("customEvent") == CARD_ACTION_EVENT:
         return _card_action(connector, callback, _custom_exts(body))
     if body.get("type") == "txt":

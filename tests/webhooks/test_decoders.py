@@ -323,6 +323,14 @@ def test_agora_custom_exts_given_only_as_a_list_of_maps_are_merged() -> None:
     assert (event.data["action"], event.data["source_id"]) == ("approve", "R000042")
 
 
+def test_agora_message_from_the_app_admin_is_our_own_echo_and_ignored() -> None:
+    assert agora.decode("ag", load("agora", "chat__txt_from_admin.json")) is None
+
+
+def test_agora_message_carrying_our_effect_key_is_our_own_echo_whoever_sent_it() -> None:
+    assert agora.decode("ag", load("agora", "chat__txt_with_our_effect_key.json")) is None
+
+
 @pytest.mark.parametrize("name", ["chat_offline__txt.json", "chat__img.json"])
 def test_agora_offline_copies_and_other_message_types_are_ignored(name: str) -> None:
     assert agora.decode("ag", load("agora", name)) is None
