@@ -26,9 +26,12 @@ carries a reference to its effect key and the write looks for it first, so a res
 unknown outcome never appends twice).
 
 Webhook events name one request: `read_one` re-reads it by id (one detail call), in the list
-row's shape so it gets the same version as a pull. Approvers decide from an IM card through
-`decide`: submitRequest (approve) or rejectRequest (reject) with E9's `userid` header naming
-the approver, since E9 acts as the user that header names and ignores any user in the body.
+row's shape so it gets the same version as a pull; the `hydrate` that follows it takes the form
+from that same detail instead of reading it again (a read is kept for FRESH_DETAIL_S, for the
+record of that version only), so record and form always come from one read. Approvers decide
+from an IM card through `decide`: submitRequest (approve) or rejectRequest (reject) with E9's
+`userid` header naming the approver, since E9 acts as the user that header names and ignores
+any user in the body.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ import binascii
 import json
 import logging
 import math
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -109,6 +115,9 @@ LEFT_COMPANY = frozenset({"4", "5", "6", "7"})  # HRM status: dismissed, left, r
 DEFAULT_REQUEST_URL = (
     "{base_url}/spa/workflow/static4form/index.html#/main/workflow/req?requestid={id}"
 )
+
+FRESH_DETAIL_S = 10.0  # how long read_one's detail serves the hydrate of the record it made
+FRESH_DETAIL_MAX = 1000  # details kept at most (read_one without a hydrate after it)
 
 RETRYABLE_CODES = frozenset({"SYSTEM_INNER_ERROR"})
 RATE_LIMIT_CODE = "REQUEST_FREQUENCY_LIMIT"  # the sandbox's gateway throttle (sandbox-documented)
@@ -256,6 +265,9 @@ class OAConnector:
         self._userid = self._encrypt(str(options["userid"]))
         self._acting_user = str(options["userid"])
         self._userids_as: dict[str, str] = {}  # OA user id -> its userid header, for authors
+        # (request id, version) -> (monotonic time read, detail): read_one's reads, for hydrate
+        self._fresh: OrderedDict[tuple[str, str], tuple[float, Mapping[str, Any]]] = OrderedDict()
+        self._fresh_lock = threading.Lock()
         self.tokens = TokenCache(
             ctx.redis,
             f"token:{VENDOR}:{self._appid}",
@@ -314,7 +326,9 @@ class OAConnector:
         self._expect_stream(stream)
         hydrated: list[Record] = []
         for record in records:
-            detail = self._detail(record.source_id)
+            detail = self._take_fresh(record)
+            if detail is None:
+                detail = self._detail(record.source_id)
             if detail is None:
                 continue
             pending = record.payload["status"] == "pending"
@@ -441,7 +455,28 @@ class OAConnector:
         detail = self._detail(source_id)
         if not detail:
             return None
-        return self._list_record(_as_list_row(detail))
+        record = self._list_record(_as_list_row(detail))
+        self._keep_fresh(record, detail)
+        return record
+
+    def _keep_fresh(self, record: Record, detail: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        with self._fresh_lock:
+            self._fresh[(record.source_id, record.version)] = (now, detail)
+            self._fresh.move_to_end((record.source_id, record.version))
+            while self._fresh and (
+                len(self._fresh) > FRESH_DETAIL_MAX
+                or next(iter(self._fresh.values()))[0] < now - FRESH_DETAIL_S
+            ):
+                self._fresh.popitem(last=False)
+
+    def _take_fresh(self, record: Record) -> Mapping[str, Any] | None:
+        """The detail read_one just made this very record from, once; None if there is none."""
+        with self._fresh_lock:
+            found = self._fresh.pop((record.source_id, record.version), None)
+        if found is None or found[0] < time.monotonic() - FRESH_DETAIL_S:
+            return None
+        return found[1]
 
     def decide(
         self, stream: str, source_id: str, decision: Decision, as_user: str, comment: str

@@ -47,6 +47,46 @@ def test_read_one_gives_the_record_a_page_gives(oa: OAEmulator, connector: OACon
     assert (one.payload["node"], one.payload["last_operator"]) == ("100301", APPLICANT)
 
 
+def test_hydrating_what_read_one_gave_reads_the_request_once(
+    oa: OAEmulator, connector: OAConnector
+) -> None:
+    request_id = request(oa)
+    one = connector.read_one("approvals", request_id)
+    assert one is not None
+
+    [hydrated] = connector.hydrate("approvals", [one])
+
+    calls = connector.client.call_counts()
+    assert calls["workflow/getWorkflowRequest"] == 1
+    assert hydrated.payload["current_approvers"] == [FIRST]
+    assert hydrated.version == one.version
+
+
+def test_a_record_read_again_after_a_change_is_hydrated_from_the_new_read(
+    oa: OAEmulator, connector: OAConnector
+) -> None:
+    request_id = request(oa)
+    before = connector.read_one("approvals", request_id)
+    connector.decide("approvals", request_id, Decision.APPROVE, FIRST, "")
+    after = connector.read_one("approvals", request_id)
+    assert before is not None
+    assert after is not None
+
+    [hydrated] = connector.hydrate("approvals", [after])
+
+    assert hydrated.payload["current_approvers"] == [SECOND]
+    assert connector.client.call_counts()["workflow/getWorkflowRequest"] == 2
+
+
+def test_hydrating_a_listed_record_reads_its_detail(oa: OAEmulator, connector: OAConnector) -> None:
+    request(oa)
+    [listed] = connector.read_page("approvals", ReadWindow(None, None), None, 10).records
+
+    connector.hydrate("approvals", [listed])
+
+    assert connector.client.call_counts()["workflow/getWorkflowRequest"] == 1
+
+
 def test_read_one_of_a_request_out_of_sight_is_none(connector: OAConnector) -> None:
     assert connector.read_one("approvals", "R999999") is None
 
