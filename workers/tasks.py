@@ -96,15 +96,21 @@ def commit_run(self: Task[Any, Any], run_id: int) -> None:
 
 @app.task(name=EVENT_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def handle_event(self: Task[Any, Any], event_row_id: int) -> None:
-    """One inbound webhook event (recorded once by the webhook service), handled."""
+    """One inbound webhook event (recorded once by the webhook service), handled, with the
+    queued events of its kind that wait beside it (events.handle: micro-batches)."""
     rt = get_runtime()
     try:
-        events.handle(rt, event_row_id)
+        events.handle(rt, event_row_id, resend=_resend_event)
     except Transient as exc:
         if self.request.retries >= MAX_RETRIES:
             events.give_up(rt, event_row_id, exc)
             return
         raise self.retry(exc=exc, countdown=_countdown(self, exc)) from exc
+
+
+def _resend_event(event_row_id: int, countdown: float) -> None:
+    """Another row of a batch that must be tried again: its own task, after the wait."""
+    handle_event.apply_async((event_row_id,), countdown=min(countdown, MAX_COUNTDOWN_S))
 
 
 @app.task(name=sweep.SWEEP_TASK, acks_late=True)

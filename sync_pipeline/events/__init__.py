@@ -11,21 +11,41 @@ net never doubles an effect.
 A handler returns the event's final status (DONE, or IGNORED with a reason: no flow wants it, a
 rule filtered it out); it raises a Transient error for the task to retry, and any other error
 marks the event FAILED with its reason, to be replayed with `syncctl events replay`.
+
+Micro-batches. A task holds its row locked (SELECT ... FOR UPDATE) while it handles it, so two
+tasks never handle one row at once. For kinds with a batch handler (approval changes), the task
+also locks the other queued, never-tried rows of the same kind and connector (SKIP LOCKED, up
+to BATCH_LIMIT) and handles them together: one re-read per record, one run, one pass through
+the stages and the effect keys, a few transactions for the lot instead of a dozen per event.
+Batches form only under load (when the rows wait for a free worker); a task that finds its row
+in another task's batch returns at once, and the batch records every row's outcome when it
+commits. A row a batch could not finish (a Transient error) stays queued: the task of its own
+retries it, or, for the other rows, it is sent back to the queue through `resend` with the same
+backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as FAILED,
+as the task's retries do. A crash rolls the batch's locks and statuses back: the rows stay
+queued for their redelivered tasks (and the sweeper), and their effect keys keep whatever the
+batch made from being made twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import Transient
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import inbound
-from sync_pipeline.state.inbound import EventStatus
+from sync_pipeline.state.inbound import EventStatus, StoredEvent
 
 log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and its transaction
+MAX_ATTEMPTS = 9  # a row's first try and 8 retries, as the task's MAX_RETRIES allows
+MAX_BACKOFF_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,11 @@ class Handled:
 
 
 Handler = Callable[[Runtime, InboundEvent], Handled]
+# One outcome per event, in order: Handled, or the error that stopped that event.
+Outcome = Handled | Exception
+BatchHandler = Callable[[Runtime, Sequence[InboundEvent]], Sequence[Outcome]]
+# Send `events.handle` for a row again after `countdown` seconds (the worker's task does it).
+Resend = Callable[[int, float], None]
 
 
 def handlers() -> Mapping[EventKind, Handler]:
@@ -50,33 +75,116 @@ def handlers() -> Mapping[EventKind, Handler]:
     }
 
 
-def handle(rt: Runtime, event_row_id: int) -> EventStatus:
-    """Handle one recorded event; a redelivered task finds it handled and does nothing."""
-    with rt.engine.begin() as conn:
-        stored = inbound.get(conn, event_row_id)
+def batch_handlers() -> Mapping[EventKind, BatchHandler]:
+    """Kinds whose queued events are handled together (a card press stays alone: each one
+    is judged against the state the press before it left)."""
+    from sync_pipeline.events import approvals
+
+    return {EventKind.APPROVAL_CHANGED: approvals.handle_batch}
+
+
+def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> EventStatus:
+    """Handle one recorded event, with the queued events of its kind that wait beside it.
+
+    A redelivered task finds its event handled and does nothing; a task whose event is in
+    another task's batch right now returns its status (queued), the batch being answerable
+    for it. `resend` gets the other rows of the batch that a Transient error left queued;
+    without it (a direct call) they stay queued for their own tasks.
+    """
+    with rt.engine.connect() as conn, conn.begin():  # the row locks last until the commit
+        stored = inbound.claim(conn, event_row_id)
         if stored is None:
-            raise LookupError(f"inbound event {event_row_id} does not exist")
+            current = inbound.get(conn, event_row_id)
+            if current is None:
+                raise LookupError(f"inbound event {event_row_id} does not exist")
+            return current.status
         if stored.status in (EventStatus.DONE, EventStatus.IGNORED):
             return stored.status
-        inbound.start_attempt(conn, event_row_id)
-    handler = handlers().get(stored.event.kind)
-    if handler is None:
-        outcome = Handled(EventStatus.IGNORED, f"no handler for {stored.event.kind.value} events")
-    else:
-        try:
-            outcome = handler(rt, stored.event)
-        except Transient:
-            raise  # the task retries; the row stays queued
-        except Exception as exc:
-            log.exception("inbound event %s failed", event_row_id)
-            give_up(rt, event_row_id, exc)
-            raise
-    with rt.engine.begin() as conn:
-        inbound.finish(conn, event_row_id, outcome.status, outcome.reason or None)
-    return outcome.status
+        batch = [stored, *_companions(conn, stored)]
+        inbound.start_attempts(conn, [s.id for s in batch])
+        outcomes = _outcomes(rt, batch)
+        left = [
+            (s, o)
+            for s, o in zip(batch, outcomes, strict=True)
+            if isinstance(o, Exception) and _retry(s, o)
+        ]
+        for row, outcome in zip(batch, outcomes, strict=True):
+            if not _retry(row, outcome):
+                _finish(conn, row, outcome)
+    own = outcomes[0]
+    for row, error in left:
+        if row.id != event_row_id and resend is not None:
+            _resend(resend, row, error)
+    if isinstance(own, Handled):
+        return own.status
+    if _retry(stored, own):
+        raise own  # the task retries; the row stays queued
+    if isinstance(own, Transient):
+        return EventStatus.FAILED  # retries spent
+    raise own
 
 
 def give_up(rt: Runtime, event_row_id: int, error: Exception) -> None:
     """Mark an event FAILED with its reason (retries spent, or not retryable): replayable."""
     with rt.engine.begin() as conn:
         inbound.finish(conn, event_row_id, EventStatus.FAILED, str(error)[:500])
+
+
+def _companions(conn: Connection, stored: StoredEvent) -> list[StoredEvent]:
+    """The queued rows this task takes on beside its own (none for kinds handled alone)."""
+    if stored.event.kind not in batch_handlers():
+        return []
+    return inbound.claim_queued(
+        conn,
+        stored.event.kind.value,
+        stored.event.connector,
+        besides=stored.id,
+        limit=BATCH_LIMIT - 1,
+    )
+
+
+def _outcomes(rt: Runtime, batch: Sequence[StoredEvent]) -> list[Outcome]:
+    """Each row's outcome; an error stops its own row only (or the whole batch, when it
+    comes from what the rows share: reading the clock, the flow's run)."""
+    kind = batch[0].event.kind
+    events = [s.event for s in batch]
+    batch_handler = batch_handlers().get(kind)
+    try:
+        if batch_handler is not None:
+            return list(batch_handler(rt, events))  # one per event, in order
+        handler = handlers().get(kind)
+        if handler is None:
+            return [Handled(EventStatus.IGNORED, f"no handler for {kind.value} events")]
+        return [handler(rt, events[0])]
+    except Exception as exc:  # noqa: BLE001 - recorded per row below, and re-raised for its task
+        return [exc] * len(events)
+
+
+def _retry(row: StoredEvent, outcome: Outcome) -> bool:
+    """A Transient error with tries left: the row stays queued for another try."""
+    return isinstance(outcome, Transient) and row.attempts + 1 < MAX_ATTEMPTS
+
+
+def _finish(conn: Connection, row: StoredEvent, outcome: Outcome) -> None:
+    if isinstance(outcome, Handled):
+        inbound.finish(conn, row.id, outcome.status, outcome.reason or None)
+        return
+    if isinstance(outcome, Transient):
+        log.warning("inbound event %s: retries spent: %s", row.id, outcome)
+    else:
+        log.error("inbound event %s failed", row.id, exc_info=outcome)
+    inbound.finish(conn, row.id, EventStatus.FAILED, str(outcome)[:500])
+
+
+def _resend(resend: Resend, row: StoredEvent, error: Exception) -> None:
+    """Send another row of the batch back to the queue, after the vendor's wait or backoff."""
+    wait = getattr(error, "retry_after", None)
+    countdown = float(wait) if wait is not None else min(2.0 ** (row.attempts + 1), MAX_BACKOFF_S)
+    try:
+        resend(row.id, countdown)
+    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+        log.warning(
+            "inbound event %s stays queued, not re-sent (%s): the sweeper re-sends stuck rows",
+            row.id,
+            type(exc).__name__,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -61,8 +62,45 @@ def get(conn: Connection, event_row_id: int) -> StoredEvent | None:
     row = conn.execute(
         sa.select(inbound_events).where(inbound_events.c.id == event_row_id)
     ).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _stored(row)
+
+
+def claim(conn: Connection, event_row_id: int) -> StoredEvent | None:
+    """Lock the row until `conn`'s transaction ends; None when it does not exist or another
+    transaction holds it (a task handling it right now, alone or in a batch)."""
+    row = conn.execute(
+        sa.select(inbound_events)
+        .where(inbound_events.c.id == event_row_id)
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+    return None if row is None else _stored(row)
+
+
+def claim_queued(
+    conn: Connection, kind: str, connector: str, *, besides: int, limit: int
+) -> list[StoredEvent]:
+    """Lock up to `limit` other queued, never-tried rows of one kind and connector, oldest
+    first, until `conn`'s transaction ends; rows another transaction holds are skipped. A row
+    tried before (attempts > 0) waits for its own task's retry and backoff."""
+    if limit < 1:
+        return []
+    rows = conn.execute(
+        sa.select(inbound_events)
+        .where(
+            inbound_events.c.status == EventStatus.QUEUED.value,
+            inbound_events.c.attempts == 0,
+            inbound_events.c.kind == kind,
+            inbound_events.c.connector == connector,
+            inbound_events.c.id != besides,
+        )
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: sa.Row[Any]) -> StoredEvent:
     event = InboundEvent.from_json(
         {
             "connector": row.connector,
@@ -79,9 +117,13 @@ def get(conn: Connection, event_row_id: int) -> StoredEvent | None:
 
 
 def start_attempt(conn: Connection, event_row_id: int) -> None:
+    start_attempts(conn, [event_row_id])
+
+
+def start_attempts(conn: Connection, event_row_ids: list[int]) -> None:
     conn.execute(
         inbound_events.update()
-        .where(inbound_events.c.id == event_row_id)
+        .where(inbound_events.c.id.in_(event_row_ids))
         .values(attempts=inbound_events.c.attempts + 1)
     )
 
