@@ -8,6 +8,7 @@ the `events.handle` task does (`events.handle`); the OA emulator's ledger shows 
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -59,12 +60,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
 
 
 @pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
+def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Iterator[Runtime]:
     """A worker's runtime on this test's PostgreSQL schema and Redis db, with the shipped
     config pointed at the sandbox."""
     migrate(service_env["DATABASE_URL"])
     env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
+    runtime = build_runtime(load_settings(env), env)
+    yield runtime
+    runtime.session.close()
+    runtime.redis.close()
+    runtime.engine.dispose()
+    gc.collect()  # migrate()'s engine holds its connection until collected
 
 
 @pytest.fixture

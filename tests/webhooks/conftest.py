@@ -8,6 +8,7 @@ the tests of one module, its callback URLs pointed at the test's own service.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import socket
 import threading
@@ -193,9 +194,19 @@ def service(sandbox, redis_url: str, database_url: str, tmp_path: Path) -> Itera
         sandbox.settings(platform, {key: running.endpoint(platform)})
     yield running
     sandbox.clear_faults()
+    shut_down(server, thread, running)
+
+
+def shut_down(server: uvicorn.Server, thread: threading.Thread, running: Service) -> None:
+    """Stop the service and close its connections."""
     server.should_exit = True
     thread.join(timeout=10)
     running.redis.close()
+    running.engine.dispose()
+    # The service's own pool and migrate()'s engine close their connections only when the
+    # garbage collector breaks their reference cycles: collect them now, or a run of these
+    # tests holds a pool per test and PostgreSQL runs out of connections.
+    gc.collect()
 
 
 @pytest.fixture

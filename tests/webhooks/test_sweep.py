@@ -26,6 +26,7 @@ from tests.webhooks.conftest import (
     free_port,
     serve_in_thread,
     service_settings,
+    shut_down,
 )
 
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -49,9 +50,7 @@ def brokerless(sandbox, redis_url, database_url, tmp_path) -> Iterator[Service]:
     sandbox.clear_faults()
     sandbox.settings("oa", {CALLBACK_SETTING["oa"]: running.endpoint("oa")})
     yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.redis.close()
+    shut_down(server, thread, running)
 
 
 def backdate(service: Service, minutes: int) -> None:
