@@ -25,11 +25,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 """
 
-# ARGV[1] = probe timeout ms. Returns {1 closed | 2 probe | 0 refused, ms until a try may pass}.
+# ARGV[1] = probe timeout ms. Returns {1 closed | 2 probe | 0 refused, ms until a try may pass,
+# 1 if the breaker holds any state (failures counted, open, probing), else 0}.
 _BEFORE_CALL = (
     _NOW_MS
     + """
-if open_until == 0 then return {1, 0} end
+if open_until == 0 then return {1, 0, redis.call('EXISTS', KEYS[1])} end
 if now < open_until then return {0, open_until - now} end
 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
 if now < probe_until then return {0, probe_until - now} end
@@ -97,9 +98,15 @@ class CircuitBreaker:
         self._record_failure = redis_client.register_script(_RECORD_FAILURE)
         self._state = redis_client.register_script(_STATE)
 
-    def before_call(self) -> None:
-        """Let the call through, or raise VendorUnavailable("circuit_open") while open."""
-        verdict, wait_ms = self._before_call(keys=[self.key], args=[_ms(self.probe_timeout_s)])
+    def before_call(self) -> bool:
+        """Let the call through, or raise VendorUnavailable("circuit_open") while open.
+
+        Returns whether the breaker held any state (counted failures, a probe): False means
+        a success of this call has nothing to reset (`record_success(held=False)`).
+        """
+        verdict, wait_ms, *held = self._before_call(
+            keys=[self.key], args=[_ms(self.probe_timeout_s)]
+        )
         if int(verdict) == 0:
             raise VendorUnavailable(
                 self.vendor,
@@ -107,10 +114,17 @@ class CircuitBreaker:
                 f"app {self.app}: calls paused after repeated failures",
                 retry_after=int(wait_ms) / 1000,
             )
+        return int(verdict) != 1 or bool(held and int(held[0]))
 
-    def record_success(self) -> None:
-        """The vendor answered: close the circuit and forget past failures."""
-        self._redis.delete(self.key)
+    def record_success(self, held: bool = True) -> None:
+        """The vendor answered: close the circuit and forget past failures.
+
+        `held` False (before_call saw a clean breaker) skips the round trip: there is nothing
+        to forget, unless another worker's call failed meanwhile, whose failure then still
+        counts, as it would had that call ended after this one.
+        """
+        if held:
+            self._redis.delete(self.key)
 
     def record_failure(self) -> bool:
         """The vendor did not answer usefully; True if this failure opened the circuit."""

@@ -140,7 +140,7 @@ class HttpClient:
         attempt = 1
         token_refreshed = False
         while True:
-            token = self._before_send(api, auth)
+            token, breaker_held = self._before_send(api, auth)
             outcome = self._send(
                 method,
                 path,
@@ -153,7 +153,7 @@ class HttpClient:
                 auth=auth,
                 token=token,
             )
-            self._record_for_breaker(outcome)
+            self._record_for_breaker(outcome, breaker_held)
             if not isinstance(outcome, SyncError):
                 return outcome
             error = outcome
@@ -194,10 +194,11 @@ class HttpClient:
         with self._calls_lock:
             return sum(self._calls.values())
 
-    def _before_send(self, api: str, auth: Auth | None) -> str | None:
-        """Breaker, quota, rate limit, token: each may refuse before anything is sent."""
+    def _before_send(self, api: str, auth: Auth | None) -> tuple[str | None, bool]:
+        """Breaker, quota, rate limit, token: each may refuse before anything is sent.
+        Returns the token (None without auth) and whether the breaker held any state."""
         with self._redis_errors():
-            self.breaker.before_call()
+            breaker_held = self.breaker.before_call()
         if self._quota is not None:
             self._quota.spend(api)
         with self._redis_errors():
@@ -205,8 +206,8 @@ class HttpClient:
                 RateLimitKey(self.vendor, self.app, api), deadline_s=self.rate_limit_wait_s
             )
             if auth is None or self._tokens is None:
-                return None
-            return self._tokens.get()
+                return None, breaker_held
+            return self._tokens.get(), breaker_held
 
     def _send(
         self,
@@ -268,13 +269,14 @@ class HttpClient:
             return VendorUnavailable(self.vendor, code, api)
         return OutcomeUnknown(self.vendor, code, api)
 
-    def _record_for_breaker(self, outcome: Response | SyncError) -> None:
-        """Down or silent counts as a failure; any real answer, even a refusal, as a success."""
+    def _record_for_breaker(self, outcome: Response | SyncError, held: bool) -> None:
+        """Down or silent counts as a failure; any real answer, even a refusal, as a success
+        (which costs nothing when the breaker held nothing to reset)."""
         with self._redis_errors():
             if isinstance(outcome, VendorUnavailable | OutcomeUnknown):
                 self.breaker.record_failure()
             else:
-                self.breaker.record_success()
+                self.breaker.record_success(held)
 
     @contextmanager
     def _redis_errors(self) -> Iterator[None]:

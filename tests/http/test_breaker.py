@@ -44,6 +44,30 @@ def test_given_a_success_between_failures_then_it_stays_closed(
     cb.before_call()
 
 
+def test_given_a_clean_breaker_then_a_call_has_nothing_to_reset(
+    redis_client: redis.Redis,
+) -> None:
+    cb = breaker(redis_client)
+
+    assert cb.before_call() is False
+
+
+def test_given_a_failure_then_the_next_call_resets_it_on_success(
+    redis_client: redis.Redis,
+) -> None:
+    cb = breaker(redis_client)
+    cb.record_failure()
+    cb.record_failure()
+
+    held = cb.before_call()
+    cb.record_success(held)
+
+    assert held is True
+    cb.record_failure()
+    cb.record_failure()
+    assert cb.state() == BreakerState.CLOSED  # the count started again from nought
+
+
 def test_given_the_reset_timeout_passed_then_one_probe_passes_and_decides(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
