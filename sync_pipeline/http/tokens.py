@@ -4,13 +4,18 @@ Vendors throttle their token endpoints (WeCom `gettoken`) and some hand out a ne
 fetch, so a per-process cache would fetch once per prefork child and churn tokens. Here one
 worker fetches under a short Redis lock while the others wait briefly and read what it stored.
 A token is refreshed `refresh_margin_s` before it expires, by one worker, while the rest keep
-using the still-valid one. Tokens are secrets: never logged, never in exception args, never
+using the still-valid one. What a process read from Redis serves its next calls for at most
+`memo_s` (never past the refresh margin), so a busy worker does not ask Redis for the token on
+every vendor call; a token the vendor rejects is dropped from the memo with the cache entry,
+and a token another worker dropped fails one call here at most, which the client's refresh
+and single retry absorb. Tokens are secrets: never logged, never in exception args, never
 in PostgreSQL; Redis is ours and only caches them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -70,6 +75,7 @@ class TokenCache:
         vendor: str = "token",
         lock_timeout_s: float = 15.0,
         wait_s: float = 20.0,
+        memo_s: float = 5.0,
     ) -> None:
         self._redis = redis_client
         self.key = key
@@ -78,11 +84,16 @@ class TokenCache:
         self.vendor = vendor
         self.lock_timeout_s = lock_timeout_s  # longer than one fetch, with its HTTP timeout
         self.wait_s = wait_s  # how long a loser waits for the winner's fetch
+        self.memo_s = memo_s  # how long this process reuses a token it read, 0 for never
+        self._memo: tuple[str, float] | None = None  # (token, monotonic time it serves until)
         self._read = redis_client.register_script(_READ)
         self._compare_and_delete = redis_client.register_script(_COMPARE_AND_DELETE)
 
     def get(self) -> str:
         """The cached token, refreshed first when it is missing or about to expire."""
+        memo = self._memo
+        if memo is not None and time.monotonic() < memo[1]:
+            return memo[0]
         cached = self._cached()
         if cached is not None:
             token, fresh = cached
@@ -112,17 +123,25 @@ class TokenCache:
 
     def invalidate(self, token: str) -> bool:
         """Drop `token` only if still cached: a slow worker must not drop a fresh one."""
+        memo = self._memo
+        if memo is not None and memo[0] == token:
+            self._memo = None
         return bool(self._compare_and_delete(keys=[self.key], args=[token]))
 
     def _cached(self) -> tuple[str, bool] | None:
-        """(token, fresh) from Redis; fresh means not yet inside the refresh margin."""
+        """(token, fresh) from Redis; fresh means not yet inside the refresh margin. A fresh
+        token is remembered for memo_s, or until its refresh margin, whichever comes first."""
         found = self._read(keys=[self.key])
         if not found:
             return None
         token, remaining_ms, margin_ms = _text(found[0]), int(found[1]), int(_text(found[2]))
         if remaining_ms == -2:  # expired between HGET and PTTL
             return None
-        return token, remaining_ms < 0 or remaining_ms > margin_ms
+        fresh = remaining_ms < 0 or remaining_ms > margin_ms
+        if fresh and self.memo_s > 0:
+            until_margin_s = self.memo_s if remaining_ms < 0 else (remaining_ms - margin_ms) / 1000
+            self._memo = (token, time.monotonic() + min(self.memo_s, until_margin_s))
+        return token, fresh
 
     def _refresh_if_due(self) -> str:
         """Under the lock: re-read (the winner before us may have stored one), else fetch."""

@@ -115,3 +115,41 @@ def test_given_the_token_endpoint_fails_during_an_early_refresh_then_the_valid_t
 
     assert cache.get() == "tok-1"  # the refresh failed; the token is still valid
     assert cache.get() == "tok-2"  # the next call tries again
+
+
+def test_given_a_token_read_once_then_the_next_calls_reuse_it_without_redis(
+    redis_client: redis.Redis,
+) -> None:
+    fetch = CountingFetch()
+    cache = TokenCache(redis_client, "token:k", fetch, memo_s=60.0)
+    cache.get()
+    first = cache.get()  # read from Redis, and remembered
+    redis_client.delete("token:k")
+
+    again = cache.get()
+
+    assert again == first == "tok-1"
+    assert fetch.count == 1
+
+
+def test_given_a_rejected_token_then_the_memo_forgets_it_with_the_cache(
+    redis_client: redis.Redis,
+) -> None:
+    fetch = CountingFetch()
+    cache = TokenCache(redis_client, "token:k", fetch, memo_s=60.0)
+    cache.get()
+    rejected = cache.get()
+
+    cache.invalidate(rejected)
+
+    assert cache.get() == "tok-2"
+    assert fetch.count == 2
+
+
+def test_given_memo_zero_then_every_call_reads_redis(redis_client: redis.Redis) -> None:
+    fetch = CountingFetch()
+    cache = TokenCache(redis_client, "token:k", fetch, memo_s=0.0)
+    cache.get()
+    redis_client.delete("token:k")
+
+    assert cache.get() == "tok-2"
