@@ -8,7 +8,10 @@ safe, even for a write. Anything that fails after the request was sent is left t
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from http.cookiejar import Cookie, DefaultCookiePolicy
+from pathlib import Path
 from typing import Any
 from urllib.request import Request
 
@@ -93,8 +96,30 @@ def make_session(
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.cookies.set_policy(RejectAllCookies())
+    # With trust_env, requests reads the environment again on every call (proxies, CA bundle,
+    # .netrc). Without proxies or a .netrc, the only thing it can find is a CA bundle, which
+    # is read here once instead, as requests would use it.
+    session.trust_env = environment_configures_http(os.environ, Path.home())
+    bundle = ca_bundle(os.environ)
+    if not session.trust_env and bundle:
+        session.verify = bundle
     redact_url_logs()
     return session
+
+
+def environment_configures_http(env: Mapping[str, str], home: Path) -> bool:
+    """Whether requests must read the environment per call: a proxy (any `*_proxy` variable,
+    either case, which applies per URL) or a .netrc (per host)."""
+    if any(name.lower().endswith("_proxy") and value for name, value in env.items()):
+        return True
+    if env.get("NETRC"):
+        return True
+    return any((home / name).exists() for name in (".netrc", "_netrc"))
+
+
+def ca_bundle(env: Mapping[str, str]) -> str | None:
+    """The CA bundle requests takes from the environment (its own order), if any."""
+    return env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None
 
 
 def redact_url_logs() -> None:

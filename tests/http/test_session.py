@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 
-from sync_pipeline.http.session import TimeoutAdapter, make_session
+from sync_pipeline.http.session import TimeoutAdapter, environment_configures_http, make_session
 from tests.http.conftest import Answer, ScriptedServer
 
 
@@ -41,3 +43,43 @@ def test_given_a_post_then_only_connect_errors_are_retried_by_urllib3() -> None:
     assert retry.read is False  # a read error is raised as it is, never resent
     assert retry.status == 0
     assert retry.allowed_methods is None  # connect retries are safe for POST too
+
+
+def test_given_no_proxy_ca_bundle_or_netrc_then_the_environment_is_not_read_per_call(
+    tmp_path,
+) -> None:
+    assert environment_configures_http({"PATH": "/usr/bin"}, tmp_path) is False
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HTTPS_PROXY": "http://proxy:3128"},
+        {"http_proxy": "http://proxy:3128"},
+        {"no_proxy": "localhost"},
+        {"NETRC": "/etc/vendor.netrc"},
+    ],
+)
+def test_given_a_proxy_or_netrc_in_the_environment_then_requests_keeps_reading_it(
+    env, tmp_path
+) -> None:
+    assert environment_configures_http(env, tmp_path) is True
+
+
+def test_given_a_ca_bundle_in_the_environment_then_the_session_verifies_with_it(
+    monkeypatch,
+) -> None:
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")] + ["NETRC"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    monkeypatch.setenv("HOME", "/nonexistent")
+
+    session = make_session()
+
+    assert (session.trust_env, session.verify) == (False, "/etc/ssl/corp.pem")
+
+
+def test_given_a_netrc_then_requests_keeps_reading_it(tmp_path) -> None:
+    (tmp_path / ".netrc").write_text("machine vendor.example login a password b\n")
+
+    assert environment_configures_http({}, tmp_path) is True
