@@ -6,7 +6,9 @@ so the CLI prints one line instead of a psycopg2 traceback.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import os
+import threading
+from collections import OrderedDict
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,16 +27,38 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"{scheme}://{rest}"
 
 
-@lru_cache(maxsize=8)
+ENGINES_KEPT = 8  # a process uses one or two URLs; tests and benches use a schema each
+_engines: OrderedDict[tuple[int, str, float], Engine] = OrderedDict()
+_engines_lock = threading.Lock()
+
+
 def engine_for(database_url: str, connect_timeout_s: float = 3.0) -> Engine:
-    """One pooled engine per URL per process (Celery's prefork children each get their own)."""
-    return sa.create_engine(
-        sqlalchemy_url(database_url),
-        pool_pre_ping=True,  # survives a PostgreSQL restart between tasks
-        pool_size=5,
-        max_overflow=5,
-        connect_args={"connect_timeout": max(1, round(connect_timeout_s))},
-    )
+    """One pooled engine per URL per process.
+
+    Keyed by process id: a Celery prefork child must never use the pool it inherited from
+    its parent (two processes on one socket corrupt both). The least recently used engine
+    beyond ENGINES_KEPT is disposed, so its connections close now rather than whenever the
+    garbage collector gets to them.
+    """
+    key = (os.getpid(), database_url, connect_timeout_s)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is not None:
+            _engines.move_to_end(key)
+            return engine
+        engine = sa.create_engine(
+            sqlalchemy_url(database_url),
+            pool_pre_ping=True,  # survives a PostgreSQL restart between tasks
+            pool_size=5,
+            max_overflow=5,
+            connect_args={"connect_timeout": max(1, round(connect_timeout_s))},
+        )
+        _engines[key] = engine
+        while len(_engines) > ENGINES_KEPT:
+            (pid, _, _), old = _engines.popitem(last=False)
+            # An engine inherited from a parent closes nothing of the parent's.
+            old.dispose(close=pid == os.getpid())
+        return engine
 
 
 def check_database(database_url: str, connect_timeout_s: float = 3.0) -> str:

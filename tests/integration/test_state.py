@@ -231,3 +231,24 @@ def test_concurrent_directory_refreshes_of_one_system_do_not_collide(engine) -> 
     assert errors == []
     with engine.connect() as conn:
         assert len(directory.load_snapshot(conn, ["oa"]).by_user) == 200
+
+
+def test_an_engine_is_shared_within_a_process_and_never_inherited_across_a_fork(
+    database_url: str,
+) -> None:
+    import os
+
+    from sync_pipeline.state import db
+
+    first = engine_for(database_url)
+    assert engine_for(database_url) is first
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child, as a Celery prefork child would be
+        os.close(read)
+        os.write(write, b"new" if engine_for(database_url) is not first else b"inherited")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    assert os.read(read, 16) == b"new"
+    assert len({key[1:] for key in db._engines}) <= db.ENGINES_KEPT
