@@ -9,10 +9,16 @@ Why not pybreaker's CircuitRedisStorage: it reads state with `bytes.decode` (bre
 with `decode_responses=True`), stores the opening time in whole seconds from each host's clock,
 and lets every worker probe at once when half-open. Here each transition is one Lua script
 timed by the Redis server's clock.
+
+A busy worker makes many calls a second, and a breaker that held nothing (no failure counted)
+a moment ago almost always holds nothing now: such a check is trusted for `clean_for_s` (1 s)
+without asking Redis again. So a circuit another worker opens is seen here that much later at
+most; this process's own failure is counted in Redis at once and ends the trust.
 """
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 
 import redis
@@ -84,6 +90,7 @@ class CircuitBreaker:
         reset_timeout_s: float = 30.0,
         probe_timeout_s: float | None = None,
         key_prefix: str = "breaker",
+        clean_for_s: float = 1.0,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
@@ -94,6 +101,8 @@ class CircuitBreaker:
         self.reset_timeout_s = reset_timeout_s
         # A probe whose worker died must not keep the circuit half-open for ever.
         self.probe_timeout_s = reset_timeout_s if probe_timeout_s is None else probe_timeout_s
+        self.clean_for_s = clean_for_s
+        self._clean_until = 0.0  # monotonic time until which a clean check is trusted
         self._before_call = redis_client.register_script(_BEFORE_CALL)
         self._record_failure = redis_client.register_script(_RECORD_FAILURE)
         self._state = redis_client.register_script(_STATE)
@@ -104,6 +113,8 @@ class CircuitBreaker:
         Returns whether the breaker held any state (counted failures, a probe): False means
         a success of this call has nothing to reset (`record_success(held=False)`).
         """
+        if time.monotonic() < self._clean_until:
+            return False
         verdict, wait_ms, *held = self._before_call(
             keys=[self.key], args=[_ms(self.probe_timeout_s)]
         )
@@ -114,7 +125,10 @@ class CircuitBreaker:
                 f"app {self.app}: calls paused after repeated failures",
                 retry_after=int(wait_ms) / 1000,
             )
-        return int(verdict) != 1 or bool(held and int(held[0]))
+        holds = int(verdict) != 1 or bool(held and int(held[0]))
+        if not holds:
+            self._clean_until = time.monotonic() + self.clean_for_s
+        return holds
 
     def record_success(self, held: bool = True) -> None:
         """The vendor answered: close the circuit and forget past failures.
@@ -128,6 +142,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> bool:
         """The vendor did not answer usefully; True if this failure opened the circuit."""
+        self._clean_until = 0.0
         keep_ms = _ms(self.reset_timeout_s + self.probe_timeout_s) + 3_600_000
         opened = self._record_failure(
             keys=[self.key],

@@ -52,6 +52,39 @@ def test_given_a_clean_breaker_then_a_call_has_nothing_to_reset(
     assert cb.before_call() is False
 
 
+def test_given_a_clean_check_then_another_workers_open_circuit_is_seen_shortly_after(
+    redis_client: redis.Redis,
+) -> None:
+    worker_a = CircuitBreaker(
+        redis_client, "wecom", "app1", failure_threshold=1, reset_timeout_s=30, clean_for_s=0.2
+    )
+    worker_b = breaker(redis_client)
+    worker_a.before_call()  # clean: trusted for a moment
+    for _ in range(3):
+        worker_b.record_failure()
+
+    def refused() -> bool:
+        try:
+            worker_a.before_call()
+        except VendorUnavailable:
+            return True
+        return False
+
+    wait_for(refused, deadline_s=5, interval_s=0.05, what="the open circuit seen")
+
+
+def test_given_its_own_failure_then_a_worker_asks_redis_again(redis_client: redis.Redis) -> None:
+    cb = CircuitBreaker(
+        redis_client, "wecom", "app1", failure_threshold=1, reset_timeout_s=30, clean_for_s=60
+    )
+    cb.before_call()
+
+    cb.record_failure()
+
+    with pytest.raises(VendorUnavailable):
+        cb.before_call()
+
+
 def test_given_a_failure_then_the_next_call_resets_it_on_success(
     redis_client: redis.Redis,
 ) -> None:
