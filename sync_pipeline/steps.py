@@ -285,32 +285,30 @@ def make_effects(
     target_sys = _systems(rt, flow)[1]
     target = rt.connector(flow.target.connector)
     keys = [r.effect_key for r in requests]
-    with rt.engine.begin() as conn:
-        before = effects.get(conn, keys)
-        # committed before any vendor call
-        claimed = effects.claim(
-            conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
-        )
-    written, dead, contested = 0, 0, 0
-    target_ids: dict[str, str] = {}
-    for request in requests:
-        prior = before.get(request.effect_key)
-        if _contested(prior, claimed[request.effect_key], patient):
-            contested += 1
-            continue
-        outcome = _write_one(rt, flow, target, request, prior)
-        if outcome.status is WriteStatus.DONE:
-            written += outcome.fresh
-            if outcome.target_id:
-                target_ids.setdefault(request.source_id, outcome.target_id)
-        elif outcome.status is WriteStatus.REJECTED:
-            with rt.engine.begin() as conn:
-                dead += deadletters.add(
-                    conn,
-                    flow.name,
-                    run_id,
-                    [(request.source_id, _request_json(request), outcome.reason, "VendorRejected")],
-                )
+    # One connection for the batch's transactions (each still commits on its own).
+    with rt.engine.connect() as conn:
+        with conn.begin():
+            before = effects.get(conn, keys)
+            # committed before any vendor call
+            claimed = effects.claim(
+                conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
+            )
+        written, dead, contested = 0, 0, 0
+        target_ids: dict[str, str] = {}
+        for request in requests:
+            prior = before.get(request.effect_key)
+            if _contested(prior, claimed[request.effect_key], patient):
+                contested += 1
+                continue
+            outcome = _write_one(conn, flow, target, request, prior)
+            if outcome.status is WriteStatus.DONE:
+                written += outcome.fresh
+                if outcome.target_id:
+                    target_ids.setdefault(request.source_id, outcome.target_id)
+            elif outcome.status is WriteStatus.REJECTED:
+                letter = (request.source_id, _request_json(request), outcome.reason)
+                with conn.begin():
+                    dead += deadletters.add(conn, flow.name, run_id, [(*letter, "VendorRejected")])
     if contested:
         raise EffectInFlight(flow.name, contested)
     return Made(written, dead, target_ids)
@@ -359,12 +357,13 @@ class _Outcome:
 
 
 def _write_one(
-    rt: Runtime,
+    conn: Any,
     flow: Flow,
     target: Connector,
     request: WriteRequest,
     before: effects.Effect | None,
 ) -> _Outcome:
+    """One effect, its answer committed on `conn` (outside a transaction) before returning."""
     if before is not None and before.status is effects.EffectStatus.DONE:
         return _Outcome(WriteStatus.DONE, before.vendor_ref)
     if before is not None and before.status is effects.EffectStatus.UNKNOWN:
@@ -374,7 +373,7 @@ def _write_one(
         # dedupe handle and inside its window; otherwise park it, never resend blindly.
         window = target.dedupe_window_s(flow.target.stream)
         if window is None or _age_s(before) > window:
-            with rt.engine.begin() as conn:
+            with conn.begin():
                 effects.finish(
                     conn, request.effect_key, effects.EffectStatus.UNKNOWN, error="crash window"
                 )
@@ -388,7 +387,7 @@ def _write_one(
     except OutcomeUnknown:
         raise  # stays pending: the retry resends under the vendor's handle or parks it
     except Transient as exc:
-        with rt.engine.begin() as conn:
+        with conn.begin():
             effects.finish(conn, request.effect_key, effects.EffectStatus.FAILED, error=str(exc))
         raise
     status = {
@@ -396,7 +395,7 @@ def _write_one(
         WriteStatus.REJECTED: effects.EffectStatus.FAILED,
         WriteStatus.FAILED: effects.EffectStatus.FAILED,
     }[result.status]
-    with rt.engine.begin() as conn:
+    with conn.begin():
         effects.finish(
             conn,
             request.effect_key,
