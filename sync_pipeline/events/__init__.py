@@ -92,13 +92,10 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
     without it (a direct call) they stay queued for their own tasks.
     """
     with rt.engine.connect() as conn, conn.begin():  # the row locks last until the commit
-        stored = inbound.claim(conn, event_row_id)
+        stored, claimed = inbound.claim_or_peek(conn, event_row_id)
         if stored is None:
-            current = inbound.get(conn, event_row_id)
-            if current is None:
-                raise LookupError(f"inbound event {event_row_id} does not exist")
-            return current.status
-        if stored.status in (EventStatus.DONE, EventStatus.IGNORED):
+            raise LookupError(f"inbound event {event_row_id} does not exist")
+        if not claimed or stored.status in (EventStatus.DONE, EventStatus.IGNORED):
             return stored.status
         batch = [stored, *_companions(conn, stored)]
         inbound.start_attempts(conn, [s.id for s in batch])

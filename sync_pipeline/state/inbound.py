@@ -68,12 +68,26 @@ def get(conn: Connection, event_row_id: int) -> StoredEvent | None:
 def claim(conn: Connection, event_row_id: int) -> StoredEvent | None:
     """Lock the row until `conn`'s transaction ends; None when it does not exist or another
     transaction holds it (a task handling it right now, alone or in a batch)."""
-    row = conn.execute(
-        sa.select(inbound_events)
+    stored, claimed = claim_or_peek(conn, event_row_id)
+    return stored if claimed else None
+
+
+def claim_or_peek(conn: Connection, event_row_id: int) -> tuple[StoredEvent | None, bool]:
+    """(the row, True) locked until `conn`'s transaction ends, or (the row as committed,
+    False) when another transaction holds it; (None, False) when it does not exist. One
+    statement: the task of a row already in another task's batch costs one round trip."""
+    locked = (
+        sa.select(inbound_events.c.id)
         .where(inbound_events.c.id == event_row_id)
         .with_for_update(skip_locked=True)
+        .cte("locked")
+    )
+    row = conn.execute(
+        sa.select(inbound_events, locked.c.id.is_not(None).label("claimed"))
+        .select_from(inbound_events.outerjoin(locked, locked.c.id == inbound_events.c.id))
+        .where(inbound_events.c.id == event_row_id)
     ).one_or_none()
-    return None if row is None else _stored(row)
+    return (None, False) if row is None else (_stored(row), bool(row.claimed))
 
 
 def claim_queued(
