@@ -20,6 +20,8 @@ from kombu import Exchange, Queue
 
 from sync_pipeline.settings import Settings
 
+CeleryApp = Celery  # for modules that hold an app from `client` but may not import celery
+
 QUEUES = ("pull", "write", "events", "admin")
 HEALTH_TASK = "admin.health"
 EVENT_TASK = "events.handle"  # args: [inbound_events row id]

@@ -10,8 +10,10 @@ Every delivery goes the same way, whatever the vendor (DESIGN.md section 5):
    as a duplicate, and not enqueued;
 4. the vendor gets its answer in its format;
 5. then `events.handle` is sent with the row id (after the answer, so a slow broker never
-   delays it); if the broker is down the row stays `queued` and the sweeper (sweep.py) sends
-   it later.
+   delays it) by the process's one sending thread (`Sender`), which keeps a producer and its
+   broker connection between sends; if the broker is down the row stays `queued` and the
+   sweeper (sweep.py) sends it later. The service publishes no "task-sent" monitoring event
+   per send: inbound_events and `syncctl webhooks stats` account for every event.
 Nothing here calls a vendor: a handler does that later, in a worker, so every answer is within
 the vendors' deadlines (1 to 5 s).
 Refusals (forged, stale, replayed, malformed) get a 4xx, are counted per connector and reason
@@ -28,6 +30,8 @@ import hashlib
 import logging
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -67,6 +71,9 @@ RECEIVERS: Mapping[Vendor, Receiver] = {
 }
 MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
 SEND_TIMEOUT_S = 2.0  # how long a send waits for the broker before leaving it to the sweeper
+SEND_BACKLOG = 10_000  # rows waiting for the sending thread; past it they wait for the sweeper
+CLOSE_WAIT_S = 10.0  # how long closing waits for the sends still waiting
+SEND_RUN = 100  # sends made on one producer checkout before it goes back to the pool
 
 
 def load_endpoints(config: Config, env: Mapping[str, str], config_dir: Path) -> dict[str, Endpoint]:
@@ -102,6 +109,96 @@ def _key_problems(endpoint: Endpoint) -> list[tuple[str, str]]:
     return []
 
 
+class Sender:
+    """Sends `events.handle` from one thread, in arrival order, with one producer kept from a
+    send to the next: no thread hop and no producer-pool checkout per delivery. A send that
+    fails (broker down: each try waits SEND_TIMEOUT_S) leaves its row queued for the sweeper;
+    so does a row that finds SEND_BACKLOG rows waiting."""
+
+    def __init__(self, celery: dispatch.CeleryApp) -> None:
+        self.celery = celery
+        self._waiting: queue.Queue[tuple[str, int] | None] = queue.Queue(maxsize=SEND_BACKLOG)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def put(self, connector: str, row_id: int) -> None:
+        """Queue a send; never blocks."""
+        self._start()
+        try:
+            self._waiting.put_nowait((connector, row_id))
+        except queue.Full:
+            log.warning(
+                "webhook %s: event row %s recorded; %d sends wait already, the sweeper sends it",
+                connector,
+                row_id,
+                SEND_BACKLOG,
+            )
+
+    def close(self) -> None:
+        """Send what waits (for CLOSE_WAIT_S at most), then stop the thread."""
+        with self._start_lock:
+            thread = self._thread
+            if thread is None:
+                return
+            self._waiting.put(None)
+        thread.join(CLOSE_WAIT_S)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="events-sender", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._waiting.get()
+            if item is None:
+                return
+            sends = [item]
+            while len(sends) < SEND_RUN:  # what else waits goes out on the same producer
+                try:
+                    more = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                sends.append(more)
+            self._send_all(sends)
+
+    def _send_all(self, sends: list[tuple[str, int]]) -> None:
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for connector, row_id in sends:
+                    self._send(producer, connector, row_id)
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive a broken broker
+            log.warning(
+                "webhook sender: %d event rows recorded but maybe not enqueued (%s);"
+                " the sweeper re-sends them",
+                len(sends),
+                type(exc).__name__,
+            )
+
+    def _send(self, producer: Any, connector: str, row_id: int) -> None:
+        try:
+            self.celery.send_task(
+                dispatch.EVENT_TASK,
+                args=[row_id],
+                queue="events",
+                producer=producer,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
+        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+            log.warning(
+                "webhook %s: event row %s recorded but not enqueued (%s); the sweeper re-sends it",
+                connector,
+                row_id,
+                type(exc).__name__,
+            )
+
+
 class WebhookService:
     """The process's long-lived clients (PostgreSQL pool, Redis, a sending-only Celery app)
     and what one delivery goes through."""
@@ -122,8 +219,11 @@ class WebhookService:
             "socket_connect_timeout": SEND_TIMEOUT_S,
             "socket_timeout": SEND_TIMEOUT_S,
         }
+        self.celery.conf.task_send_sent_event = False  # see the module docstring
+        self.sender = Sender(self.celery)
 
     def close(self) -> None:
+        self.sender.close()
         self.celery.close()
         self.redis.close()
 
@@ -189,23 +289,10 @@ class WebhookService:
         with contextlib.suppress(redis.exceptions.RedisError):
             self.redis.delete(self._replay_key(endpoint, accepted))
 
-    def enqueue(self, connector: str, row_id: int) -> None:
-        """Send `events.handle`; on failure the row stays queued for the sweeper."""
-        try:
-            self.celery.send_task(
-                dispatch.EVENT_TASK,
-                args=[row_id],
-                queue="events",
-                retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
-            )
-        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
-            log.warning(
-                "webhook %s: event row %s recorded but not enqueued (%s); the sweeper re-sends it",
-                connector,
-                row_id,
-                type(exc).__name__,
-            )
+    async def enqueue(self, connector: str, row_id: int) -> None:
+        """Have `events.handle` sent (Sender); on failure the row stays queued for the
+        sweeper. Runs on the event loop after the answer: it only hands the row on."""
+        self.sender.put(connector, row_id)
 
     # -- health and figures --------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, str]]:
