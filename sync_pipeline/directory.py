@@ -2,16 +2,21 @@
 mobile, refreshed from each platform's user list and kept in PostgreSQL.
 
 A snapshot loaded per page serves the transform stage's `UserDirectory` protocol without a
-query per record.
+query per record. A process keeps the snapshot it loaded (per database) and reuses it while
+every platform's users are as they were then: one small query (each platform's last refresh
+and user count) instead of reading every user again for each batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.connectors.base import DirectoryUser
 from sync_pipeline.state.schema import directory_users
@@ -47,14 +52,29 @@ def replace_users(conn: Connection, system: str, users: Iterable[DirectoryUser])
     return len(rows)
 
 
-def age_s(conn: Connection, system: str) -> float | None:
-    """Seconds since the platform's users were last refreshed; None if never."""
-    value = conn.execute(
+@dataclass(frozen=True)
+class Refresh:
+    """One platform's users as stored: when they were last refreshed, how many, how long ago."""
+
+    at: datetime
+    users: int
+    age_s: float
+
+
+def refreshes(conn: Connection, systems: Sequence[str]) -> dict[str, Refresh]:
+    """The platforms of `systems` that have users, with their last refresh (one query)."""
+    last = sa.func.max(directory_users.c.refreshed_at)
+    rows = conn.execute(
         sa.select(
-            sa.func.extract("epoch", sa.func.now() - sa.func.max(directory_users.c.refreshed_at))
-        ).where(directory_users.c.system == system)
-    ).scalar_one_or_none()
-    return None if value is None else float(value)
+            directory_users.c.system,
+            last,
+            sa.func.count(),
+            sa.func.extract("epoch", sa.func.now() - last),
+        )
+        .where(directory_users.c.system.in_(list(systems)))
+        .group_by(directory_users.c.system)
+    )
+    return {str(s): Refresh(at, int(n), float(age)) for s, at, n, age in rows}
 
 
 @dataclass
@@ -96,3 +116,46 @@ def load_snapshot(conn: Connection, systems: Sequence[str]) -> DirectorySnapshot
             if value:
                 snapshot.by_key.setdefault((row.system, kind, value), user.user_id)
     return snapshot
+
+
+Stamp = tuple[tuple[str, datetime | None, int], ...]
+
+
+class SnapshotCache:
+    """The last snapshot of each set of systems, with the refreshes it was loaded at."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[tuple[str, ...], tuple[Stamp, DirectorySnapshot]] = {}
+        self._lock = threading.Lock()
+
+    def load(
+        self, conn: Connection, systems: Sequence[str], found: Mapping[str, Refresh]
+    ) -> DirectorySnapshot:
+        """The snapshot of `systems` as `found` describes them: the kept one if nothing was
+        refreshed since it was loaded, else a new one (kept in its place)."""
+        key = tuple(systems)
+        stamp = tuple(
+            (system, r.at, r.users) if (r := found.get(system)) else (system, None, 0)
+            for system in systems
+        )
+        with self._lock:
+            kept = self._snapshots.get(key)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        snapshot = load_snapshot(conn, systems)
+        with self._lock:
+            self._snapshots[key] = (stamp, snapshot)
+        return snapshot
+
+
+_caches: weakref.WeakKeyDictionary[Engine, SnapshotCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def snapshot_cache(engine: Engine) -> SnapshotCache:
+    """This process's snapshots of the database `engine` reaches."""
+    with _caches_lock:
+        cache = _caches.get(engine)
+        if cache is None:
+            cache = _caches[engine] = SnapshotCache()
+        return cache

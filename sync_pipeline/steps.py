@@ -233,18 +233,25 @@ def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
 
 
 def load_directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
-    """The directory of both ends, refreshed from the platforms when it is stale."""
+    """The directory of both ends, refreshed from the platforms when it is stale; the
+    snapshot this process loaded last is reused while neither end was refreshed since."""
     names = (flow.source.connector, flow.target.connector)
     systems = _systems(rt, flow)
-    for name, system in zip(names, systems, strict=True):
-        with rt.engine.connect() as conn:
-            age = directory.age_s(conn, system)
-        if age is None or age > directory.REFRESH_AFTER_S:
-            users = rt.connector(name).list_users()
-            with rt.engine.begin() as conn:
-                directory.replace_users(conn, system, users)
     with rt.engine.connect() as conn:
-        return directory.load_snapshot(conn, systems)
+        found = directory.refreshes(conn, systems)
+    stale = [
+        (name, system)
+        for name, system in zip(names, systems, strict=True)
+        if system not in found or found[system].age_s > directory.REFRESH_AFTER_S
+    ]
+    for name, system in stale:
+        users = rt.connector(name).list_users()
+        with rt.engine.begin() as conn:
+            directory.replace_users(conn, system, users)
+    with rt.engine.connect() as conn:
+        if stale:
+            found = directory.refreshes(conn, systems)
+        return directory.snapshot_cache(rt.engine).load(conn, systems, found)
 
 
 def _dead_rows(
