@@ -20,7 +20,7 @@ from rich.table import Table
 
 from sync_pipeline import __version__
 from sync_pipeline.config.loader import load_config
-from sync_pipeline.dispatch import QUEUES, run_health_check
+from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES, run_health_check
 from sync_pipeline.errors import ConfigError, SyncError
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.processes import celery_argv, run_foreground
@@ -138,8 +138,14 @@ def _print_migration(result: MigrationResult) -> None:
 )
 @click.option("-c", "--concurrency", type=int, default=None, help="Worker processes.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--task-events/--no-task-events",
+    default=True,
+    show_default=True,
+    help="Publish each task's live events for Flower (run the events queue's worker without).",
+)
 @one_line_errors
-def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+def worker(queues: str, concurrency: int | None, loglevel: str, task_events: bool) -> None:
     """Run a Celery worker (start more, on more hosts, to scale out)."""
     settings = settings_from_env()
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
@@ -151,6 +157,8 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
         argv = ["worker", "-Q", queues, "-l", loglevel]
         if concurrency:
             argv += ["-c", str(concurrency)]
+        if not task_events:
+            argv += NO_TASK_EVENTS
         sys.exit(run_foreground(celery_argv(argv), resolved))
 
 

@@ -112,3 +112,21 @@ def test_workers_start_after_migrations() -> None:
     depends = SERVICES["worker"]["depends_on"]
 
     assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def _queues(service: dict[str, Any]) -> set[str]:
+    command = service["command"]
+    return set(command[command.index("--queues") + 1].split(","))
+
+
+def test_every_queue_has_a_worker_and_webhook_events_one_of_their_own() -> None:
+    from sync_pipeline.dispatch import QUEUES
+
+    workers = {
+        n: s for n, s in SERVICES.items() if n in APP_SERVICES and s["command"][0] == "worker"
+    }
+
+    assert set().union(*(_queues(s) for s in workers.values())) == set(QUEUES)
+    assert _queues(workers["events-worker"]) == {"events"}
+    assert "--no-task-events" in workers["events-worker"]["command"]
+    assert all("events" not in _queues(s) for n, s in workers.items() if n != "events-worker")
