@@ -7,8 +7,10 @@ Latency is the time from an event's send to the moment the WeCom emulator accept
 message (the emulator's ledger stamps it), so it spans the whole path:
 
 - pipeline: the webhook service (`syncctl webhooks serve`: verify, record once in PostgreSQL,
-  answer, enqueue) -> Redis -> a real worker (`events.handle`: re-read the approval from the
-  OA, the flow's stages, an effect key, the WeCom send) -> the ledger;
+  answer, enqueue) -> Redis -> real workers as docker-compose runs them: the events queue's own
+  (`syncctl worker --queues events --no-task-events`: `events.handle` re-reads the approvals
+  from the OA, in micro-batches under load, the flow's stages, an effect key each, the WeCom
+  sends) and one for the other queues (idle here) -> the ledger;
 - baseline, measured in the same run on a sandbox of its own: a receiver that does the least
   that works (check the signature, re-read the approval, map it, send), synchronously inside
   the request, with no queue, no PostgreSQL and no effect keys: what durability costs.
@@ -35,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,11 +57,10 @@ from sync_pipeline.bench.spine import (
     _fresh_schema,
     _seeded_sandbox,
     _wait_for_worker,
-    _worker,
 )
 from sync_pipeline.config.loader import FLOWS_DIR
-from sync_pipeline.dispatch import QUEUES
-from sync_pipeline.processes import child_env, stop_process
+from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES
+from sync_pipeline.processes import celery_argv, child_env, stop_process
 from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.sandbox.world import World
@@ -209,7 +210,8 @@ def _header(
         "flow": FLOW,
         "duration_s": duration_s,
         "webhooks": "syncctl webhooks serve (1 process)",
-        "worker": f"celery -A workers.app worker -Q {','.join(QUEUES)} -c 2",
+        "worker": f"celery -A workers.app worker {' '.join(EVENTS_WORKER + NO_TASK_EVENTS)}"
+        f" (and -Q {','.join(OTHER_QUEUES)} -c 1)",
         "redis": mask_url(redis_url),
         "database": mask_url(database_url),
         "cpus": os.cpu_count(),
@@ -276,7 +278,7 @@ def _receiver(
                 str(port),
             ]
             with (
-                _worker(env, workdir / "worker.log"),
+                _workers(env, workdir),
                 _server(serve, env, workdir / "webhooks.log", f"http://127.0.0.1:{port}/healthz"),
             ):
                 _wait_for_worker(local, workdir)
@@ -289,6 +291,35 @@ def _receiver(
         serve = [sys.executable, "-m", "sync_pipeline.bench.direct", "--port", str(port)]
         with _server(serve, env, workdir / "direct.log", f"http://127.0.0.1:{port}/sent"):
             yield f"http://127.0.0.1:{port}/webhooks/sandbox_oa", _direct_finder(port)
+
+
+# The events queue's worker as `syncctl worker --queues events --no-task-events -c 2` runs it
+# (docker-compose's events-worker), one process per core here; the other queues' worker only
+# answers the health task.
+EVENTS_WORKER = ("-Q", "events", "-c", "2")
+OTHER_QUEUES = tuple(q for q in QUEUES if q != "events")
+
+
+@contextmanager
+def _workers(env: Mapping[str, str], workdir: Path) -> Iterator[None]:
+    """Both workers in their own sessions; SIGTERM, then SIGKILL, after."""
+    common = ["-l", "INFO", "--without-mingle", "--without-gossip"]
+    specs = {
+        "events": ["worker", *EVENTS_WORKER, *common, "-n", "events@%h", *NO_TASK_EVENTS],
+        "other": ["worker", "-Q", ",".join(OTHER_QUEUES), "-c", "1", *common, "-n", "other@%h"],
+    }
+    with ExitStack() as stack:
+        for name, argv in specs.items():
+            out = stack.enter_context((workdir / f"worker-{name}.log").open("ab"))
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                celery_argv(argv),
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            stack.callback(stop_process, proc)
+        yield
 
 
 @contextmanager
