@@ -37,6 +37,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import redis
 import sqlalchemy as sa
 from starlette.applications import Starlette
@@ -74,6 +76,10 @@ SEND_TIMEOUT_S = 2.0  # how long a send waits for the broker before leaving it t
 SEND_BACKLOG = 10_000  # rows waiting for the sending thread; past it they wait for the sweeper
 CLOSE_WAIT_S = 10.0  # how long closing waits for the sends still waiting
 SEND_RUN = 100  # sends made on one producer checkout before it goes back to the pool
+# Deliveries verified and recorded at once, each on a pooled PostgreSQL connection: no more
+# than the pool keeps (engine_for: 5), or every burst would open and close connections beyond
+# it, each a new PostgreSQL backend. More wait on the event loop, a few milliseconds each.
+DELIVERING = 5
 
 
 def load_endpoints(config: Config, env: Mapping[str, str], config_dir: Path) -> dict[str, Endpoint]:
@@ -221,6 +227,7 @@ class WebhookService:
         }
         self.celery.conf.task_send_sent_event = False  # see the module docstring
         self.sender = Sender(self.celery)
+        self._delivering: anyio.CapacityLimiter | None = None  # made on the event loop
 
     def close(self) -> None:
         self.sender.close()
@@ -347,7 +354,11 @@ class WebhookService:
             body=body,
             now=now,
         )
-        answer, row_id = await run_in_threadpool(self.deliver, connector, incoming)
+        if self._delivering is None:
+            self._delivering = anyio.CapacityLimiter(DELIVERING)
+        answer, row_id = await anyio.to_thread.run_sync(
+            self.deliver, connector, incoming, limiter=self._delivering
+        )
         send = None if row_id is None else BackgroundTask(self.enqueue, connector, row_id)
         return Response(
             answer.body, status_code=answer.status, media_type=answer.media_type, background=send
