@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from sync_pipeline import directory
 from sync_pipeline.connectors.base import DirectoryUser
-from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.db import engine_for, sqlalchemy_url
 from sync_pipeline.state.migrate import migrate
 
 
 @pytest.fixture
 def engine(database_url: str):
     migrate(database_url)
-    made = engine_for(database_url)
-    yield made
-    made.dispose()
+    return engine_for(database_url)
 
 
 def people(prefix: str, count: int) -> list[DirectoryUser]:
@@ -70,10 +69,10 @@ def test_a_refreshed_platform_gives_a_new_snapshot_with_its_users(engine) -> Non
     assert first.employee_no("wecom", "w3") is None
 
 
-def test_each_database_has_snapshots_of_its_own(engine) -> None:
-    assert directory.snapshot_cache(engine) is directory.snapshot_cache(engine)
-    other = engine_for(str(engine.url))
+def test_each_engine_has_snapshots_of_its_own(engine, database_url: str) -> None:
+    other = sa.create_engine(sqlalchemy_url(database_url))
     try:
+        assert directory.snapshot_cache(engine) is directory.snapshot_cache(engine)
         assert directory.snapshot_cache(other) is not directory.snapshot_cache(engine)
     finally:
         other.dispose()
