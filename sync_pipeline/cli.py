@@ -354,6 +354,128 @@ def dlq_list(flow: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+@dlq.command(name="replay")
+@click.argument("letter_ids", nargs=-1, type=int)
+@click.option("--flow", default=None, help="Only this flow's letters.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for a worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
+def dlq_replay(
+    letter_ids: tuple[int, ...], flow: str | None, timeout: float, as_json: bool
+) -> None:
+    """Send open dead letters (these ids, a flow's, or all) through their flow again, once
+    their cause is fixed. A worker does it; letters that fail again stay open (exit 1)."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from sync_pipeline.dispatch import REPLAY_TASK, call
+
+    settings = settings_from_env()
+    with services(settings) as resolved:
+        try:
+            found = call(resolved.settings, REPLAY_TASK, [flow, list(letter_ids) or None], timeout)
+        except CeleryTimeout:
+            fail(f"no worker answered within {timeout:g} s; start one with: syncctl worker", 1)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        table = Table(title="Dead letters replayed")
+        for column in ("flow", "letters", "closed", "still failing", "skipped", "notes"):
+            table.add_column(column)
+        for r in found:
+            table.add_row(
+                r["flow"],
+                *(str(r[k]) for k in ("letters", "closed", "failing", "skipped")),
+                "; ".join(r["notes"]),
+            )
+        console.print(table if found else "no open dead letters to replay")
+    if any(r["failing"] or r["skipped"] for r in found):
+        sys.exit(1)
+
+
+@main.group()
+def events() -> None:
+    """Inbound webhook events: what was received, and replaying those that failed."""
+
+
+@events.command(name="list")
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "done", "ignored", "failed"]),
+    default="failed",
+    show_default=True,
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
+def events_list(status: str, limit: int, as_json: bool) -> None:
+    """Recorded events with a status, newest last, with why they failed or were ignored."""
+    from sync_pipeline.state import inbound
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        ids = inbound.ids_with_status(conn, inbound.EventStatus(status), limit)
+        rows = [stored for row_id in ids if (stored := inbound.get(conn, row_id)) is not None]
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        **r.event.as_json(),
+                        "status": r.status.value,
+                        "attempts": r.attempts,
+                        "error": r.error,
+                        "received_at": r.received_at.isoformat(),
+                    }
+                    for r in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    table = Table(title=f"Inbound events: {status} ({len(rows)})")
+    for column in ("id", "connector", "kind", "event id", "attempts", "received", "why"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.event.connector,
+            r.event.kind.value,
+            r.event.event_id,
+            str(r.attempts),
+            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.error or "",
+        )
+    console.print(table)
+
+
+@events.command(name="replay")
+@click.argument("event_ids", nargs=-1, type=int)
+@one_line_errors
+def events_replay(event_ids: tuple[int, ...]) -> None:
+    """Queue failed events (these ids, or every failed one) again; a worker handles them.
+    Their effects keep their keys, so nothing done before is done twice."""
+    from sync_pipeline.dispatch import send_events
+    from sync_pipeline.state import inbound
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    with services(settings) as resolved:
+        with engine_for(resolved.settings.urls()[1]).begin() as conn:
+            requeued = inbound.requeue_failed(conn, list(event_ids) or None)
+        send_events(resolved.settings, requeued)
+    skipped = sorted(set(event_ids) - set(requeued))
+    console.print(
+        f"queued {len(requeued)} failed event(s) again"
+        + (f"; not failed, left alone: {', '.join(map(str, skipped))}" if skipped else "")
+    )
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: figures and a ratio against a baseline measured in the same run."""

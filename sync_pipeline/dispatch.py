@@ -13,6 +13,7 @@ redelivered task does no harm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -32,6 +33,7 @@ NO_TASK_EVENTS = ("--", "worker.send_task_events=False")
 QUEUES = ("pull", "write", "events", "admin")
 HEALTH_TASK = "admin.health"
 EVENT_TASK = "events.handle"  # args: [inbound_events row id]
+REPLAY_TASK = "admin.replay_dead_letters"  # args: [flow or None, [letter ids] or None]
 
 # Task names are "<queue>.<action>", so routing follows the name.
 TASK_ROUTES = {f"{queue}.*": {"queue": queue} for queue in QUEUES}
@@ -91,13 +93,30 @@ def client(settings: Settings) -> Celery:
     return app
 
 
-def run_health_check(settings: Settings, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Send the health task through the broker and wait for a worker's answer."""
+def call(settings: Settings, task: str, args: Sequence[Any] = (), timeout_s: float = 60.0) -> Any:
+    """Send an admin task by name and wait for a worker's answer (the worker holds the
+    connectors' secrets; the command line need not)."""
     app = client(settings)
     try:
-        result = app.send_task(HEALTH_TASK, queue="admin", ignore_result=False)
-        answer: dict[str, Any] = result.get(timeout=timeout_s, propagate=True)
+        result = app.send_task(task, args=list(args), queue="admin", ignore_result=False)
+        answer = result.get(timeout=timeout_s, propagate=True)
         result.forget()
         return answer
+    finally:
+        app.close()
+
+
+def run_health_check(settings: Settings, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Send the health task through the broker and wait for a worker's answer."""
+    answer: dict[str, Any] = call(settings, HEALTH_TASK, timeout_s=timeout_s)
+    return answer
+
+
+def send_events(settings: Settings, event_row_ids: Sequence[int]) -> None:
+    """Send `events.handle` for recorded events (a replay; the webhook service sends its own)."""
+    app = client(settings)
+    try:
+        for row_id in event_row_ids:
+            app.send_task(EVENT_TASK, args=[row_id], queue="events")
     finally:
         app.close()

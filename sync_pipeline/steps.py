@@ -179,7 +179,12 @@ class Planned:
 
 
 def plan_records(
-    rt: Runtime, flow: Flow, records: Sequence[Record], read_at: datetime | None
+    rt: Runtime,
+    flow: Flow,
+    records: Sequence[Record],
+    read_at: datetime | None,
+    *,
+    replay: bool = False,
 ) -> Planned:
     """transform -> rules -> dedupe -> plan writes, for records read at `read_at`.
 
@@ -195,14 +200,16 @@ def plan_records(
             (target_sys, flow.target.stream),
             [r.source_id for r in records],
         )
-    wanted = [r for r in records if _wanted(r, links.get(r.source_id), read_at)]
+    # A replay plans records the id map already holds: what they failed to make then (a
+    # person now mapped) is made now, and what was made then has a done effect key.
+    wanted = [r for r in records if replay or _wanted(r, links.get(r.source_id), read_at)]
     if not wanted:
         return Planned(requests=(), seen=(), dead=(), skipped=len(records))
     hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, wanted)
     mapped = transform(hydrated, flow.mapping, load_directory(rt, flow))
     previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
     kept = filter_batch(mapped.records, flow.rules, previous)
-    fresh = dedupe(kept.kept, idmap.hashes(links), flow.dedupe_key)
+    fresh = dedupe(kept.kept, {} if replay else idmap.hashes(links), flow.dedupe_key)
     targets = {sid: link.target_id for sid, link in links.items() if link.target_id}
     requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target_sys)
     return Planned(
@@ -232,9 +239,12 @@ def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
     )
 
 
-def load_directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
-    """The directory of both ends, refreshed from the platforms when it is stale; the
-    snapshot this process loaded last is reused while neither end was refreshed since."""
+def load_directory(
+    rt: Runtime, flow: Flow, *, refresh: bool = False
+) -> directory.DirectorySnapshot:
+    """The directory of both ends, refreshed from the platforms when it is stale (or, with
+    `refresh`, now: a replay after someone was given an account); the snapshot this process
+    loaded last is reused while neither end was refreshed since."""
     names = (flow.source.connector, flow.target.connector)
     systems = _systems(rt, flow)
     with rt.engine.connect() as conn:
@@ -242,7 +252,7 @@ def load_directory(rt: Runtime, flow: Flow) -> directory.DirectorySnapshot:
     stale = [
         (name, system)
         for name, system in zip(names, systems, strict=True)
-        if system not in found or found[system].age_s > directory.REFRESH_AFTER_S
+        if refresh or system not in found or found[system].age_s > directory.REFRESH_AFTER_S
     ]
     for name, system in stale:
         users = rt.connector(name).list_users()
@@ -474,7 +484,8 @@ def _request_json(request: WriteRequest) -> dict[str, Any]:
     }
 
 
-def _request(data: Mapping[str, Any]) -> WriteRequest:
+def request_from_json(data: Mapping[str, Any]) -> WriteRequest:
+    """A planned write as pages and dead letters store it."""
     return WriteRequest(
         effect_key=data["effect_key"],
         source_id=data["source_id"],
@@ -514,7 +525,7 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     if page.status != "planned" or not page.plan:
         raise RuntimeError(f"page {page_id} must be planned before it is written")
     flow = rt.flow(page.flow)
-    requests = [_request(r) for r in page.plan[0]["requests"]]
+    requests = [request_from_json(r) for r in page.plan[0]["requests"]]
     made = make_effects(rt, flow, requests, page.run_id)
     _finish_page(rt, flow, page, made)
     return StepCounts(written=made.written, dead=made.dead)
@@ -541,7 +552,12 @@ def _run_fence(conn: Any, run_id: int) -> int:
 
 # -- events: records a webhook named -------------------------------------------------------
 def sync_records(
-    rt: Runtime, flow_name: str, records: Sequence[Record], read_at: datetime
+    rt: Runtime,
+    flow_name: str,
+    records: Sequence[Record],
+    read_at: datetime,
+    *,
+    replay: bool = False,
 ) -> tuple[int, StepCounts]:
     """Sync records an event brought (re-read from the source at `read_at`) through the same
     stages, effect keys and id map as a pull, in a run of trigger "webhook": (run id, counts).
@@ -550,12 +566,14 @@ def sync_records(
     converge because the record is the source's state when re-read: a version the id map
     holds plans nothing, an older one is superseded, and every effect key is shared with the
     pull. A Transient error stops the run and propagates for the event task to retry.
+    With `replay` (dead letters), records are planned even when the id map holds their
+    version, in a run of trigger "replay"; effect keys keep what was made then from repeating.
     """
     flow = rt.flow(flow_name)
     with rt.engine.begin() as conn:
-        run_id = runs.start_webhook(conn, flow.name)
+        run_id = runs.start_webhook(conn, flow.name, runs.REPLAY if replay else runs.WEBHOOK)
     try:
-        planned = plan_records(rt, flow, records, read_at)
+        planned = plan_records(rt, flow, records, read_at, replay=replay)
         with rt.engine.begin() as conn:
             dead = deadletters.add(conn, flow.name, run_id, _dead_rows(planned))
         made = make_effects(rt, flow, planned.requests, run_id, patient=True)

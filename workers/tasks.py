@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from celery import Task, chain
 
-from sync_pipeline import events, health, steps
-from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK
+from sync_pipeline import events, health, replay, steps
+from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import Transient
 from sync_pipeline.runtime import get_runtime
 from sync_pipeline.webhooks import sweep
@@ -119,3 +119,9 @@ def sweep_events() -> int:
     the webhook service recorded them); Beat runs this every SWEEP_EVERY_S."""
     rt = get_runtime()
     return len(sweep.sweep(rt.engine, rt.redis, handle_event.delay))
+
+
+@app.task(name=REPLAY_TASK, ignore_result=False, acks_late=True)
+def replay_dead_letters(flow: str | None, letter_ids: list[int] | None) -> list[dict[str, Any]]:
+    """`syncctl dlq replay`: open dead letters sent through their flow again (replay.py)."""
+    return [r.as_json() for r in replay.replay_dead_letters(get_runtime(), flow, letter_ids)]

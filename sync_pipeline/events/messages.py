@@ -90,16 +90,19 @@ def handle_message(rt: Runtime, event: InboundEvent) -> Handled:
     hydrated = rt.connector(event.connector).hydrate(MESSAGES, [message_record(event)])
     if not hydrated:
         return Handled(EventStatus.IGNORED, "the source no longer has the message")
-    accounts = [_through(rt, flow, hydrated[0], read_at) for flow in flows]
+    accounts = [sync_message(rt, flow, hydrated[0], read_at) for flow in flows]
     done = [account for account in accounts if account is not None]
     if not done:
         return Handled(EventStatus.IGNORED, "no flow's rules want this message")
     return Handled(EventStatus.DONE, "; ".join(done))
 
 
-def _through(rt: Runtime, flow: Flow, record: Record, read_at: datetime) -> str | None:
+def sync_message(
+    rt: Runtime, flow: Flow, record: Record, read_at: datetime, *, replay: bool = False
+) -> str | None:
     """One flow's handling of the message: an account of what it did, or None if its rules
-    do not want the message."""
+    do not want the message. A replay (of its dead letters) refreshes nothing here: the
+    caller refreshed the directory; effect keys keep what was made before from repeating."""
     users = steps.load_directory(rt, flow)
     if not wanted(flow, record, users):
         return None
@@ -108,7 +111,7 @@ def _through(rt: Runtime, flow: Flow, record: Record, read_at: datetime) -> str 
         rows = [(record.source_id, record.as_json(), r, "RecordError") for r in reasons]
         with rt.engine.begin() as conn:
             deadletters.add(conn, flow.name, None, rows)
-    _, counts = steps.sync_records(rt, flow.name, [cleaned], read_at)
+    _, counts = steps.sync_records(rt, flow.name, [cleaned], read_at, replay=replay)
     log.info(
         "message %s in %s: %d written, %d dead-lettered",
         record.source_id,

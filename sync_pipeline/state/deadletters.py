@@ -34,7 +34,8 @@ def add(
 ) -> int:
     """Insert (source_id, record json, reason, error class) rows; returns how many.
 
-    A record already waiting with the same reason is not added twice (redelivered pages).
+    A record already waiting with the same reason is not added twice (redelivered pages, a
+    replay that fails again): its `last_seen_at` moves to now instead.
     """
     rows = [
         {
@@ -60,13 +61,26 @@ def add(
         if exists is None:
             conn.execute(dead_letters.insert().values(**row))
             added += 1
+        else:
+            conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.id == exists.id)
+                .values(last_seen_at=sa.func.now())
+            )
     return added
 
 
-def open_letters(conn: Connection, flow: str | None = None, limit: int = 500) -> list[DeadLetter]:
+def open_letters(
+    conn: Connection,
+    flow: str | None = None,
+    limit: int = 500,
+    letter_ids: Iterable[int] | None = None,
+) -> list[DeadLetter]:
     query = sa.select(dead_letters).where(dead_letters.c.resolved_at.is_(None))
     if flow:
         query = query.where(dead_letters.c.flow == flow)
+    if letter_ids is not None:
+        query = query.where(dead_letters.c.id.in_(list(letter_ids)))
     rows = conn.execute(query.order_by(dead_letters.c.id).limit(limit))
     return [
         DeadLetter(
@@ -94,18 +108,39 @@ def count_open(conn: Connection, flow: str) -> int:
     )
 
 
-def resolve(conn: Connection, letter_ids: Iterable[int]) -> int:
-    """Mark letters replayed successfully."""
+def mark_replayed(conn: Connection, letter_ids: Iterable[int]) -> None:
+    """Count a replay attempt on letters (they stay open until their cause is gone)."""
+    conn.execute(
+        dead_letters.update()
+        .where(dead_letters.c.id.in_(list(letter_ids)))
+        .values(replayed_at=sa.func.now(), replay_count=dead_letters.c.replay_count + 1)
+    )
+
+
+def failing_since(
+    conn: Connection, flow: str, source_ids: Iterable[str], since: datetime
+) -> set[str]:
+    """The source ids that have an open letter whose failure was seen at or after `since`:
+    their replay failed again (with the same reason or a new one)."""
+    rows = conn.execute(
+        sa.select(dead_letters.c.source_id).where(
+            dead_letters.c.flow == flow,
+            dead_letters.c.source_id.in_(list(source_ids)),
+            dead_letters.c.resolved_at.is_(None),
+            dead_letters.c.last_seen_at >= since,
+        )
+    )
+    return {str(source_id) for (source_id,) in rows}
+
+
+def close(conn: Connection, letter_ids: Iterable[int]) -> int:
+    """Close letters whose cause a replay found gone (their replay is already counted)."""
     ids = list(letter_ids)
     if not ids:
         return 0
     result = conn.execute(
         dead_letters.update()
         .where(dead_letters.c.id.in_(ids), dead_letters.c.resolved_at.is_(None))
-        .values(
-            resolved_at=sa.func.now(),
-            replayed_at=sa.func.now(),
-            replay_count=dead_letters.c.replay_count + 1,
-        )
+        .values(resolved_at=sa.func.now())
     )
     return int(result.rowcount)

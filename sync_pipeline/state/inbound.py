@@ -194,3 +194,16 @@ def refusals(conn: Connection) -> dict[tuple[str, str], int]:
         sa.select(webhook_refusals.c.connector, webhook_refusals.c.reason, webhook_refusals.c.count)
     )
     return {(str(c), str(r)): int(n) for c, r, n in rows}
+
+
+def requeue_failed(conn: Connection, event_row_ids: list[int] | None = None) -> list[int]:
+    """Failed events (these, or every failed one) back to queued, for a replay: their ids,
+    for the caller to send `events.handle` for each. Events not failed are left alone."""
+    query = sa.select(inbound_events.c.id).where(
+        inbound_events.c.status == EventStatus.FAILED.value
+    )
+    if event_row_ids is not None:
+        query = query.where(inbound_events.c.id.in_(event_row_ids))
+    failed = [int(row_id) for (row_id,) in conn.execute(query.order_by(inbound_events.c.id))]
+    requeue(conn, failed)
+    return failed

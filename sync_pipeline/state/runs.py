@@ -19,6 +19,7 @@ from sync_pipeline.state.schema import runs
 
 COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
 WEBHOOK = "webhook"  # the trigger of runs made by inbound events
+REPLAY = "replay"  # the trigger of runs that replay dead letters
 
 
 class RunStatus(StrEnum):
@@ -72,11 +73,12 @@ def start(
     )
 
 
-def start_webhook(conn: Connection, flow: str) -> int:
-    """A run for what one event does to a flow: no fence, no cursor, no lock."""
+def start_webhook(conn: Connection, flow: str, trigger: str = WEBHOOK) -> int:
+    """A run for what one event (or a replay of dead letters) does to a flow: no fence, no
+    cursor, no lock."""
     return int(
         conn.execute(
-            runs.insert().values(flow=flow, trigger=WEBHOOK).returning(runs.c.id)
+            runs.insert().values(flow=flow, trigger=trigger).returning(runs.c.id)
         ).scalar_one()
     )
 

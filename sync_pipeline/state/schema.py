@@ -135,6 +135,16 @@ dead_letters = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
 )
 sa.Index("dead_letters_open", dead_letters.c.flow, dead_letters.c.resolved_at)
+# Added in 0006: when the letter's failure was last seen (a replay that fails again, a page
+# redelivered), so a replay knows whether the cause is fixed.
+dead_letters.append_column(
+    sa.Column(
+        "last_seen_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    )
+)
 
 pages = sa.Table(
     "pages",

@@ -17,12 +17,25 @@ COMMANDS = [
     "run",
     "status",
     "dlq",
+    "dlq list",
+    "dlq replay",
+    "events",
+    "events list",
+    "events replay",
+    "webhooks",
+    "webhooks serve",
+    "webhooks stats",
+    "sandbox",
+    "bench",
+    "bench sandbox",
+    "bench spine",
+    "bench events",
 ]
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])
 def test_every_command_has_help(command: str, service_env) -> None:
-    result = syncctl(*([command] if command else []), "--help", env=service_env)
+    result = syncctl(*command.split(), "--help", env=service_env)
 
     assert result.returncode == 0
     assert "Usage:" in result.stdout

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -196,36 +197,48 @@ def test_redis_restarted_empty_mid_run_loses_nothing_and_doubles_nothing(
     assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)
 
 
-def test_bad_records_become_dead_letters_and_the_rest_sync(
-    spine_env, spine_worker, sandbox, sandbox_store
-) -> None:
+def break_two_ways(sandbox, sandbox_store) -> tuple[Any, dict[str, Any], str]:
+    """One person leaves WeCom (their OA requests can no longer be mapped) and one new OA
+    request loses its applicant: (the leaver, their WeCom user as it was, the request id)."""
     world = World(SEED)
     leaver = world.person(
         next(a for a in world.approvals(APPROVALS) if a.state == "pending").current_approver_nos[0]
     )
-    # One person has left WeCom (their OA requests can no longer be mapped) ...
+    account = sandbox_store.get("wecom", "user", userid_for(leaver))
+    assert account is not None
     sandbox_store.conn().execute(
         "DELETE FROM objects WHERE platform = 'wecom' AND kind = 'user' AND id = ?",
         (userid_for(leaver),),
     )
-    # ... and one new OA request has an empty applicant field.
     created = sandbox.create_approval(applicant="E00001", approvers=["E00002"], template="leave")
     broken = sandbox_store.get("oa", "approval", created["requestId"])
     assert broken is not None
     broken["creatorId"] = ""
     sandbox_store.put("oa", "approval", created["requestId"], broken)
     next_second()
+    return leaver, account, str(created["requestId"])
+
+
+def involving(leaver: Any) -> set[str]:
+    return {
+        a.request_id
+        for a in World(SEED).approvals(APPROVALS)
+        if a.applicant_no == leaver.employee_no or leaver.employee_no in a.current_approver_nos
+    }
+
+
+def test_bad_records_become_dead_letters_and_the_rest_sync(
+    spine_env, spine_worker, sandbox, sandbox_store
+) -> None:
+    world = World(SEED)
+    leaver, _, created = break_two_ways(sandbox, sandbox_store)
 
     run = sync(spine_env)
 
-    involved = {
-        a.request_id
-        for a in world.approvals(APPROVALS)
-        if a.applicant_no == leaver.employee_no or leaver.employee_no in a.current_approver_nos
-    }
+    involved = involving(leaver)
     reasons = {d["source_id"]: d["reason"] for d in dlq(spine_env)}
-    assert set(reasons) == involved | {created["requestId"]}
-    assert "missing required field applicant" in reasons[created["requestId"]]
+    assert set(reasons) == involved | {created}
+    assert "missing required field applicant" in reasons[created]
     assert all(
         f"no wecom user for OA user {oa_user_id(leaver.employee_no)}" in reasons[r]
         for r in involved
@@ -241,6 +254,50 @@ def test_bad_records_become_dead_letters_and_the_rest_sync(
     assert collections.Counter(wecom_sends(sandbox)) == expected
     assert run.cursor_after is not None
     assert run.cursor_after > (run.cursor_before or "")
+
+
+def test_dead_letters_replayed_once_their_causes_are_fixed_are_sent_once_and_closed(
+    spine_env, spine_worker, sandbox, sandbox_store
+) -> None:
+    leaver, account, created = break_two_ways(sandbox, sandbox_store)
+    sync(spine_env)
+    assert len(dlq(spine_env)) == len(involving(leaver)) + 1
+    # The leaver is back in WeCom, and the request gets its applicant again.
+    sandbox_store.put("wecom", "user", userid_for(leaver), account)
+    fixed = sandbox_store.get("oa", "approval", created)
+    assert fixed is not None
+    fixed["creatorId"] = oa_user_id("E00001")
+    sandbox_store.put("oa", "approval", created, fixed)
+
+    replayed = syncctl("dlq", "replay", "--json", env=spine_env, timeout=300)
+
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    [account_of] = json.loads(replayed.stdout)
+    assert (account_of["closed"], account_of["failing"]) == (len(involving(leaver)) + 1, 0)
+    assert dlq(spine_env) == []
+    expected = expected_wecom_messages(World(SEED), APPROVALS)
+    expected[("card", userid_for(World(SEED).person("E00002")), int(created[1:]))] += 1
+    assert collections.Counter(wecom_sends(sandbox)) == expected  # each exactly once
+
+
+def test_a_dead_letter_whose_cause_remains_stays_open(
+    spine_env, spine_worker, sandbox, sandbox_store
+) -> None:
+    _, _, created = break_two_ways(sandbox, sandbox_store)
+    sync(spine_env)
+    before = len(dlq(spine_env))
+
+    replayed = syncctl("dlq", "replay", "--json", env=spine_env, timeout=300)
+
+    assert replayed.returncode == 1  # some letters still fail: scripts can tell
+    [account_of] = json.loads(replayed.stdout)
+    assert (account_of["closed"], account_of["failing"]) == (0, before)
+    letters = dlq(spine_env)
+    assert len(letters) == before
+    assert {d["replay_count"] for d in letters} == {1}
+    assert "missing required field applicant" in next(
+        d["reason"] for d in letters if d["source_id"] == created
+    )
 
 
 def test_expired_tokens_and_rate_limits_are_recovered_without_loss(
