@@ -48,3 +48,7 @@ def configure_logging(level: str = "INFO") -> None:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
     root.setLevel(level)
+    # Alembic narrates every migration step at INFO; `syncctl migrate` and the workers report
+    # the outcome in one line of their own. Its details stay a SYNC_LOG_LEVEL=DEBUG away.
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("alembic").setLevel(logging.WARNING if quiet else logging.DEBUG)
