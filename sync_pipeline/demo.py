@@ -146,19 +146,14 @@ def _demo_services(resolved: Services) -> Services:
 def _sync_on_sandbox(
     console: Console, demo: Services, approvals: int, steps: list[tuple[str, str]]
 ) -> tuple[list[FlowResult], list[Moment], dict[str, Any]]:
-    from sync_pipeline.sandbox.client import running_sandbox
-    from sync_pipeline.sandbox.core import SandboxStore
-    from sync_pipeline.sandbox.registry import free_port_base, load_registry
-    from sync_pipeline.sandbox.seed import seed_all
-    from sync_pipeline.sandbox.server import build_emulators, store_path
+    from sync_pipeline.sandbox.client import running_sandbox, seeded_store
+    from sync_pipeline.sandbox.registry import free_port_base
 
     settings = demo.settings
     data = settings.data_dir / "demo"
     shutil.rmtree(data, ignore_errors=True)
     port_base = free_port_base()
-    store = SandboxStore(store_path(data / "sandbox"))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(store, seed=DEMO_SEED, approvals=approvals, checkin_days=1, emulators=emulators)
+    seeded_store(data / "sandbox", port_base, seed=DEMO_SEED, approvals=approvals, checkin_days=1)
     with running_sandbox(data / "sandbox", port_base) as sandbox:
         # WeCom accepts callback cards only from an app with a callback URL (errcode 43012).
         sandbox.settings("wecom", {"callback_url": "http://127.0.0.1:9/demo-has-no-webhooks"})

@@ -60,11 +60,8 @@ from sync_pipeline.follow import trigger_run
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import celery_argv, child_env, stop_process
 from sync_pipeline.records import Record, WriteStatus
-from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import free_port_base, load_registry
-from sync_pipeline.sandbox.seed import DEFAULT_SEED, seed_all
-from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.services import Services
 from sync_pipeline.settings import Settings, mask_url
@@ -454,12 +451,9 @@ def _baseline(
 def _seeded_sandbox(data_dir: Path, approvals: int) -> Iterator[SandboxClient]:
     """The flow's two platforms seeded from World(DEFAULT_SEED), served on free ports, with
     the sandbox's own throttles off."""
-    port_base = free_port_base()
-    store = SandboxStore(store_path(data_dir))
-    emulators = build_emulators(store, load_registry(), port_base)
-    chosen = {platform: emulators[platform] for platform in PLATFORMS}
-    seed_all(store, seed=DEFAULT_SEED, approvals=approvals, checkin_days=0, emulators=chosen)
-    with running_sandbox(data_dir, port_base) as sandbox:
+    with seeded_sandbox(
+        data_dir, seed=DEFAULT_SEED, approvals=approvals, checkin_days=0, platforms=PLATFORMS
+    ) as sandbox:
         sandbox.settings("wecom", {"callback_url": CARD_CALLBACK_URL})
         for platform in PLATFORMS:
             sandbox.settings(platform, {"rate_limit_scale": 0})

@@ -11,15 +11,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import requests
 
-from sync_pipeline.sandbox.registry import port_for
-from sync_pipeline.sandbox.server import env_vars
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.registry import free_port_base, load_registry, port_for
+from sync_pipeline.sandbox.seed import seed_all
+from sync_pipeline.sandbox.server import build_emulators, env_vars, store_path
 
 START_TIMEOUT_S = 60.0
 
@@ -148,6 +150,43 @@ def running_sandbox(
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+class Seeding(TypedDict, total=False):
+    """seed_all's choices of world; what is left out takes its default."""
+
+    seed: int
+    approvals: int
+    checkin_days: int
+    progress_per_project: int
+
+
+def seeded_store(
+    data_dir: Path,
+    port_base: int,
+    *,
+    platforms: Collection[str] | None = None,
+    **seeding: Unpack[Seeding],
+) -> SandboxStore:
+    """The store of a sandbox to serve at `port_base`, seeded from the world `seeding` names:
+    every platform, or only `platforms` (the others stay empty)."""
+    store = SandboxStore(store_path(data_dir))
+    emulators = build_emulators(store, load_registry(), port_base)
+    if platforms is not None:
+        emulators = {platform: emulators[platform] for platform in platforms}
+    seed_all(store, emulators=emulators, **seeding)
+    return store
+
+
+@contextmanager
+def seeded_sandbox(
+    data_dir: Path, *, platforms: Collection[str] | None = None, **seeding: Unpack[Seeding]
+) -> Iterator[SandboxClient]:
+    """A sandbox seeded as `seeded_store` seeds it, served on free ports until the block ends."""
+    port_base = free_port_base()
+    seeded_store(data_dir, port_base, platforms=platforms, **seeding)
+    with running_sandbox(data_dir, port_base) as client:
+        yield client
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], port_base: int, data_dir: Path) -> SandboxClient:

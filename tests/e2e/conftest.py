@@ -44,19 +44,11 @@ def settings(migrated: dict[str, str]):
 @pytest.fixture
 def sandbox(tmp_path):
     """The sandbox as a real server on free ports, seeded with the spine tests' world."""
-    from sync_pipeline.sandbox.client import running_sandbox
-    from sync_pipeline.sandbox.core import SandboxStore
-    from sync_pipeline.sandbox.registry import free_port_base, load_registry
-    from sync_pipeline.sandbox.seed import seed_all
-    from sync_pipeline.sandbox.server import build_emulators, store_path
+    from sync_pipeline.sandbox.client import seeded_sandbox
     from tests.e2e.spine import APPROVALS, SEED
 
     data = tmp_path / "sandbox"
-    port_base = free_port_base()
-    store = SandboxStore(store_path(data))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(store, seed=SEED, approvals=APPROVALS, checkin_days=1, emulators=emulators)
-    with running_sandbox(data, port_base) as client:
+    with seeded_sandbox(data, seed=SEED, approvals=APPROVALS, checkin_days=1) as client:
         # WeCom accepts callback cards only from an app with a callback URL (errcode 43012).
         client.settings("wecom", {"callback_url": "http://127.0.0.1:1/callbacks/wecom"})
         yield client

@@ -17,11 +17,9 @@ import sqlalchemy as sa
 from sync_pipeline import steps
 from sync_pipeline.records import WriteOp, WriteRequest
 from sync_pipeline.runtime import build_runtime
-from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
+from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import free_port_base, load_registry
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.sandbox.server import store_path
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
@@ -57,11 +55,7 @@ def redis_url(private_redis: str) -> str:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     data = tmp_path / "sandbox"
-    port_base = free_port_base()
-    store = SandboxStore(store_path(data))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(store, seed=SEED, approvals=APPROVALS, checkin_days=1, emulators=emulators)
-    with running_sandbox(data, port_base) as client:
+    with seeded_sandbox(data, seed=SEED, approvals=APPROVALS, checkin_days=1) as client:
         yield client
 
 

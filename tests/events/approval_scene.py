@@ -23,12 +23,8 @@ from sync_pipeline.records import EventKind, InboundEvent, iso_utc
 from sync_pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.sandbox import dingtalk as sandbox_dingtalk
 from sync_pipeline.sandbox import wecom as sandbox_wecom
-from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.registry import free_port_base, load_registry
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.server import build_emulators, store_path
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import inbound, migrate
@@ -53,11 +49,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
     """One seeded sandbox server for the module; each test reads the ledger for its own
     approvals, which carry titles no other test uses."""
     data = tmp_path_factory.mktemp("sandbox")
-    port_base = free_port_base()
-    store = SandboxStore(store_path(data))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(store, seed=SEED, approvals=10, checkin_days=1, emulators=emulators)
-    with running_sandbox(data, port_base) as client:
+    with seeded_sandbox(data, seed=SEED, approvals=10, checkin_days=1) as client:
         for platform in ("wecom", "dingtalk", "feishu"):  # WeCom sends callback cards only then
             client.settings(platform, {"callback_url": f"{NOWHERE}/{platform}"})
         yield client

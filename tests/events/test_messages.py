@@ -18,12 +18,10 @@ import pytest
 from sync_pipeline import events
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.sandbox.client import SandboxClient, running_sandbox
+from sync_pipeline.sandbox.client import SandboxClient, running_sandbox, seeded_store
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.registry import free_port_base, load_registry
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.sandbox.registry import free_port_base
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import deadletters, effects, inbound
@@ -47,9 +45,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
     """One seeded sandbox server for the module; each test reads the ledger after its mark."""
     data = tmp_path_factory.mktemp("sandbox")
     port_base = free_port_base()
-    store = SandboxStore(store_path(data))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(store, seed=SEED, approvals=10, checkin_days=1, emulators=emulators)
+    store = seeded_store(data, port_base, seed=SEED, approvals=10, checkin_days=1)
     store.conn().execute(
         "DELETE FROM objects WHERE platform = 'oa' AND kind = 'user' AND id = ?",
         (oa_user_id(LEAVER),),

@@ -83,20 +83,12 @@ def redis_url(private_redis: str) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The sandbox as a real server (a child process) on free ports, with a small world."""
-    from sync_pipeline.sandbox.client import running_sandbox
-    from sync_pipeline.sandbox.core import SandboxStore
-    from sync_pipeline.sandbox.registry import free_port_base, load_registry
-    from sync_pipeline.sandbox.seed import seed_all
-    from sync_pipeline.sandbox.server import build_emulators, store_path
+    from sync_pipeline.sandbox.client import seeded_sandbox
 
     data = tmp_path_factory.mktemp("sandbox")
-    port_base = free_port_base()
-    store = SandboxStore(store_path(data))
-    emulators = build_emulators(store, load_registry(), port_base)
-    seed_all(
-        store, seed=7, approvals=20, checkin_days=1, progress_per_project=1, emulators=emulators
-    )
-    with running_sandbox(data, port_base) as client:
+    with seeded_sandbox(
+        data, seed=7, approvals=20, checkin_days=1, progress_per_project=1
+    ) as client:
         yield client
 
 
