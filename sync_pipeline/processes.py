@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sync_pipeline.services import Services, export_env
@@ -33,16 +34,24 @@ def child_env(resolved: Services) -> dict[str, str]:
     return env
 
 
-@contextmanager
 def child_process(
     argv: Sequence[str], resolved: Services, log: Path | None = None
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A session_process with the environment of `resolved`'s servers."""
+    return session_process(argv, child_env(resolved), log)
+
+
+@contextmanager
+def session_process(
+    argv: Sequence[str], env: Mapping[str, str], log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A child in its own session, stopped with SIGTERM (then SIGKILL) when the block ends."""
+    """A child in its own session, its output appended to `log`, stopped with SIGTERM (then
+    SIGKILL) when the block ends."""
     out = open(log, "ab") if log else None  # noqa: SIM115 - closed below
     try:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(argv),
-            env=child_env(resolved),
+            env=dict(env),
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
@@ -54,6 +63,13 @@ def child_process(
     finally:
         if out:
             out.close()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, for a child server to listen on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:

@@ -25,14 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipeline.bench.spine import FLOW, RawLoop
+from sync_pipeline.bench.harness import FLOW, RawLoop
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.http import make_session
 from sync_pipeline.records import WriteStatus
-from sync_pipeline.stages.plan import plan_writes
-from sync_pipeline.stages.rules import filter_batch
-from sync_pipeline.stages.transform import transform
 from sync_pipeline.webhooks.verify import oa_signature, same
 
 APPROVALS = "approvals"
@@ -51,11 +48,7 @@ def create_app() -> Starlette:
         record = loop.source.read_one(APPROVALS, source_id)  # type: ignore[attr-defined]
         if record is None:
             return
-        hydrated = loop.source.hydrate(flow.source.stream, [record])
-        mapped = transform(hydrated, flow.mapping, loop._directory())
-        kept = filter_batch(mapped.records, flow.rules, {})
-        requests = plan_writes(flow.name, kept.kept, flow.notify, {}, target=loop.systems[1])
-        for request in requests:
+        for request in loop.plan([record]):
             result = loop.target.write(flow.target.stream, request)
             if result.status is WriteStatus.DONE and result.target_id:
                 with lock:

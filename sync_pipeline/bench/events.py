@@ -29,8 +29,6 @@ import json
 import math
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,18 +47,20 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.bench.spine import (
+from sync_pipeline.bench.harness import (
     FLOW,
     PLATFORMS,
+    SENT,
     SpineBenchError,
-    _bench_config,
-    _fresh_schema,
-    _seeded_sandbox,
-    _wait_for_worker,
+    bench_config,
+    bench_sandbox,
+    fresh_schema,
+    wait_for_worker,
+    write_report,
 )
 from sync_pipeline.config.loader import FLOWS_DIR
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES
-from sync_pipeline.processes import celery_argv, child_env, stop_process
+from sync_pipeline.processes import celery_argv, child_env, free_port, session_process
 from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.sandbox.world import World
@@ -75,7 +75,6 @@ DEFAULT_RATES = (50, 200)
 DEFAULT_DURATION_S = 10.0
 WARMUP_EVENTS = 10  # the first events refresh the directory and fill connection pools
 SENDER_THREADS = 32  # enough that a slow answer never holds back the next send
-SENT = "message/send"
 DELIVERY_GRACE_S = 90.0  # after the last send, how long deliveries may still come
 SERVER_START_S = 60.0
 SIGNATURE_HEADER, TIMESTAMP_HEADER = "X-OA-Signature", "X-OA-Timestamp"
@@ -178,7 +177,7 @@ def bench_events(
                 }
             except EventsBenchError as exc:
                 report.update(runs=results, error=str(exc))
-                json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+                write_report(json_path, report)
                 raise
             results.append(
                 {"run": number, "rate": rate, **{s: f.as_json() for s, f in found.items()}}
@@ -192,7 +191,7 @@ def bench_events(
                 )
             shutil.rmtree(workdir, ignore_errors=True)
     report.update(runs=results, summary=_summary(results, rates))
-    json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    write_report(json_path, report)
     console.print(_table(report))
     console.print(f"wrote {json_path}")
     return report
@@ -224,7 +223,7 @@ def _one_side(side: str, settings: Settings, rate: int, duration_s: float, workd
     seeded, ids = decided_approvals(World(DEFAULT_SEED), WARMUP_EVENTS + count)
     warmup, measured = ids[:WARMUP_EVENTS], ids[WARMUP_EVENTS:]
     config_dir = _flow_only_config(settings.config_dir, workdir / f"{side}-config")
-    with _seeded_sandbox(workdir / f"{side}-sandbox", seeded) as sandbox:
+    with bench_sandbox(workdir / f"{side}-sandbox", seeded) as sandbox:
         env = {**sandbox.env()}
         secret = env["SANDBOX_OA_WEBHOOK_SECRET"]
         with _receiver(side, settings, config_dir, env, workdir) as (url, delivered):
@@ -240,7 +239,7 @@ def _one_side(side: str, settings: Settings, rate: int, duration_s: float, workd
 def _flow_only_config(config_dir: Path, into: Path) -> Path:
     """The config without rate limits, with only the bench's flow: every event makes exactly
     one effect, on WeCom."""
-    copied = _bench_config(config_dir, into)
+    copied = bench_config(config_dir, into)
     for path in (copied / FLOWS_DIR).glob("*.yaml"):
         if path.stem != FLOW:
             path.unlink()
@@ -248,12 +247,6 @@ def _flow_only_config(config_dir: Path, into: Path) -> Path:
 
 
 # -- receivers: the webhook service + worker, or the direct baseline --------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 DeliveredFinder = Any  # Callable[[SandboxClient, Sequence[str]], dict[str, float]]
 
 
@@ -261,10 +254,10 @@ DeliveredFinder = Any  # Callable[[SandboxClient, Sequence[str]], dict[str, floa
 def _receiver(
     side: str, settings: Settings, config_dir: Path, sandbox_env: Mapping[str, str], workdir: Path
 ) -> Iterator[tuple[str, DeliveredFinder]]:
-    port = _free_port()
+    port = free_port()
     if side == "pipeline":
         redis_url, database_url = settings.urls()
-        with _fresh_schema(database_url) as schema_url:
+        with fresh_schema(database_url) as schema_url:
             local = replace(settings.with_urls(redis_url, schema_url), config_dir=config_dir)
             migrate(schema_url, local.connect_timeout_s)
             env = {**child_env(Services(local, ())), **sandbox_env}
@@ -281,7 +274,7 @@ def _receiver(
                 _workers(env, workdir),
                 _server(serve, env, workdir / "webhooks.log", f"http://127.0.0.1:{port}/healthz"),
             ):
-                _wait_for_worker(local, workdir)
+                wait_for_worker(local, workdir)
                 engine = engine_for(schema_url)
                 yield f"http://127.0.0.1:{port}/webhooks/sandbox_oa", _effects_finder(engine)
                 engine.dispose()
@@ -310,15 +303,8 @@ def _workers(env: Mapping[str, str], workdir: Path) -> Iterator[None]:
     }
     with ExitStack() as stack:
         for name, argv in specs.items():
-            out = stack.enter_context((workdir / f"worker-{name}.log").open("ab"))
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                celery_argv(argv),
-                env=dict(env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            stack.callback(stop_process, proc)
+            log = workdir / f"worker-{name}.log"
+            stack.enter_context(session_process(celery_argv(argv), env, log))
         yield
 
 
@@ -326,26 +312,20 @@ def _workers(env: Mapping[str, str], workdir: Path) -> Iterator[None]:
 def _server(
     argv: Sequence[str], env: Mapping[str, str], log: Path, ready_url: str
 ) -> Iterator[None]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            list(argv), env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + SERVER_START_S
-            while True:
-                if proc.poll() is not None:
-                    raise EventsBenchError([f"{argv[3]} exited with {proc.returncode}"], str(log))
-                try:
-                    if requests.get(ready_url, timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise EventsBenchError([f"{ready_url} did not answer"], str(log))
-                time.sleep(0.1)
-            yield
-        finally:
-            stop_process(proc)
+    with session_process(argv, env, log) as proc:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                raise EventsBenchError([f"{argv[3]} exited with {proc.returncode}"], str(log))
+            try:
+                if requests.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise EventsBenchError([f"{ready_url} did not answer"], str(log))
+            time.sleep(0.1)
+        yield
 
 
 def _effects_finder(engine: sa.Engine) -> DeliveredFinder:

@@ -27,60 +27,55 @@ other worker consumes, or that worker takes the bench's tasks.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 import sqlalchemy as sa
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.config.flow import Flow
-from sync_pipeline.config.loader import CONNECTORS_FILE, FLOWS_DIR, Config, load_config
-from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser
-from sync_pipeline.connectors.registry import make_connector
-from sync_pipeline.directory import MATCH_ORDER, DirectorySnapshot
-from sync_pipeline.dispatch import QUEUES, run_health_check
-from sync_pipeline.errors import ConfigError, SyncError
+from sync_pipeline.bench.harness import (
+    FLOW,
+    SENT,
+    RawLoop,
+    SpineBenchError,
+    bench_config,
+    bench_sandbox,
+    fresh_schema,
+    wait_for_worker,
+    write_report,
+)
+from sync_pipeline.config.loader import FLOWS_DIR, Config, load_config
+from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.dispatch import QUEUES
+from sync_pipeline.errors import ConfigError
 from sync_pipeline.follow import trigger_run
 from sync_pipeline.http import make_session
-from sync_pipeline.processes import celery_argv, child_env, stop_process
-from sync_pipeline.records import Record, WriteStatus
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.processes import celery_argv, child_env, session_process
+from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.services import Services
 from sync_pipeline.settings import Settings, mask_url
-from sync_pipeline.stages.plan import plan_writes
-from sync_pipeline.stages.rules import filter_batch
-from sync_pipeline.stages.transform import transform
 from sync_pipeline.state import locks, runs
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
-from sync_pipeline.steps import read_window
 
-FLOW = "approvals_to_wecom"
-PLATFORMS = ("oa", "wecom")  # the flow's two ends; the other emulators stay empty
 PHASES = {"first_sync": "first sync", "no_change_sync": "no-change sync"}
 SIDES = ("pipeline", "baseline")
 LIST_CALL = "getAllWorkflowRequestList"
-SENT = "message/send"  # the WeCom ledger's endpoint for an accepted message or card
 WORKER_CONCURRENCY = 2
-WORKER_START_S = 60.0
 # The run row is polled every POLL_S at first (a no-change sync takes a fraction of a second),
 # then every hundredth of the time gone, up to POLL_MAX_S: the poller's own CPU competes with
 # the worker on a small machine, and the figure is never more than 1% late.
@@ -88,9 +83,6 @@ POLL_S = 0.02
 POLL_MAX_S = 0.5
 SYNC_TIMEOUT_S = 120.0
 SYNC_TIMEOUT_PER_APPROVAL_S = 0.1
-# WeCom sends template cards only from an app with a callback URL (errcode 43012). Nobody
-# presses a card here, so nothing needs to answer at it.
-CARD_CALLBACK_URL = "http://127.0.0.1:1/callbacks/wecom"
 # (phase, figure, label), in table order
 FIGURES = (
     ("first_sync", "wall_s", "first sync: wall time (s)"),
@@ -103,18 +95,6 @@ FIGURES = (
 )
 
 T = TypeVar("T")
-
-
-class SpineBenchError(SyncError):
-    """The bench has no honest figures: a count that does not add up, a run that did not end.
-    The run's worker log and sandbox stay in `workdir` for a look."""
-
-    def __init__(self, problems: Sequence[str], workdir: str) -> None:
-        super().__init__(list(problems), workdir)
-        self.problems, self.workdir = list(problems), workdir
-
-    def __str__(self) -> str:
-        return f"bench spine: {'; '.join(self.problems)} (worker log and sandbox: {self.workdir})"
 
 
 @dataclass(frozen=True)
@@ -169,7 +149,7 @@ def bench_spine(
             results.append({"run": number, **_one_run(resolved, approvals, expected, workdir)})
         except SpineBenchError as exc:
             report.update(runs=results, error=str(exc))
-            json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+            write_report(json_path, report)
             raise
         for side in SIDES:
             for phase in PHASES:
@@ -180,7 +160,7 @@ def bench_spine(
                 )
         shutil.rmtree(workdir, ignore_errors=True)
     report.update(runs=results, summary=_summary(results))
-    json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    write_report(json_path, report)
     console.print(_table(report))
     console.print(f"wrote {json_path}")
     return report
@@ -210,7 +190,7 @@ def _report_header(
 def _one_run(
     resolved: Services, approvals: int, expected: int, workdir: Path
 ) -> dict[str, dict[str, Any]]:
-    config_dir = _bench_config(resolved.settings.config_dir, workdir / "config")
+    config_dir = bench_config(resolved.settings.config_dir, workdir / "config")
     pipeline = _pipeline(resolved.settings, config_dir, approvals, workdir)
     problems = [problem for _, found in pipeline.values() for problem in found]
     if not problems:
@@ -249,8 +229,8 @@ def _pipeline(
     timeout_s = SYNC_TIMEOUT_S + approvals * SYNC_TIMEOUT_PER_APPROVAL_S
     found: dict[str, tuple[Sync, list[str]]] = {}
     with (
-        _seeded_sandbox(workdir / "pipeline-sandbox", approvals) as sandbox,
-        _fresh_schema(database_url) as schema_url,
+        bench_sandbox(workdir / "pipeline-sandbox", approvals) as sandbox,
+        fresh_schema(database_url) as schema_url,
     ):
         env = sandbox.env()
         _check_flow(config_dir, env)
@@ -258,7 +238,7 @@ def _pipeline(
         migrate(schema_url, settings.connect_timeout_s)
         engine, broker = engine_for(schema_url), redis.Redis.from_url(redis_url)
         with _worker({**child_env(Services(settings, ())), **env}, workdir / "worker.log"):
-            _wait_for_worker(settings, workdir)
+            wait_for_worker(settings, workdir)
             for phase in PHASES:
                 holder = locks.holder(broker, FLOW)
                 if holder is not None:
@@ -309,134 +289,21 @@ def _run_problems(phase: str, run: runs.Run | None, sync: Sync, timeout_s: float
     return problems
 
 
-@contextmanager
-def _worker(env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(env: Mapping[str, str], log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """The worker as production runs it, in its own session; SIGTERM, then SIGKILL, after."""
     argv = ["worker", "-Q", ",".join(QUEUES), "-c", str(WORKER_CONCURRENCY), "-l", "INFO"]
     argv += ["--without-mingle", "--without-gossip"]  # one worker: nobody to sync with
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            celery_argv(argv),
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            stop_process(proc)
-
-
-def _wait_for_worker(settings: Settings, workdir: Path) -> None:
-    """The health task answered through the broker: the worker consumes, timing may start."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    try:
-        run_health_check(settings, WORKER_START_S)
-    except CeleryTimeout:
-        raise SpineBenchError(
-            [f"the worker did not answer the health task within {WORKER_START_S:g} s"],
-            str(workdir),
-        ) from None
-
-
-@contextmanager
-def _fresh_schema(database_url: str) -> Iterator[str]:
-    """A schema of this run's own in DATABASE_URL's database, dropped afterwards; yields a URL
-    whose search_path is that schema (as the tests make theirs)."""
-    schema = f"bench_spine_{uuid.uuid4().hex[:12]}"
-    admin = engine_for(database_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    parts = urlsplit(database_url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
-    url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    return session_process(celery_argv(argv), env, log)
 
 
 # -- the baseline: one process, a direct loop ---------------------------------------------------
-class RawLoop:
-    """Read a page, map it, send each message: no Celery, no PostgreSQL, no effect keys.
-
-    What was sent lives in a dict (source id -> version), so a second sync reads the window the
-    pipeline reads (cursor minus lookback, up to now) and sends only what changed.
-    """
-
-    def __init__(self, config: Config, flow: Flow, ctx: ConnectorContext) -> None:
-        self.flow = flow
-        ends = (flow.source.connector, flow.target.connector)
-        self.source, self.target = (make_connector(config.connectors[name], ctx) for name in ends)
-        self.systems = tuple(config.connectors[name].vendor.value for name in ends)
-        self.seen: dict[str, str] = {}
-        self.cursor: str | None = None
-        self._users: DirectorySnapshot | None = None
-
-    def sync(self) -> int:
-        """One pass over the window; returns the messages the target accepted."""
-        window = read_window(self.flow, self.cursor, datetime.now(UTC))
-        token: str | None = None
-        accepted = 0
-        while True:
-            page = self.source.read_page(
-                self.flow.source.stream, window, token, self.flow.page_size
-            )
-            accepted += self._send(page.records)
-            if page.next_token is None:
-                return accepted
-            token = page.next_token
-
-    def _send(self, records: Sequence[Record]) -> int:
-        flow = self.flow
-        changed = [r for r in records if self.seen.get(r.source_id) != r.version]
-        for record in records:
-            self.seen[record.source_id] = record.version
-            self.cursor = max(self.cursor or record.cursor_value, record.cursor_value)
-        if not changed:
-            return 0
-        hydrated = self.source.hydrate(flow.source.stream, changed)
-        mapped = transform(hydrated, flow.mapping, self._directory())
-        kept = filter_batch(mapped.records, flow.rules, {})
-        requests = plan_writes(flow.name, kept.kept, flow.notify, {}, target=self.systems[1])
-        results = [self.target.write(flow.target.stream, request) for request in requests]
-        return sum(result.status is WriteStatus.DONE for result in results)
-
-    def _directory(self) -> DirectorySnapshot:
-        """Both ends' users, listed once (the pipeline keeps them for ten minutes)."""
-        if self._users is None:
-            ends = zip(self.systems, (self.source, self.target), strict=True)
-            self._users = _snapshot({system: end.list_users() for system, end in ends})
-        return self._users
-
-
-def _snapshot(users: Mapping[str, Sequence[DirectoryUser]]) -> DirectorySnapshot:
-    """directory.load_snapshot's index, built from the platforms' lists, not PostgreSQL (emails
-    lowercased, as directory.replace_users stores them)."""
-    snapshot = DirectorySnapshot()
-    for system, people in users.items():
-        for person in people:
-            user = replace(person, email=(person.email or "").lower() or None)
-            snapshot.by_user[(system, user.user_id)] = user
-            for kind in MATCH_ORDER:
-                value = getattr(user, kind)
-                if value:
-                    snapshot.by_key.setdefault((system, kind, value), user.user_id)
-    return snapshot
-
-
 def _baseline(
     settings: Settings, config_dir: Path, approvals: int, workdir: Path
 ) -> dict[str, tuple[Sync, int]]:
     """Both syncs through RawLoop on a sandbox of its own; per phase figures and messages the
     loop saw accepted."""
     found: dict[str, tuple[Sync, int]] = {}
-    with _seeded_sandbox(workdir / "baseline-sandbox", approvals) as sandbox:
+    with bench_sandbox(workdir / "baseline-sandbox", approvals) as sandbox:
         config = _check_flow(config_dir, sandbox.env())
         broker = redis.Redis.from_url(settings.urls()[0])
         loop = RawLoop(config, config.flows[FLOW], ConnectorContext(broker, None, make_session()))
@@ -447,34 +314,6 @@ def _baseline(
 
 
 # -- shared by both sides -------------------------------------------------------------------------
-@contextmanager
-def _seeded_sandbox(data_dir: Path, approvals: int) -> Iterator[SandboxClient]:
-    """The flow's two platforms seeded from World(DEFAULT_SEED), served on free ports, with
-    the sandbox's own throttles off."""
-    with seeded_sandbox(
-        data_dir, seed=DEFAULT_SEED, approvals=approvals, checkin_days=0, platforms=PLATFORMS
-    ) as sandbox:
-        sandbox.settings("wecom", {"callback_url": CARD_CALLBACK_URL})
-        for platform in PLATFORMS:
-            sandbox.settings(platform, {"rate_limit_scale": 0})
-        yield sandbox
-
-
-def _bench_config(config_dir: Path, into: Path) -> Path:
-    """A copy of `config_dir` whose connectors have no client-side rate limits."""
-    source = config_dir / CONNECTORS_FILE
-    try:
-        connectors = yaml.safe_load(source.read_text("utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(str(source), [("file", f"expected a readable file ({exc})")]) from None
-    for body in connectors.values():
-        if isinstance(body, dict):
-            body.pop("rate_limits", None)
-    shutil.copytree(config_dir / FLOWS_DIR, into / FLOWS_DIR)
-    (into / CONNECTORS_FILE).write_text(yaml.safe_dump(connectors, sort_keys=False), "utf-8")
-    return into
-
-
 def _check_flow(config_dir: Path, env: Mapping[str, str]) -> Config:
     """The config, loaded as the worker will load it, with the flow the bench drives."""
     config = load_config(config_dir, {**os.environ, **env})
