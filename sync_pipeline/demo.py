@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 import requests
@@ -45,7 +44,7 @@ from sync_pipeline.processes import celery_argv, child_process
 from sync_pipeline.services import Services, export_env, services
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import locks, runs
-from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.db import engine_for, with_search_path
 from sync_pipeline.state.migrate import migrate
 
 if TYPE_CHECKING:
@@ -136,10 +135,7 @@ def _demo_services(resolved: Services) -> Services:
         conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{DEMO_SCHEMA}" CASCADE')
         conn.exec_driver_sql(f'CREATE SCHEMA "{DEMO_SCHEMA}"')
     engine.dispose()
-    parts = urlsplit(database_url)
-    kept = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]  # ours replaces it
-    query = urlencode([*kept, ("options", f"-csearch_path={DEMO_SCHEMA}")], quote_via=quote)
-    demo_url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    demo_url = with_search_path(database_url, DEMO_SCHEMA)
     return replace(resolved, settings=replace(resolved.settings, database_url=demo_url))
 
 

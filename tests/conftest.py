@@ -15,11 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 import redis
+
+from sync_pipeline.state.db import with_search_path
 
 ROOT = Path(__file__).resolve().parent.parent
 _redis_dbs = itertools.cycle(range(1, 16))
@@ -65,10 +67,8 @@ def database_url(base_urls: tuple[str, str]) -> Iterator[str]:
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'CREATE SCHEMA "{schema}"')
-    parts = urlsplit(base)
-    query = "&".join(q for q in (parts.query, "options=" + quote(f"-csearch_path={schema}")) if q)
     try:
-        yield urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        yield with_search_path(base, schema)
     finally:
         with conn.cursor() as cur:
             cur.execute(f'DROP SCHEMA "{schema}" CASCADE')

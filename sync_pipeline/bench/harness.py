@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 import yaml
@@ -36,7 +35,7 @@ from sync_pipeline.settings import Settings
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
-from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.db import engine_for, with_search_path
 from sync_pipeline.steps import read_window
 
 FLOW = "approvals_to_wecom"
@@ -85,10 +84,7 @@ def fresh_schema(database_url: str) -> Iterator[str]:
     admin = engine_for(database_url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    parts = urlsplit(database_url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
-    url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    url = with_search_path(database_url, schema)
     try:
         yield url
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,6 +26,15 @@ def sqlalchemy_url(database_url: str) -> str:
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg2"
     return f"{scheme}://{rest}"
+
+
+def with_search_path(database_url: str, schema: str) -> str:
+    """`database_url` with `schema` as its search_path, for a test, bench run or demo kept in a
+    schema of its own. Libpq options the URL already carries stay; a later -c wins."""
+    parts = urlsplit(database_url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
+    return parts._replace(query=urlencode(query, quote_via=quote)).geturl()
 
 
 ENGINES_KEPT = 8  # a process uses one or two URLs; tests and benches use a schema each
