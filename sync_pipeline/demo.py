@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -40,7 +39,7 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.dispatch import QUEUES, run_health_check
 from sync_pipeline.logging import configure_logging
-from sync_pipeline.processes import celery_argv, child_process
+from sync_pipeline.processes import celery_argv, child_process, free_port
 from sync_pipeline.services import Services, export_env, services
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import locks, runs
@@ -168,7 +167,7 @@ def _sync_on_sandbox(
         logs.mkdir(parents=True, exist_ok=True)
         worker_argv = celery_argv(["worker", "-Q", ",".join(QUEUES), "-c", "2", "-l", "INFO"])
         beat_argv = celery_argv(["beat", "-l", "INFO", "--schedule", str(data / "beat-schedule")])
-        port = _free_port()
+        port = free_port()
         webhooks_argv = [sys.executable, "-m", "sync_pipeline.cli", "webhooks", "serve"]
         webhooks_argv += ["--port", str(port)]
         with (
@@ -192,12 +191,6 @@ def _sync_on_sandbox(
             moments = _real_time(sandbox)
         engine.dispose()
     return results, moments, answer
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_up(proc: Any, url: str, log: Path) -> None:

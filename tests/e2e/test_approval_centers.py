@@ -15,6 +15,7 @@ import redis
 import sqlalchemy as sa
 
 from sync_pipeline import steps
+from sync_pipeline.processes import free_port
 from sync_pipeline.records import WriteOp, WriteRequest
 from sync_pipeline.runtime import build_runtime
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
@@ -25,7 +26,7 @@ from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import pages as pages_table
 from tests.conftest import ROOT, syncctl
-from tests.e2e.spine import free_port, start_redis, start_worker, stop
+from tests.e2e.spine import start_redis, start_worker, stop
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,7 @@ import redis
 import requests
 import sqlalchemy as sa
 
+from sync_pipeline.processes import free_port
 from sync_pipeline.sandbox import wecom as sandbox_wecom
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.sandbox.core import SandboxStore
@@ -30,7 +31,7 @@ from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events
 from tests.conftest import ROOT, wait_for
-from tests.e2e.spine import free_port, start_redis, start_worker, stop
+from tests.e2e.spine import start_redis, start_worker, stop
 
 pytestmark = pytest.mark.slow
 

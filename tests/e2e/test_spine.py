@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from sync_pipeline import steps
+from sync_pipeline.processes import free_port
 from sync_pipeline.runtime import build_runtime
 from sync_pipeline.sandbox.wecom import userid_for
 from sync_pipeline.sandbox.world import Approval, World
@@ -30,7 +31,6 @@ from tests.e2e.spine import (
     FLOW,
     SEED,
     expected_wecom_messages,
-    free_port,
     list_calls,
     oa_user_id,
     start_redis,

@@ -8,7 +8,6 @@ with its arrival time on the server's own clock, so tests assert on what the ven
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 
+from sync_pipeline import processes
 from sync_pipeline.errors import (
     RateLimited,
     SyncError,
@@ -134,9 +134,7 @@ def server() -> Iterator[ScriptedServer]:
 @pytest.fixture
 def free_port() -> int:
     """A port nothing listens on: connecting to it is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return processes.free_port()
 
 
 @pytest.fixture

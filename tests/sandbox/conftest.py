@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,14 +11,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from sync_pipeline.processes import free_port
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.emulator import Emulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

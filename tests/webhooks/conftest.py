@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.registry import make_connector
 from sync_pipeline.http import make_session
+from sync_pipeline.processes import free_port
 from sync_pipeline.records import WriteOp, WriteRequest, WriteResult
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
@@ -48,12 +48,6 @@ CONNECTOR = {
     "feishu": "sandbox_feishu",
     "agora": "sandbox_agora",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fixture_text(vendor: str, name: str) -> str:

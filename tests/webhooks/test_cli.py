@@ -10,8 +10,9 @@ from pathlib import Path
 
 import requests
 
+from sync_pipeline.processes import free_port
 from tests.conftest import syncctl, wait_for
-from tests.webhooks.conftest import CONFIG_DIR, free_port
+from tests.webhooks.conftest import CONFIG_DIR
 
 
 def test_serve_answers_until_ctrl_c_then_stops_cleanly(sandbox, service_env, tmp_path) -> None:

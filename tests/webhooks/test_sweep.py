@@ -10,6 +10,7 @@ import redis
 import sqlalchemy as sa
 
 from sync_pipeline import dispatch
+from sync_pipeline.processes import free_port
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
@@ -23,7 +24,6 @@ from tests.webhooks.conftest import (
     CALLBACK_SETTING,
     CONFIG_DIR,
     Service,
-    free_port,
     serve_in_thread,
     service_settings,
     shut_down,
