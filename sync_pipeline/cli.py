@@ -33,6 +33,7 @@ err_console = Console(stderr=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> None:
@@ -515,6 +516,30 @@ def bench_sandbox_command(approvals: int, runs: int, json_path: str) -> None:
     console.print(f"wrote {json_path}")
 
 
+def runs_and_json(bench_name: str) -> Callable[[F], F]:
+    """--runs and --json of a bench over the whole stack; its figures go by default to
+    SYNC_DATA_DIR/bench/<bench_name>.json (see report_path)."""
+    runs = click.option(
+        "--runs", default=3, show_default=True, type=click.IntRange(min=1), help="Report medians."
+    )
+    json_path = click.option(
+        "--json",
+        "json_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Where to write the figures.  [default: SYNC_DATA_DIR/bench/{bench_name}.json]",
+    )
+
+    def decorate(command: F) -> F:
+        return runs(json_path(command))
+
+    return decorate
+
+
+def report_path(json_path: Path | None, resolved: Services, bench_name: str) -> Path:
+    return json_path or resolved.settings.data_dir / "bench" / f"{bench_name}.json"
+
+
 @bench.command(name="spine")
 @click.option(
     "--approvals",
@@ -523,16 +548,7 @@ def bench_sandbox_command(approvals: int, runs: int, json_path: str) -> None:
     type=click.IntRange(10, 1_000_000),
     help="Approvals to seed.",
 )
-@click.option(
-    "--runs", default=3, show_default=True, type=click.IntRange(min=1), help="Report medians."
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the figures.  [default: SYNC_DATA_DIR/bench/spine.json]",
-)
+@runs_and_json("spine")
 @one_line_errors
 def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> None:
     """First sync of the approvals and a no-change sync through a real worker, beside a raw
@@ -541,7 +557,7 @@ def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> No
 
     settings = settings_from_env()
     with services(settings) as resolved:
-        target = json_path or resolved.settings.data_dir / "bench" / "spine.json"
+        target = report_path(json_path, resolved, "spine")
         bench_spine(resolved, approvals, runs, target, console)
 
 
@@ -559,16 +575,7 @@ def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> No
     type=click.FloatRange(1, 600),
     help="Seconds per rate.",
 )
-@click.option(
-    "--runs", default=3, show_default=True, type=click.IntRange(min=1), help="Report medians."
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the figures.  [default: SYNC_DATA_DIR/bench/events.json]",
-)
+@runs_and_json("events")
 @one_line_errors
 def bench_events_command(rates: str, duration: float, runs: int, json_path: Path | None) -> None:
     """Webhook-to-IM-delivery latency (p50, p99) at steady rates of OA change webhooks,
@@ -586,7 +593,7 @@ def bench_events_command(rates: str, duration: float, runs: int, json_path: Path
         raise click.BadParameter("expected rates of at least 1 event/s", param_hint="--rates")
     settings = settings_from_env()
     with services(settings) as resolved:
-        target = json_path or resolved.settings.data_dir / "bench" / "events.json"
+        target = report_path(json_path, resolved, "events")
         bench_events(resolved, chosen, duration, runs, target, console)
 
 
