@@ -30,16 +30,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.connectors.agora import DEFAULT_SENDER, EFFECT_KEY_EXT
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    card_action,
+    chat_message,
     json_object,
     required,
-    text_flags,
 )
 from sync_pipeline.webhooks.verify import agora_security, forged, same
 
@@ -97,19 +97,16 @@ def _card_action(
 ) -> InboundEvent:
     call_id, sender, timestamp = required(callback, "callId", "from", "timestamp")
     card = {"card_msg_id": exts["card_msg_id"]} if exts.get("card_msg_id") else {}
-    return InboundEvent(
-        connector=connector,
-        vendor="agora",
-        event_id=call_id,
-        kind=EventKind.CARD_ACTION,
-        occurred_at=iso_from_unix(timestamp),
-        data={
-            "user_id": sender,
-            "action": exts.get("action", ""),
-            "source_id": exts.get("source_id", ""),
-            "comment": exts.get("comment", ""),
-            "card": card,
-        },
+    return card_action(
+        connector,
+        "agora",
+        call_id,
+        timestamp,
+        user_id=sender,
+        action=exts.get("action", ""),
+        source_id=exts.get("source_id", ""),
+        comment=exts.get("comment", ""),
+        card=card,
     )
 
 
@@ -119,20 +116,15 @@ def _message(
     call_id, sender, msg_id, timestamp = required(callback, "callId", "from", "msg_id", "timestamp")
     group = callback.get("chat_type") == "groupchat"
     mentions = ext.get("em_at_list")
-    return InboundEvent(
-        connector=connector,
-        vendor="agora",
-        event_id=call_id,
-        kind=EventKind.MESSAGE,
-        occurred_at=iso_from_unix(timestamp),
-        data={
-            "message_id": msg_id,
-            "sender": sender,
-            "chat_id": str(callback.get("group_id") or "") if group else "",
-            "chat_type": "group" if group else "direct",
-            "text": text,
-            "flags": text_flags(text),
-            "mentions": [str(m) for m in mentions] if isinstance(mentions, list) else [],
-            "sent_at": iso_from_unix(timestamp),
-        },
+    return chat_message(
+        connector,
+        "agora",
+        call_id,
+        timestamp,
+        message_id=msg_id,
+        sender=sender,
+        chat_id=str(callback.get("group_id") or "") if group else "",
+        chat_type="group" if group else "direct",
+        text=text,
+        mentions=[str(m) for m in mentions] if isinstance(mentions, list) else [],
     )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync_pipeline.config.connector import DEFAULT_WEBHOOK_WINDOW_S, Secret, Vendor
-from sync_pipeline.records import InboundEvent, iso_utc
+from sync_pipeline.records import EventKind, InboundEvent, iso_utc
 from sync_pipeline.webhooks.verify import malformed, timestamp_s
 
 
@@ -78,6 +78,78 @@ class Accepted:
 def iso_from_unix(value: Any) -> str:
     """A vendor's Unix time (seconds or milliseconds, number or string) as ISO-8601 UTC."""
     return iso_utc(datetime.fromtimestamp(timestamp_s(str(value)), UTC))
+
+
+# The decoders build events here, so each kind's data is spelt once (records.InboundEvent).
+def approval_changed(
+    connector: str,
+    vendor: str,
+    event_id: str,
+    at: Any,
+    *,
+    source_id: str,
+    status: str | None,
+    version: str | None,
+) -> InboundEvent:
+    """An approval moved at Unix time `at`."""
+    data = {"source_id": source_id, "status": status, "version": version}
+    return _event(connector, vendor, event_id, EventKind.APPROVAL_CHANGED, at, data)
+
+
+def card_action(
+    connector: str,
+    vendor: str,
+    event_id: str,
+    at: Any,
+    *,
+    user_id: str,
+    action: str,
+    source_id: str,
+    comment: str,
+    card: Mapping[str, str],
+) -> InboundEvent:
+    """A button pressed at Unix time `at`; `card` holds the vendor's handles for updating it."""
+    data = {
+        "user_id": user_id,
+        "action": action,
+        "source_id": source_id,
+        "comment": comment,
+        "card": card,
+    }
+    return _event(connector, vendor, event_id, EventKind.CARD_ACTION, at, data)
+
+
+def chat_message(
+    connector: str,
+    vendor: str,
+    event_id: str,
+    at: Any,
+    *,
+    message_id: str,
+    sender: str,
+    chat_id: str,
+    chat_type: str,
+    text: str,
+    mentions: list[str],
+) -> InboundEvent:
+    """A message sent at Unix time `at`, its flags read from its text (`text_flags`)."""
+    data = {
+        "message_id": message_id,
+        "sender": sender,
+        "chat_id": chat_id,
+        "chat_type": chat_type,
+        "text": text,
+        "flags": text_flags(text),
+        "mentions": mentions,
+        "sent_at": iso_from_unix(at),
+    }
+    return _event(connector, vendor, event_id, EventKind.MESSAGE, at, data)
+
+
+def _event(
+    connector: str, vendor: str, event_id: str, kind: EventKind, at: Any, data: Mapping[str, Any]
+) -> InboundEvent:
+    return InboundEvent(connector, vendor, event_id, kind, iso_from_unix(at), data)
 
 
 def required(mapping: Mapping[str, Any], *keys: str) -> list[str]:

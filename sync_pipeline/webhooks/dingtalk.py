@@ -27,13 +27,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.connectors.dingtalk import RESULT_STATUS
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    approval_changed,
+    card_action,
     json_object,
     required,
 )
@@ -117,13 +118,14 @@ def _approval(
 ) -> InboundEvent:
     if at in (None, ""):
         raise malformed("the event has neither finishTime nor createTime")
-    return InboundEvent(
-        connector=connector,
-        vendor="dingtalk",
-        event_id=f"{event_type}:{instance}:{version}",
-        kind=EventKind.APPROVAL_CHANGED,
-        occurred_at=iso_from_unix(at),
-        data={"source_id": instance, "status": status, "version": version},
+    return approval_changed(
+        connector,
+        "dingtalk",
+        f"{event_type}:{instance}:{version}",
+        at,
+        source_id=instance,
+        status=status,
+        version=version,
     )
 
 
@@ -138,17 +140,14 @@ def _card_action(connector: str, event: Mapping[str, Any], sent_at: float) -> In
     action_ids = private.get("actionIds") if isinstance(private, Mapping) else None
     first = str(action_ids[0]) if isinstance(action_ids, list) and action_ids else ""
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
-    return InboundEvent(
-        connector=connector,
-        vendor="dingtalk",
-        event_id=f"card:{track}:{user}:{digest}",
-        kind=EventKind.CARD_ACTION,
-        occurred_at=iso_from_unix(sent_at),
-        data={
-            "user_id": user,
-            "action": str(params.get("action") or first),
-            "source_id": str(params.get("source_id", "")),
-            "comment": str(params.get("comment", "")),
-            "card": {"out_track_id": track},
-        },
+    return card_action(
+        connector,
+        "dingtalk",
+        f"card:{track}:{user}:{digest}",
+        sent_at,
+        user_id=user,
+        action=str(params.get("action") or first),
+        source_id=str(params.get("source_id", "")),
+        comment=str(params.get("comment", "")),
+        card={"out_track_id": track},
     )

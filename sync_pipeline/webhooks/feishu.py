@@ -32,17 +32,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.connectors.feishu import INSTANCE_STATUS
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks import feishu_approval
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    approval_changed,
+    card_action,
+    chat_message,
     json_object,
     required,
-    text_flags,
 )
 from sync_pipeline.webhooks.verify import (
     check_window,
@@ -131,22 +132,19 @@ def _card_action(
     form = _mapping(action.get("form_value"))
     comment = action.get("input_value") or form.get("comment") or ""
     context = _mapping(event.get("context"))
-    return InboundEvent(
-        connector=connector,
-        vendor="feishu",
-        event_id=event_id,
-        kind=EventKind.CARD_ACTION,
-        occurred_at=iso_from_unix(created),
-        data={
-            "user_id": str(operator.get("open_id", "")),
-            "action": str(value.get("action", "")),
-            "source_id": str(value.get("source_id", "")),
-            "comment": str(comment),
-            "card": {
-                "open_message_id": str(context.get("open_message_id", "")),
-                "open_chat_id": str(context.get("open_chat_id", "")),
-                "token": str(event.get("token", "")),
-            },
+    return card_action(
+        connector,
+        "feishu",
+        event_id,
+        created,
+        user_id=str(operator.get("open_id", "")),
+        action=str(value.get("action", "")),
+        source_id=str(value.get("source_id", "")),
+        comment=str(comment),
+        card={
+            "open_message_id": str(context.get("open_message_id", "")),
+            "open_chat_id": str(context.get("open_chat_id", "")),
+            "token": str(event.get("token", "")),
         },
     )
 
@@ -158,22 +156,17 @@ def _message(connector: str, header: Mapping[str, Any], event: Mapping[str, Any]
     sender = _mapping(_mapping(event.get("sender")).get("sender_id"))
     mentions = [_mapping(m) for m in message.get("mentions") or [] if isinstance(m, Mapping)]
     text = _text(message, mentions)
-    return InboundEvent(
-        connector=connector,
-        vendor="feishu",
-        event_id=event_id,
-        kind=EventKind.MESSAGE,
-        occurred_at=iso_from_unix(created),
-        data={
-            "message_id": message_id,
-            "sender": str(sender.get("open_id", "")),
-            "chat_id": chat_id,
-            "chat_type": CHAT_TYPES.get(str(message.get("chat_type")), "group"),
-            "text": text,
-            "flags": text_flags(text),
-            "mentions": [person for m in mentions if (person := _person(m))],
-            "sent_at": iso_from_unix(created),
-        },
+    return chat_message(
+        connector,
+        "feishu",
+        event_id,
+        created,
+        message_id=message_id,
+        sender=str(sender.get("open_id", "")),
+        chat_id=chat_id,
+        chat_type=CHAT_TYPES.get(str(message.get("chat_type")), "group"),
+        text=text,
+        mentions=[person for m in mentions if (person := _person(m))],
     )
 
 
@@ -214,13 +207,8 @@ def _approval(connector: str, payload: Mapping[str, Any], event: Mapping[str, An
         version = f"{at}:{raw}"
     else:  # approval_task: one task moved; the instance's status is not said
         status, version = None, f"task {event.get('task_id', '')}:{raw}:{at}"
-    return InboundEvent(
-        connector=connector,
-        vendor="feishu",
-        event_id=event_id,
-        kind=EventKind.APPROVAL_CHANGED,
-        occurred_at=iso_from_unix(at),
-        data={"source_id": instance, "status": status, "version": version},
+    return approval_changed(
+        connector, "feishu", event_id, at, source_id=instance, status=status, version=version
     )
 
 

@@ -27,13 +27,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    card_action,
     json_object,
     required,
 )
@@ -67,23 +67,20 @@ def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEve
     instance_id, task_id = required(payload, "instance_id", "task_id")
     context = _context(payload.get("action_context"))
     source_id = str(context.get("source_id") or instance_id)
-    return InboundEvent(
-        connector=connector,
-        vendor="feishu",
-        event_id=f"quick_approval:{instance_id}:{task_id}:{payload['action_type']}",
-        kind=EventKind.CARD_ACTION,
-        occurred_at=iso_from_unix(int(now)),
-        data={
-            "user_id": str(context.get("open_id") or ""),
-            "action": action,
-            "source_id": source_id,
-            "comment": str(payload.get("reason") or ""),
-            "card": {
-                "approval_code": str(payload.get("approval_code") or ""),
-                "instance_id": instance_id,
-                "task_id": task_id,
-                "feishu_user_id": str(payload.get("user_id") or ""),
-            },
+    return card_action(
+        connector,
+        "feishu",
+        f"quick_approval:{instance_id}:{task_id}:{payload['action_type']}",
+        int(now),
+        user_id=str(context.get("open_id") or ""),
+        action=action,
+        source_id=source_id,
+        comment=str(payload.get("reason") or ""),
+        card={
+            "approval_code": str(payload.get("approval_code") or ""),
+            "instance_id": instance_id,
+            "task_id": task_id,
+            "feishu_user_id": str(payload.get("user_id") or ""),
         },
     )
 

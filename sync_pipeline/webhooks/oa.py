@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    approval_changed,
     json_object,
     required,
 )
@@ -44,15 +44,12 @@ def decode(connector: str, payload: Mapping[str, Any], timestamp: str) -> Inboun
     if not str(payload.get("event", "")).startswith("request."):
         return None
     event_id, request_id = required(payload, "eventId", "requestId")
-    return InboundEvent(
-        connector=connector,
-        vendor="oa",
-        event_id=event_id,
-        kind=EventKind.APPROVAL_CHANGED,
-        occurred_at=iso_from_unix(timestamp),
-        data={
-            "source_id": request_id,
-            "status": payload.get("status"),
-            "version": payload.get("lastOperateTime"),
-        },
+    return approval_changed(
+        connector,
+        "oa",
+        event_id,
+        timestamp,
+        source_id=request_id,
+        status=payload.get("status"),
+        version=payload.get("lastOperateTime"),
     )

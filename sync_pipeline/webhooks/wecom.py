@@ -20,15 +20,16 @@ from typing import Any
 from xml.etree import ElementTree
 
 from sync_pipeline.connectors.wecom import SP_STATUS
-from sync_pipeline.records import EventKind, InboundEvent
+from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
     Answer,
     Endpoint,
     Incoming,
-    iso_from_unix,
+    approval_changed,
+    card_action,
+    chat_message,
     required,
-    text_flags,
 )
 from sync_pipeline.webhooks.verify import WXCrypt, check_window, forged, malformed
 
@@ -89,19 +90,16 @@ def decode(connector: str, xml: str) -> InboundEvent | None:
 def _card_event(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     user, created, task_id, key = required(msg, "FromUserName", "CreateTime", "TaskId", "EventKey")
     action, _, source_id = key.partition(":")
-    return InboundEvent(
-        connector=connector,
-        vendor="wecom",
-        event_id=f"{user}:{created}:template_card_event:{task_id}:{key}",
-        kind=EventKind.CARD_ACTION,
-        occurred_at=iso_from_unix(created),
-        data={
-            "user_id": user,
-            "action": action,
-            "source_id": source_id,
-            "comment": "",  # button_interaction cards take no input
-            "card": {"response_code": str(msg.get("ResponseCode", "")), "task_id": task_id},
-        },
+    return card_action(
+        connector,
+        "wecom",
+        f"{user}:{created}:template_card_event:{task_id}:{key}",
+        created,
+        user_id=user,
+        action=action,
+        source_id=source_id,
+        comment="",  # button_interaction cards take no input
+        card={"response_code": str(msg.get("ResponseCode", "")), "task_id": task_id},
     )
 
 
@@ -120,35 +118,30 @@ def _approval_change(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     ]
     change = info.get("StatuChangeEvent", "")  # sic: WeCom's spelling
     version = f"{max(decided, default=0)}|{sp_status}|{change}"
-    return InboundEvent(
-        connector=connector,
-        vendor="wecom",
-        event_id=f"{user}:{created}:sys_approval_change:{sp_no}:{version}",
-        kind=EventKind.APPROVAL_CHANGED,
-        occurred_at=iso_from_unix(created),
-        data={"source_id": sp_no, "status": SP_STATUS.get(sp_status), "version": version},
+    return approval_changed(
+        connector,
+        "wecom",
+        f"{user}:{created}:sys_approval_change:{sp_no}:{version}",
+        created,
+        source_id=sp_no,
+        status=SP_STATUS.get(sp_status),
+        version=version,
     )
 
 
 def _text_message(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     msg_id, user, created = required(msg, "MsgId", "FromUserName", "CreateTime")
-    text = str(msg.get("Content", ""))
-    return InboundEvent(
-        connector=connector,
-        vendor="wecom",
-        event_id=msg_id,
-        kind=EventKind.MESSAGE,
-        occurred_at=iso_from_unix(created),
-        data={
-            "message_id": msg_id,
-            "sender": user,
-            "chat_id": "",  # a message to the app: WeCom names no conversation
-            "chat_type": "direct",
-            "text": text,
-            "flags": text_flags(text),
-            "mentions": [],
-            "sent_at": iso_from_unix(created),
-        },
+    return chat_message(
+        connector,
+        "wecom",
+        msg_id,
+        created,
+        message_id=msg_id,
+        sender=user,
+        chat_id="",  # a message to the app: WeCom names no conversation
+        chat_type="direct",
+        text=str(msg.get("Content", "")),
+        mentions=[],
     )
 
 
