@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from sync_pipeline.connectors.notify import rejected
+from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import OutcomeUnknown, VendorRejected, VendorUnavailable
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
 
@@ -87,9 +87,9 @@ class ProcessCentre:
         self._process_code: str | None = None
 
     def write(self, request: WriteRequest) -> WriteResult:
-        content = request.payload.get("content")
-        content = content if isinstance(content, Mapping) else {}
-        problem = _missing(content)
+        content, problem = approval_instance(
+            request, "a process centre instance", ("pending", *FINAL)
+        )
         if problem:
             return rejected(request, problem)
         handle = self._handle(request)
@@ -189,7 +189,7 @@ class ProcessCentre:
         Each change is noted before the next call, so a retry resumes where this stopped."""
         status = str(content["status"])
         node = str(content.get("node") or "-")
-        approvers = _ids(content.get("approvers")) if status == "pending" else []
+        approvers = pending_approvers(content)
         wanted = {f"{node}/{user}": user for user in approvers}
         over = {key: task for key, task in handle.tasks.items() if key not in wanted}
         if over:
@@ -255,18 +255,3 @@ def _closed(task: int, key: str, status: str, last: Any) -> dict[str, Any]:
 def _code(result: Any) -> str | None:
     code = result.get("processCode") if isinstance(result, Mapping) else None
     return str(code) if code else None
-
-
-def _missing(content: Mapping[str, Any]) -> str:
-    needed = ("status", "applicant", "created_at", "url")
-    absent = [name for name in needed if content.get(name) in (None, "")]
-    if absent:
-        return f"a process centre instance needs {', '.join(absent)} in the mapping"
-    if str(content["status"]) not in ("pending", *FINAL):
-        return f"unknown approval status {content['status']!r}"
-    return ""
-
-
-def _ids(value: Any) -> list[str]:
-    values = value if isinstance(value, list | tuple) else [value]
-    return list(dict.fromkeys(str(v) for v in values if v not in (None, "")))

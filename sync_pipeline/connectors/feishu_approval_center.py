@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.connectors.notify import rejected
+from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus, parse_iso_utc
 
@@ -102,9 +102,9 @@ class ApprovalCenter:
         self._defined = False
 
     def write(self, request: WriteRequest) -> WriteResult:
-        content = request.payload.get("content")
-        content = content if isinstance(content, Mapping) else {}
-        problem = _missing(content)
+        content, problem = approval_instance(
+            request, "an approval center instance", INSTANCE_STATUS
+        )
         if problem:
             return rejected(request, problem)
         self._define()
@@ -174,7 +174,7 @@ class ApprovalCenter:
         at = _ms(str(content.get("updated_at") or content["created_at"]))
         links = {"pc_link": str(content["url"]), "mobile_link": str(content["url"])}
         node = str(content.get("node") or "-")
-        approvers = _ids(content.get("approvers")) if status == "pending" else []
+        approvers = pending_approvers(content)
         tasks = [self._open_task(instance_id, node, a, content, links, at) for a in approvers]
         wanted = {t["task_id"] for t in tasks}
         for task_id in held or ():
@@ -242,22 +242,6 @@ def _closed_task(
         "end_time": at,
         "update_time": at,
     }
-
-
-def _missing(content: Mapping[str, Any]) -> str:
-    """What the mapped approval lacks for an instance, or ""."""
-    needed = ("status", "applicant", "created_at", "url")
-    absent = [name for name in needed if content.get(name) in (None, "")]
-    if absent:
-        return f"an approval center instance needs {', '.join(absent)} in the mapping"
-    if str(content["status"]) not in INSTANCE_STATUS:
-        return f"unknown approval status {content['status']!r}"
-    return ""
-
-
-def _ids(value: Any) -> list[str]:
-    values = value if isinstance(value, list | tuple) else [value]
-    return list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
 def _ms(iso: str) -> int:

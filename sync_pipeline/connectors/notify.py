@@ -1,13 +1,13 @@
-"""Reading a planned notification, shared by the IM connectors.
+"""Reading a planned notification or approval-center instance, shared by the connectors.
 
 The planner writes `{"kind", "to", "content"}` (see the `stages` module docstring); each
-vendor turns `content` into its own card or message format. What every vendor reads the same
-way lives here once.
+vendor turns `content` into its own card, message or approval-center instance. What every
+vendor reads the same way lives here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
@@ -27,6 +27,34 @@ def notification(payload: Mapping[str, Any]) -> tuple[str, str | None, Mapping[s
 def rejected(request: WriteRequest, reason: str) -> WriteResult:
     """This record cannot be delivered; it becomes a dead letter, the batch goes on."""
     return WriteResult(request.effect_key, WriteStatus.REJECTED, request.target_id, reason)
+
+
+INSTANCE_FIELDS = ("status", "applicant", "created_at", "url")  # what every instance needs
+
+
+def approval_instance(
+    request: WriteRequest, what: str, statuses: Collection[str]
+) -> tuple[Mapping[str, Any], str]:
+    """(content, problem) of a planned approval-center instance: the problem is "" unless the
+    mapping left out a field every instance needs or gave a status not in `statuses`; `what`
+    names the instance in it."""
+    content = request.payload.get("content")
+    content = content if isinstance(content, Mapping) else {}
+    absent = [name for name in INSTANCE_FIELDS if content.get(name) in (None, "")]
+    if absent:
+        return content, f"{what} needs {', '.join(absent)} in the mapping"
+    if str(content["status"]) not in statuses:
+        return content, f"unknown approval status {content['status']!r}"
+    return content, ""
+
+
+def pending_approvers(content: Mapping[str, Any]) -> list[str]:
+    """Who must act on an approval now: its approvers, once each, while it is pending."""
+    if str(content["status"]) != "pending":
+        return []
+    value = content.get("approvers")
+    values = value if isinstance(value, list | tuple) else [value]
+    return list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
 def plain_text(content: Mapping[str, Any]) -> str:
