@@ -28,7 +28,8 @@ Invariants kept here (DESIGN.md sections 2-5):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -551,6 +552,22 @@ def _run_fence(conn: Any, run_id: int) -> int:
 
 
 # -- events: records a webhook named -------------------------------------------------------
+@contextmanager
+def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[int]:
+    """A run of what one event (or a replay) does to a flow: its id, for the block to count
+    on and finish as it succeeds. A block that raises finishes it STOPPED when the error is
+    Transient (the event task retries), else FAILED, and the error propagates."""
+    with rt.engine.begin() as conn:
+        run_id = runs.start_webhook(conn, flow.name, trigger)
+    try:
+        yield run_id
+    except Exception as exc:
+        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
+        with rt.engine.begin() as conn:
+            runs.finish(conn, run_id, status, error=str(exc)[:500])
+        raise
+
+
 def sync_records(
     rt: Runtime,
     flow_name: str,
@@ -570,9 +587,7 @@ def sync_records(
     version, in a run of trigger "replay"; effect keys keep what was made then from repeating.
     """
     flow = rt.flow(flow_name)
-    with rt.engine.begin() as conn:
-        run_id = runs.start_webhook(conn, flow.name, runs.REPLAY if replay else runs.WEBHOOK)
-    try:
+    with event_run(rt, flow, runs.REPLAY if replay else runs.WEBHOOK) as run_id:
         planned = plan_records(rt, flow, records, read_at, replay=replay)
         with rt.engine.begin() as conn:
             dead = deadletters.add(conn, flow.name, run_id, _dead_rows(planned))
@@ -590,11 +605,6 @@ def sync_records(
                 dead_lettered=counts.dead,
             )
             runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)
-    except Exception as exc:
-        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
-        with rt.engine.begin() as conn:
-            runs.finish(conn, run_id, status, error=str(exc)[:500])
-        raise
     return run_id, counts
 
 

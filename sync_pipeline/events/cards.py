@@ -118,19 +118,12 @@ def handle(rt: Runtime, event: InboundEvent) -> Handled:
         reason = f"{flow.source.connector} cannot decide approvals through its API"
         return Handled(EventStatus.IGNORED, reason)
     users = steps.load_directory(rt, flow)
-    with rt.engine.begin() as conn:
-        run_id = runs.start_webhook(conn, flow.name)
-    scene = Scene(rt, flow, press, cards, source, users, run_id)
-    try:
+    with steps.event_run(rt, flow) as run_id:
+        scene = Scene(rt, flow, press, cards, source, users, run_id)
         account, written = _respond(scene)
         with rt.engine.begin() as conn:
             runs.add_counts(conn, run_id, pulled=1, written=written)
             runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)
-    except Exception as exc:
-        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
-        with rt.engine.begin() as conn:
-            runs.finish(conn, run_id, status, error=str(exc)[:500])
-        raise
     return Handled(EventStatus.DONE, f"{flow.name} run {run_id}: {account}")
 
 
