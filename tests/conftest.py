@@ -107,6 +107,14 @@ def syncctl(
     )
 
 
+def next_second() -> None:
+    """Let the clock leave the second of the last change. A pull reads up to the second it
+    starts in, exclusive (its signpost, in whole seconds), so a change made in that very second
+    is the next pull's; tests that pull what they just changed wait it out."""
+    start = int(time.time())
+    wait_for(lambda: int(time.time()) > start, 3, interval_s=0.05, what="the next second")
+
+
 def wait_for(predicate, deadline_s: float, interval_s: float = 0.2, what: str = "condition"):
     """Poll until `predicate()` is truthy; returns its value. Tests never sleep blindly."""
     deadline = time.monotonic() + deadline_s

@@ -1,16 +1,18 @@
-"""A real Celery worker process for end-to-end tests."""
+"""Real processes for end-to-end tests: Celery workers, the sandbox, a Redis of a module's own."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sync_pipeline.dispatch import QUEUES
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.migrate import migrate
+from tests.e2e.spine import emptied, redis_server, start_worker, stop
 
 
 @pytest.fixture
@@ -64,8 +66,31 @@ def sandbox_store(sandbox, tmp_path):
 
 
 @pytest.fixture
-def spine_env(migrated: dict[str, str], sandbox) -> dict[str, str]:
+def sandbox_env(migrated: dict[str, str], sandbox) -> dict[str, str]:
     """Worker and syncctl environment: this test's servers, the sandbox, the shipped config."""
     from tests.conftest import ROOT
 
     return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
+
+
+@pytest.fixture
+def sandbox_worker(sandbox_env, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker on `sandbox_env`, in its own process group (spine.start_worker)."""
+    proc = start_worker(sandbox_env, tmp_path / "worker.log")
+    yield proc
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of the requesting module's own, for a module whose `redis_url` is
+    `private_redis_url`: the machine's is shared with other test runs, whose workers could take
+    the module's tasks off a queue of the same db number."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def private_redis_url(private_redis: str) -> str:
+    """Database 1 of the module's private Redis, emptied."""
+    return emptied(private_redis, 1)

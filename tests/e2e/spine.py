@@ -1,5 +1,6 @@
-"""Helpers of the spine's end-to-end tests: processes, expectations read off the World, and
-the WeCom ledger read as (kind, recipient, approval number)."""
+"""Helpers of the end-to-end tests: processes (a worker, a Redis, the webhook service), the
+spine's expectations read off the World, and the WeCom ledger read as (kind, recipient,
+approval number)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 
 from sync_pipeline.dispatch import QUEUES
+from sync_pipeline.processes import free_port
 from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.sandbox.oa import oa_user_id as _oa_user_id
 from sync_pipeline.sandbox.wecom import userid_for
@@ -27,6 +32,8 @@ FLOW = "approvals_to_wecom"
 SEED = 7
 APPROVALS = 500
 LIST_ENDPOINT = "getAllWorkflowRequestList"
+CALLBACK_SETTING = {"oa": "webhook_url"}  # every IM emulator calls it callback_url
+SERVICE_START_S = 90
 
 
 def oa_user_id(employee_no: str) -> str:
@@ -75,6 +82,42 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@contextmanager
+def webhook_service(
+    env: dict[str, str], sandbox: SandboxClient, log: Path, platforms: Sequence[str]
+) -> Iterator[str]:
+    """`syncctl webhooks serve` on a free port, with the sandbox's `platforms` calling it;
+    yields its URL. The sandbox's faults are cleared before and after."""
+    port = free_port()
+    out = open(log, "wb")  # noqa: SIM115 - closed below
+    exe = Path(sys.executable).parent / "syncctl"
+    proc = subprocess.Popen(
+        [str(exe), "webhooks", "serve", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text("utf-8", "replace")
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, SERVICE_START_S, what="the webhook service")
+    sandbox.clear_faults()
+    for platform in platforms:
+        setting = CALLBACK_SETTING.get(platform, "callback_url")
+        sandbox.settings(platform, {setting: f"{url}/webhooks/sandbox_{platform}"})
+    yield url
+    sandbox.clear_faults()
+    stop(proc)
+    out.close()
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
@@ -109,3 +152,18 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
 
     wait_for(ready, 20, what=f"redis-server on port {port}")
     return proc
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A Redis server of the caller's own on a free port; yields its URL, without a database."""
+    proc = start_redis(port := free_port(), workdir)
+    yield f"redis://127.0.0.1:{port}"
+    stop(proc)
+
+
+def emptied(server_url: str, db: int) -> str:
+    """The URL of database `db` of a Redis server, flushed first."""
+    url = f"{server_url}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url

@@ -6,16 +6,13 @@ nor by the same planned writes made again, as a redelivered write task makes the
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from sync_pipeline import steps
-from sync_pipeline.processes import free_port
 from sync_pipeline.records import WriteOp, WriteRequest
 from sync_pipeline.runtime import build_runtime
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
@@ -25,8 +22,7 @@ from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import pages as pages_table
-from tests.conftest import ROOT, syncctl
-from tests.e2e.spine import start_redis, start_worker, stop
+from tests.conftest import syncctl
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +34,10 @@ DINGTALK_FLOW = "approvals_to_dingtalk_todos"
 FLOWS = (FEISHU_FLOW, DINGTALK_FLOW)
 
 
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis of this module's own, so no other test run's worker takes these tasks."""
-    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}"
-    stop(proc)
-
-
 @pytest.fixture
-def redis_url(private_redis: str) -> str:
-    url = f"{private_redis}/1"
-    redis.Redis.from_url(url).flushdb()
-    return url
+def redis_url(private_redis_url: str) -> str:
+    """Overrides tests/conftest.py's: a Redis of this module's own (e2e/conftest.py)."""
+    return private_redis_url
 
 
 @pytest.fixture
@@ -63,18 +50,6 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
 @pytest.fixture
 def store(sandbox: SandboxClient, tmp_path: Path) -> SandboxStore:
     return SandboxStore(store_path(tmp_path / "sandbox"))
-
-
-@pytest.fixture
-def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
-    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_worker(env, tmp_path / "worker.log")
-    yield proc
-    stop(proc)
 
 
 def run(flow: str, env: dict[str, str]) -> None:
@@ -126,12 +101,12 @@ def center_writes(sandbox: SandboxClient) -> list[tuple[str, str]]:
 
 
 def test_each_approval_is_one_instance_whose_tasks_follow_the_oa(
-    env, worker, sandbox, store
+    sandbox_env, sandbox_worker, sandbox, store
 ) -> None:
     feishu_ids, ding_ids = feishu_people(store), dingtalk_people(store)
     approvals = list(WORLD.approvals(APPROVALS))
 
-    run_both(env)
+    run_both(sandbox_env)
 
     assert feishu_open(store) == {
         a.request_id: sorted(feishu_ids[n] for n in a.current_approver_nos) for a in approvals
@@ -142,15 +117,15 @@ def test_each_approval_is_one_instance_whose_tasks_follow_the_oa(
 
 
 def test_an_approval_decided_in_the_oa_moves_its_instance_and_closes_the_task(
-    env, worker, sandbox, store
+    sandbox_env, sandbox_worker, sandbox, store
 ) -> None:
     feishu_ids, ding_ids = feishu_people(store), dingtalk_people(store)
     pending = next(a for a in WORLD.approvals(APPROVALS) if a.state == "pending")
     approver = pending.current_approver_nos[0]
-    run_both(env)
+    run_both(sandbox_env)
 
     moved = sandbox.transition(pending.request_id, "approve", by=approver)
-    run_both(env)
+    run_both(sandbox_env)
 
     instance = store.get("feishu", "external_instance", pending.request_id)
     assert instance is not None
@@ -168,14 +143,14 @@ def test_an_approval_decided_in_the_oa_moves_its_instance_and_closes_the_task(
 
 
 def test_no_call_is_made_twice_by_a_second_pull_or_a_redelivered_write(
-    env, worker, sandbox, store
+    sandbox_env, sandbox_worker, sandbox, store
 ) -> None:
-    run_both(env)
+    run_both(sandbox_env)
     before = center_writes(sandbox)
 
-    run_both(env)  # nothing changed in the OA
-    rt = build_runtime(load_settings(env), env)
-    engine = engine_for(env["DATABASE_URL"])
+    run_both(sandbox_env)  # nothing changed in the OA
+    rt = build_runtime(load_settings(sandbox_env), sandbox_env)
+    engine = engine_for(sandbox_env["DATABASE_URL"])
     with engine.connect() as conn:
         stored = conn.execute(
             sa.select(pages_table.c.flow, pages_table.c.run_id, pages_table.c.plan)

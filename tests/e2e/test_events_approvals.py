@@ -8,20 +8,14 @@ the vendors deliver twice or out of order, or a webhook is lost and the schedule
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import requests
 import sqlalchemy as sa
 
-from sync_pipeline.processes import free_port
 from sync_pipeline.sandbox import dingtalk as sandbox_dingtalk
 from sync_pipeline.sandbox import wecom as sandbox_wecom
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
@@ -30,8 +24,9 @@ from sync_pipeline.sandbox.world import World
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events
-from tests.conftest import ROOT, syncctl, wait_for
-from tests.e2e.spine import start_redis, start_worker, stop
+from tests.conftest import next_second, syncctl, wait_for
+from tests.e2e.spine import webhook_service
+from tests.events.approval_scene import entries, oa_actions
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +34,7 @@ SEED = 7
 WORLD = World(SEED)
 APPLICANT, APPROVER = "E00010", "E00011"
 DEADLINE_S = 90
-OA_ACTIONS = ("/submitRequest", "/rejectRequest")
-CALLBACKS = {"oa": "webhook_url", "wecom": "callback_url", "dingtalk": "callback_url"}
-CALLBACKS["feishu"] = "callback_url"
+CALLBACKS = ("oa", "wecom", "dingtalk", "feishu")
 
 
 @pytest.fixture(scope="module")
@@ -51,65 +44,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
         yield client
 
 
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis server of this module's own: the machine's is shared with other test runs,
-    whose workers could take this test's tasks off a queue of the same db number."""
-    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}"
-    stop(proc)
+@pytest.fixture
+def redis_url(private_redis_url: str) -> str:
+    """Overrides tests/conftest.py's: a Redis of this module's own (e2e/conftest.py)."""
+    return private_redis_url
 
 
 @pytest.fixture
-def redis_url(private_redis: str) -> str:
-    """Overrides tests/conftest.py's: database 1 of the private server, emptied."""
-    url = f"{private_redis}/1"
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
-    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-
-
-@pytest.fixture
-def webhooks(env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
+def webhooks(sandbox_env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
     """`syncctl webhooks serve` on a free port, every platform of the sandbox calling it."""
-    port = free_port()
-    log = open(tmp_path / "webhooks.log", "wb")  # noqa: SIM115 - closed below
-    exe = Path(sys.executable).parent / "syncctl"
-    proc = subprocess.Popen(
-        [str(exe), "webhooks", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "webhooks.log").read_text("utf-8", "replace")
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, DEADLINE_S, what="the webhook service")
-    sandbox.clear_faults()
-    for platform, setting in CALLBACKS.items():
-        sandbox.settings(platform, {setting: f"{url}/webhooks/sandbox_{platform}"})
-    yield url
-    sandbox.clear_faults()
-    stop(proc)
-    log.close()
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_worker(env, tmp_path / "worker.log")
-    yield proc
-    stop(proc)
+    with webhook_service(sandbox_env, sandbox, tmp_path / "webhooks.log", CALLBACKS) as url:
+        yield url
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -121,18 +66,11 @@ def new_approval(
     return str(made["requestId"]), title
 
 
-def about(sandbox: SandboxClient, platform: str, text: str) -> list[Mapping[str, Any]]:
-    """The platform's ledger entries that mention `text`."""
-    return [
-        e for e in sandbox.ledger(platform) if text in json.dumps(e["body"], ensure_ascii=False)
-    ]
-
-
 def wecom_card(sandbox: SandboxClient, title: str) -> Mapping[str, Any]:
     userid = sandbox_wecom.userid_for(WORLD.person(APPROVER))
 
     def found() -> Mapping[str, Any] | None:
-        for entry in about(sandbox, "wecom", title):
+        for entry in entries(sandbox, "wecom", title):
             body = entry["body"]
             if body.get("msgtype") == "template_card" and body.get("touser") == userid:
                 card: Mapping[str, Any] = body["template_card"]
@@ -143,27 +81,13 @@ def wecom_card(sandbox: SandboxClient, title: str) -> Mapping[str, Any]:
     return card
 
 
-def oa_actions(sandbox: SandboxClient, request_id: str) -> list[tuple[str, str]]:
-    return [
-        ("approve" if e["endpoint"].endswith("/submitRequest") else "reject", str(e["caller"]))
-        for e in about(sandbox, "oa", request_id)
-        if str(e["endpoint"]).endswith(OA_ACTIONS)
-    ]
-
-
 def applicant_told(sandbox: SandboxClient, title: str) -> list[Mapping[str, Any]]:
     userid = sandbox_wecom.userid_for(WORLD.person(APPLICANT))
     return [
         e
-        for e in about(sandbox, "wecom", title)
+        for e in entries(sandbox, "wecom", title)
         if e["body"].get("msgtype") == "text" and e["body"].get("touser") == userid
     ]
-
-
-def next_second() -> None:
-    """A run reads up to the second it starts in, exclusive: wait out the current one."""
-    start = int(time.time())
-    wait_for(lambda: int(time.time()) > start, 3, interval_s=0.05, what="the next second")
 
 
 def oa_events(env: dict[str, str], request_id: str) -> list[str]:
@@ -200,56 +124,60 @@ def settled(env: dict[str, str]) -> None:
 
 # -- the OA's change webhook --------------------------------------------------------------------
 def test_a_new_approval_reaches_its_approver_as_a_card_through_the_oa_webhook(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     sandbox.fault("oa", "duplicate_webhook")  # the OA delivers every change twice
 
     request_id, title = new_approval(sandbox)
 
     card = wecom_card(sandbox, title)
-    settled(env)
+    settled(sandbox_env)
     assert card["button_list"][0]["key"] == f"approve:{request_id}"
-    cards = [e for e in about(sandbox, "wecom", title) if e["endpoint"] == "message/send"]
+    cards = [e for e in entries(sandbox, "wecom", title) if e["endpoint"] == "message/send"]
     assert len(cards) == 1
-    shown = syncctl("status", "--json", env=env)
+    shown = syncctl("status", "--json", env=sandbox_env)
     [flow] = [f for f in json.loads(shown.stdout) if f["flow"] == "approvals_to_wecom"]
     assert (flow["last_run"], flow["cursor"]) == (None, None)  # no pull ran, none moved
     assert flow["last_event"]["trigger"] == "webhook"
 
 
-def test_webhooks_out_of_order_end_in_the_oas_final_state(env, sandbox, webhooks, worker) -> None:
+def test_webhooks_out_of_order_end_in_the_oas_final_state(
+    sandbox_env, sandbox, webhooks, sandbox_worker
+) -> None:
     sandbox.fault("oa", "out_of_order", params={"delay_ms": 3000})
     request_id, title = new_approval(sandbox)  # its "created" webhook is held back ...
     sandbox.clear_faults("oa")
     sandbox.transition(request_id, "approve", by=APPROVER)  # ... and overtaken by "approved"
 
     wait_for(lambda: applicant_told(sandbox, title), DEADLINE_S, what="the applicant told")
-    wait_for(lambda: len(oa_events(env, request_id)) == 2, DEADLINE_S, what="the late webhook")
-    settled(env)
+    wait_for(
+        lambda: len(oa_events(sandbox_env, request_id)) == 2, DEADLINE_S, what="the late webhook"
+    )
+    settled(sandbox_env)
 
-    sends = [e for e in about(sandbox, "wecom", title) if e["endpoint"] == "message/send"]
+    sends = [e for e in entries(sandbox, "wecom", title) if e["endpoint"] == "message/send"]
     assert len(sends) == 1  # the result only: nobody is asked to decide a decided request
     assert len(applicant_told(sandbox, title)) == 1
 
 
 def test_an_approval_whose_webhook_was_lost_is_caught_by_the_next_run(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     sandbox.settings("oa", {"webhook_url": "http://127.0.0.1:1/lost"})
     request_id, title = new_approval(sandbox)
     next_second()
 
-    result = syncctl("run", "approvals_to_wecom", "--wait", "--timeout", "120", env=env)
+    result = syncctl("run", "approvals_to_wecom", "--wait", "--timeout", "120", env=sandbox_env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     card = wecom_card(sandbox, title)
     assert card["button_list"][0]["key"] == f"approve:{request_id}"
-    assert oa_events(env, request_id) == []  # nothing came by webhook
+    assert oa_events(sandbox_env, request_id) == []  # nothing came by webhook
 
 
 # -- presses on cards -------------------------------------------------------------------------
 def test_a_wecom_press_approves_in_the_oa_updates_the_card_and_tells_the_applicant(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     request_id, title = new_approval(sandbox)
     card = wecom_card(sandbox, title)
@@ -266,7 +194,7 @@ def test_a_wecom_press_approves_in_the_oa_updates_the_card_and_tells_the_applica
     )
 
     wait_for(lambda: applicant_told(sandbox, title), DEADLINE_S, what="the applicant told")
-    settled(env)
+    settled(sandbox_env)
     assert oa_actions(sandbox, request_id) == [("approve", oa_user_id(APPROVER))]
     updates = [
         e["body"]
@@ -280,12 +208,12 @@ def test_a_wecom_press_approves_in_the_oa_updates_the_card_and_tells_the_applica
 
 
 def test_a_feishu_press_approves_in_the_oa_and_patches_the_card(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     request_id, title = new_approval(sandbox)
 
     def card() -> Mapping[str, Any] | None:
-        sent = [e for e in about(sandbox, "feishu", title) if e["body"].get("msg_type")]
+        sent = [e for e in entries(sandbox, "feishu", title) if e["body"].get("msg_type")]
         return sent[0]["body"] if sent else None
 
     message = wait_for(card, DEADLINE_S, what="the Feishu card")
@@ -309,23 +237,23 @@ def test_a_feishu_press_approves_in_the_oa_and_patches_the_card(
         ]
 
     wait_for(patched, DEADLINE_S, what="the Feishu card patched")
-    settled(env)
+    settled(sandbox_env)
     assert oa_actions(sandbox, request_id) == [("approve", oa_user_id(APPROVER))]
     [patch] = patched()
     assert f"Approved by {WORLD.person(APPROVER).name}" in patch["body"]["content"]
 
 
 def test_a_dingtalk_press_approves_in_the_oa_and_updates_the_card(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     request_id, title = new_approval(sandbox)
     next_second()
-    result = syncctl("run", "approvals_to_dingtalk", "--wait", "--timeout", "120", env=env)
+    result = syncctl("run", "approvals_to_dingtalk", "--wait", "--timeout", "120", env=sandbox_env)
     assert result.returncode == 0, result.stdout + result.stderr
     userid = sandbox_dingtalk.userid_for(WORLD.person(APPROVER))
     [created] = [
         e["body"]
-        for e in about(sandbox, "dingtalk", title)
+        for e in entries(sandbox, "dingtalk", title)
         if e["endpoint"] == "card/instances/createAndDeliver" and e["body"]["spaceId"] == userid
     ]
     track = created["outTrackId"]
@@ -349,7 +277,7 @@ def test_a_dingtalk_press_approves_in_the_oa_and_updates_the_card(
         ]
 
     wait_for(updated, DEADLINE_S, what="the DingTalk card updated")
-    settled(env)
+    settled(sandbox_env)
     assert oa_actions(sandbox, request_id) == [("approve", oa_user_id(APPROVER))]
     [params] = updated()
     assert params["status_label"] == f"Approved by {WORLD.person(APPROVER).name}"

@@ -8,18 +8,13 @@ tells its applicant, once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import requests
 import sqlalchemy as sa
 
-from sync_pipeline.processes import free_port
 from sync_pipeline.sandbox import wecom as sandbox_wecom
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.sandbox.core import SandboxStore
@@ -30,8 +25,8 @@ from sync_pipeline.state import deadletters, inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events
-from tests.conftest import ROOT, wait_for
-from tests.e2e.spine import start_redis, start_worker, stop
+from tests.conftest import wait_for
+from tests.e2e.spine import webhook_service
 
 pytestmark = pytest.mark.slow
 
@@ -53,67 +48,19 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]
         yield client
 
 
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis server of this module's own: the machine's is shared with other test runs,
-    whose workers could take this test's tasks off a queue of the same db number."""
-    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}"
-    stop(proc)
+@pytest.fixture
+def redis_url(private_redis_url: str) -> str:
+    """Overrides tests/conftest.py's: a Redis of this module's own (e2e/conftest.py)."""
+    return private_redis_url
 
 
 @pytest.fixture
-def redis_url(private_redis: str) -> str:
-    """Overrides tests/conftest.py's: database 1 of the private server, emptied."""
-    url = f"{private_redis}/1"
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def env(migrated: dict[str, str], sandbox: SandboxClient) -> dict[str, str]:
-    return {**migrated, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-
-
-@pytest.fixture
-def webhooks(env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
+def webhooks(sandbox_env: dict[str, str], sandbox: SandboxClient, tmp_path: Path) -> Iterator[str]:
     """`syncctl webhooks serve` on a free port, with the OA, WeCom, Feishu and Agora calling
     it (WeCom sends callback cards only from an app with a callback URL)."""
-    port = free_port()
-    log = open(tmp_path / "webhooks.log", "wb")  # noqa: SIM115 - closed below
-    exe = Path(sys.executable).parent / "syncctl"
-    proc = subprocess.Popen(
-        [str(exe), "webhooks", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "webhooks.log").read_text("utf-8", "replace")
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, DEADLINE_S, what="the webhook service")
-    sandbox.clear_faults()
-    sandbox.settings("oa", {"webhook_url": f"{url}/webhooks/sandbox_oa"})
-    for platform in ("wecom", "feishu", "agora"):
-        sandbox.settings(platform, {"callback_url": f"{url}/webhooks/sandbox_{platform}"})
-    yield url
-    sandbox.clear_faults()
-    stop(proc)
-    log.close()
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_worker(env, tmp_path / "worker.log")
-    yield proc
-    stop(proc)
+    platforms = ("oa", "wecom", "feishu", "agora")
+    with webhook_service(sandbox_env, sandbox, tmp_path / "webhooks.log", platforms) as url:
+        yield url
 
 
 @pytest.fixture
@@ -180,29 +127,29 @@ def handled(env: dict[str, str], connector: str, count: int) -> list[inbound.Sto
 
 
 def test_an_important_feishu_message_becomes_a_todo_for_each_mentioned_person(
-    env, sandbox, webhooks, worker, mark
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
 ) -> None:
     post_in_feishu(sandbox, "#important budget review moved to Friday", (ANN, BOB))
 
     wait_for(lambda: len(oa_writes(sandbox, TODO, mark)) >= 2, DEADLINE_S, what="two todos")
-    [event] = handled(env, "sandbox_feishu", 1)
+    [event] = handled(sandbox_env, "sandbox_feishu", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
 
 
 def test_an_important_feishu_message_mentioning_the_bot_makes_todos_for_people_only(
-    env, sandbox, webhooks, worker, mark
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
 ) -> None:
     post_in_feishu(sandbox, "#important the audit starts Monday", ("bot", ANN))
 
-    [event] = handled(env, "sandbox_feishu", 1)
+    [event] = handled(sandbox_env, "sandbox_feishu", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == [oa_user_id(ANN)]
-    assert open_letters(env, "feishu_important_messages_to_oa_todos") == []
+    assert open_letters(sandbox_env, "feishu_important_messages_to_oa_todos") == []
 
 
 def test_a_decision_in_a_project_group_reaches_the_oa_project_record_once(
-    env, sandbox, webhooks, worker, mark
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
 ) -> None:
     sandbox.fault("feishu", "duplicate_webhook")  # Feishu delivers the event twice
 
@@ -210,7 +157,7 @@ def test_a_decision_in_a_project_group_reaches_the_oa_project_record_once(
 
     assert len(pressed["delivered"]) == 2
     wait_for(lambda: oa_writes(sandbox, COMMENT, mark), DEADLINE_S, what="a project comment")
-    [event] = handled(env, "sandbox_feishu", 1)  # the second delivery was not recorded
+    [event] = handled(sandbox_env, "sandbox_feishu", 1)  # the second delivery was not recorded
     assert event.status is EventStatus.DONE
     [comment] = oa_writes(sandbox, COMMENT, mark)
     record = store(sandbox).get("oa", "progress", comment["recordId"])
@@ -220,17 +167,17 @@ def test_a_decision_in_a_project_group_reaches_the_oa_project_record_once(
 
 
 def test_an_ordinary_feishu_message_reaches_nothing_in_the_oa(
-    env, sandbox, webhooks, worker, mark
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
 ) -> None:
     post_in_feishu(sandbox, "lunch at noon?", (ANN,))
 
-    [event] = handled(env, "sandbox_feishu", 1)
+    [event] = handled(sandbox_env, "sandbox_feishu", 1)
     assert event.status is EventStatus.IGNORED
     assert sandbox.ledger("oa", since_seq=mark) == []
 
 
 def test_an_important_agora_group_message_becomes_todos_for_its_mentions(
-    env, sandbox, webhooks, worker, mark
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
 ) -> None:
     sandbox.press(
         "agora",
@@ -245,7 +192,7 @@ def test_an_important_agora_group_message_becomes_todos_for_its_mentions(
     )
 
     wait_for(lambda: len(oa_writes(sandbox, TODO, mark)) >= 2, DEADLINE_S, what="two todos")
-    [event] = handled(env, "sandbox_agora", 1)
+    [event] = handled(sandbox_env, "sandbox_agora", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
 
@@ -285,7 +232,7 @@ def settled(env: dict[str, str], at_least: int) -> None:
 
 
 def test_only_a_decided_approval_tells_its_applicant_and_only_once(
-    env, sandbox, webhooks, worker
+    sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
     passed_on = sandbox.create_approval(
         applicant=APPLICANT, approvers=[FIRST, SECOND], title="Leave passed on, then withdrawn"
@@ -299,11 +246,11 @@ def test_only_a_decided_approval_tells_its_applicant_and_only_once(
     sandbox.transition(rejected["requestId"], "reject", FIRST)
 
     wait_for(lambda: applicant_told(sandbox, "Leave turned down"), DEADLINE_S, what="the rejection")
-    settled(env, at_least=5)
+    settled(sandbox_env, at_least=5)
     [told] = applicant_told(sandbox, "Leave turned down")
     assert told["text"]["content"].startswith('Your request "Leave turned down": Rejected.')
     assert applicant_told(sandbox, "Leave passed on, then withdrawn") == []
-    assert second_deliveries(env, "sandbox_oa") >= 2  # the duplicates did arrive
+    assert second_deliveries(sandbox_env, "sandbox_oa") >= 2  # the duplicates did arrive
 
 
 def second_deliveries(env: dict[str, str], connector: str) -> int:

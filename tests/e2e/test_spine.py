@@ -8,9 +8,6 @@ import collections
 import json
 import os
 import signal
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from sync_pipeline.sandbox.world import Approval, World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import locks, pages, runs
 from sync_pipeline.state.db import engine_for
-from tests.conftest import syncctl, wait_for
+from tests.conftest import next_second, syncctl, wait_for
 from tests.e2e.spine import (
     APPROVALS,
     FLOW,
@@ -52,8 +49,10 @@ def sync(env: dict[str, str]) -> runs.Run:
     return run
 
 
-def test_first_sync_sends_exactly_the_expected_messages(spine_env, spine_worker, sandbox) -> None:
-    run = sync(spine_env)
+def test_first_sync_sends_exactly_the_expected_messages(
+    sandbox_env, sandbox_worker, sandbox
+) -> None:
+    run = sync(sandbox_env)
 
     sent = wecom_sends(sandbox)
     assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)
@@ -63,12 +62,12 @@ def test_first_sync_sends_exactly_the_expected_messages(spine_env, spine_worker,
 
 
 def test_second_sync_without_changes_sends_nothing_and_makes_one_list_call(
-    spine_env, spine_worker, sandbox
+    sandbox_env, sandbox_worker, sandbox
 ) -> None:
-    sync(spine_env)
+    sync(sandbox_env)
     ledger_before, lists_before = sandbox.last_seq(), list_calls(sandbox)
 
-    run = sync(spine_env)
+    run = sync(sandbox_env)
 
     assert sandbox.ledger("wecom", since_seq=ledger_before) == []
     assert list_calls(sandbox) - lists_before == 1
@@ -77,9 +76,9 @@ def test_second_sync_without_changes_sends_nothing_and_makes_one_list_call(
 
 
 def test_three_changed_approvals_give_exactly_three_new_messages(
-    spine_env, spine_worker, sandbox
+    sandbox_env, sandbox_worker, sandbox
 ) -> None:
-    sync(spine_env)
+    sync(sandbox_env)
     world = World(SEED)
     single = [
         a for a in world.approvals(APPROVALS) if a.state == "pending" and len(a.approver_nos) == 1
@@ -89,7 +88,7 @@ def test_three_changed_approvals_give_exactly_three_new_messages(
     next_second()
     before = sandbox.last_seq()
 
-    run = sync(spine_env)
+    run = sync(sandbox_env)
 
     new = sandbox.ledger("wecom", since_seq=before)
     assert len(new) == 3
@@ -97,11 +96,11 @@ def test_three_changed_approvals_give_exactly_three_new_messages(
 
 
 def test_an_approval_updated_while_a_sync_runs_is_neither_skipped_nor_sent_twice(
-    spine_env, sandbox
+    sandbox_env, sandbox
 ) -> None:
     """Two approvals are approved between page reads: one from a page already read, one that
     no page has reached yet. The steps run in this process so the edit lands exactly there."""
-    rt = build_runtime(load_settings(spine_env), spine_env)
+    rt = build_runtime(load_settings(sandbox_env), sandbox_env)
     world = World(SEED)
     single = {
         a.request_id: a
@@ -146,10 +145,10 @@ def test_an_approval_updated_while_a_sync_runs_is_neither_skipped_nor_sent_twice
 
 
 def test_sigkill_of_the_worker_mid_page_then_a_new_worker_sends_every_message_once(
-    spine_env, sandbox, tmp_path: Path
+    sandbox_env, sandbox, tmp_path: Path
 ) -> None:
     # A short visibility timeout, so the killed worker's unacknowledged task comes back soon.
-    env = {**spine_env, "SYNC_TASK_TIME_LIMIT_S": "30", "SYNC_VISIBILITY_TIMEOUT_S": "60"}
+    env = {**sandbox_env, "SYNC_TASK_TIME_LIMIT_S": "30", "SYNC_VISIBILITY_TIMEOUT_S": "60"}
     sandbox.fault("wecom", "latency", params={"ms": 40})
     first = start_worker(env, tmp_path / "first.log")
     queued = syncctl("run", FLOW, env=env)
@@ -171,11 +170,11 @@ def test_sigkill_of_the_worker_mid_page_then_a_new_worker_sends_every_message_on
 
 
 def test_redis_restarted_empty_mid_run_loses_nothing_and_doubles_nothing(
-    spine_env, sandbox, tmp_path: Path
+    sandbox_env, sandbox, tmp_path: Path
 ) -> None:
     port = free_port()
     own_redis = start_redis(port, tmp_path)
-    env = {**spine_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env = {**sandbox_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
     sandbox.fault("wecom", "latency", params={"ms": 40})
     worker = start_worker(env, tmp_path / "worker.log")
     try:
@@ -228,15 +227,15 @@ def involving(leaver: Any) -> set[str]:
 
 
 def test_bad_records_become_dead_letters_and_the_rest_sync(
-    spine_env, spine_worker, sandbox, sandbox_store
+    sandbox_env, sandbox_worker, sandbox, sandbox_store
 ) -> None:
     world = World(SEED)
     leaver, _, created = break_two_ways(sandbox, sandbox_store)
 
-    run = sync(spine_env)
+    run = sync(sandbox_env)
 
     involved = involving(leaver)
-    reasons = {d["source_id"]: d["reason"] for d in dlq(spine_env)}
+    reasons = {d["source_id"]: d["reason"] for d in dlq(sandbox_env)}
     assert set(reasons) == involved | {created}
     assert "missing required field applicant" in reasons[created]
     assert all(
@@ -257,11 +256,11 @@ def test_bad_records_become_dead_letters_and_the_rest_sync(
 
 
 def test_dead_letters_replayed_once_their_causes_are_fixed_are_sent_once_and_closed(
-    spine_env, spine_worker, sandbox, sandbox_store
+    sandbox_env, sandbox_worker, sandbox, sandbox_store
 ) -> None:
     leaver, account, created = break_two_ways(sandbox, sandbox_store)
-    sync(spine_env)
-    assert len(dlq(spine_env)) == len(involving(leaver)) + 1
+    sync(sandbox_env)
+    assert len(dlq(sandbox_env)) == len(involving(leaver)) + 1
     # The leaver is back in WeCom, and the request gets its applicant again.
     sandbox_store.put("wecom", "user", userid_for(leaver), account)
     fixed = sandbox_store.get("oa", "approval", created)
@@ -269,30 +268,30 @@ def test_dead_letters_replayed_once_their_causes_are_fixed_are_sent_once_and_clo
     fixed["creatorId"] = oa_user_id("E00001")
     sandbox_store.put("oa", "approval", created, fixed)
 
-    replayed = syncctl("dlq", "replay", "--json", env=spine_env, timeout=300)
+    replayed = syncctl("dlq", "replay", "--json", env=sandbox_env, timeout=300)
 
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     [account_of] = json.loads(replayed.stdout)
     assert (account_of["closed"], account_of["failing"]) == (len(involving(leaver)) + 1, 0)
-    assert dlq(spine_env) == []
+    assert dlq(sandbox_env) == []
     expected = expected_wecom_messages(World(SEED), APPROVALS)
     expected[("card", userid_for(World(SEED).person("E00002")), int(created[1:]))] += 1
     assert collections.Counter(wecom_sends(sandbox)) == expected  # each exactly once
 
 
 def test_a_dead_letter_whose_cause_remains_stays_open(
-    spine_env, spine_worker, sandbox, sandbox_store
+    sandbox_env, sandbox_worker, sandbox, sandbox_store
 ) -> None:
     _, _, created = break_two_ways(sandbox, sandbox_store)
-    sync(spine_env)
-    before = len(dlq(spine_env))
+    sync(sandbox_env)
+    before = len(dlq(sandbox_env))
 
-    replayed = syncctl("dlq", "replay", "--json", env=spine_env, timeout=300)
+    replayed = syncctl("dlq", "replay", "--json", env=sandbox_env, timeout=300)
 
     assert replayed.returncode == 1  # some letters still fail: scripts can tell
     [account_of] = json.loads(replayed.stdout)
     assert (account_of["closed"], account_of["failing"]) == (0, before)
-    letters = dlq(spine_env)
+    letters = dlq(sandbox_env)
     assert len(letters) == before
     assert {d["replay_count"] for d in letters} == {1}
     assert "missing required field applicant" in next(
@@ -301,30 +300,22 @@ def test_a_dead_letter_whose_cause_remains_stays_open(
 
 
 def test_expired_tokens_and_rate_limits_are_recovered_without_loss(
-    spine_env, spine_worker, sandbox
+    sandbox_env, sandbox_worker, sandbox
 ) -> None:
     sandbox.fault("oa", "token_expire")
     sandbox.fault("wecom", "token_expire")
     sandbox.fault("oa", "ratelimit", rate=1.0, for_s=3)  # 429 with Retry-After: 1
     sandbox.fault("wecom", "ratelimit", rate=1.0, for_s=3)  # 45009: wait out the minute
 
-    run = sync(spine_env)
+    run = sync(sandbox_env)
 
     assert run.status is runs.RunStatus.SUCCEEDED
-    assert dlq(spine_env) == []
+    assert dlq(sandbox_env) == []
     sent = wecom_sends(sandbox)
     assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def next_second() -> None:
-    """Let the clock leave the second of the last OA edit. A run reads up to its start
-    (the signpost, exclusive, in whole seconds), so an edit made in the very second a run
-    starts is left to the next run; these tests want it in this one."""
-    start = int(time.time())
-    wait_for(lambda: int(time.time()) > start, 3, interval_s=0.05, what="the next second")
-
-
 def approver(approval: Approval) -> str:
     """The OA user id of the approval's current approver."""
     return oa_user_id(approval.current_approver_nos[0])
@@ -340,10 +331,3 @@ def _last_run_done(env: dict[str, str]) -> bool:
     with engine_for(env["DATABASE_URL"]).connect() as conn:
         run = runs.latest(conn, FLOW)
     return run is not None and run.done
-
-
-@pytest.fixture
-def spine_worker(spine_env, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_worker(spine_env, tmp_path / "worker.log")
-    yield proc
-    stop(proc)

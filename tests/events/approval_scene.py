@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import inbound, migrate
 from sync_pipeline.state.inbound import EventStatus
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT
 
 SEED = 7
 WORLD = World(SEED)
@@ -89,13 +88,6 @@ def new_approval(
     title = title or f"Leave request {uuid.uuid4().hex[:8]} #{next(_titles)}"
     made = sandbox.create_approval(applicant=applicant, approvers=approvers, title=title)
     return str(made["requestId"]), title
-
-
-def next_second() -> None:
-    """A pull reads up to the second it starts in, exclusive (its signpost): a change made in
-    that very second is the next pull's. Tests that pull what they just changed wait it out."""
-    start = int(time.time())
-    wait_for(lambda: int(time.time()) > start, 3, interval_s=0.05, what="the next second")
 
 
 def oa_actions(sandbox: SandboxClient, request_id: str) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import cursors, deadletters, idmap, pages, runs
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.status import flow_statuses
+from tests.conftest import next_second
 from tests.events.approval_scene import (
     OA,
     WECOM_FLOW,
@@ -21,7 +22,6 @@ from tests.events.approval_scene import (
     deliver,
     entries,
     new_approval,
-    next_second,
     outcome,
     record,
     wecom_id,

@@ -16,6 +16,7 @@ from sync_pipeline.events import cards
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.state.inbound import EventStatus
+from tests.conftest import next_second
 from tests.events.approval_scene import (
     DINGTALK_FLOW,
     OA,
@@ -25,7 +26,6 @@ from tests.events.approval_scene import (
     dingtalk_id,
     name,
     new_approval,
-    next_second,
     oa_actions,
     oa_id,
     press_wecom,

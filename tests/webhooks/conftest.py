@@ -36,11 +36,10 @@ from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.schema import inbound_events
 from sync_pipeline.webhooks.app import build_app
 from tests.conftest import ROOT, wait_for
-from tests.e2e.spine import start_redis, stop
+from tests.e2e.spine import CALLBACK_SETTING, emptied, redis_server
 
 CONFIG_DIR = ROOT / "config"
 FIXTURES = Path(__file__).parent / "fixtures"
-CALLBACK_SETTING = {"oa": "webhook_url"}  # every IM emulator calls it callback_url
 CONNECTOR = {
     "oa": "sandbox_oa",
     "wecom": "sandbox_wecom",
@@ -61,17 +60,14 @@ _redis_dbs = itertools.cycle(range(16))
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis server of these tests' own. The machine's Redis is shared with other test runs,
     whose workers would consume this test's "events" queue before it could be counted."""
-    proc = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
-    yield f"redis://127.0.0.1:{port}"
-    stop(proc)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
 def redis_url(private_redis: str) -> str:
     """A database of the private Redis, emptied first (overrides tests/conftest.py's)."""
-    url = f"{private_redis}/{next(_redis_dbs)}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+    return emptied(private_redis, next(_redis_dbs))
 
 
 @pytest.fixture(scope="module")
