@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,22 @@ def service_settings(redis_url: str, database_url: str, tmp_path: Path, **more: 
 @pytest.fixture
 def service(sandbox, redis_url: str, database_url: str, tmp_path: Path) -> Iterator[Service]:
     """The webhook service of this test, with every sandbox platform calling it."""
+    with running_service(sandbox, redis_url, database_url, tmp_path) as running:
+        for platform in CONNECTOR:
+            key = CALLBACK_SETTING.get(platform, "callback_url")
+            sandbox.settings(platform, {key: running.endpoint(platform)})
+        yield running
+        sandbox.clear_faults()
+
+
+@contextmanager
+def running_service(
+    sandbox, redis_url: str, database_url: str, tmp_path: Path, **more: str
+) -> Iterator[Service]:
+    """The webhook service on a free port, its settings given `more` (service_settings), the
+    sandbox's faults cleared; shut down when the block ends. No platform calls it yet."""
     migrate(database_url)
-    settings = service_settings(redis_url, database_url, tmp_path)
+    settings = service_settings(redis_url, database_url, tmp_path, **more)
     env = sandbox.env()
     port = free_port()
     server, thread = serve_in_thread(build_app(settings, env), port)
@@ -171,11 +186,7 @@ def service(sandbox, redis_url: str, database_url: str, tmp_path: Path) -> Itera
         env=env,
     )
     sandbox.clear_faults()
-    for platform in CONNECTOR:
-        key = CALLBACK_SETTING.get(platform, "callback_url")
-        sandbox.settings(platform, {key: running.endpoint(platform)})
     yield running
-    sandbox.clear_faults()
     shut_down(server, thread, running)
 
 

@@ -6,17 +6,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from sync_pipeline import dispatch
-from sync_pipeline.processes import free_port
 from sync_pipeline.settings import load_settings
-from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
-from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.schema import inbound_events
-from sync_pipeline.webhooks.app import build_app
 from sync_pipeline.webhooks.sweep import SWEEP_TASK, sweep
 from tests.conftest import wait_for
 from tests.e2e.spine import start_worker, stop
@@ -24,9 +19,7 @@ from tests.webhooks.conftest import (
     CALLBACK_SETTING,
     CONFIG_DIR,
     Service,
-    serve_in_thread,
-    service_settings,
-    shut_down,
+    running_service,
 )
 
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -35,22 +28,11 @@ DEAD_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 @pytest.fixture
 def brokerless(sandbox, redis_url, database_url, tmp_path) -> Iterator[Service]:
     """The service with its broker down (Redis itself, for replay memory, is up)."""
-    migrate(database_url)
-    settings = service_settings(redis_url, database_url, tmp_path, BROKER_URL=DEAD_BROKER)
-    env = sandbox.env()
-    port = free_port()
-    server, thread = serve_in_thread(build_app(settings, env), port)
-    running = Service(
-        url=f"http://127.0.0.1:{port}",
-        settings=settings,
-        engine=engine_for(database_url),
-        redis=redis.Redis.from_url(redis_url),
-        env=env,
-    )
-    sandbox.clear_faults()
-    sandbox.settings("oa", {CALLBACK_SETTING["oa"]: running.endpoint("oa")})
-    yield running
-    shut_down(server, thread, running)
+    with running_service(
+        sandbox, redis_url, database_url, tmp_path, BROKER_URL=DEAD_BROKER
+    ) as running:
+        sandbox.settings("oa", {CALLBACK_SETTING["oa"]: running.endpoint("oa")})
+        yield running
 
 
 def backdate(service: Service, minutes: int) -> None:
