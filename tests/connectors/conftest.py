@@ -7,8 +7,8 @@ itself. Tokens live in this test's own Redis database, as in production.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -16,10 +16,13 @@ import redis
 from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.http import make_session
+from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.emulator import Emulator
+from sync_pipeline.sandbox.world import World
 from tests.sandbox.conftest import serve, store  # noqa: F401 - the emulators' own fixtures
 
 SEED = 7
+E = TypeVar("E", bound=Emulator)
 
 
 @pytest.fixture
@@ -49,3 +52,17 @@ def connector_config(
         timeout_s=10.0,
         options=dict(options or {}),
     )
+
+
+def seeded(
+    serve_emulator: Callable[[type[Emulator], SandboxStore], Emulator],
+    cls: type[E],
+    in_store: SandboxStore,
+    approvals: int,
+) -> E:
+    """An emulator of `cls` served by the `serve` fixture on a free port, seeded from
+    World(SEED) with `approvals` and no check-ins."""
+    emulator = serve_emulator(cls, in_store)
+    assert isinstance(emulator, cls)
+    emulator.seed(World(SEED), approvals=approvals, checkin_days=0)
+    return emulator

@@ -24,7 +24,7 @@ from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
 from sync_pipeline.sandbox.agora import AgoraEmulator
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.world import World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import SEED, connector_config, seeded
 
 SEND = "POST /messages/users"
 RECALL = "POST /messages/msg_recall"
@@ -33,10 +33,7 @@ APPROVER = "e00002"  # the emulator's username for employee E00002
 
 @pytest.fixture
 def agora(serve, store: SandboxStore) -> AgoraEmulator:
-    emulator = serve(AgoraEmulator, store)
-    assert isinstance(emulator, AgoraEmulator)
-    emulator.seed(World(SEED), approvals=0, checkin_days=0)
-    return emulator
+    return seeded(serve, AgoraEmulator, store, approvals=0)
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from sync_pipeline.records import WriteOp, WriteRequest, WriteResult, WriteStatu
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.dingtalk import DingTalkEmulator
 from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.world import World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import connector_config, seeded
 
 STREAM = "approval_center"
 CALLBACK = "http://127.0.0.1:9/webhooks/feishu?callback=quick_approval"
@@ -56,10 +55,7 @@ def request(payload: dict[str, Any], key: str, target_id: str | None = None) -> 
 # -- Feishu ------------------------------------------------------------------------------------
 @pytest.fixture
 def feishu(serve, store: SandboxStore) -> FeishuEmulator:
-    emulator = serve(FeishuEmulator, store)
-    assert isinstance(emulator, FeishuEmulator)
-    emulator.seed(World(SEED), approvals=10, checkin_days=0)
-    return emulator
+    return seeded(serve, FeishuEmulator, store, approvals=10)
 
 
 @pytest.fixture
@@ -233,10 +229,7 @@ def test_feishu_without_an_approval_center_option_the_stream_is_a_config_error(
 # -- DingTalk ----------------------------------------------------------------------------------
 @pytest.fixture
 def ding(serve, store: SandboxStore) -> DingTalkEmulator:
-    emulator = serve(DingTalkEmulator, store)
-    assert isinstance(emulator, DingTalkEmulator)
-    emulator.seed(World(SEED), 10, 0)
-    return emulator
+    return seeded(serve, DingTalkEmulator, store, approvals=10)
 
 
 @pytest.fixture

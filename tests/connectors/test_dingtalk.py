@@ -32,7 +32,7 @@ from sync_pipeline.sandbox.dingtalk import (
 )
 from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.state.migrate import migrate
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import SEED, connector_config, seeded
 
 CARD = "card/instances/createAndDeliver"
 NOTIFY = "message/corpconversation/asyncsend_v2"
@@ -42,10 +42,7 @@ APPROVALS = 90
 
 @pytest.fixture
 def dingtalk(serve, store: SandboxStore) -> DingTalkEmulator:
-    emulator = serve(DingTalkEmulator, store)
-    assert isinstance(emulator, DingTalkEmulator)
-    emulator.seed(World(SEED), approvals=APPROVALS, checkin_days=0)
-    return emulator
+    return seeded(serve, DingTalkEmulator, store, approvals=APPROVALS)
 
 
 def dingtalk_config(

@@ -25,7 +25,7 @@ from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, Wri
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.feishu import FeishuEmulator
 from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import SEED, connector_config, seeded
 
 SEND = "POST /open-apis/im/v1/messages"
 PATCH = "PATCH /open-apis/im/v1/messages/:message_id"
@@ -35,10 +35,7 @@ APPROVALS = 90
 
 @pytest.fixture
 def feishu(serve, store: SandboxStore) -> FeishuEmulator:
-    emulator = serve(FeishuEmulator, store)
-    assert isinstance(emulator, FeishuEmulator)
-    emulator.seed(World(SEED), approvals=APPROVALS, checkin_days=0)
-    return emulator
+    return seeded(serve, FeishuEmulator, store, approvals=APPROVALS)
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from sync_pipeline.records import Record
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.feishu import FeishuEmulator
 from sync_pipeline.sandbox.server import FaultCache, FaultInjector
-from sync_pipeline.sandbox.world import World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import connector_config, seeded
 
 CHATS = "GET /open-apis/im/v1/chats"
 
@@ -31,10 +30,7 @@ class CountedFeishu(FeishuEmulator):
 
 @pytest.fixture
 def feishu(serve, store: SandboxStore) -> FeishuEmulator:
-    emulator = serve(CountedFeishu, store)
-    assert isinstance(emulator, FeishuEmulator)
-    emulator.seed(World(SEED), approvals=0, checkin_days=0)
-    return emulator
+    return seeded(serve, CountedFeishu, store, approvals=0)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import ADMIN_USER_ID, OAEmulator, oa_user_id
 from sync_pipeline.sandbox.server import FaultCache, FaultInjector
 from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import SEED, connector_config, seeded
 
 APPROVALS = 500
 PA = "POST /api/workflow/paService"
@@ -52,10 +52,7 @@ class CountedOA(OAEmulator):
 
 @pytest.fixture
 def oa(serve, store: SandboxStore) -> OAEmulator:
-    emulator = serve(CountedOA, store)
-    assert isinstance(emulator, OAEmulator)
-    emulator.seed(World(SEED), approvals=APPROVALS, checkin_days=0)
-    return emulator
+    return seeded(serve, CountedOA, store, approvals=APPROVALS)
 
 
 @pytest.fixture

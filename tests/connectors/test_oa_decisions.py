@@ -12,18 +12,14 @@ from sync_pipeline.errors import VendorRejected
 from sync_pipeline.records import ReadWindow
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
-from sync_pipeline.sandbox.world import World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import connector_config, seeded
 
 APPLICANT, FIRST, SECOND = oa_user_id("E00010"), oa_user_id("E00011"), oa_user_id("E00012")
 
 
 @pytest.fixture
 def oa(serve, store: SandboxStore) -> OAEmulator:
-    emulator = serve(OAEmulator, store)
-    assert isinstance(emulator, OAEmulator)
-    emulator.seed(World(SEED), approvals=0, checkin_days=0)
-    return emulator
+    return seeded(serve, OAEmulator, store, approvals=0)
 
 
 @pytest.fixture

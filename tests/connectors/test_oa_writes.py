@@ -13,8 +13,7 @@ from sync_pipeline.errors import ConfigError
 from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
-from sync_pipeline.sandbox.world import World
-from tests.connectors.conftest import SEED, connector_config
+from tests.connectors.conftest import connector_config, seeded
 
 SENT_AT = "2026-03-02T09:30:00Z"
 ANN, BOB = oa_user_id("E00003"), oa_user_id("E00004")
@@ -22,10 +21,7 @@ ANN, BOB = oa_user_id("E00003"), oa_user_id("E00004")
 
 @pytest.fixture
 def oa(serve, store: SandboxStore) -> OAEmulator:
-    emulator = serve(OAEmulator, store)
-    assert isinstance(emulator, OAEmulator)
-    emulator.seed(World(SEED), approvals=0, checkin_days=0)
-    return emulator
+    return seeded(serve, OAEmulator, store, approvals=0)
 
 
 def make_connector(oa: OAEmulator, ctx: ConnectorContext, *, syscode: bool = True) -> OAConnector:
