@@ -22,7 +22,7 @@ from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import pages as pages_table
-from tests.conftest import syncctl
+from tests.conftest import next_second, syncctl
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +125,7 @@ def test_an_approval_decided_in_the_oa_moves_its_instance_and_closes_the_task(
     run_both(sandbox_env)
 
     moved = sandbox.transition(pending.request_id, "approve", by=approver)
+    next_second()  # else a pull starting in the second of the change leaves it to the next
     run_both(sandbox_env)
 
     instance = store.get("feishu", "external_instance", pending.request_id)
