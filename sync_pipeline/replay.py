@@ -144,16 +144,9 @@ def _sync(rt: Runtime, flow: Flow, record: Record, read_at: datetime) -> None:
 
 def _remake(rt: Runtime, flow: Flow, requests: Sequence[Mapping[str, Any]]) -> None:
     """Writes a vendor refused, made again under their own keys, in a run of their own."""
-    with rt.engine.begin() as conn:
-        run_id = runs.start_webhook(conn, flow.name, runs.REPLAY)
-    try:
-        made = steps.make_effects(
-            rt, flow, [steps.request_from_json(r) for r in requests], run_id, patient=True
-        )
-    except Exception as exc:
+    writes = [steps.request_from_json(r) for r in requests]
+    with steps.event_run(rt, flow, runs.REPLAY) as run_id:
+        made = steps.make_effects(rt, flow, writes, run_id, patient=True)
         with rt.engine.begin() as conn:
-            runs.finish(conn, run_id, runs.RunStatus.FAILED, error=str(exc)[:500])
-        raise
-    with rt.engine.begin() as conn:
-        runs.add_counts(conn, run_id, written=made.written, dead_lettered=made.dead)
-        runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)
+            runs.add_counts(conn, run_id, written=made.written, dead_lettered=made.dead)
+            runs.finish(conn, run_id, runs.RunStatus.SUCCEEDED)

@@ -51,7 +51,7 @@ from sync_pipeline.bench.harness import (
     FLOW,
     PLATFORMS,
     SENT,
-    SpineBenchError,
+    BenchError,
     bench_config,
     bench_sandbox,
     fresh_schema,
@@ -80,11 +80,10 @@ SERVER_START_S = 60.0
 SIGNATURE_HEADER, TIMESTAMP_HEADER = "X-OA-Signature", "X-OA-Timestamp"
 
 
-class EventsBenchError(SpineBenchError):
+class EventsBenchError(BenchError):
     """No honest figures: an event lost or doubled, a server that did not start."""
 
-    def __str__(self) -> str:
-        return f"bench events: {'; '.join(self.problems)} (logs: {self.workdir})"
+    bench = "bench events"
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def bench_events(
                     side: _one_side(side, resolved.settings, rate, duration_s, workdir)
                     for side in SIDES
                 }
-            except EventsBenchError as exc:
+            except BenchError as exc:
                 report.update(runs=results, error=str(exc))
                 write_report(json_path, report)
                 raise

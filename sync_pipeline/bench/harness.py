@@ -47,16 +47,22 @@ WORKER_START_S = 60.0
 CARD_CALLBACK_URL = "http://127.0.0.1:1/callbacks/wecom"
 
 
-class SpineBenchError(SyncError):
-    """The bench has no honest figures: a count that does not add up, a run that did not end.
-    The run's worker log and sandbox stay in `workdir` for a look."""
+class BenchError(SyncError):
+    """A bench has no honest figures: a count that does not add up, a run that did not end, a
+    worker or server that did not start. Its logs and sandbox stay in `workdir` for a look."""
+
+    bench = "bench"
 
     def __init__(self, problems: Sequence[str], workdir: str) -> None:
         super().__init__(list(problems), workdir)
         self.problems, self.workdir = list(problems), workdir
 
     def __str__(self) -> str:
-        return f"bench spine: {'; '.join(self.problems)} (worker log and sandbox: {self.workdir})"
+        return f"{self.bench}: {'; '.join(self.problems)} (logs and sandbox: {self.workdir})"
+
+
+class SpineBenchError(BenchError):
+    bench = "bench spine"
 
 
 def write_report(json_path: Path, report: Mapping[str, Any]) -> None:
@@ -115,7 +121,7 @@ def wait_for_worker(settings: Settings, workdir: Path) -> None:
     try:
         run_health_check(settings, WORKER_START_S)
     except CeleryTimeout:
-        raise SpineBenchError(
+        raise BenchError(
             [f"the worker did not answer the health task within {WORKER_START_S:g} s"],
             str(workdir),
         ) from None

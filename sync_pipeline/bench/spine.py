@@ -48,6 +48,7 @@ from rich.table import Table
 from sync_pipeline.bench.harness import (
     FLOW,
     SENT,
+    BenchError,
     RawLoop,
     SpineBenchError,
     bench_config,
@@ -147,7 +148,7 @@ def bench_spine(
         console.print(f"run {number}/{repeats} ({workdir})")
         try:
             results.append({"run": number, **_one_run(resolved, approvals, expected, workdir)})
-        except SpineBenchError as exc:
+        except BenchError as exc:
             report.update(runs=results, error=str(exc))
             write_report(json_path, report)
             raise
