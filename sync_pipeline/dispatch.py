@@ -32,7 +32,7 @@ NO_TASK_EVENTS = ("--", "worker.send_task_events=False")
 
 QUEUES = ("pull", "write", "events", "admin")
 HEALTH_TASK = "admin.health"
-EVENT_TASK = "events.handle"  # args: [inbound_events row id]
+EVENT_TASK = "events.handle"  # args: [inbound_events row id] or [row id, [more row ids]]
 REPLAY_TASK = "admin.replay_dead_letters"  # args: [flow or None, [letter ids] or None]
 
 # Task names are "<queue>.<action>", so routing follows the name.

@@ -95,10 +95,16 @@ def commit_run(self: Task[Any, Any], run_id: int) -> None:
 
 
 @app.task(name=EVENT_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def handle_event(self: Task[Any, Any], event_row_id: int) -> None:
+def handle_event(
+    self: Task[Any, Any], event_row_id: int, more_row_ids: list[int] | None = None
+) -> None:
     """One inbound webhook event (recorded once by the webhook service), handled, with the
-    queued events of its kind that wait beside it (events.handle: micro-batches)."""
+    queued events of its kind that wait beside it (events.handle: micro-batches); or the
+    events that arrived together, each as its own task would (events.handle_all)."""
     rt = get_runtime()
+    if more_row_ids:
+        events.handle_all(rt, [event_row_id, *more_row_ids], resend=_resend_event)
+        return
     try:
         events.handle(rt, event_row_id, resend=_resend_event)
     except Transient as exc:

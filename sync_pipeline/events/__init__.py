@@ -25,6 +25,10 @@ backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give i
 as the task's retries do. A crash rolls the batch's locks and statuses back: the rows stay
 queued for their redelivered tasks (and the sweeper), and their effect keys keep whatever the
 batch made from being made twice.
+
+Tasks of several rows. The webhook service sends the rows recorded within a few milliseconds
+of each other as one task (webhooks/app.py, Sender); `handle_all` takes them one by one, each
+exactly as its own task would, and sends a row that must wait for a retry back alone.
 """
 
 from __future__ import annotations
@@ -105,9 +109,7 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
             for s, o in zip(batch, outcomes, strict=True)
             if isinstance(o, Exception) and _retry(s, o)
         ]
-        for row, outcome in zip(batch, outcomes, strict=True):
-            if not _retry(row, outcome):
-                _finish(conn, row, outcome)
+        _finish(conn, [(r, o) for r, o in zip(batch, outcomes, strict=True) if not _retry(r, o)])
     own = outcomes[0]
     for row, error in left:
         if row.id != event_row_id and resend is not None:
@@ -119,6 +121,39 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
     if isinstance(own, Transient):
         return EventStatus.FAILED  # retries spent
     raise own
+
+
+def handle_all(rt: Runtime, event_row_ids: Sequence[int], resend: Resend) -> None:
+    """Events the webhook service sent in one task (they arrived together): each handled as
+    its own task would be, in arrival order. A row a Transient error leaves queued goes back
+    to the queue alone through `resend`, after its backoff; any other error has marked its
+    row FAILED (replayable) and stops only that row. A row sent back is not tried again
+    here: its backoff comes first."""
+    sent_back: set[int] = set()
+
+    def send_back(row_id: int, countdown: float) -> None:
+        sent_back.add(row_id)
+        resend(row_id, countdown)
+
+    waiting = list(event_row_ids)
+    while waiting:
+        row_id, waiting = waiting[0], waiting[1:]
+        if row_id in sent_back:
+            continue
+        try:
+            handle(rt, row_id, resend=send_back)
+        except Transient as exc:
+            with rt.engine.connect() as conn:
+                stored = inbound.get(conn, row_id)
+            if stored is not None:
+                _resend(send_back, stored, exc)
+        except LookupError as exc:
+            log.warning("%s: nothing to handle", exc)
+        except Exception as exc:  # noqa: BLE001 - recorded on its row (FAILED) by _finish
+            log.debug("inbound event %s failed (%s); the task goes on", row_id, exc)
+        if waiting:  # a batch may have ended the others: one query, not a claim each
+            with rt.engine.connect() as conn:
+                waiting = inbound.still_queued(conn, waiting)
 
 
 def give_up(rt: Runtime, event_row_id: int, error: Exception) -> None:
@@ -162,15 +197,22 @@ def _retry(row: StoredEvent, outcome: Outcome) -> bool:
     return isinstance(outcome, Transient) and row.attempts + 1 < MAX_ATTEMPTS
 
 
-def _finish(conn: Connection, row: StoredEvent, outcome: Outcome) -> None:
-    if isinstance(outcome, Handled):
-        inbound.finish(conn, row.id, outcome.status, outcome.reason or None)
-        return
-    if isinstance(outcome, Transient):
-        log.warning("inbound event %s: retries spent: %s", row.id, outcome)
-    else:
-        log.error("inbound event %s failed", row.id, exc_info=outcome)
-    inbound.finish(conn, row.id, EventStatus.FAILED, str(outcome)[:500])
+def _finish(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> None:
+    """Record each row's final status and reason: one statement per distinct pair (a
+    batch's done rows share theirs)."""
+    groups: dict[tuple[EventStatus, str | None], list[int]] = {}
+    for row, outcome in ended:
+        if isinstance(outcome, Handled):
+            status, reason = outcome.status, outcome.reason or None
+        else:
+            if isinstance(outcome, Transient):
+                log.warning("inbound event %s: retries spent: %s", row.id, outcome)
+            else:
+                log.error("inbound event %s failed", row.id, exc_info=outcome)
+            status, reason = EventStatus.FAILED, str(outcome)[:500]
+        groups.setdefault((status, reason), []).append(row.id)
+    for (status, reason), row_ids in groups.items():
+        inbound.finish_many(conn, row_ids, status, reason)
 
 
 def _resend(resend: Resend, row: StoredEvent, error: Exception) -> None:

@@ -9,6 +9,7 @@ passes only the row id (Celery messages stay small and hold no vendor payload).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -145,11 +146,31 @@ def start_attempts(conn: Connection, event_row_ids: list[int]) -> None:
 def finish(
     conn: Connection, event_row_id: int, status: EventStatus, error: str | None = None
 ) -> None:
+    finish_many(conn, [event_row_id], status, error)
+
+
+def finish_many(
+    conn: Connection, event_row_ids: Sequence[int], status: EventStatus, error: str | None = None
+) -> None:
+    """Rows ended with one status and reason (a batch's done rows share theirs)."""
     conn.execute(
         inbound_events.update()
-        .where(inbound_events.c.id == event_row_id)
+        .where(inbound_events.c.id.in_(list(event_row_ids)))
         .values(status=status.value, error=error, handled_at=sa.func.now())
     )
+
+
+def still_queued(conn: Connection, event_row_ids: Sequence[int]) -> list[int]:
+    """Those of the rows that are still queued, in the order given."""
+    queued = set(
+        conn.execute(
+            sa.select(inbound_events.c.id).where(
+                inbound_events.c.id.in_(list(event_row_ids)),
+                inbound_events.c.status == EventStatus.QUEUED.value,
+            )
+        ).scalars()
+    )
+    return [row_id for row_id in event_row_ids if row_id in queued]
 
 
 def requeue(conn: Connection, event_row_ids: list[int]) -> None:

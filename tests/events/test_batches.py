@@ -199,3 +199,62 @@ def test_a_batch_takes_no_more_than_its_limit(rt, sandbox, monkeypatch) -> None:
         EventStatus.DONE,
         EventStatus.QUEUED,
     ]
+
+
+# -- events that arrived together, sent in one task (events.handle_all) -----------------------
+def test_events_sent_in_one_task_are_each_handled_once(rt, sandbox, monkeypatch) -> None:
+    monkeypatch.setattr(events, "BATCH_LIMIT", 1)  # no batch: each row through its own turn
+    made = approvals(sandbox, 3)
+    rows = queue(rt, [request_id for request_id, _ in made])
+
+    events.handle_all(rt, rows, resend=lambda row, wait: pytest.fail(f"{row} resent"))
+
+    assert [stored(rt, row).status for row in rows] == [EventStatus.DONE] * 3
+    assert [stored(rt, row).attempts for row in rows] == [1] * 3
+    for _, title in made:
+        assert wecom_sends(sandbox, title) == [("card", wecom_id("E00011"))]
+
+
+def test_a_failing_event_in_a_task_of_several_stops_only_itself(rt, sandbox, monkeypatch) -> None:
+    monkeypatch.setattr(events, "BATCH_LIMIT", 1)
+    fine = approvals(sandbox, 2)
+    rows = queue(rt, [fine[0][0], " ", fine[1][0]])  # the OA refuses a blank request id
+
+    events.handle_all(rt, rows, resend=lambda row, wait: pytest.fail(f"{row} resent"))
+
+    assert [stored(rt, row).status for row in rows] == [
+        EventStatus.DONE,
+        EventStatus.FAILED,
+        EventStatus.DONE,
+    ]
+    for _, title in fine:
+        assert wecom_sends(sandbox, title) == [("card", wecom_id("E00011"))]
+
+
+def test_a_transient_error_in_a_task_of_several_sends_each_row_back_alone(rt, sandbox) -> None:
+    made = approvals(sandbox, 2)
+    rows = queue(rt, [request_id for request_id, _ in made])
+    resent: list[tuple[int, float]] = []
+    sandbox.fault("wecom", "ratelimit")
+    try:
+        events.handle_all(rt, rows, resend=lambda row, wait: resent.append((row, wait)))
+    finally:
+        sandbox.clear_faults("wecom")
+        time.sleep(2 * FAULT_CACHE_S)
+
+    assert [stored(rt, row).status for row in rows] == [EventStatus.QUEUED] * 2
+    assert sorted(row for row, _ in resent) == rows
+    assert all(wait > 0 for _, wait in resent)
+    assert [events.handle(rt, row) for row in rows] == [EventStatus.DONE] * 2
+    for _, title in made:
+        assert wecom_sends(sandbox, title) == [("card", wecom_id("E00011"))]
+
+
+def test_a_row_that_does_not_exist_in_a_task_of_several_is_skipped(rt, sandbox) -> None:
+    [(request_id, title)] = approvals(sandbox, 1)
+    [row] = queue(rt, [request_id])
+
+    events.handle_all(rt, [row + 1000, row], resend=lambda r, wait: pytest.fail(f"{r} resent"))
+
+    assert stored(rt, row).status is EventStatus.DONE
+    assert wecom_sends(sandbox, title) == [("card", wecom_id("E00011"))]

@@ -8,8 +8,10 @@ the tests of one module, its callback URLs pointed at the test's own service.
 
 from __future__ import annotations
 
+import base64
 import gc
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +26,7 @@ import requests
 import sqlalchemy as sa
 import uvicorn
 
+from sync_pipeline import dispatch
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.registry import make_connector
@@ -83,6 +86,23 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield client
 
 
+def queued_tasks(client: redis.Redis) -> list[list[int]]:
+    """The row ids each `events.handle` task on the "events" queue carries, oldest first
+    (kombu keeps a Redis list per queue; the body's args are [row id] or [row id, [more]])."""
+    messages = [json.loads(raw) for raw in reversed(client.lrange("events", 0, -1))]
+    assert all(m["headers"]["task"] == dispatch.EVENT_TASK for m in messages)
+    tasks = []
+    for message in messages:
+        args = json.loads(base64.b64decode(message["body"]).decode())[0]
+        tasks.append([int(args[0]), *(int(r) for r in (args[1] if len(args) > 1 else []))])
+    return tasks
+
+
+def queued_rows(client: redis.Redis) -> list[int]:
+    """Every row id the queued `events.handle` tasks carry, in the order they were sent."""
+    return [row_id for task in queued_tasks(client) for row_id in task]
+
+
 @dataclass
 class Service:
     """The webhook service on a free loopback port, and what it wrote."""
@@ -106,13 +126,14 @@ class Service:
             return [row for row_id in list(ids) if (row := inbound.get(conn, row_id)) is not None]
 
     def enqueued(self) -> int:
-        """Tasks waiting on the "events" queue (kombu keeps a Redis list per queue)."""
-        return int(self.redis.llen("events"))
+        """Event rows sent for handling and waiting on the "events" queue (one task carries
+        the rows that arrived together)."""
+        return len(queued_rows(self.redis))
 
     def wait_enqueued(self, count: int) -> int:
-        """The queue's length once it holds `count` tasks: the service sends each task just
-        after its answer, so the vendor may hear back a moment before the task is queued."""
-        wait_for(lambda: self.enqueued() >= count, 20, what=f"{count} task(s) on 'events'")
+        """The rows enqueued once there are `count`: the service sends tasks just after its
+        answers, so the vendor may hear back a moment before the task is queued."""
+        wait_for(lambda: self.enqueued() >= count, 20, what=f"{count} row(s) on 'events'")
         return self.enqueued()
 
     def refusals(self, platform: str) -> dict[str, int]:
