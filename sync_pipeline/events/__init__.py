@@ -26,8 +26,8 @@ as the task's retries do. A crash rolls the batch's locks and statuses back: the
 queued for their redelivered tasks (and the sweeper), and their effect keys keep whatever the
 batch made from being made twice.
 
-Tasks of several rows. The webhook service sends the rows recorded within a few milliseconds
-of each other as one task (webhooks/app.py, Sender); `handle_all` takes them one by one, each
+Tasks of several rows. The webhook service sends the rows recorded within 50 ms of the
+first as one task (webhooks/app.py, Sender); `handle_all` takes them one by one, each
 exactly as its own task would, and sends a row that must wait for a retry back alone.
 """
 
