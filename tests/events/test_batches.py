@@ -7,6 +7,8 @@ events it took find them handled and do nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -39,6 +41,17 @@ def stored(rt: Runtime, row: int) -> inbound.StoredEvent:
         found = inbound.get(conn, row)
     assert found is not None
     return found
+
+
+@contextmanager
+def wecom_rate_limited(sandbox: Any) -> Iterator[None]:
+    """WeCom answers every call with its rate-limit error until the block ends."""
+    sandbox.fault("wecom", "ratelimit")
+    try:
+        yield
+    finally:
+        sandbox.clear_faults("wecom")
+        time.sleep(2 * FAULT_CACHE_S)  # the emulator's fault cache forgets it
 
 
 def approvals(
@@ -172,13 +185,8 @@ def test_a_transient_error_leaves_the_batch_queued_and_sends_the_others_back(rt,
     made = approvals(sandbox, 2)
     rows = queue(rt, [request_id for request_id, _ in made])
     resent: list[tuple[int, float]] = []
-    sandbox.fault("wecom", "ratelimit")
-    try:
-        with pytest.raises(RateLimited):
-            events.handle(rt, rows[0], resend=lambda row, wait: resent.append((row, wait)))
-    finally:
-        sandbox.clear_faults("wecom")
-        time.sleep(2 * FAULT_CACHE_S)  # the emulator's fault cache forgets it
+    with wecom_rate_limited(sandbox), pytest.raises(RateLimited):
+        events.handle(rt, rows[0], resend=lambda row, wait: resent.append((row, wait)))
 
     assert [stored(rt, row).status for row in rows] == [EventStatus.QUEUED] * 2
     assert [row for row, _ in resent] == [rows[1]]
@@ -235,12 +243,8 @@ def test_a_transient_error_in_a_task_of_several_sends_each_row_back_alone(rt, sa
     made = approvals(sandbox, 2)
     rows = queue(rt, [request_id for request_id, _ in made])
     resent: list[tuple[int, float]] = []
-    sandbox.fault("wecom", "ratelimit")
-    try:
+    with wecom_rate_limited(sandbox):
         events.handle_all(rt, rows, resend=lambda row, wait: resent.append((row, wait)))
-    finally:
-        sandbox.clear_faults("wecom")
-        time.sleep(2 * FAULT_CACHE_S)
 
     assert [stored(rt, row).status for row in rows] == [EventStatus.QUEUED] * 2
     assert sorted(row for row, _ in resent) == rows

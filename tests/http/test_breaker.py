@@ -70,7 +70,7 @@ def test_given_a_clean_check_then_another_workers_open_circuit_is_seen_shortly_a
             return True
         return False
 
-    wait_for(refused, deadline_s=5, interval_s=0.05, what="the open circuit seen")
+    assert wait_for(refused, deadline_s=5, interval_s=0.05, what="the open circuit seen")
 
 
 def test_given_its_own_failure_then_a_worker_asks_redis_again(redis_client: redis.Redis) -> None:
