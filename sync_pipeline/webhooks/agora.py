@@ -3,9 +3,11 @@
 Contract (platform-apis.md §6): POST JSON `{callId, eventType: "chat" | "chat_offline",
 timestamp (ms), chat_type: "chat" | "groupchat", group_id?, from, to, msg_id, payload{ext,
 bodies[]}, security, ...}` with `security = md5_hex(callId + secret + timestamp)`. There is no
-header signature and no timestamp window, so there is no replay memory either: the callId is
-the event id and the record in PostgreSQL is what deduplicates. Any HTTP 200 is success; a
-failure is re-sent once.
+header signature, and the body is not signed: only callId and timestamp are. So the timestamp
+window holds as for the other vendors (`window_s`, 300 s by default: older is `stale`), the
+same signed pair inside it is a replay whatever body it carries (app.py's Redis memory), and
+the callId is the event id that PostgreSQL keeps. Any HTTP 200 is success; a failure is re-sent
+once.
 
 Agora Chat has no interactive card (connectors/agora.py sends a card as a custom message whose
 `customExts.buttons` lists `{label, action, source_id}`). Pressing a button is the client
@@ -41,7 +43,7 @@ from sync_pipeline.webhooks.delivery import (
     json_object,
     required,
 )
-from sync_pipeline.webhooks.verify import agora_security, forged, same
+from sync_pipeline.webhooks.verify import agora_security, check_window, forged, same
 
 OK = Answer.json({})
 CARD_ACTION_EVENT = "card_action"
@@ -56,7 +58,10 @@ def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
         raise forged("callId, timestamp or security is missing")
     if not same(security.lower(), agora_security(call_id, endpoint.secret("secret"), timestamp)):
         raise forged("security does not match")
-    return Accepted(OK, decode(endpoint.connector, callback))
+    sent = check_window(timestamp, incoming.now, endpoint.window)
+    event = decode(endpoint.connector, callback)
+    # The signed part is (callId, timestamp): that pair again, whatever the body, is a replay.
+    return Accepted(OK, event, replay_key=security.lower(), valid_until=sent + endpoint.window)
 
 
 def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent | None:
