@@ -66,8 +66,9 @@ class Answer:
 @dataclass(frozen=True)
 class Accepted:
     """A verified delivery. `event` None: a handshake, or an event type we do not handle
-    (acknowledged and dropped). `replay_key` identifies this very signed request for its
-    window (None for handshakes)."""
+    (acknowledged and dropped; an `unhandled` event instead where its id must stay taken, as
+    for Agora, whose signature leaves the body open). `replay_key` identifies this very signed
+    request for its window (None for handshakes)."""
 
     answer: Answer
     event: InboundEvent | None = None
@@ -144,6 +145,11 @@ def chat_message(
         "sent_at": iso_from_unix(at),
     }
     return _event(connector, vendor, event_id, EventKind.MESSAGE, at, data)
+
+
+def unhandled(connector: str, vendor: str, event_id: str, at: Any, *, reason: str) -> InboundEvent:
+    """A delivery at Unix time `at` that nothing handles, kept so that its id is taken."""
+    return _event(connector, vendor, event_id, EventKind.UNHANDLED, at, {"reason": reason})
 
 
 def _event(
