@@ -10,7 +10,8 @@ messages and append decisions made in project groups to the OA project record). 
 2. The flow's rules decide first, on the fields they read, mapped with a directory that has a
    stand-in for anyone without a target account: a message no rule wants is ignored, never
    dead-lettered, whoever sent it, whoever it mentions, and whatever else the mapping needs
-   that the message lacks (a one-to-one message has no group).
+   that the message lacks (a one-to-one message has no group; config/flow.py refuses a
+   mapping that needs one without a default).
 3. A list of users the mapping translates (the mentions) is translated person by person: one
    without a target account becomes a dead letter of their own, with the reason, and is left
    out, so the others still get their todo. A single user who cannot be mapped (the sender)
@@ -37,6 +38,7 @@ from sync_pipeline.config.loader import Config
 from sync_pipeline.events import Handled
 from sync_pipeline.records import InboundEvent, Record
 from sync_pipeline.runtime import Runtime
+from sync_pipeline.stages import MESSAGE_STREAM
 from sync_pipeline.stages.rules import filter_batch, paths
 from sync_pipeline.stages.transform import RecordMapping, UserDirectory, UserField, transform
 from sync_pipeline.state import deadletters
@@ -44,7 +46,7 @@ from sync_pipeline.state.inbound import EventStatus
 
 log = logging.getLogger(__name__)
 
-MESSAGES = "messages"  # the stream a message flow reads
+MESSAGES = MESSAGE_STREAM  # the stream a message flow reads
 STAND_IN = "no-account:"  # prefix of the id a user without a target account is tried as
 
 

@@ -42,6 +42,7 @@ APPLICANT, FIRST, SECOND = "E00020", "E00021", "E00022"  # of the approvals
 TODO = "/rest/ofs/ReceiveRequestInfoByJson"
 COMMENT = "/api/proj/progress/comment"
 DEADLINE_S = 60
+AGORA_TODO_FLOW = "agora_important_messages_to_oa_todos"
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +269,32 @@ def test_an_echo_of_ours_replayed_with_an_important_body_makes_no_todo(
         ("unhandled", "ignored"),  # the echo, whose callId the forgery could not take again
     ]
     assert receivers(sandbox, mark) == [oa_user_id(BOB)]
+
+
+def test_an_important_one_to_one_agora_message_makes_its_todo_without_a_dead_letter(
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
+) -> None:
+    post_in_agora(
+        sandbox, "#important sign the contract", to=ANN.lower(), ext={"em_at_list": [ANN.lower()]}
+    )
+
+    wait_for(lambda: oa_writes(sandbox, TODO, mark), DEADLINE_S, what="a todo")
+    [event] = handled(sandbox_env, "sandbox_agora", 1)
+    assert event.status is EventStatus.DONE
+    [todo] = oa_writes(sandbox, TODO, mark)
+    assert str(todo["receiver"]) == oa_user_id(ANN)
+    assert open_letters(sandbox_env, AGORA_TODO_FLOW) == []
+
+
+def test_an_ordinary_one_to_one_agora_message_is_ignored_not_dead_lettered(
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
+) -> None:
+    post_in_agora(sandbox, "lunch at noon?", to=ANN.lower())
+
+    [event] = handled(sandbox_env, "sandbox_agora", 1)
+    assert event.status is EventStatus.IGNORED
+    assert open_letters(sandbox_env, AGORA_TODO_FLOW) == []
+    assert sandbox.ledger("oa", since_seq=mark) == []
 
 
 # -- approvals: only approved / rejected transitions notify -------------------------------------

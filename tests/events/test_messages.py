@@ -356,6 +356,19 @@ def test_an_ordinary_one_to_one_agora_message_is_ignored_not_dead_lettered(
     assert sandbox.ledger("oa", since_seq=mark) == []
 
 
+def test_an_important_one_to_one_agora_message_makes_its_todo_linking_to_the_app(
+    rt, sandbox, mark
+) -> None:
+    ann = PROJECT.member_nos[1]
+
+    status = deliver(rt, agora_message("#important sign it today", group=None, mentions=(ann,)))
+
+    assert status is EventStatus.DONE
+    assert open_letters(rt, AGORA_TODO_FLOW) == []
+    [todo] = writes(sandbox, TODO, mark)
+    assert (todo["receiver"], todo["pcurl"]) == (oa_user_id(ann), "https://chat.example.com/")
+
+
 def test_a_message_from_a_connector_no_flow_reads_is_ignored(rt, sandbox, mark) -> None:
     event = InboundEvent(
         connector="sandbox_dingtalk",
