@@ -124,6 +124,10 @@ class EventKind(StrEnum):
     APPROVAL_CHANGED = "approval_changed"  # a source approval moved: re-read it and sync it
     CARD_ACTION = "card_action"  # a user pressed a button on a card we sent
     MESSAGE = "message"  # a user posted a message (to a group or to the app)
+    # Verified and acknowledged, but nothing to do (our own message reported back, an offline
+    # copy, a type no handler takes): recorded as ignored and never handled, so its event id
+    # is taken where the vendor signs the id but not the body (Agora).
+    UNHANDLED = "unhandled"
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class InboundEvent:
                         task_id, open_message_id, out_track_id, token, ...)
       message           message_id, sender, chat_id, chat_type ("group" | "direct"), text,
                         flags (e.g. ["important"]), mentions (user ids), sent_at
+      unhandled         reason (why nothing is done for it)
     """
 
     connector: str  # the connector instance in connectors.yaml that the webhook belongs to

@@ -89,11 +89,12 @@ class CredentialRef:
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    """Where the callback secrets live (resolved by the webhook service only) and how old a
-    signed request may be. `window_s` is None for Agora, whose callbacks have no window."""
+    """Where the callback secrets live (resolved by the webhook service only) and how far from
+    now a signed timestamp may be. Every vendor signs one: Agora inside the body's `security`
+    (md5 of callId, secret and timestamp), the others in headers or the query."""
 
     secrets: Mapping[str, CredentialRef]
-    window_s: float | None
+    window_s: float
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,9 @@ class ConnectorSchema(StrictSchema):
         written = data.get("webhook")
         if written is None:
             return data
-        window = written.get("window_s", DEFAULT_WEBHOOK_WINDOW_S)
+        window = float(written.get("window_s", DEFAULT_WEBHOOK_WINDOW_S))
         secrets = {k: v for k, v in written.items() if k != "window_s"}
-        no_window = data["vendor"] is Vendor.AGORA
-        return {**data, "webhook": WebhookConfig(secrets, None if no_window else float(window))}
+        return {**data, "webhook": WebhookConfig(secrets, window)}
 
 
 def _webhook_problems(vendor: Vendor, webhook: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -212,8 +212,6 @@ def _webhook_problems(vendor: Vendor, webhook: Mapping[str, Any]) -> dict[str, l
     if foreign:
         known = ", ".join(needed)
         problems.append(f"expected only {known} for a {vendor} webhook, not {', '.join(foreign)}")
-    if vendor is Vendor.AGORA and "window_s" in webhook:
-        problems.append("expected no window_s: Agora callbacks have no timestamp window")
     return {"webhook": problems} if problems else {}
 
 

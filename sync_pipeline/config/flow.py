@@ -21,7 +21,7 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from sync_pipeline.config import MapOf, OneOf, Shape, StrictSchema, strict_schema
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.stages import MISSING, PATH, Template
+from sync_pipeline.stages import MESSAGE_GAPS, MESSAGE_STREAM, MISSING, PATH, Template
 from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
 from sync_pipeline.stages.plan import STREAM_OF_KIND, NotifyKind, NotifyRule
 from sync_pipeline.stages.resolve import Policy, Side
@@ -47,6 +47,7 @@ from sync_pipeline.stages.transform import (
     TemplateField,
     UserField,
     ValueMapField,
+    needs,
 )
 
 
@@ -164,8 +165,12 @@ FIELD_SHAPES: dict[str, Shape] = {
         lambda d: ConstField(d["const"]),
     ),
     "template": (
-        strict_schema("TemplateSpec", template=_TemplateField(required=True)),
-        lambda d: TemplateField(d["template"]),
+        strict_schema(
+            "TemplateSpec",
+            template=_TemplateField(required=True),
+            default=fields.Raw(allow_none=True),
+        ),
+        lambda d: TemplateField(d["template"], d.get("default", MISSING)),
     ),
     "value_map": (
         strict_schema(
@@ -424,6 +429,7 @@ class FlowSchema(StrictSchema):
         mapping = data.get("mapping")
         if isinstance(mapping, RecordMapping):
             errors.update(_unmapped_names(data, set(mapping.fields)))
+            errors.update(_message_gaps(data.get("source"), mapping))
         _merge(errors, _kinds_for_target(data))
         if errors:
             raise ValidationError(errors)
@@ -471,6 +477,22 @@ def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
         if problems:
             errors.setdefault("notify", {})[index] = problems
     return errors
+
+
+def _message_gaps(source: Any, mapping: RecordMapping) -> dict[str, Any]:
+    """Fields of a flow over messages that need, without a default, what some messages lack
+    (MESSAGE_GAPS): every such message would be a dead letter, so say so at load."""
+    if not (isinstance(source, Endpoint) and source.stream == MESSAGE_STREAM):
+        return {}
+    problems = {}
+    for name, spec in mapping.fields.items():
+        lacking = [top for path in needs(spec) if (top := path.split(".")[0]) in MESSAGE_GAPS]
+        if lacking:
+            why = MESSAGE_GAPS[lacking[0]]
+            problems[name] = (
+                f"expected a default: {why}, and every such message would be a dead letter"
+            )
+    return {"mapping": {"fields": problems}} if problems else {}
 
 
 def _kinds_for_target(data: dict[str, Any]) -> dict[str, Any]:

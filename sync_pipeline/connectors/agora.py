@@ -155,6 +155,10 @@ class AgoraConnector:
         raise self._no_stream(stream)
 
     def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
+        """Messages as the callback told them: Agora's REST API has no read of one message or
+        of a conversation's latest ones to confirm a callback's unsigned body against (the
+        history export, `chatmessages/{hour}`, is hourly and an hour or more late), so
+        nothing is added or checked here (webhooks/agora.py says what limits a forgery)."""
         return list(records)
 
     def list_users(self) -> list[DirectoryUser]:

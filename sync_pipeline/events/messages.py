@@ -7,9 +7,11 @@ messages and append decisions made in project groups to the OA project record). 
 1. The event's data becomes a record in the canonical message shape (the `stages` module
    docstring), hydrated once by the source connector: a group message learns its group's name
    and description, which is where a project group names its project.
-2. The flow's rules decide first, on the message mapped with a directory that has a stand-in
-   for anyone without a target account: a message no rule wants is ignored, never
-   dead-lettered, whoever sent it or whoever it mentions.
+2. The flow's rules decide first, on the fields they read, mapped with a directory that has a
+   stand-in for anyone without a target account: a message no rule wants is ignored, never
+   dead-lettered, whoever sent it, whoever it mentions, and whatever else the mapping needs
+   that the message lacks (a one-to-one message has no group; config/flow.py refuses a
+   mapping that needs one without a default).
 3. A list of users the mapping translates (the mentions) is translated person by person: one
    without a target account becomes a dead letter of their own, with the reason, and is left
    out, so the others still get their todo. A single user who cannot be mapped (the sender)
@@ -36,14 +38,15 @@ from sync_pipeline.config.loader import Config
 from sync_pipeline.events import Handled
 from sync_pipeline.records import InboundEvent, Record
 from sync_pipeline.runtime import Runtime
-from sync_pipeline.stages.rules import filter_batch
-from sync_pipeline.stages.transform import UserDirectory, UserField, transform
+from sync_pipeline.stages import MESSAGE_STREAM
+from sync_pipeline.stages.rules import filter_batch, paths
+from sync_pipeline.stages.transform import RecordMapping, UserDirectory, UserField, transform
 from sync_pipeline.state import deadletters
 from sync_pipeline.state.inbound import EventStatus
 
 log = logging.getLogger(__name__)
 
-MESSAGES = "messages"  # the stream a message flow reads
+MESSAGES = MESSAGE_STREAM  # the stream a message flow reads
 STAND_IN = "no-account:"  # prefix of the id a user without a target account is tried as
 
 
@@ -123,12 +126,19 @@ def sync_message(
 
 
 def wanted(flow: Flow, record: Record, users: UserDirectory) -> bool:
-    """Whether the flow's rules keep the message, asked before the directory can refuse it.
+    """Whether the flow's rules keep the message, asked before anything can refuse it: the
+    directory (a stand-in maps everyone) or a mapped field the rules do not read (a link to
+    a conversation a one-to-one message does not have).
 
-    A mapping that fails for another reason than a user (a field it requires is missing)
-    counts as wanted, so the pipeline dead-letters the message with that reason.
+    Only the fields the rules read are mapped for the question. If one of those cannot be
+    mapped, the rules cannot answer: the message counts as wanted, so the pipeline
+    dead-letters it with that reason.
     """
-    trial = transform([record], flow.mapping, _StandIn(users))
+    if flow.rules is None:
+        return True
+    read = {path.split(".")[0] for path in paths(flow.rules)}
+    fields = {name: spec for name, spec in flow.mapping.fields.items() if name in read}
+    trial = transform([record], RecordMapping(fields), _StandIn(users))
     if not trial.records:
         return True
     return bool(filter_batch(trial.records, flow.rules, {}).kept)

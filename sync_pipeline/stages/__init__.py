@@ -27,6 +27,9 @@ Canonical chat-message payload (a message event's data, events/messages.py; flow
      "mentions": [user ids], "sent_at": ISO UTC,
      "group_info": {"id", "name", "description"} or None}   # added by the IM's hydrate
 
+A one-to-one message has no group, and on WeCom and Agora Chat no conversation id either
+(MESSAGE_GAPS): a flow over stream "messages" must give every field that reads one a default.
+
 Notification write (`plan.plan_writes` -> WriteRequest.payload, what target connectors make)::
 
     {"kind": "card" | "message" | "update_card" | "todo" | "project_comment",
@@ -52,6 +55,14 @@ class _Missing(enum.Enum):
 
 
 MISSING = _Missing.MISSING  # a path that leads nowhere; distinct from a present None
+MESSAGE_STREAM = "messages"  # the stream of chat messages, in the canonical shape above
+# Message fields that some messages do not have, and why (config/flow.py refuses a mapping
+# that needs one without a default: every such message would be a dead letter).
+MESSAGE_GAPS: Mapping[str, str] = {
+    "chat": "a one-to-one WeCom or Agora Chat message names no conversation (chat)",
+    "group": "a one-to-one message has no group",
+    "group_info": "a one-to-one message has no group",
+}
 PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")  # "title", "form.days", "a.0"
 
 

@@ -45,9 +45,12 @@ class ConstField:
 
 @dataclass(frozen=True)
 class TemplateField:
-    """Text built from source fields; every name must have a value."""
+    """Text built from source fields. A name without a value dead-letters the record, unless
+    the field has a default, which then stands for the whole text (a message with no group
+    links to the app instead of to a group)."""
 
     template: Template
+    default: Any = MISSING
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,13 @@ def _value(record: Record, name: str, spec: FieldSpec, users: _CachedDirectory) 
         case FromField(path, default):
             value = lookup(source, path)
             return _or_default(record, path, name, default) if _absent(value) else value
-        case TemplateField(template):
-            if missing := template.missing(source):
+        case TemplateField(template, default):
+            if not (missing := template.missing(source)):
+                return template.render(source)
+            if default is MISSING:
                 reason = f"missing field {missing[0]} (for the template of {name})"
                 raise RecordError(record.source_id, reason)
-            return template.render(source)
+            return default
         case ValueMapField(path, table, default):
             value = lookup(source, path)
             if _absent(value):
@@ -158,6 +163,25 @@ def _value(record: Record, name: str, spec: FieldSpec, users: _CachedDirectory) 
                 reason = f"{path} has nothing matching {pattern.pattern!r} (for {name})"
                 raise RecordError(record.source_id, reason)
             return default
+        case _:
+            assert_never(spec)
+
+
+def needs(spec: FieldSpec) -> tuple[str, ...]:
+    """The source paths a field cannot do without: one that has no value dead-letters the
+    record (config/flow.py checks them against fields some messages lack)."""
+    match spec:
+        case ConstField():
+            return ()
+        case TemplateField(template, default):
+            return template.names if default is MISSING else ()
+        case (
+            FromField(path, default)
+            | ValueMapField(path, _, default)
+            | UserField(path, _, _, default)
+            | ExtractField(path, _, default)
+        ):
+            return (path,) if default is MISSING else ()
         case _:
             assert_never(spec)
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.records import InboundEvent
+from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.state.schema import inbound_events, webhook_refusals
 
 
@@ -41,7 +41,13 @@ class StoredEvent:
 
 
 def record(conn: Connection, event: InboundEvent) -> int | None:
-    """Store a delivery; its row id, or None when the same event id was recorded before."""
+    """Store a delivery; its row id, or None when the same event id was recorded before.
+
+    An unhandled event is stored as ignored, with its reason: no task is sent for it, but its
+    id is taken, so the same id with another body (Agora signs the id, not the body) is a
+    duplicate too.
+    """
+    ignored = event.kind is EventKind.UNHANDLED
     stmt = (
         insert(inbound_events)
         .values(
@@ -51,6 +57,9 @@ def record(conn: Connection, event: InboundEvent) -> int | None:
             kind=event.kind.value,
             occurred_at=event.occurred_at,
             data=dict(event.data),
+            status=(EventStatus.IGNORED if ignored else EventStatus.QUEUED).value,
+            error=str(event.data.get("reason", "")) if ignored else None,
+            handled_at=sa.func.now() if ignored else None,
         )
         .on_conflict_do_nothing(constraint="inbound_events_once")
         .returning(inbound_events.c.id)

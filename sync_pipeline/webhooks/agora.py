@@ -2,26 +2,35 @@
 
 Contract (platform-apis.md §6): POST JSON `{callId, eventType: "chat" | "chat_offline",
 timestamp (ms), chat_type: "chat" | "groupchat", group_id?, from, to, msg_id, payload{ext,
-bodies[]}, security, ...}` with `security = md5_hex(callId + secret + timestamp)`. There is no
-header signature and no timestamp window, so there is no replay memory either: the callId is
-the event id and the record in PostgreSQL is what deduplicates. Any HTTP 200 is success; a
-failure is re-sent once.
+bodies[]}, security, ...}` with `security = md5_hex(callId + secret + timestamp)`. Any HTTP 200
+is success; a failure is re-sent once.
+
+What is signed is callId and timestamp, not the body: whoever holds one genuine callback can
+send its envelope again around a body of their own. So the timestamp window holds as for the
+other vendors (`window_s`, 300 s by default: older is `stale`); the same signed pair inside it
+is a replay whatever body it carries (app.py's Redis memory); and every callId we acknowledge
+is kept in PostgreSQL, the callbacks we do nothing for included (an `unhandled` event, recorded
+as ignored), so a callId once answered is never taken again, not even after Redis lost its
+memory. What remains open is a body swapped before the genuine callback reaches us, inside
+the window; Agora's REST API has no read of one message to confirm it against (README,
+"Webhooks").
 
 Agora Chat has no interactive card (connectors/agora.py sends a card as a custom message whose
 `customExts.buttons` lists `{label, action, source_id}`). Pressing a button is the client
 sending a custom message back: `customEvent: "card_action"` with `customExts` `{action,
 source_id, [comment], [card_msg_id]}` -> card_action. A text message -> message, with mentions
-from `ext.em_at_list` (Agora's @ convention) and flags from hashtags in the text. Only `chat`
-events are decoded: `chat_offline` repeats a message for an offline recipient.
+from `ext.em_at_list` (Agora's @ convention) and flags from hashtags in the text. Everything
+else is unhandled: `chat_offline` (a message repeated for an offline recipient), other events
+(logins, recalls, groups) and other message types.
 
 Our own messages come back too: the post-delivery callback covers messages sent through the
 REST API as well as from client SDKs (docs.agora.io "Set up HTTP callbacks"; the pre-delivery
 one covers clients only), so it also reports the notifications and cards our connector sends.
-Those echoes are acknowledged and not recorded (DESIGN.md section 6), or a notification that
-names a keyword would reach the message flows as a message from "admin". A message is ours
-when it is `from` the app's administrator, as which the connector sends unless told otherwise
-(its `sender` option), or when its ext carries our effect key, which every message the
-connector sends does, whatever its `sender`.
+Those echoes are unhandled (DESIGN.md section 6), or a notification that names a keyword would
+reach the message flows as a message from "admin". A message is ours when it is `from` the
+app's administrator, as which the connector sends unless told otherwise (its `sender` option),
+or when its ext carries our effect key, which every message the connector sends does, whatever
+its `sender`.
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ from sync_pipeline.webhooks.delivery import (
     chat_message,
     json_object,
     required,
+    unhandled,
 )
-from sync_pipeline.webhooks.verify import agora_security, forged, same
+from sync_pipeline.webhooks.verify import agora_security, check_window, forged, same
 
 OK = Answer.json({})
 CARD_ACTION_EVENT = "card_action"
@@ -56,28 +66,39 @@ def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
         raise forged("callId, timestamp or security is missing")
     if not same(security.lower(), agora_security(call_id, endpoint.secret("secret"), timestamp)):
         raise forged("security does not match")
-    return Accepted(OK, decode(endpoint.connector, callback))
+    sent = check_window(timestamp, incoming.now, endpoint.window)
+    event = decode(endpoint.connector, callback)
+    # The signed part is (callId, timestamp): that pair again, whatever the body, is a replay.
+    return Accepted(OK, event, replay_key=security.lower(), valid_until=sent + endpoint.window)
 
 
-def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent | None:
-    """One verified callback; None for events and message types we do not handle, and for
-    the app's own messages."""
+def decode(connector: str, callback: Mapping[str, Any]) -> InboundEvent:
+    """One verified callback: a message or a card press, or an unhandled event saying why
+    nothing is done for it (our own messages, offline copies, other events and types)."""
+    if callback.get("eventType") == "chat_offline":
+        return _unhandled(connector, callback, "an offline copy of a message")
     if callback.get("eventType") != "chat":
-        return None
+        return _unhandled(connector, callback, "not a message")
     payload = callback.get("payload")
     bodies = payload.get("bodies") if isinstance(payload, Mapping) else None
     body = bodies[0] if isinstance(bodies, list) and bodies else None
     if not isinstance(body, Mapping):
-        return None
+        return _unhandled(connector, callback, "a message without a body")
     ext = payload.get("ext") if isinstance(payload, Mapping) else None
     ext = ext if isinstance(ext, Mapping) else {}
     if callback.get("from") == DEFAULT_SENDER or EFFECT_KEY_EXT in ext:
-        return None  # our own message, reported back: an echo
+        return _unhandled(connector, callback, "our own message, reported back")
     if body.get("type") == "custom" and body.get("customEvent") == CARD_ACTION_EVENT:
         return _card_action(connector, callback, _custom_exts(body))
     if body.get("type") == "txt":
         return _message(connector, callback, str(body.get("msg", "")), ext)
-    return None
+    return _unhandled(connector, callback, "a message type we do not handle")
+
+
+def _unhandled(connector: str, callback: Mapping[str, Any], reason: str) -> InboundEvent:
+    """Kept (as ignored) under its callId, which no other body may then use."""
+    call_id, timestamp = required(callback, "callId", "timestamp")
+    return unhandled(connector, "agora", call_id, timestamp, reason=reason)
 
 
 def _custom_exts(body: Mapping[str, Any]) -> dict[str, str]:

@@ -7,7 +7,8 @@ Every delivery goes the same way, whatever the vendor (DESIGN.md section 5):
    TTL; if Redis lost it, step 3 still holds);
 3. the event is recorded once in PostgreSQL under the vendor's event id (`inbound.record`): a
    second delivery of the same event is acknowledged with the vendor's success answer, counted
-   as a duplicate, and not enqueued;
+   as a duplicate, and not enqueued; an event nothing handles (EventKind.UNHANDLED, Agora's
+   echoes of our own messages) is recorded as ignored and not enqueued, so its id is taken;
 4. the vendor gets its answer in its format;
 5. then `events.handle` is sent with the row id (after the answer, so a slow broker never
    delays it) by the process's one sending thread (`Sender`), which keeps a producer and its
@@ -55,6 +56,7 @@ from sync_pipeline.config.connector import Vendor, resolve_credentials
 from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_config
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.logging import configure_logging
+from sync_pipeline.records import EventKind
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
@@ -279,6 +281,8 @@ class WebhookService:
             return Answer.json({"error": "unavailable"}, 503), None
         if row_id is None:
             log.info("webhook %s: duplicate of event %s", connector, accepted.event.event_id)
+        if accepted.event.kind is EventKind.UNHANDLED:
+            return accepted.answer, None  # recorded as ignored: its id is taken, nothing to do
         return accepted.answer, row_id
 
     def refuse(self, connector: str, refusal: Refused) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sync_pipeline.config.connector import DEFAULT_WEBHOOK_WINDOW_S, Secret, Vendor
+from sync_pipeline.config.connector import Secret, Vendor
 from sync_pipeline.records import EventKind, InboundEvent, iso_utc
 from sync_pipeline.webhooks.verify import malformed, timestamp_s
 
@@ -27,15 +27,15 @@ class Endpoint:
     connector: str
     vendor: Vendor
     secrets: Mapping[str, Secret] = field(repr=False)
-    window_s: float | None  # None: the vendor signs no timestamp window (Agora)
+    window_s: float
 
     def secret(self, name: str) -> str:
         return self.secrets[name].reveal()
 
     @property
     def window(self) -> float:
-        """The timestamp window of a vendor that signs one (all but Agora)."""
-        return DEFAULT_WEBHOOK_WINDOW_S if self.window_s is None else self.window_s
+        """How far from now a signed timestamp may be, either way (`window_s`)."""
+        return self.window_s
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,9 @@ class Answer:
 @dataclass(frozen=True)
 class Accepted:
     """A verified delivery. `event` None: a handshake, or an event type we do not handle
-    (acknowledged and dropped). `replay_key` identifies this very signed request for its
-    window (None where the vendor signs no window, and for handshakes)."""
+    (acknowledged and dropped; an `unhandled` event instead where its id must stay taken, as
+    for Agora, whose signature leaves the body open). `replay_key` identifies this very signed
+    request for its window (None for handshakes)."""
 
     answer: Answer
     event: InboundEvent | None = None
@@ -144,6 +145,11 @@ def chat_message(
         "sent_at": iso_from_unix(at),
     }
     return _event(connector, vendor, event_id, EventKind.MESSAGE, at, data)
+
+
+def unhandled(connector: str, vendor: str, event_id: str, at: Any, *, reason: str) -> InboundEvent:
+    """A delivery at Unix time `at` that nothing handles, kept so that its id is taken."""
+    return _event(connector, vendor, event_id, EventKind.UNHANDLED, at, {"reason": reason})
 
 
 def _event(

@@ -8,14 +8,18 @@ tells its applicant, once.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from sync_pipeline.sandbox import wecom as sandbox_wecom
+from sync_pipeline.sandbox.agora import callback_security as agora_security
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import oa_user_id
@@ -38,6 +42,7 @@ APPLICANT, FIRST, SECOND = "E00020", "E00021", "E00022"  # of the approvals
 TODO = "/rest/ofs/ReceiveRequestInfoByJson"
 COMMENT = "/api/proj/progress/comment"
 DEADLINE_S = 60
+AGORA_TODO_FLOW = "agora_important_messages_to_oa_todos"
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +200,101 @@ def test_an_important_agora_group_message_becomes_todos_for_its_mentions(
     [event] = handled(sandbox_env, "sandbox_agora", 1)
     assert event.status is EventStatus.DONE
     assert receivers(sandbox, mark) == sorted([oa_user_id(ANN), oa_user_id(BOB)])
+
+
+def post_in_agora(sandbox: SandboxClient, text: str, **message: Any) -> Any:
+    return sandbox.press(
+        "agora", {"kind": "message", "from": AUTHOR.lower(), "msg": text, **message}
+    )
+
+
+def agora_callback(env: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """A post-delivery callback as Agora signs it (the sandbox's own crypto), sent now."""
+    app_key = f"{env['SANDBOX_AGORA_ORG_NAME']}#{env['SANDBOX_AGORA_APP_NAME']}"
+    call_id, stamp = f"{app_key}_{uuid.uuid4()}", int(time.time() * 1000)
+    secret = env["SANDBOX_AGORA_CALLBACK_SECRET"]
+    return {
+        "callId": call_id,
+        "eventType": "chat",
+        "timestamp": stamp,
+        "msg_id": str(stamp),
+        "securityVersion": "1.0.0",
+        "security": agora_security(call_id, secret, stamp),
+        "appkey": app_key,
+        **fields,
+    }
+
+
+def test_an_echo_of_ours_replayed_with_an_important_body_makes_no_todo(
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
+) -> None:
+    # Agora reports the notifications we send back to us (from "admin"): acknowledged, ignored.
+    echo = agora_callback(
+        sandbox_env,
+        chat_type="chat",
+        to=AUTHOR.lower(),
+        payload={"ext": {}, "bodies": [{"type": "txt", "msg": 'Your request "Leave": Approved.'}]},
+        **{"from": "admin"},
+    )
+    url = f"{webhooks}/webhooks/sandbox_agora"
+    assert requests.post(url, json=echo, timeout=10).status_code == 200
+    # Whoever saw it sends its signed envelope again around a body of their own: the security
+    # hash covers callId and timestamp only.
+    group = agora_group(sandbox, "Project 1 group")
+    forged = {
+        **echo,
+        "from": AUTHOR.lower(),
+        "chat_type": "groupchat",
+        "group_id": group,
+        "to": group,
+        "payload": {
+            "ext": {"em_at_list": [ANN.lower()]},
+            "bodies": [{"type": "txt", "msg": "#important approve the vendor's invoice"}],
+        },
+    }
+
+    requests.post(url, json=forged, timeout=10)
+    post_in_agora(
+        sandbox,
+        "#important the real one",
+        to=group,
+        chat_type="groupchat",
+        ext={"em_at_list": [BOB.lower()]},
+    )
+
+    wait_for(lambda: oa_writes(sandbox, TODO, mark), DEADLINE_S, what="the genuine todo")
+    rows = handled(sandbox_env, "sandbox_agora", 2)
+    assert sorted((r.event.kind.value, r.status.value) for r in rows) == [
+        ("message", "done"),  # the genuine message
+        ("unhandled", "ignored"),  # the echo, whose callId the forgery could not take again
+    ]
+    assert receivers(sandbox, mark) == [oa_user_id(BOB)]
+
+
+def test_an_important_one_to_one_agora_message_makes_its_todo_without_a_dead_letter(
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
+) -> None:
+    post_in_agora(
+        sandbox, "#important sign the contract", to=ANN.lower(), ext={"em_at_list": [ANN.lower()]}
+    )
+
+    wait_for(lambda: oa_writes(sandbox, TODO, mark), DEADLINE_S, what="a todo")
+    [event] = handled(sandbox_env, "sandbox_agora", 1)
+    assert event.status is EventStatus.DONE
+    [todo] = oa_writes(sandbox, TODO, mark)
+    assert str(todo["receiver"]) == oa_user_id(ANN)
+    assert open_letters(sandbox_env, AGORA_TODO_FLOW) == []
+
+
+def test_an_ordinary_one_to_one_agora_message_is_ignored_not_dead_lettered(
+    sandbox_env, sandbox, webhooks, sandbox_worker, mark
+) -> None:
+    post_in_agora(sandbox, "lunch at noon?", to=ANN.lower())
+
+    [event] = handled(sandbox_env, "sandbox_agora", 1)
+    assert event.status is EventStatus.IGNORED
+    assert open_letters(sandbox_env, AGORA_TODO_FLOW) == []
+    assert sandbox.ledger("oa", since_seq=mark) == []
 
 
 # -- approvals: only approved / rejected transitions notify -------------------------------------

@@ -308,29 +308,65 @@ def test_an_important_decision_mentioning_people_goes_to_both_flows(rt, sandbox,
 
 
 # -- Agora Chat ----------------------------------------------------------------------------------
-def test_an_important_agora_group_message_makes_todos_for_its_mentions(rt, sandbox, mark) -> None:
-    group = store(sandbox).list("agora", "group", equals={"groupname": "Project 1 group"})[0]
-    ann, bob = PROJECT.member_nos[1], PROJECT.member_nos[2]
-    event = InboundEvent(
+AGORA_TODO_FLOW = "agora_important_messages_to_oa_todos"
+
+
+def agora_message(text: str, *, group: str | None, mentions: tuple[str, ...] = ()) -> InboundEvent:
+    """What the webhook service decodes from Agora's post-delivery callback: a one-to-one
+    message (group None) names no conversation."""
+    number = next(_ids)
+    return InboundEvent(
         connector="sandbox_agora",
         vendor="agora",
-        event_id="app#key_call-1",
+        event_id=f"app#key_call-{number}",
         kind=EventKind.MESSAGE,
         occurred_at="2026-03-02T09:30:00Z",
         data={
-            "message_id": "1234567890",
+            "message_id": f"12345678900{number:04d}",
             "sender": PROJECT.member_nos[0].lower(),
-            "chat_id": group["groupid"],
-            "chat_type": "group",
-            "text": "#important budget frozen",
-            "flags": ["important"],
-            "mentions": [ann.lower(), bob.lower()],
+            "chat_id": group or "",
+            "chat_type": "group" if group else "direct",
+            "text": text,
+            "flags": [word[1:].lower() for word in text.split() if word.startswith("#")],
+            "mentions": [no.lower() for no in mentions],
             "sent_at": "2026-03-02T09:30:00Z",
         },
     )
 
+
+def test_an_important_agora_group_message_makes_todos_for_its_mentions(rt, sandbox, mark) -> None:
+    group = store(sandbox).list("agora", "group", equals={"groupname": "Project 1 group"})[0]
+    ann, bob = PROJECT.member_nos[1], PROJECT.member_nos[2]
+    event = agora_message("#important budget frozen", group=group["groupid"], mentions=(ann, bob))
+
     assert deliver(rt, event) is EventStatus.DONE
     assert todo_receivers(sandbox, mark) == sorted([oa_user_id(ann), oa_user_id(bob)])
+    assert {w["pcurl"] for w in writes(sandbox, TODO, mark)} == {
+        f"https://chat.example.com/conversations/{group['groupid']}"
+    }
+
+
+def test_an_ordinary_one_to_one_agora_message_is_ignored_not_dead_lettered(
+    rt, sandbox, mark
+) -> None:
+    event = agora_message("lunch at noon?", group=None, mentions=(PROJECT.member_nos[1],))
+
+    assert deliver(rt, event) is EventStatus.IGNORED
+    assert open_letters(rt, AGORA_TODO_FLOW) == []
+    assert sandbox.ledger("oa", since_seq=mark) == []
+
+
+def test_an_important_one_to_one_agora_message_makes_its_todo_linking_to_the_app(
+    rt, sandbox, mark
+) -> None:
+    ann = PROJECT.member_nos[1]
+
+    status = deliver(rt, agora_message("#important sign it today", group=None, mentions=(ann,)))
+
+    assert status is EventStatus.DONE
+    assert open_letters(rt, AGORA_TODO_FLOW) == []
+    [todo] = writes(sandbox, TODO, mark)
+    assert (todo["receiver"], todo["pcurl"]) == (oa_user_id(ann), "https://chat.example.com/")
 
 
 def test_a_message_from_a_connector_no_flow_reads_is_ignored(rt, sandbox, mark) -> None:

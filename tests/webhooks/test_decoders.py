@@ -323,17 +323,38 @@ def test_agora_custom_exts_given_only_as_a_list_of_maps_are_merged() -> None:
     assert (event.data["action"], event.data["source_id"]) == ("approve", "R000042")
 
 
-def test_agora_message_from_the_app_admin_is_our_own_echo_and_ignored() -> None:
-    assert agora.decode("ag", load("agora", "chat__txt_from_admin.json")) is None
+def unhandled(name: str) -> tuple[EventKind, str, dict[str, object]]:
+    callback = load("agora", name)
+    event = agora.decode("ag", callback)
+    assert event.event_id == callback["callId"]  # kept, so the callId is never taken again
+    return event.kind, event.occurred_at, dict(event.data)
+
+
+def test_agora_message_from_the_app_admin_is_our_own_echo_and_not_handled() -> None:
+    assert unhandled("chat__txt_from_admin.json") == (
+        EventKind.UNHANDLED,
+        "2026-03-02T09:30:00Z",
+        {"reason": "our own message, reported back"},
+    )
 
 
 def test_agora_message_carrying_our_effect_key_is_our_own_echo_whoever_sent_it() -> None:
-    assert agora.decode("ag", load("agora", "chat__txt_with_our_effect_key.json")) is None
+    _, _, data = unhandled("chat__txt_with_our_effect_key.json")
+
+    assert data == {"reason": "our own message, reported back"}
 
 
-@pytest.mark.parametrize("name", ["chat_offline__txt.json", "chat__img.json"])
-def test_agora_offline_copies_and_other_message_types_are_ignored(name: str) -> None:
-    assert agora.decode("ag", load("agora", name)) is None
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("chat_offline__txt.json", "an offline copy of a message"),
+        ("chat__img.json", "a message type we do not handle"),
+    ],
+)
+def test_agora_offline_copies_and_other_message_types_are_not_handled(name, reason) -> None:
+    kind, _, data = unhandled(name)
+
+    assert (kind, data) == (EventKind.UNHANDLED, {"reason": reason})
 
 
 # -- every kind carries exactly the documented fields --------------------------------------------
@@ -364,6 +385,7 @@ def test_agora_offline_copies_and_other_message_types_are_ignored(name: str) -> 
             lambda: agora.decode("c", load("agora", "chat__custom_card_action.json")),
             CARD_ACTION_FIELDS,
         ),
+        (lambda: agora.decode("c", load("agora", "chat__img.json")), {"reason"}),
     ],
 )
 def test_decoded_data_has_exactly_the_fields_records_py_documents(decoded, fields) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from sync_pipeline.stages import Template
 from sync_pipeline.stages.plan import NotifyKind
 from sync_pipeline.stages.rules import Flag
-from sync_pipeline.stages.transform import ExtractField
+from sync_pipeline.stages.transform import ExtractField, TemplateField
 
 from .conftest import ENV
 
@@ -135,13 +136,15 @@ def test_a_project_comment_needs_the_project_progress_stream(messages_tree) -> N
 def test_an_extract_mapping_builds_its_pattern_once(messages_tree) -> None:
     fields = {
         **MESSAGE_FLOW["mapping"]["fields"],
-        "project": {"extract": {"from": "group_info.description", "regex": r"P\d+"}},
+        "project": {
+            "extract": {"from": "group_info.description", "regex": r"P\d+", "default": None}
+        },
     }
     messages_tree.flow("x", MESSAGE_FLOW, mapping={"fields": fields})
 
     spec = messages_tree.load().flows["x"].mapping.fields["project"]
 
-    assert spec == ExtractField("group_info.description", re.compile(r"P\d+"))
+    assert spec == ExtractField("group_info.description", re.compile(r"P\d+"), default=None)
 
 
 def test_an_extract_with_a_bad_regex_is_named(messages_tree) -> None:
@@ -153,3 +156,52 @@ def test_an_extract_with_a_bad_regex_is_named(messages_tree) -> None:
     found = problems(messages_tree, mapping={"fields": fields})
 
     assert "expected a valid regular expression" in found["mapping.fields.project.extract.regex"]
+
+
+def test_a_template_may_fall_back_to_a_default_when_a_name_has_no_value(messages_tree) -> None:
+    url = {"template": "https://chat.example.com/c/{chat}", "default": "https://chat.example.com/"}
+    fields = {**MESSAGE_FLOW["mapping"]["fields"], "url": url}
+    messages_tree.flow("x", MESSAGE_FLOW, mapping={"fields": fields})
+
+    spec = messages_tree.load().flows["x"].mapping.fields["url"]
+
+    assert spec == TemplateField(
+        Template.parse("https://chat.example.com/c/{chat}"), default="https://chat.example.com/"
+    )
+
+
+NO_CONVERSATION = "a one-to-one WeCom or Agora Chat message names no conversation (chat)"
+NO_GROUP = "a one-to-one message has no group"
+
+
+@pytest.mark.parametrize(
+    ("spec", "gap"),
+    [
+        ({"template": "https://chat.example.com/c/{chat}"}, NO_CONVERSATION),
+        ({"value_map": {"from": "chat", "map": {"x": "y"}}}, NO_CONVERSATION),
+        ({"from": "group"}, NO_GROUP),
+        ({"from": "group_info.name"}, NO_GROUP),
+        ({"extract": {"from": "group_info.description", "regex": "P[0-9]+"}}, NO_GROUP),
+    ],
+)
+def test_a_message_mapping_that_needs_what_a_one_to_one_message_lacks_is_refused_at_load(
+    messages_tree, spec, gap
+) -> None:
+    fields = {**MESSAGE_FLOW["mapping"]["fields"], "where": spec}
+
+    found = problems(messages_tree, mapping={"fields": fields})
+
+    assert found["mapping.fields.where"] == (
+        f"expected a default: {gap}, and every such message would be a dead letter"
+    )
+
+
+def test_a_message_mapping_with_defaults_for_what_may_be_missing_loads(messages_tree) -> None:
+    fields = {
+        **MESSAGE_FLOW["mapping"]["fields"],
+        "url": {"template": "https://c/{chat}", "default": "https://c/"},
+        "group_name": {"from": "group_info.name", "default": ""},
+    }
+    messages_tree.flow("x", MESSAGE_FLOW, mapping={"fields": fields})
+
+    assert set(messages_tree.load().flows["x"].mapping.fields) >= {"url", "group_name"}

@@ -78,6 +78,8 @@ TO_WECOM = {"from_system": "oa", "to_system": "wecom"}
         (FromField("form.reason", default="none given"), "none given"),
         (ConstField("approval"), "approval"),
         (TemplateField(Template.parse("{title}, {form.days} days")), "Annual leave, 3 days"),
+        (TemplateField(Template.parse("{title} by {applicant_name}"), default="?"), "?"),
+        (TemplateField(Template.parse("{title}"), default="?"), "Annual leave"),
         (ValueMapField("status", {"pending": "Pending"}), "Pending"),
         (ValueMapField("status", {"approved": "Approved"}, default="Other"), "Other"),
         (UserField("applicant", **TO_WECOM), "zhangsan"),
