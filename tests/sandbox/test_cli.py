@@ -197,3 +197,29 @@ def test_press_that_fails_exits_1_with_the_reason(server: SandboxServer) -> None
 
 def test_press_with_a_json_that_is_not_an_object_is_a_usage_error(server: SandboxServer) -> None:
     assert run("press", "oa", "--json", "[1]", *where(server)).exit_code == 2
+
+
+def test_given_env_it_exports_every_credential_the_operator_asked_for(
+    server: SandboxServer,
+) -> None:
+    result = run("env", *where(server))
+
+    secret = server.info()["wecom"]["credentials"]["corpsecret"]
+    assert result.exit_code == 0
+    assert f"export SANDBOX_WECOM_CORPSECRET={secret}" in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("command", [["ledger"], ["calls"], ["info", "--json"], ["env"]])
+def test_given_the_data_dir_of_another_sandbox_a_command_says_so_in_one_line(
+    server: SandboxServer, tmp_path: Path, command: list[str]
+) -> None:
+    other = tmp_path / "other"
+    SandboxServer(store_path(other), server.port_base)  # a store with a token of its own
+
+    result = run(*command, "--port-base", str(server.port_base), "--data-dir", str(other))
+
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 1
+    assert "--data-dir" in lines[0]
+    assert server.admin_token not in result.output
