@@ -4,6 +4,9 @@
 file); `ledger`, `calls`, `fault` and `press` talk to the running server's control port, with
 the admin token read from the store in --data-dir. Exit codes: 0 ok, 1 the command ran and
 failed, 2 usage, the server unreachable or the token refused. Errors are one line.
+
+Credential values are printed only where asked for by name: `env` (for eval) and `info
+--json`; the tables of `up` and `info` name each credential and say where to read it.
 """
 
 from __future__ import annotations
@@ -77,6 +80,12 @@ def where_options(func: F) -> F:
         show_default=True,
         help="The sandbox keeps its state in <data-dir>/sandbox/sandbox.db (env SYNC_DATA_DIR).",
     )(func)
+
+
+CREDENTIALS_HINT = (
+    "credential values: `syncctl sandbox env` prints them as SANDBOX_<PLATFORM>_<NAME>"
+    ' (eval "$(syncctl sandbox env)" exports them), `syncctl sandbox info --json` as JSON'
+)
 
 
 class Control:
@@ -181,7 +190,8 @@ def up(data_dir: Path, port_base: int, host: str) -> None:
 @where_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(data_dir: Path, port_base: int, as_json: bool) -> None:
-    """Base URL and credentials of every emulator (from the store when the server is down)."""
+    """Base URL and credential names of every emulator; --json adds the credentials' values
+    (from the store when the server is down)."""
     details, running = _details(data_dir, port_base)
     if as_json:
         click.echo(json.dumps(details, indent=2, ensure_ascii=False))
@@ -202,17 +212,17 @@ def env(data_dir: Path, port_base: int) -> None:
 
 
 def _print_info(details: dict[str, dict[str, Any]], *, running: bool) -> None:
+    """Names, never values: this table lands in terminals, logs and screenshots."""
     state = "running" if running else "not running (start it with: syncctl sandbox up)"
     table = Table(title=f"Sandbox: {state}")
     table.add_column("platform")
     table.add_column("base URL")
     table.add_column("credentials")
     for platform, entry in details.items():
-        creds = "\n".join(
-            f"{key}: {_short(value)}" for key, value in entry.get("credentials", {}).items()
-        )
+        creds = ", ".join(entry.get("credentials", {}))
         table.add_row(f"{platform}\n[dim]{entry.get('title', '')}[/]", entry["base_url"], creds)
     console.print(table)
+    console.print(CREDENTIALS_HINT, highlight=False, markup=False, soft_wrap=True)
 
 
 def _short(value: Any) -> str:
