@@ -37,6 +37,7 @@ SECRET_VARIABLES = (
     "SYNC_ADMIN_TOKEN",
 )
 
+MIN_ADMIN_TOKEN_CHARS = 16
 REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
@@ -136,9 +137,29 @@ class SettingsSchema(Schema):
             )
 
     @validates("FLOWER_BASIC_AUTH")
-    def _user_colon_password(self, value: str | None, **_: Any) -> None:
-        if value and ":" not in value:
-            raise ValidationError("expected user:password")
+    def _users_and_passwords(self, value: str | None, **_: Any) -> None:
+        """Flower splits the value at commas and admits a login equal to one `user:password`
+        whole: an empty user or password would let a blank login in. Never echoes the value."""
+        if value is None:
+            return
+        for pair in value.split(","):
+            user, colon, password = pair.partition(":")
+            if not (colon and user.strip() and password.strip()):
+                raise ValidationError(
+                    "expected user:password, neither empty (several separated by commas)"
+                )
+
+    @validates("SYNC_ADMIN_TOKEN")
+    def _guessable_token(self, value: str | None, **_: Any) -> None:
+        """A bearer token goes in an HTTP header (visible ASCII) and must not be guessable."""
+        if value is None:
+            return
+        if len(value) < MIN_ADMIN_TOKEN_CHARS or not all("!" <= c <= "~" for c in value):
+            raise ValidationError(
+                f"expected at least {MIN_ADMIN_TOKEN_CHARS} characters of visible ASCII, no"
+                " spaces (make one with: python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))')"
+            )
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def test_flower_auth_needs_user_and_password() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"FLOWER_BASIC_AUTH": "justapassword"})
 
-    assert dict(caught.value.problems)["FLOWER_BASIC_AUTH"] == "expected user:password"
+    assert dict(caught.value.problems)["FLOWER_BASIC_AUTH"].startswith("expected user:password")
 
 
 @pytest.mark.parametrize(
@@ -115,6 +115,55 @@ def test_flower_auth_needs_user_and_password() -> None:
 )
 def test_mask_url_hides_only_the_password(url: str | None, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "auth", [":", "admin:", ":hunter2", " : ", "admin:  ", "admin:hunter2,", "admin:hunter2,bob:"]
+)
+def test_given_flower_auth_with_an_empty_user_or_password_it_is_refused(auth: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"FLOWER_BASIC_AUTH": auth})
+
+    assert "FLOWER_BASIC_AUTH" in dict(caught.value.problems)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_given_flower_auth_from_a_file_with_an_empty_password_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "auth"
+    secret.write_text("admin:\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"FLOWER_BASIC_AUTH_FILE": str(secret)})
+
+    assert "FLOWER_BASIC_AUTH" in dict(caught.value.problems)
+
+
+@pytest.mark.parametrize("auth", ["admin:hunter2", "admin:pa:ss", "ann:pw1,bob:pw2"])
+def test_given_flower_auth_with_users_and_passwords_it_is_accepted(auth: str) -> None:
+    assert load_settings({"FLOWER_BASIC_AUTH": auth}).flower_basic_auth == auth
+
+
+@pytest.mark.parametrize(
+    "token", ["short", "has a space in it 0123456789", "tab\tinside0123456789"]
+)
+def test_given_an_admin_token_too_short_or_with_spaces_it_is_refused(token: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SYNC_ADMIN_TOKEN": token})
+
+    problem = dict(caught.value.problems)["SYNC_ADMIN_TOKEN"]
+    assert problem.startswith("expected at least 16 characters")
+    assert token not in str(caught.value)
+
+
+def test_given_an_admin_token_it_is_kept_but_never_described() -> None:
+    token = "Xq3-9vT_2kLmN8pR4sWz"
+
+    settings = load_settings({"SYNC_ADMIN_TOKEN": token})
+
+    assert settings.admin_token == token
+    assert token not in str(settings.describe()) + repr(settings)
 
 
 @pytest.mark.parametrize(
