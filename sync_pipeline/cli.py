@@ -8,6 +8,7 @@ usage). Errors print as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -188,14 +189,19 @@ def beat(loglevel: str) -> None:
 def flower(port: int, address: str) -> None:
     """Run Flower behind basic auth (FLOWER_BASIC_AUTH=user:password)."""
     settings = settings_from_env()
-    if not settings.flower_basic_auth:
+    login = settings.flower_basic_auth  # validated: user:password pairs, none of them blank
+    if login is None:
         fail(
             "Flower needs FLOWER_BASIC_AUTH=user:password (or FLOWER_BASIC_AUTH_FILE): "
             "it is an admin surface and never runs without auth",
             2,
         )
+        return
+    # Flower reads FLOWER_BASIC_AUTH from the environment (so the secret is not in `ps`), and
+    # only that variable: a login read from FLOWER_BASIC_AUTH_FILE must be handed on in it.
+    os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
+    os.environ["FLOWER_BASIC_AUTH"] = login
     with services(settings) as resolved:
-        # Flower reads FLOWER_BASIC_AUTH from the environment, so the secret is not in `ps`.
         argv = ["flower", f"--address={address}", f"--port={port}"]
         sys.exit(run_foreground(celery_argv(argv), resolved))
 

@@ -8,11 +8,11 @@ printed: URLs are shown with their password masked.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import (
     EXCLUDE,
@@ -37,26 +37,46 @@ SECRET_VARIABLES = (
     "SYNC_ADMIN_TOKEN",
 )
 
+MIN_ADMIN_TOKEN_CHARS = 16
 REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
 
 
+# Where a URL list joins its URLs (a Sentinel URL names each sentinel): a `;` before a scheme.
+_NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+# Query parameters that carry a secret: redis-py's password=, libpq's password=, and the like.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
+
 def mask_url(url: str | None) -> str:
-    """The URL with any password replaced by ***, safe for logs and error messages."""
+    """The URL with every password replaced by ***, safe for logs and error messages: the
+    userinfo's of each URL in a `;`-joined list and any query parameter named like one.
+    Plain text work, no strict parsing, so no shape of URL makes it fail (it runs while
+    reporting errors) and a password holding `/`, `?` or `#` is hidden whole."""
     if not url:
         return "<unset>"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
+    return ";".join(_mask_one(part) for part in _NEXT_URL.split(url))
+
+
+def _mask_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    userinfo = f"{parts.username or ''}:***@"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, userinfo + host, parts.path, parts.query, parts.fragment))
+    userinfo, at, hosts = rest.rpartition("@")  # the last @: a password may hold @ too
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    head, question, query = rest.partition("?")
+    if not question:
+        return f"{scheme}://{rest}"
+    query, hash_, fragment = query.partition("#")
+    masked = "&".join(_mask_parameter(item) for item in query.split("&"))
+    return f"{scheme}://{head}?{masked}{hash_}{fragment}"
+
+
+def _mask_parameter(item: str) -> str:
+    key, equals, _ = item.partition("=")
+    return f"{key}=***" if equals and _SECRET_PARAMETER.search(key) else item
 
 
 class _UrlField(fields.String):
@@ -117,9 +137,29 @@ class SettingsSchema(Schema):
             )
 
     @validates("FLOWER_BASIC_AUTH")
-    def _user_colon_password(self, value: str | None, **_: Any) -> None:
-        if value and ":" not in value:
-            raise ValidationError("expected user:password")
+    def _users_and_passwords(self, value: str | None, **_: Any) -> None:
+        """Flower splits the value at commas and admits a login equal to one `user:password`
+        whole: an empty user or password would let a blank login in. Never echoes the value."""
+        if value is None:
+            return
+        for pair in value.split(","):
+            user, colon, password = pair.partition(":")
+            if not (colon and user.strip() and password.strip()):
+                raise ValidationError(
+                    "expected user:password, neither empty (several separated by commas)"
+                )
+
+    @validates("SYNC_ADMIN_TOKEN")
+    def _guessable_token(self, value: str | None, **_: Any) -> None:
+        """A bearer token goes in an HTTP header (visible ASCII) and must not be guessable."""
+        if value is None:
+            return
+        if len(value) < MIN_ADMIN_TOKEN_CHARS or not all("!" <= c <= "~" for c in value):
+            raise ValidationError(
+                f"expected at least {MIN_ADMIN_TOKEN_CHARS} characters of visible ASCII, no"
+                " spaces (make one with: python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))')"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """`syncctl sandbox ...`: run the vendor emulators, seed them, inspect and break them.
 
-`up` serves; `seed` and `info` also work with the server stopped (they use the store file);
-`ledger`, `calls`, `fault` and `press` talk to the running server's control port. Exit codes:
-0 ok, 1 the command ran and failed, 2 usage or the server unreachable. Errors are one line.
+`up` serves; `seed`, `info` and `env` also work with the server stopped (they use the store
+file); `ledger`, `calls`, `fault` and `press` talk to the running server's control port, with
+the admin token read from the store in --data-dir. Exit codes: 0 ok, 1 the command ran and
+failed, 2 usage, the server unreachable or the token refused. Errors are one line.
+
+Credential values are printed only where asked for by name: `env` (for eval) and `info
+--json`; the tables of `up` and `info` name each credential and say where to read it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.sandbox.core import FAULT_KINDS, SandboxStore
+from sync_pipeline.sandbox.core import FAULT_KINDS, SandboxStore, stored_admin_token
 from sync_pipeline.sandbox.registry import (
     DEFAULT_PORT_BASE,
     EMULATORS,
@@ -40,7 +44,6 @@ from sync_pipeline.sandbox.seed import (
 from sync_pipeline.sandbox.server import (
     PortInUse,
     SandboxServer,
-    admin_token,
     build_emulators,
     default_data_dir,
     describe,
@@ -79,28 +82,48 @@ def where_options(func: F) -> F:
     )(func)
 
 
-class Control:
-    """The running server's control API; unreachable means exit 2 with the command to run."""
+CREDENTIALS_HINT = (
+    "credential values: `syncctl sandbox env` prints them as SANDBOX_<PLATFORM>_<NAME>"
+    ' (eval "$(syncctl sandbox env)" exports them), `syncctl sandbox info --json` as JSON'
+)
 
-    def __init__(self, port_base: int) -> None:
+
+class Control:
+    """The running server's control API, with the admin token from the store in `data_dir`;
+    unreachable or refused means exit 2 with what to do."""
+
+    def __init__(self, port_base: int, data_dir: Path) -> None:
         self.url = f"http://127.0.0.1:{port_for('control', port_base)}"
-        self._token: str | None = None
+        self.store = store_path(data_dir)
+        self.token = stored_admin_token(self.store)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {}
-        if method != "GET":
-            headers["Authorization"] = f"Bearer {self.token()}"
+        """The answer's JSON body; exits when the server is not running or says no."""
+        found = self.call_if_running(method, path, **kwargs)
+        if found is None:
+            fail(f"no sandbox is running at {self.url}; start it with: syncctl sandbox up", 2)
+        return found
+
+    def call_if_running(self, method: str, path: str, **kwargs: Any) -> Any | None:
+        """As call, but None when nothing listens on the control port."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             answer = requests.request(
                 method, self.url + path, headers=headers, timeout=CONTROL_TIMEOUT_S, **kwargs
             )
         except requests.ConnectionError:
-            fail(
-                f"no sandbox is running at {self.url}; start it with: syncctl sandbox up",
-                2,
-            )
+            return None
         except requests.Timeout:
             fail(f"the sandbox at {self.url} did not answer within {CONTROL_TIMEOUT_S:g} s", 1)
+        if answer.status_code == 401:
+            found = (
+                f"the admin token in {self.store}" if self.token else f"no store at {self.store}"
+            )
+            fail(
+                f"the sandbox at {self.url} refused {found}; pass the --data-dir (or"
+                " SYNC_DATA_DIR) that `syncctl sandbox up` was started with",
+                2,
+            )
         try:
             body = answer.json()
         except ValueError:
@@ -110,11 +133,20 @@ class Control:
             fail(f"{method} {path}: HTTP {answer.status_code}: {detail}", 1)
         return body
 
-    def token(self) -> str:
-        if self._token is None:
-            info = self.call("GET", "/_sandbox/info")
-            self._token = str(info["control"]["credentials"]["admin_token"])
-        return self._token
+
+def _details(data_dir: Path, port_base: int) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Every platform's base URL and credentials, and whether the server is running: from the
+    server when it runs (its URLs may name another --host), else from the store."""
+    control = Control(port_base, data_dir)
+    served = control.call_if_running("GET", "/_sandbox/info")
+    if served is not None:
+        return served, True
+    store = SandboxStore(store_path(data_dir))
+    try:
+        emulators = build_emulators(store, load_registry(), port_base)
+    except RegistryError as exc:
+        fail(str(exc), 1)
+    return describe(emulators, control.url, store.admin_token()), False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,19 +190,9 @@ def up(data_dir: Path, port_base: int, host: str) -> None:
 @where_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(data_dir: Path, port_base: int, as_json: bool) -> None:
-    """Base URL and credentials of every emulator (from the store when the server is down)."""
-    url = f"http://127.0.0.1:{port_for('control', port_base)}"
-    try:
-        details = requests.get(url + "/_sandbox/info", timeout=5).json()
-        running = True
-    except (requests.RequestException, ValueError):
-        store = SandboxStore(store_path(data_dir))
-        try:
-            emulators = build_emulators(store, load_registry(), port_base)
-        except RegistryError as exc:
-            fail(str(exc), 1)
-        details = describe(emulators, url, admin_token(store))
-        running = False
+    """Base URL and credential names of every emulator; --json adds the credentials' values
+    (from the store when the server is down)."""
+    details, running = _details(data_dir, port_base)
     if as_json:
         click.echo(json.dumps(details, indent=2, ensure_ascii=False))
     else:
@@ -184,30 +206,23 @@ def env(data_dir: Path, port_base: int) -> None:
 
     Use: eval "$(syncctl sandbox env)"
     """
-    url = f"http://127.0.0.1:{port_for('control', port_base)}"
-    try:
-        details = requests.get(url + "/_sandbox/info", timeout=5).json()
-    except (requests.RequestException, ValueError):
-        store = SandboxStore(store_path(data_dir))
-        details = describe(
-            build_emulators(store, load_registry(), port_base), url, admin_token(store)
-        )
+    details, _ = _details(data_dir, port_base)
     for name, value in sorted(env_vars(details).items()):
         click.echo(f"export {name}={shlex.quote(value)}")
 
 
 def _print_info(details: dict[str, dict[str, Any]], *, running: bool) -> None:
+    """Names, never values: this table lands in terminals, logs and screenshots."""
     state = "running" if running else "not running (start it with: syncctl sandbox up)"
     table = Table(title=f"Sandbox: {state}")
     table.add_column("platform")
     table.add_column("base URL")
     table.add_column("credentials")
     for platform, entry in details.items():
-        creds = "\n".join(
-            f"{key}: {_short(value)}" for key, value in entry.get("credentials", {}).items()
-        )
+        creds = ", ".join(entry.get("credentials", {}))
         table.add_row(f"{platform}\n[dim]{entry.get('title', '')}[/]", entry["base_url"], creds)
     console.print(table)
+    console.print(CREDENTIALS_HINT, highlight=False, markup=False, soft_wrap=True)
 
 
 def _short(value: Any) -> str:
@@ -274,7 +289,8 @@ def ledger(data_dir: Path, port_base: int, platform: str | None, since: int, as_
     params: dict[str, Any] = {"since_seq": since}
     if platform:
         params["platform"] = platform
-    entries = Control(port_base).call("GET", "/_sandbox/ledger", params=params)["entries"]
+    control = Control(port_base, data_dir)
+    entries = control.call("GET", "/_sandbox/ledger", params=params)["entries"]
     if as_json:
         click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
         return
@@ -304,7 +320,7 @@ def ledger(data_dir: Path, port_base: int, platform: str | None, since: int, as_
 def calls(data_dir: Path, port_base: int, platform: str | None, as_json: bool) -> None:
     """How many calls each endpoint got (faulted ones included)."""
     params = {"platform": platform} if platform else {}
-    counted = Control(port_base).call("GET", "/_sandbox/calls", params=params)["calls"]
+    counted = Control(port_base, data_dir).call("GET", "/_sandbox/calls", params=params)["calls"]
     if as_json:
         click.echo(json.dumps(counted, indent=2))
         return
@@ -340,7 +356,7 @@ def fault(
 ) -> None:
     """Inject (or --clear) a fault: latency, error5xx, ratelimit, token_expire, malformed,
     truncated, duplicate_webhook, out_of_order or down."""
-    control = Control(port_base)
+    control = Control(port_base, data_dir)
     if clear:
         query = {"platform": platform, **({"kind": kind} if kind else {})}
         cleared = control.call("DELETE", "/_sandbox/fault", params=query)["cleared"]
@@ -378,7 +394,8 @@ def press(data_dir: Path, port_base: int, platform: str, action: str) -> None:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
     if not isinstance(parsed, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--json")
-    answer = Control(port_base).call("POST", f"/_sandbox/{platform}/press", json=parsed)
+    control = Control(port_base, data_dir)
+    answer = control.call("POST", f"/_sandbox/{platform}/press", json=parsed)
     click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
 
 

@@ -1,7 +1,8 @@
 """A client of the sandbox's control API, and the sandbox as a child process.
 
 Used by `make demo`, the end-to-end tests and the benchmarks to start the sandbox, read its
-ledger and call counters, inject faults and act as OA users.
+ledger and call counters, inject faults and act as OA users. Every call but the health check
+carries the admin token, which the client reads from the sandbox's store (server.py says why).
 """
 
 from __future__ import annotations
@@ -27,23 +28,32 @@ START_TIMEOUT_S = 60.0
 
 
 class SandboxClient:
-    """The control API on 127.0.0.1:<port base>."""
+    """The control API on 127.0.0.1:<port base>, with the sandbox's admin token."""
 
-    def __init__(self, port_base: int, timeout_s: float = 30.0, pid: int | None = None) -> None:
+    def __init__(
+        self, port_base: int, token: str, timeout_s: float = 30.0, pid: int | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port_for('control', port_base)}"
         self.timeout_s = timeout_s
         self.pid = pid  # the server's process, when running_sandbox started it
         self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
         self._info: dict[str, dict[str, Any]] | None = None
 
     # -- reading -------------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        """Whether the server answers; needs no token."""
+        try:
+            answer = requests.get(f"{self.url}/_sandbox/health", timeout=self.timeout_s)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200
+
     def info(self) -> dict[str, dict[str, Any]]:
         if self._info is None:
             answer = self.session.get(f"{self.url}/_sandbox/info", timeout=self.timeout_s)
             answer.raise_for_status()
             self._info = answer.json()
-            token = self._info["control"]["credentials"]["admin_token"]
-            self.session.headers["Authorization"] = f"Bearer {token}"
         return self._info
 
     def env(self) -> dict[str, str]:
@@ -72,7 +82,6 @@ class SandboxClient:
 
     # -- acting --------------------------------------------------------------------------------
     def _post(self, path: str, body: Mapping[str, Any]) -> Any:
-        self.info()
         answer = self.session.post(f"{self.url}{path}", json=dict(body), timeout=self.timeout_s)
         if answer.status_code >= 400:
             raise RuntimeError(f"sandbox {path}: {answer.status_code} {answer.text[:300]}")
@@ -92,9 +101,9 @@ class SandboxClient:
         return self._post("/_sandbox/fault", body)
 
     def clear_faults(self, platform: str | None = None) -> None:
-        self.info()
         params = {"platform": platform} if platform else {}
-        self.session.delete(f"{self.url}/_sandbox/fault", params=params, timeout=30)
+        answer = self.session.delete(f"{self.url}/_sandbox/fault", params=params, timeout=30)
+        answer.raise_for_status()
 
     def settings(self, platform: str, values: Mapping[str, Any]) -> Any:
         return self._post(f"/_sandbox/{platform}/settings", values)
@@ -125,6 +134,7 @@ def running_sandbox(
     command = [sys.executable, "-m", "sync_pipeline.sandbox.cli", "up"]
     command += ["--port-base", str(port_base), "--data-dir", str(data_dir)]
     data_dir.mkdir(parents=True, exist_ok=True)
+    token = SandboxStore(store_path(data_dir)).admin_token()  # the server finds it there
 
     def pin() -> None:
         if cpu is not None:
@@ -140,7 +150,7 @@ def running_sandbox(
         preexec_fn=pin,  # noqa: PLW1509 - only sets the CPU affinity before exec
     )
     try:
-        yield _wait_until_up(proc, port_base, data_dir)
+        yield _wait_until_up(SandboxClient(port_base, token, pid=proc.pid), proc, data_dir)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -189,17 +199,16 @@ def seeded_sandbox(
         yield client
 
 
-def _wait_until_up(proc: subprocess.Popen[bytes], port_base: int, data_dir: Path) -> SandboxClient:
+def _wait_until_up(
+    client: SandboxClient, proc: subprocess.Popen[bytes], data_dir: Path
+) -> SandboxClient:
     deadline = time.monotonic() + START_TIMEOUT_S
-    client = SandboxClient(port_base, pid=proc.pid)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (data_dir / "sandbox.log").read_text("utf-8", "replace").strip()[-500:]
             raise RuntimeError(f"the sandbox exited with {proc.returncode}: {tail}")
-        try:
+        if client.healthy():
             client.info()
-        except requests.RequestException:
-            time.sleep(0.1)
-            continue
-        return client
+            return client
+        time.sleep(0.1)
     raise RuntimeError(f"the sandbox did not answer within {START_TIMEOUT_S:g} s")

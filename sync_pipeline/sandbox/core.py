@@ -6,20 +6,22 @@ agree with our bugs). Each emulator is written from the vendor's documented cont
 
 State lives in one SQLite file so that a restart of `syncctl sandbox up` keeps it. Connections
 are per thread (Starlette runs sync endpoints in a thread pool); WAL lets readers and the single
-writer overlap.
+writer overlap. The file holds every emulated credential and the control API's admin token, so
+it is made readable by its owner only: whoever can read it may drive the sandbox.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import os
 import secrets
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -89,6 +91,7 @@ FAULT_KINDS = (
 )
 
 
+ADMIN_TOKEN_SETTING = ("sandbox", "admin_token")  # (platform, key) in the settings table
 SEED_BATCH = 5000  # rows per insert while seeding: fast, and a million never sit in memory
 
 
@@ -150,7 +153,9 @@ class SandboxStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only before SQLite writes a byte (its -wal and -shm files copy this mode).
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._local = threading.local()
         self._write_lock = threading.Lock()
         with self._write_lock:  # executescript commits by itself, so no BEGIN around it
@@ -456,6 +461,23 @@ class SandboxStore:
         ]
         return [f for f in found if f.active(at)]
 
+    # -- the control API's admin token -------------------------------------------------------
+    def admin_token(self) -> str:
+        """Generated once per store; the first writer wins (a server and a client may race)."""
+        platform, key = ADMIN_TOKEN_SETTING
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT value FROM settings WHERE platform = ? AND key = ?", (platform, key)
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            token = secrets.token_urlsafe(24)
+            conn.execute(
+                "INSERT INTO settings (platform, key, value) VALUES (?, ?, ?)",
+                (platform, key, token),
+            )
+        return token
+
     # -- settings (callback URLs and the like) -----------------------------------------------
     def set_setting(self, platform: str, key: str, value: str) -> None:
         with self.write() as conn:
@@ -471,6 +493,21 @@ class SandboxStore:
             .fetchone()
         )
         return default if row is None else str(row[0])
+
+
+def stored_admin_token(path: Path) -> str | None:
+    """The admin token of the store at `path`; None when there is no store (or no token) there.
+    For clients: unlike SandboxStore(path), it never creates a store."""
+    if not path.is_file():
+        return None
+    with closing(sqlite3.connect(path, timeout=30)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT value FROM settings WHERE platform = ? AND key = ?", ADMIN_TOKEN_SETTING
+            ).fetchone()
+        except sqlite3.DatabaseError:  # not a sandbox store (yet)
+            return None
+    return None if row is None else str(row[0])
 
 
 def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:

@@ -7,21 +7,25 @@ token issued so far); `down` closes the platform's listening socket until the fa
 
 The control app listens on 127.0.0.1 only, answers only requests whose Host is loopback (so a
 web page cannot reach it through DNS rebinding), and wants `Authorization: Bearer <admin
-token>` on every mutation (so a web page cannot post to it either). The token is generated once
-per store and shown by `syncctl sandbox info`.
+token>` on every route but `GET /_sandbox/health`: `info` hands out every emulated credential
+and the ledger every message, so reading is as much an admin act as writing, and any local
+process (another user's, a browser's) can reach a loopback port. The token is generated once
+per store and kept in it (readable by its owner only, core.py): `syncctl sandbox` commands and
+`SandboxClient` read it from the data dir, so knowing the token means being able to read the
+store, which holds every credential anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
 import os
 import random
 import re
-import secrets
 import signal
 import socket
 import threading
@@ -60,22 +64,6 @@ def default_data_dir() -> Path:
 
 def store_path(data_dir: Path) -> Path:
     return data_dir / "sandbox" / "sandbox.db"
-
-
-def admin_token(store: SandboxStore) -> str:
-    """The control API's bearer token: generated once per store; the first writer wins."""
-    fresh = secrets.token_urlsafe(24)
-    with store.write() as conn:
-        row = conn.execute(
-            "SELECT value FROM settings WHERE platform = 'sandbox' AND key = 'admin_token'"
-        ).fetchone()
-        if row is not None:
-            return str(row[0])
-        conn.execute(
-            "INSERT INTO settings (platform, key, value) VALUES ('sandbox', 'admin_token', ?)",
-            (fresh,),
-        )
-    return fresh
 
 
 def build_emulators(
@@ -206,7 +194,7 @@ class SandboxServer:
         self.port_base, self.host = port_base, host
         self.registry = load_registry()
         self.emulators = build_emulators(self.store, self.registry, port_base, host)
-        self.admin_token = admin_token(self.store)
+        self.admin_token = self.store.admin_token()
         self.faults = FaultCache(self.store)
         self.control_url = f"http://127.0.0.1:{port_for('control', port_base)}"
         self._servers: dict[str, tuple[uvicorn.Server, asyncio.Task[None]]] = {}
@@ -315,10 +303,11 @@ class SandboxServer:
     # -- control API -------------------------------------------------------------------------
     def _control_app(self) -> ASGIApp:
         routes = [
-            Route("/_sandbox/info", self._info, methods=["GET"]),
-            Route("/_sandbox/ledger", self._ledger, methods=["GET"]),
-            Route("/_sandbox/calls", self._calls, methods=["GET"]),
-            Route("/_sandbox/faults", self._faults, methods=["GET"]),
+            Route("/_sandbox/health", _health, methods=["GET"]),
+            Route("/_sandbox/info", self._guarded(self._info), methods=["GET"]),
+            Route("/_sandbox/ledger", self._guarded(self._ledger), methods=["GET"]),
+            Route("/_sandbox/calls", self._guarded(self._calls), methods=["GET"]),
+            Route("/_sandbox/faults", self._guarded(self._faults), methods=["GET"]),
             Route("/_sandbox/fault", self._guarded(self._set_fault), methods=["POST"]),
             Route("/_sandbox/fault", self._guarded(self._clear_fault), methods=["DELETE"]),
             Route("/_sandbox/seed", self._guarded(self._seed), methods=["POST"]),
@@ -339,13 +328,14 @@ class SandboxServer:
     def _guarded(
         self, endpoint: Callable[[Request], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
+        expected = hashlib.sha256(self.admin_token.encode()).digest()
+
         async def guarded(request: Request) -> Response:
-            presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(presented.encode(), self.admin_token.encode()):
-                return _error(
-                    401,
-                    "the control API wants 'Authorization: Bearer <admin token>';"
-                    " see: syncctl sandbox info",
+            if not _bearer_matches(request.headers.get("authorization", ""), expected):
+                return JSONResponse(
+                    {"error": "the control API wants 'Authorization: Bearer <admin token>'"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="sandbox control"'},
                 )
             try:
                 return await endpoint(request)
@@ -504,6 +494,19 @@ def env_vars(info: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
             name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace(".", "_").upper()
             found[prefix + name] = str(value)
     return found
+
+
+def _bearer_matches(authorization: str, expected_digest: bytes) -> bool:
+    """Compared as SHA-256 digests, so the time taken tells nothing of the token, its length
+    included (compare_digest returns early on a length mismatch)."""
+    scheme, _, presented = authorization.partition(" ")
+    digest = hashlib.sha256(presented.strip().encode()).digest()
+    return scheme.lower() == "bearer" and hmac.compare_digest(digest, expected_digest)
+
+
+async def _health(request: Request) -> Response:
+    """Open to anyone on loopback, and so it says nothing but that the server answers."""
+    return JSONResponse({"status": "ok"})
 
 
 class _BadRequest(Exception):

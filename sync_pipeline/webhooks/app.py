@@ -61,6 +61,7 @@ from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
+from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
 from sync_pipeline.webhooks.stats import DUPLICATE, webhook_stats
 from sync_pipeline.webhooks.verify import Reason, Refused, WXCrypt
@@ -244,6 +245,7 @@ class WebhookService:
         }
         self.celery.conf.task_send_sent_event = False  # see the module docstring
         self.sender = Sender(self.celery)
+        self.admin = admin_token(settings)  # guards /metrics (auth.py says why a token)
         self._delivering: anyio.CapacityLimiter | None = None  # made on the event loop
 
     def close(self) -> None:
@@ -350,7 +352,7 @@ class WebhookService:
         return Starlette(
             routes=[
                 Route("/healthz", self._healthz, methods=["GET"]),
-                Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/metrics", self.admin.guard(self._metrics), methods=["GET"]),
                 Route("/webhooks/{connector}", self._webhook, methods=["GET", "POST"]),
             ],
             lifespan=lifespan,
@@ -384,9 +386,12 @@ class WebhookService:
         )
 
     async def _healthz(self, request: Request) -> Response:
+        """Open to anyone, so it tells only up or down; what is down goes to the log."""
         healthy, report = await run_in_threadpool(self.health)
+        if not healthy:
+            log.warning("webhooks: unhealthy: %s", report)
         status = "ok" if healthy else "unavailable"
-        return JSONResponse({"status": status, **report}, status_code=200 if healthy else 503)
+        return JSONResponse({"status": status}, status_code=200 if healthy else 503)
 
     async def _metrics(self, request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(self.figures))

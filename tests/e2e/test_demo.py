@@ -3,6 +3,11 @@ worker sync every shipped flow to the sandbox, and the counts match the IM ledge
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, load_registry
+from sync_pipeline.sandbox.server import build_emulators, describe, store_path
 from tests.conftest import syncctl
 
 
@@ -29,3 +34,19 @@ def test_demo_a_second_time_tells_the_same_story(service_env) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert again.returncode == 0, again.stdout + again.stderr
     assert "exactly once" in again.stdout
+
+
+def test_demo_prints_no_credential_of_the_sandbox(service_env) -> None:
+    result = syncctl("demo", "--approvals", "10", env=service_env, timeout=400)
+
+    store = SandboxStore(store_path(Path(service_env["SYNC_DATA_DIR"]) / "demo" / "sandbox"))
+    emulators = build_emulators(store, load_registry(), DEFAULT_PORT_BASE)
+    values = [
+        str(value)
+        for entry in describe(emulators, "", store.admin_token()).values()
+        for value in entry["credentials"].values()
+        if len(str(value)) >= 8 and not str(value).startswith("http")
+    ]
+    printed = result.stdout + result.stderr
+    assert result.returncode == 0, printed
+    assert [value for value in values if value in printed or value[:12] in printed] == []

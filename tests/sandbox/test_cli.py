@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ from click.testing import CliRunner, Result
 from sync_pipeline.sandbox.cli import sandbox
 from sync_pipeline.sandbox.registry import free_port_base
 from sync_pipeline.sandbox.server import SandboxServer, store_path
+from tests.conftest import wait_for
 
 COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press")
 NEEDS_SERVER = {
@@ -42,6 +47,18 @@ def server(tmp_path: Path) -> Iterator[SandboxServer]:
     yield running
     running.stop()
     thread.join(timeout=30)
+
+
+def secrets_in(server: SandboxServer) -> list[str]:
+    """Every credential value long enough to be recognised, with its first 12 characters (a
+    shortened value gives a secret away just as well); URLs (Feishu's domain) are no secret."""
+    values = [
+        str(value)
+        for entry in server.info().values()
+        for value in entry.get("credentials", {}).values()
+        if len(str(value)) >= 8 and not str(value).startswith("http")
+    ]
+    return values + [value[:12] for value in values if len(value) >= 12]
 
 
 def where(server: SandboxServer) -> list[str]:
@@ -197,3 +214,61 @@ def test_press_that_fails_exits_1_with_the_reason(server: SandboxServer) -> None
 
 def test_press_with_a_json_that_is_not_an_object_is_a_usage_error(server: SandboxServer) -> None:
     assert run("press", "oa", "--json", "[1]", *where(server)).exit_code == 2
+
+
+def test_given_up_it_names_each_credential_and_where_to_read_it_but_prints_no_value(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-m", "sync_pipeline.sandbox.cli", "up"]
+    command += ["--port-base", str(free_port_base()), "--data-dir", str(tmp_path)]
+    out = tmp_path / "up.txt"
+    with out.open("wb") as stdout:  # wide, so that nothing is cut to fit 80 columns
+        proc = subprocess.Popen(command, stdout=stdout, env={**os.environ, "COLUMNS": "400"})
+    try:
+        wait_for(lambda: "stop with Ctrl-C" in out.read_text(), 30, what="the sandbox's banner")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    printed = out.read_text()
+    server = SandboxServer(store_path(tmp_path))
+
+    assert [value for value in secrets_in(server) if value in printed] == []
+    assert "corpsecret" in printed
+    assert "syncctl sandbox env" in printed
+
+
+def test_given_info_without_json_it_names_the_credentials_but_prints_no_value(
+    server: SandboxServer,
+) -> None:
+    result = run("info", *where(server))
+
+    assert [value for value in secrets_in(server) if value in result.stdout] == []
+    assert result.exit_code == 0
+    assert "corpsecret" in result.stdout
+    assert "syncctl sandbox env" in result.stdout
+
+
+def test_given_env_it_exports_every_credential_the_operator_asked_for(
+    server: SandboxServer,
+) -> None:
+    result = run("env", *where(server))
+
+    secret = server.info()["wecom"]["credentials"]["corpsecret"]
+    assert result.exit_code == 0
+    assert f"export SANDBOX_WECOM_CORPSECRET={secret}" in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("command", [["ledger"], ["calls"], ["info", "--json"], ["env"]])
+def test_given_the_data_dir_of_another_sandbox_a_command_says_so_in_one_line(
+    server: SandboxServer, tmp_path: Path, command: list[str]
+) -> None:
+    other = tmp_path / "other"
+    SandboxServer(store_path(other), server.port_base)  # a store with a token of its own
+
+    result = run(*command, "--port-base", str(server.port_base), "--data-dir", str(other))
+
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 1
+    assert "--data-dir" in lines[0]
+    assert server.admin_token not in result.output

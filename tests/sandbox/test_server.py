@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 import requests
 
+from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.registry import free_port_base
+from sync_pipeline.sandbox.server import store_path
 from tests.sandbox.test_oa import E9, receiver, wait_for
 
 __all__ = ["receiver"]  # a fixture these tests use, shared with the OA contract tests
@@ -40,17 +43,28 @@ class Sandbox:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.stderr.read_text()
-            try:
-                self.info = requests.get(f"{self.control}/_sandbox/info", timeout=2).json()
+            try:  # any answer means every port is bound and the token is in the store
+                requests.get(f"{self.control}/_sandbox/health", timeout=2)
             except requests.ConnectionError:
                 time.sleep(0.05)
                 continue
+            self.info = self.get("/_sandbox/info").json()
             return self
         raise AssertionError(f"sandbox not ready in {deadline_s} s: {self.stderr.read_text()}")
 
     @property
+    def token(self) -> str:
+        """The admin token, where the sandbox keeps it: in its store, in its data dir."""
+        token = SandboxStore(store_path(self.data_dir)).setting("sandbox", "admin_token")
+        assert token is not None
+        return token
+
+    @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.info['control']['credentials']['admin_token']}"}
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return requests.get(f"{self.control}{path}", params=params, headers=self.auth, timeout=5)
 
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
         return requests.post(f"{self.control}{path}", json=body, headers=self.auth, timeout=30)
@@ -148,6 +162,54 @@ def test_mutation_without_the_admin_token_is_refused(sandbox: Sandbox) -> None:
     assert answer.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "path", ["/_sandbox/info", "/_sandbox/ledger", "/_sandbox/calls", "/_sandbox/faults"]
+)
+def test_given_no_admin_token_a_read_is_refused_and_reveals_nothing(
+    sandbox: Sandbox, path: str
+) -> None:
+    answer = requests.get(f"{sandbox.control}{path}", timeout=5)
+
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert sandbox.token not in answer.text
+    assert sandbox.info["oa"]["credentials"]["secret"] not in answer.text
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer wrong", "Bearer ", "Basic YWRtaW46YWRtaW4=", "{token}", "Bearer {token}x"],
+)
+def test_given_a_wrong_admin_token_info_is_refused(sandbox: Sandbox, authorization: str) -> None:
+    headers = {"Authorization": authorization.format(token=sandbox.token)}
+
+    answer = requests.get(f"{sandbox.control}/_sandbox/info", headers=headers, timeout=5)
+
+    assert answer.status_code == 401
+
+
+def test_given_the_admin_token_in_any_case_of_bearer_info_answers(sandbox: Sandbox) -> None:
+    headers = {"Authorization": f"bearer {sandbox.token}"}
+
+    answer = requests.get(f"{sandbox.control}/_sandbox/info", headers=headers, timeout=5)
+
+    assert answer.status_code == 200
+
+
+def test_health_answers_without_the_token_and_says_nothing_more(sandbox: Sandbox) -> None:
+    answer = requests.get(f"{sandbox.control}/_sandbox/health", timeout=5)
+
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_given_a_new_store_only_its_owner_may_read_it(tmp_path: Path) -> None:
+    store = SandboxStore(store_path(tmp_path))  # where the admin token and credentials live
+
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+
+
 def test_control_api_refuses_a_foreign_host_header(sandbox: Sandbox) -> None:
     answer = requests.get(
         f"{sandbox.control}/_sandbox/info", headers={"Host": "evil.example"}, timeout=5
@@ -157,26 +219,25 @@ def test_control_api_refuses_a_foreign_host_header(sandbox: Sandbox) -> None:
 
 
 def test_calls_counts_each_request_by_method_and_path(sandbox: Sandbox) -> None:
-    before = requests.get(f"{sandbox.control}/_sandbox/calls", timeout=5).json()["calls"]
+    before = sandbox.get("/_sandbox/calls").json()["calls"]
 
     requests.post(sandbox.oa + REGIST, timeout=5)
     requests.post(sandbox.oa + REGIST, timeout=5)
 
-    after = requests.get(f"{sandbox.control}/_sandbox/calls", timeout=5).json()["calls"]
+    after = sandbox.get("/_sandbox/calls").json()["calls"]
     key = f"oa POST {REGIST}"
     assert after[key] - before.get(key, 0) == 2
 
 
 def test_ledger_lists_writes_after_a_seq(sandbox: Sandbox) -> None:
     client = sandbox.e9()
-    entries = requests.get(f"{sandbox.control}/_sandbox/ledger", timeout=5).json()["entries"]
+    entries = sandbox.get("/_sandbox/ledger").json()["entries"]
     last = entries[-1]["seq"] if entries else 0
     main = json.dumps([{"fieldName": "subject", "fieldValue": "Chairs"}])
 
     client.post("/api/workflow/paService/doCreateRequest", "105", workflowId="1003", mainData=main)
 
-    params = {"platform": "oa", "since_seq": last}
-    new = requests.get(f"{sandbox.control}/_sandbox/ledger", params=params, timeout=5).json()
+    new = sandbox.get("/_sandbox/ledger", platform="oa", since_seq=last).json()
     assert [e["endpoint"] for e in new["entries"]] == ["/api/workflow/paService/doCreateRequest"]
 
 
@@ -297,7 +358,7 @@ def test_token_expire_fault_expires_every_token_now(oa: Sandbox) -> None:
     oa.fault("token_expire")
 
     assert client.page("All")["msg"].startswith("token不存在或者超时")
-    faults = requests.get(f"{oa.control}/_sandbox/faults", timeout=5).json()["faults"]
+    faults = oa.get("/_sandbox/faults").json()["faults"]
     assert [f for f in faults if f["kind"] == "token_expire"] == []  # one-shot
 
 
@@ -347,7 +408,7 @@ def test_restart_keeps_state(tmp_path: Path) -> None:
     again = Sandbox(tmp_path, first.port_base).wait_ready()
     try:
         status = again.e9().get("/api/workflow/paService/getRequestStatus", requestId=request_id)
-        ledger = requests.get(f"{again.control}/_sandbox/ledger", timeout=5).json()["entries"]
+        ledger = again.get("/_sandbox/ledger").json()["entries"]
         assert status["code"] == "SUCCESS"
         assert [e["endpoint"] for e in ledger] == ["/api/workflow/paService/saveRequestLog"]
         assert again.info == first.info
@@ -364,7 +425,7 @@ def test_signal_stops_the_sandbox_cleanly(tmp_path: Path, sig: int) -> None:
 
     assert code == 0
     assert children == []
-    assert refused(running.control + "/_sandbox/info")
+    assert refused(running.control + "/_sandbox/health")
     assert "Traceback" not in running.stderr.read_text()
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.settings import load_settings, mask_url
@@ -92,7 +95,7 @@ def test_flower_auth_needs_user_and_password() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"FLOWER_BASIC_AUTH": "justapassword"})
 
-    assert dict(caught.value.problems)["FLOWER_BASIC_AUTH"] == "expected user:password"
+    assert dict(caught.value.problems)["FLOWER_BASIC_AUTH"].startswith("expected user:password")
 
 
 @pytest.mark.parametrize(
@@ -101,8 +104,100 @@ def test_flower_auth_needs_user_and_password() -> None:
         ("postgresql://app:s3cret@db:5432/sync", "postgresql://app:***@db:5432/sync"),
         ("redis://:pw@cache:6379/0", "redis://:***@cache:6379/0"),
         ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        (
+            "sentinel://:pw@s1:26379;sentinel://:pw@s2:26379",
+            "sentinel://:***@s1:26379;sentinel://:***@s2:26379",
+        ),
+        ("redis://cache:6379/0?password=pw&db=1", "redis://cache:6379/0?password=***&db=1"),
         (None, "<unset>"),
     ],
 )
 def test_mask_url_hides_only_the_password(url: str | None, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "auth", [":", "admin:", ":hunter2", " : ", "admin:  ", "admin:hunter2,", "admin:hunter2,bob:"]
+)
+def test_given_flower_auth_with_an_empty_user_or_password_it_is_refused(auth: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"FLOWER_BASIC_AUTH": auth})
+
+    assert "FLOWER_BASIC_AUTH" in dict(caught.value.problems)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_given_flower_auth_from_a_file_with_an_empty_password_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "auth"
+    secret.write_text("admin:\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"FLOWER_BASIC_AUTH_FILE": str(secret)})
+
+    assert "FLOWER_BASIC_AUTH" in dict(caught.value.problems)
+
+
+@pytest.mark.parametrize("auth", ["admin:hunter2", "admin:pa:ss", "ann:pw1,bob:pw2"])
+def test_given_flower_auth_with_users_and_passwords_it_is_accepted(auth: str) -> None:
+    assert load_settings({"FLOWER_BASIC_AUTH": auth}).flower_basic_auth == auth
+
+
+@pytest.mark.parametrize(
+    "token", ["short", "has a space in it 0123456789", "tab\tinside0123456789"]
+)
+def test_given_an_admin_token_too_short_or_with_spaces_it_is_refused(token: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SYNC_ADMIN_TOKEN": token})
+
+    problem = dict(caught.value.problems)["SYNC_ADMIN_TOKEN"]
+    assert problem.startswith("expected at least 16 characters")
+    assert token not in str(caught.value)
+
+
+def test_given_an_admin_token_it_is_kept_but_never_described() -> None:
+    token = "Xq3-9vT_2kLmN8pR4sWz"
+
+    settings = load_settings({"SYNC_ADMIN_TOKEN": token})
+
+    assert settings.admin_token == token
+    assert token not in str(settings.describe()) + repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("sentinel://:pw1@h1:26379;sentinel://:pw2@h2:26379/0", ["pw1", "pw2"]),
+        ("redis://cache:6379/0?password=pw3", ["pw3"]),
+        ("postgresql://app@db/sync?sslmode=require&password=pw4", ["pw4"]),
+        ("postgresql://app:pw5@db1:5432,db2:5433/sync", ["pw5"]),
+        ("redis://:p/w?6#@cache:6379/0", ["p/w?6#"]),
+    ],
+)
+def test_given_a_url_of_any_supported_shape_mask_url_hides_every_password(
+    url: str, secrets: list[str]
+) -> None:
+    masked = mask_url(url)
+
+    assert [secret for secret in secrets if secret in masked] == []
+    assert "***" in masked
+
+
+@examples(max_examples=300, deadline=None)
+@given(
+    password=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=4),
+    host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
+)
+def test_given_any_password_mask_url_hides_it_whole(password: str, host: str) -> None:
+    url = f"redis://user:{password}@{host}:6379/0"
+    assume(password not in f"redis://user:***@{host}:6379/0")
+
+    assert password not in mask_url(url)
+
+
+@examples(max_examples=300, deadline=None)
+@given(text=st.text())
+def test_given_any_text_mask_url_answers_without_failing(text: str) -> None:
+    assert isinstance(mask_url(text), str)

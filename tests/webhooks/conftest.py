@@ -43,6 +43,7 @@ from tests.conftest import ROOT, wait_for
 from tests.e2e.spine import CALLBACK_SETTING, emptied, redis_server
 
 CONFIG_DIR = ROOT / "config"
+ADMIN_TOKEN = "test-admin-token-0123456789"  # what every service here takes as SYNC_ADMIN_TOKEN
 FIXTURES = Path(__file__).parent / "fixtures"
 CONNECTOR = {
     "oa": "sandbox_oa",
@@ -136,6 +137,11 @@ class Service:
         wait_for(lambda: self.enqueued() >= count, 20, what=f"{count} row(s) on 'events'")
         return self.enqueued()
 
+    def metrics(self) -> requests.Response:
+        """GET /metrics as an operator does, with the admin token."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return requests.get(f"{self.url}/metrics", headers=headers, timeout=10)
+
     def refusals(self, platform: str) -> dict[str, int]:
         with self.engine.connect() as conn:
             counted = inbound.refusals(conn)
@@ -172,6 +178,7 @@ def service_settings(redis_url: str, database_url: str, tmp_path: Path, **more: 
             "DATABASE_URL": database_url,
             "SYNC_CONFIG_DIR": str(CONFIG_DIR),
             "SYNC_DATA_DIR": str(tmp_path / "data"),
+            "SYNC_ADMIN_TOKEN": ADMIN_TOKEN,
             **more,
         }
     )
