@@ -8,8 +8,8 @@ our effect key: Feishu itself drops a resend with the same uuid for an hour, whi
 the write step resend a message whose outcome it does not know (DESIGN.md section 3).
 
 Streams: write "messages" (a card, a message as a rich-text post, or an update of a card sent
-earlier); read
-"approvals" (instances of the approval definitions listed in the `approval_codes` option).
+earlier); read "approvals" (instances of the approval definitions listed in the
+`approval_codes` option).
 `hydrate("messages", ...)` adds to a group message its chat's name and description
 (`group_info`), where a project group names its project; message events give only the chat id.
 """
@@ -86,6 +86,7 @@ TITLE_BYTES = 1024
 TEXT_BYTES = 16 * 1024
 FIELDS_BYTES = 8 * 1024  # shared by a card's fields, the status among them
 LABEL_SHARE = 4  # a field's label gets at most a quarter of the field's share
+BOLD_FRAME_BYTES = 6  # the "**" around a label and the newline after it, in JSON
 POST_TEXT_BYTES = 24 * 1024
 
 
@@ -404,8 +405,9 @@ def _fields(content: Mapping[str, Any]) -> list[dict[str, Any]]:
     for label, value in rows:
         name = FEISHU_MARKDOWN.fit(label, share // LABEL_SHARE, Unit.BYTES, one_line=True)
         bold = f"**{name}**\n" if name else ""
-        rest = FEISHU_MARKDOWN.fit(value, share - share // LABEL_SHARE - 8, Unit.BYTES)
-        shown.append({"is_short": True, "text": {"tag": "lark_md", "content": bold + rest}})
+        room = share - share // LABEL_SHARE - BOLD_FRAME_BYTES
+        text = bold + FEISHU_MARKDOWN.fit(value, room, Unit.BYTES)
+        shown.append({"is_short": True, "text": {"tag": "lark_md", "content": text}})
     return shown
 
 
