@@ -27,9 +27,9 @@ What each language reads, and how the escape neutralises it:
   `<font color="info">` and `<@userid>` mentions. Neither documents an escape, and whether
   their clients honour backslashes or references is unconfirmed, so the characters that
   open syntax become their full-width forms (``＆ ＜ ＊ ＿ ～ ｀ ［ ］ ＼ ｜`` everywhere,
-  ``＃ ＞ － ＋ ＝ ． ）`` at the start of a line), which no markdown reads as syntax: the
-  text reads the same shown as markdown or as plain text, and nothing rests on an
-  undocumented escape.
+  ``＃ ＞ － ＋ ＝`` opening a line, ``．`` or ``）`` after a list number), which no markdown
+  reads as syntax: the text reads the same shown as markdown or as plain text, and nothing
+  rests on an undocumented escape.
 - WeCom text messages: plain, except `<a href="...">` links (WeCom's own example) and
   `$userName=...$` translation, which applies only with `enable_id_trans` (never set here).
   `<` becomes `＜`, so no tag can open.
@@ -87,13 +87,14 @@ class Unit(StrEnum):
 @dataclass(frozen=True)
 class Markup:
     """One vendor's markup: how each character of outside text is written so it reads as
-    itself. `everywhere` applies to every character, `line_start` to the first character of a
-    line (and to an ordered list's delimiter); `blocks` says the language reads lines as blocks,
-    so indentation and blank lines are dropped."""
+    itself. `everywhere` applies to every character, `line_start` to a line's first one,
+    `delimiters` to the `.` or `)` after the digits that open a line (an ordered list);
+    `blocks` says the language reads lines as blocks, so indentation and blank lines go."""
 
     name: str
     everywhere: Mapping[str, str] = field(default_factory=dict)
     line_start: Mapping[str, str] = field(default_factory=dict)
+    delimiters: Mapping[str, str] = field(default_factory=dict)
     blocks: bool = False
 
     def fit(
@@ -101,7 +102,7 @@ class Markup:
     ) -> str:
         """`value` as text in this markup, at most `limit` long, ending in "…" if cut."""
         raw = "" if value is None else str(value)
-        window = raw[: 4 * limit + 64]  # escaping never shrinks what it keeps much more than this
+        window = raw[: 4 * limit + 64]  # more than fits: what is kept takes 1 unit a character
         pieces = list(self._pieces(_normalise(window, one_line=one_line, blocks=self.blocks)))
         size = _SIZES[unit]
         if len(window) == len(raw) and sum(size(p) for p in pieces) <= limit:
@@ -120,11 +121,13 @@ class Markup:
         for number, line in enumerate(text.split("\n")):
             if number:
                 yield "\n"
-            ordered = _ORDERED.match(line) if self.line_start else None
+            ordered = _ORDERED.match(line) if self.delimiters else None
             delimiter = ordered.end() - 1 if ordered else -1
             for index, char in enumerate(line):
-                if index == 0 or index == delimiter:
+                if index == 0:
                     yield self.line_start.get(char) or self.everywhere.get(char, char)
+                elif index == delimiter:
+                    yield self.delimiters[char]
                 else:
                     yield self.everywhere.get(char, char)
 
@@ -177,19 +180,22 @@ LINE_OPENERS = "#>-+="  # headings, quotes, list items, rules and setext underli
 FEISHU_MARKDOWN = Markup(
     "feishu_markdown",
     everywhere=_references("&<>*_~`[]\\|"),
-    line_start=_references(LINE_OPENERS + ".)"),
+    line_start=_references(LINE_OPENERS),
+    delimiters=_references(".)"),
     blocks=True,
 )
 DINGTALK_MARKDOWN = Markup(
     "dingtalk_markdown",
     everywhere=_full_width("&<*_~`[]\\|"),
-    line_start=_full_width(LINE_OPENERS + ".)"),
+    line_start=_full_width(LINE_OPENERS),
+    delimiters=_full_width(".)"),
     blocks=True,
 )
 WECOM_MARKDOWN = Markup(
     "wecom_markdown",
     everywhere=_full_width("&<*_~`[]\\|"),
-    line_start=_full_width(LINE_OPENERS + ".)"),
+    line_start=_full_width(LINE_OPENERS),
+    delimiters=_full_width(".)"),
     blocks=True,
 )
 WECOM_TEXT = Markup("wecom_text", everywhere=_full_width("<"))

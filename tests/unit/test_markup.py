@@ -213,3 +213,8 @@ def test_an_http_link_is_kept(url: str) -> None:
 )
 def test_a_link_that_is_not_plain_http_is_dropped(url: str | None) -> None:
     assert link(url) is None
+
+
+@pytest.mark.parametrize("markup", LANGUAGES, ids=lambda m: m.name)
+def test_a_dot_or_parenthesis_is_escaped_only_as_an_ordered_lists_delimiter(markup: Markup) -> None:
+    assert markup.fit("... and (so on) 1.5 x)", BIG) == "... and (so on) 1.5 x)"
