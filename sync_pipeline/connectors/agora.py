@@ -27,7 +27,8 @@ from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
-from sync_pipeline.connectors.notify import notification, plain_text, rejected, wants_decision
+from sync_pipeline.connectors.markup import PLAIN, Unit, link
+from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -56,6 +57,10 @@ CARD_EVENT = "approval_card"
 DEFAULT_SENDER = "admin"  # Agora's `from` when none is named: the app's administrator
 EFFECT_KEY_EXT = "sync_effect_key"  # in the ext of every message we send (webhooks/agora.py)
 EMPLOYEE_NO_FROM_USERNAME = ("upper", "same")
+# A message's body and ext together hold at most 5 KB (platform-apis.md section 6); outside
+# text gets these shares of it, the rest is ids, the link and the JSON around them.
+TEXT_BYTES = 4096
+CARD_TITLE_BYTES, CARD_TEXT_BYTES, CARD_LABEL_BYTES = 384, 1536, 192
 
 
 def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> SyncError | None:
@@ -142,7 +147,9 @@ class AgoraConnector:
             if kind == "card":
                 msg_id = self._send(to, request, "custom", _card(request.source_id, content))
             elif kind == "message":
-                msg_id = self._send(to, request, "txt", {"msg": plain_text(content)})
+                msg_id = self._send(
+                    to, request, "txt", {"msg": message_text(content, PLAIN, TEXT_BYTES)}
+                )
             else:
                 return rejected(request, f"unknown notification kind {kind!r}")
         except VendorRejected as exc:
@@ -269,7 +276,8 @@ class AgoraConnector:
 
 
 def _card(source_id: str, content: Mapping[str, Any], replaces: str = "") -> dict[str, Any]:
-    """A card as a custom message: `customExts` is a flat map of strings (at most 16)."""
+    """A card as a custom message: `customExts` is a flat map of strings (at most 16). Agora
+    interprets none of it (the client app shows it); outside text is normalised and cut."""
     decide = wants_decision(content)
     buttons = (
         [
@@ -279,13 +287,20 @@ def _card(source_id: str, content: Mapping[str, Any], replaces: str = "") -> dic
         if decide
         else []
     )
+    texts = {
+        "title": (content.get("title"), CARD_TITLE_BYTES, True),
+        "text": (content.get("text"), CARD_TEXT_BYTES, False),
+        "status": (content.get("status"), CARD_LABEL_BYTES, True),
+        "status_label": (content.get("status_label"), CARD_LABEL_BYTES, True),
+    }
     exts = {
         "source_id": source_id,
-        "title": content.get("title"),
-        "text": content.get("text"),
-        "url": content.get("url"),
-        "status": content.get("status"),
-        "status_label": content.get("status_label"),
+        **{
+            name: PLAIN.fit(value, limit, Unit.BYTES, one_line=one_line)
+            for name, (value, limit, one_line) in texts.items()
+            if value not in (None, "")
+        },
+        "url": link(content.get("url")),
         "buttons": json.dumps(buttons, ensure_ascii=False) if buttons else None,
         "replaces": replaces,
     }

@@ -41,7 +41,8 @@ from sync_pipeline.connectors.base import (
     build_client,
 )
 from sync_pipeline.connectors.dingtalk_process_centre import DEFAULT_NAME, ProcessCentre
-from sync_pipeline.connectors.notify import clip, notification, plain_text, rejected, wants_decision
+from sync_pipeline.connectors.markup import DINGTALK_MARKDOWN, PLAIN, Unit, link
+from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -84,6 +85,8 @@ STANDARD_MONTHLY_CALLS = 10_000  # standard edition, when no monthly_quota is co
 TOKEN_REFRESH_MARGIN_S = 300.0
 OUT_TRACK_ID_LEN = 40  # hex characters of sha256(effect key): 160 bits
 TEXT_MAX_BYTES = 1800  # the whole `msg` may hold 2048 bytes
+# Card variables: DingTalk documents no limit; ours keep a card to what it shows.
+TITLE_BYTES, TEXT_BYTES, LABEL_BYTES = 512, 4096, 256
 LIST_PAGE_SIZE = 20  # instanceIds/query `maxResults`: at most 20
 MAX_SPAN_MS = 120 * 86_400_000  # instanceIds/query: a window of at most 120 days
 DEFAULT_HISTORY_DAYS = 364  # ... starting at most 365 days ago
@@ -320,7 +323,7 @@ class DingTalkConnector:
                 "userid_list": to,
                 "msg": {
                     "msgtype": "text",
-                    "text": {"content": clip(plain_text(content), TEXT_MAX_BYTES)},
+                    "text": {"content": message_text(content, PLAIN, TEXT_MAX_BYTES)},
                 },
             },
             auth=OLD_API,
@@ -452,18 +455,24 @@ class DingTalkConnector:
 
 def _card_data(source_id: str, content: Mapping[str, Any]) -> dict[str, str]:
     """The card template's variables; DingTalk wants every value as a string. `can_decide`
-    shows the template's Approve / Reject buttons, whose callback params carry `source_id`."""
+    shows the template's Approve / Reject buttons, whose callback params carry `source_id`.
+    A deployment's template may show any text variable in a markdown component, so outside
+    text is escaped for DingTalk markdown (markup.py), which reads the same as plain text."""
     decide = wants_decision(content)
-    data = {
-        "source_id": source_id,
-        "title": content.get("title") or "Notification",
-        "text": content.get("text"),
-        "url": content.get("url"),
-        "status": content.get("status"),
-        "status_label": content.get("status_label"),
-        "can_decide": "true" if decide else "false",
+    texts = {
+        "title": (content.get("title") or "Notification", TITLE_BYTES, True),
+        "text": (content.get("text"), TEXT_BYTES, False),
+        "status": (content.get("status"), LABEL_BYTES, True),
+        "status_label": (content.get("status_label"), LABEL_BYTES, True),
     }
-    return {k: str(v) for k, v in data.items() if v not in (None, "")}
+    data = {
+        name: DINGTALK_MARKDOWN.fit(value, limit, Unit.BYTES, one_line=one_line)
+        for name, (value, limit, one_line) in texts.items()
+        if value not in (None, "")
+    }
+    data |= {"source_id": source_id, "url": link(content.get("url")) or ""}
+    data["can_decide"] = "true" if decide else "false"
+    return {name: value for name, value in data.items() if value}
 
 
 # -- approvals ---------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ HTTP 200 or 400, so `classify` decides by the body first. Messages carry a `uuid
 our effect key: Feishu itself drops a resend with the same uuid for an hour, which is what lets
 the write step resend a message whose outcome it does not know (DESIGN.md section 3).
 
-Streams: write "messages" (a card, a text message, or an update of a card sent earlier); read
-"approvals" (instances of the approval definitions listed in the `approval_codes` option).
+Streams: write "messages" (a card, a message as a rich-text post, or an update of a card sent
+earlier); read "approvals" (instances of the approval definitions listed in the
+`approval_codes` option).
 `hydrate("messages", ...)` adds to a group message its chat's name and description
 (`group_info`), where a project group names its project; message events give only the chat id.
 """
@@ -26,7 +27,8 @@ from typing import Any
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
 from sync_pipeline.connectors.feishu_approval_center import ApprovalCenter, center_config
-from sync_pipeline.connectors.notify import notification, plain_text, rejected, wants_decision
+from sync_pipeline.connectors.markup import FEISHU_MARKDOWN, PLAIN, Unit, link
+from sync_pipeline.connectors.notify import notification, plain_message, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -78,6 +80,14 @@ INSTANCE_STATUS = {
     "DELETED": "revoked",
 }
 HEADER_COLOURS = {"pending": "blue", "approved": "green", "rejected": "red"}
+# A card (and a post) may hold 30 KB of JSON (platform-apis.md 3.1); outside text gets these
+# shares of it, the rest is our frame, buttons and link. Feishu documents no per-field limit.
+TITLE_BYTES = 1024
+TEXT_BYTES = 16 * 1024
+FIELDS_BYTES = 8 * 1024  # shared by a card's fields, the status among them
+LABEL_SHARE = 4  # a field's label gets at most a quarter of the field's share
+BOLD_FRAME_BYTES = 6  # the "**" around a label and the newline after it, in JSON
+POST_TEXT_BYTES = 24 * 1024
 
 
 def feishu_uuid(effect_key: str) -> str:
@@ -167,7 +177,7 @@ class FeishuConnector:
             if kind == "card":
                 msg_type, body = "interactive", _card(request.source_id, content)
             elif kind == "message":
-                msg_type, body = "text", {"text": plain_text(content)}
+                msg_type, body = "post", _post(content)
             else:
                 return rejected(request, f"unknown notification kind {kind!r}")
             message_id = self._send(to, msg_type, body, feishu_uuid(request.effect_key))
@@ -346,25 +356,20 @@ def _needs_group(record: Record) -> bool:
 
 def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
     """An interactive card (JSON 1.0). `update_multi` lets a later PATCH change it for every
-    recipient; button values carry what the card callback needs to act on the source."""
+    recipient; button values carry what the card callback needs to act on the source. Every
+    value from the content is outside text: plain_text as it is, markdown escaped (markup.py)."""
     status = str(content.get("status") or "")
     elements: list[dict[str, Any]] = []
-    if content.get("text"):
-        elements.append({"tag": "markdown", "content": str(content["text"])})
-    fields = [("Status", content.get("status_label"))]
-    extra = content.get("fields")
-    if isinstance(extra, Mapping):
-        fields += list(extra.items())
-    shown = [
-        {"is_short": True, "text": {"tag": "lark_md", "content": f"**{label}**\n{value}"}}
-        for label, value in fields
-        if value not in (None, "")
-    ]
+    text = FEISHU_MARKDOWN.fit(content.get("text") or "", TEXT_BYTES, Unit.BYTES)
+    if text:
+        elements.append({"tag": "markdown", "content": text})
+    shown = _fields(content)
     if shown:
         elements.append({"tag": "div", "fields": shown})
     actions: list[dict[str, Any]] = []
-    if content.get("url"):
-        actions.append(_button("Open", "default", url=str(content["url"])))
+    url = link(content.get("url"))
+    if url:
+        actions.append(_button("Open", "default", url=url))
     if wants_decision(content):
         for action, label, style in (
             ("approve", "Approve", "primary"),
@@ -373,14 +378,48 @@ def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
             actions.append(_button(label, style, value={"action": action, "source_id": source_id}))
     if actions:
         elements.append({"tag": "action", "actions": actions})
+    title = content.get("title") or "Notification"
     return {
         "config": {"update_multi": True, "wide_screen_mode": True},
         "header": {
-            "title": {"tag": "plain_text", "content": str(content.get("title") or "Notification")},
+            "title": {
+                "tag": "plain_text",
+                "content": PLAIN.fit(title, TITLE_BYTES, Unit.BYTES, one_line=True),
+            },
             "template": HEADER_COLOURS.get(status, "grey"),
         },
         "elements": elements,
     }
+
+
+def _fields(content: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The status and the content's `fields` as short lark_md fields: our bold label, then
+    the value, both escaped, sharing FIELDS_BYTES."""
+    rows = [("Status", content.get("status_label"))]
+    extra = content.get("fields")
+    if isinstance(extra, Mapping):
+        rows += list(extra.items())
+    rows = [(label, value) for label, value in rows if value not in (None, "")]
+    share = FIELDS_BYTES // max(1, len(rows))
+    shown = []
+    for label, value in rows:
+        name = FEISHU_MARKDOWN.fit(label, share // LABEL_SHARE, Unit.BYTES, one_line=True)
+        bold = f"**{name}**\n" if name else ""
+        room = share - share // LABEL_SHARE - BOLD_FRAME_BYTES
+        text = bold + FEISHU_MARKDOWN.fit(value, room, Unit.BYTES)
+        shown.append({"is_short": True, "text": {"tag": "lark_md", "content": text}})
+    return shown
+
+
+def _post(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A message as a rich-text post: its text in a `text` element, which Feishu shows as it
+    is (no @, no link, no style), and the link in an `a` element of our own. A `text` message
+    would read `<at user_id="all">` and `[text](url)` in it."""
+    text, url = plain_message(content, PLAIN, POST_TEXT_BYTES)
+    paragraphs = [[{"tag": "text", "text": text}]]
+    if url:
+        paragraphs.append([{"tag": "a", "href": url, "text": url}])
+    return {"zh_cn": {"content": paragraphs}}
 
 
 def _button(

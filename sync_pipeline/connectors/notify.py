@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from sync_pipeline.connectors.markup import Markup, Unit, link, measure
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
 
 
@@ -57,16 +58,24 @@ def pending_approvers(content: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
-def plain_text(content: Mapping[str, Any]) -> str:
-    """The message as text, with the link appended unless the text already carries it."""
-    text = str(content.get("text") or content.get("title") or "")
-    url = content.get("url")
-    return f"{text}\n{url}" if url and str(url) not in text else text
+def plain_message(
+    content: Mapping[str, Any], markup: Markup, limit: int, unit: Unit = Unit.BYTES
+) -> tuple[str, str | None]:
+    """(text, link) of a message: its text (or title) in `markup`, cut to fit, and the link
+    to show after it on a line of its own, None when there is none or the text shows it
+    already. Text, a newline and the link together stay within `limit`."""
+    text = content.get("text") or content.get("title") or ""
+    url = link(content.get("url"))
+    whole = markup.fit(text, limit, unit)
+    if url is None or url in whole:
+        return whole, None
+    return markup.fit(text, limit - measure(f"\n{url}", unit), unit), url
 
 
-def clip(text: str, limit: int) -> str:
-    """At most `limit` UTF-8 bytes, cut on a character boundary."""
-    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+def message_text(content: Mapping[str, Any], markup: Markup, limit: int) -> str:
+    """The message as one text: `plain_message`'s text, and its link on a line of its own."""
+    text, url = plain_message(content, markup, limit)
+    return text if url is None else f"{text}\n{url}"
 
 
 def wants_decision(content: Mapping[str, Any]) -> bool:

@@ -26,7 +26,8 @@ from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
-from sync_pipeline.connectors.notify import clip, notification, plain_text, rejected, wants_decision
+from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
+from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -63,6 +64,9 @@ DUPLICATE_CHECK_S = 4 * 3600  # duplicate_check_interval: WeCom's maximum
 DUPLICATE_SAFETY_S = 600.0  # our margin for clock skew and the time a send takes
 TEXT_MAX_BYTES = 2048  # text and markdown content
 CARD_ROWS = 6  # horizontal_content_list and button_list hold at most 6
+# Template card fields: WeCom suggests at most 36 / 112 / 5 / 30 characters (title, sub title,
+# key name, value); we allow that many CJK characters' bytes, and the client shortens the rest.
+TITLE_BYTES, SUB_TITLE_BYTES, KEYNAME_BYTES, VALUE_BYTES = 108, 336, 15, 90
 MAX_SPAN_S = 31 * 86400  # getapprovalinfo: endtime - starttime <= 31 days
 LIST_PAGE_SIZE = 100  # getapprovalinfo `size`: at most 100
 DEFAULT_HISTORY_DAYS = 366  # how far a full sync reaches back (WeCom needs a start time)
@@ -266,11 +270,11 @@ class WeComConnector:
             return rejected(
                 request, "WeCom updates a card only with a button callback's response_code"
             )
-        label = str(content.get("status_label") or content.get("status") or "Updated")
+        label = content.get("status_label") or content.get("status") or "Updated"
         update: dict[str, Any] = {
             "agentid": self.agentid,
             "response_code": str(code),
-            "button": {"replace_name": label},
+            "button": {"replace_name": PLAIN.fit(label, VALUE_BYTES, Unit.BYTES, one_line=True)},
         }
         if to:
             update["userids"] = [to]
@@ -372,20 +376,40 @@ def _ids(value: Any) -> list[str]:
     return [v for v in str(value or "").split("|") if v]
 
 
+def button_key(action: str, source_id: str) -> str:
+    """A card button's key, which WeCom gives back as the callback's EventKey: the action,
+    a colon, the source id. Actions hold no colon, so `parse_button_key` splits at the first
+    one and an id holding colons stays whole: no id can change the action."""
+    return f"{action}:{source_id}"
+
+
+def parse_button_key(key: str) -> tuple[str, str]:
+    """(action, source id) of a key `button_key` made."""
+    action, _, source_id = key.partition(":")
+    return action, source_id
+
+
 def _text_message(content: Mapping[str, Any]) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": clip(plain_text(content), TEXT_MAX_BYTES)}}
+    """A text message. WeCom reads `<a href>` links in it (markup.WECOM_TEXT disarms them);
+    the link we add is our own."""
+    return {
+        "msgtype": "text",
+        "text": {"content": message_text(content, WECOM_TEXT, TEXT_MAX_BYTES)},
+    }
 
 
 def _card_message(request: WriteRequest, content: Mapping[str, Any]) -> dict[str, Any]:
     """A `button_interaction` template card: Approve / Reject keys carry the source id to the
     card callback (`EventKey`), and an Open button jumps to the OA. A card with nothing to
-    press is a `text_notice` card, or a text message when there is no link either."""
-    url = str(content["url"]) if content.get("url") else None
+    press is a `text_notice` card, or a text message when there is no link either. Its fields
+    are plain text to WeCom; outside text in them is only normalised and cut (markup.py)."""
+    url = link(content.get("url"))
+    decide = wants_decision(content)
     buttons: list[dict[str, Any]] = []
-    if wants_decision(content):
+    if decide:
         buttons += [
-            {"type": 0, "text": "Approve", "style": 1, "key": f"approve:{request.source_id}"},
-            {"type": 0, "text": "Reject", "style": 2, "key": f"reject:{request.source_id}"},
+            {"type": 0, "text": label, "style": style, "key": button_key(action, request.source_id)}
+            for action, label, style in (("approve", "Approve", 1), ("reject", "Reject", 2))
         ]
     if url:
         buttons.append({"type": 1, "text": "Open", "style": 4, "url": url})
@@ -393,19 +417,23 @@ def _card_message(request: WriteRequest, content: Mapping[str, Any]) -> dict[str
     extra = content.get("fields")
     if isinstance(extra, Mapping):
         rows += list(extra.items())
+    title = content.get("title") or "Notification"
     card: dict[str, Any] = {
-        "main_title": {"title": clip(str(content.get("title") or "Notification"), 108)},
+        "main_title": {"title": PLAIN.fit(title, TITLE_BYTES, Unit.BYTES, one_line=True)},
         "horizontal_content_list": [
-            {"keyname": clip(str(k), 15), "value": clip(str(v), 90)}
+            {
+                "keyname": PLAIN.fit(k, KEYNAME_BYTES, Unit.BYTES, one_line=True),
+                "value": PLAIN.fit(v, VALUE_BYTES, Unit.BYTES, one_line=True),
+            }
             for k, v in rows
             if v not in (None, "")
         ][:CARD_ROWS],
     }
     if content.get("text"):
-        card["sub_title_text"] = clip(str(content["text"]), 336)
+        card["sub_title_text"] = PLAIN.fit(content["text"], SUB_TITLE_BYTES, Unit.BYTES)
     if url:
         card["card_action"] = {"type": 1, "url": url}
-    if wants_decision(content):
+    if decide:
         card |= {
             "card_type": "button_interaction",
             "task_id": task_id_for(request.effect_key),

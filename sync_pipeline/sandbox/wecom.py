@@ -69,6 +69,7 @@ TEMPLATE_NAMES = {"leave": "请假", "expense": "报销", "general": "通用审�
 RECORD_TYPE = {"leave": 1}  # only system templates carry a record_type
 INTERACTIVE_CARDS = ("button_interaction", "vote_interaction", "multiple_interaction")
 CARD_TYPES = ("text_notice", "news_notice", *INTERACTIVE_CARDS)
+CARD_LIST_MAX = 6  # horizontal_content_list, like button_list, holds at most 6 entries
 MESSAGE_TYPES = ("text", "markdown", "textcard", "template_card")
 APPCHAT_TYPES = ("text", "markdown", "textcard")
 # sys_approval_change StatuChangeEvent for each decision a simulated user can make.
@@ -621,6 +622,9 @@ class WeComEmulator(Emulator):
         card_type = card.get("card_type")
         if card_type not in CARD_TYPES:
             raise WeComError(40058, "invalid template_card.card_type")
+        rows = card.get("horizontal_content_list", [])
+        if not isinstance(rows, list) or len(rows) > CARD_LIST_MAX:
+            raise WeComError(40058, "template_card.horizontal_content_list holds at most 6")
         if card_type not in INTERACTIVE_CARDS:
             return
         task_id = str(card.get("task_id", ""))

@@ -7,7 +7,7 @@ signature covers the `Encrypt` text, so the outer XML is read first, and only th
 with an empty body within 5 s, or WeCom retries 3 times.
 
 Decoded: `template_card_event` (a button of a card we sent; its key is "approve:<source id>" /
-"reject:<source id>", as connectors/wecom.py writes it) -> card_action; `sys_approval_change`
+"reject:<source id>", made and parsed by connectors/wecom.py) -> card_action; `sys_approval_change`
 -> approval_changed; a text message to the app -> message. Events carry no id of their own:
 the event id is FromUserName + CreateTime (WeCom's own advice) plus what tells two events of
 one second apart (the card and button, or the approval and its state).
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.etree import ElementTree
 
-from sync_pipeline.connectors.wecom import SP_STATUS
+from sync_pipeline.connectors.wecom import SP_STATUS, parse_button_key
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
@@ -89,7 +89,7 @@ def decode(connector: str, xml: str) -> InboundEvent | None:
 
 def _card_event(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     user, created, task_id, key = required(msg, "FromUserName", "CreateTime", "TaskId", "EventKey")
-    action, _, source_id = key.partition(":")
+    action, source_id = parse_button_key(key)
     return card_action(
         connector,
         "wecom",

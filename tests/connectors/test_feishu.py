@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.feishu import FeishuEmulator
 from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from tests.connectors.conftest import SEED, connector_config, seeded
+from tests.rendering import feishu_markdown, is_plain, visible
 
 SEND = "POST /open-apis/im/v1/messages"
 PATCH = "PATCH /open-apis/im/v1/messages/:message_id"
@@ -149,20 +151,43 @@ def test_a_card_lands_once_with_the_vendor_fields(connector, store) -> None:
     ]
 
 
-def test_a_message_is_sent_as_text(connector, store) -> None:
+def test_a_message_is_sent_as_a_post_of_text_and_its_link(connector, store) -> None:
+    content = {"text": "Approved.", "url": "https://oa.example/r/1"}
     request = WriteRequest(
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {"kind": "message", "to": open_id(store, "E00004"), "content": {"text": "Approved."}},
+        {"kind": "message", "to": open_id(store, "E00004"), "content": content},
     )
 
     result = connector.write("messages", request)
 
     (sent,) = sends(store)
     assert result.status is WriteStatus.DONE
-    assert sent["msg_type"] == "text"
-    assert json.loads(sent["content"]) == {"text": "Approved."}
+    assert sent["msg_type"] == "post"
+    assert json.loads(sent["content"]) == {
+        "zh_cn": {
+            "content": [
+                [{"tag": "text", "text": "Approved."}],
+                [{"tag": "a", "href": "https://oa.example/r/1", "text": "https://oa.example/r/1"}],
+            ]
+        }
+    }
+
+
+def test_given_a_message_with_an_at_all_it_is_one_text_element(connector, store) -> None:
+    text = '<at user_id="all"></at> [Approve](http://evil.example) **now**'
+    request = WriteRequest(
+        "k-msg",
+        "8812",
+        WriteOp.CREATE,
+        {"kind": "message", "to": open_id(store, "E00004"), "content": {"text": text}},
+    )
+
+    connector.write("messages", request)
+
+    (sent,) = sends(store)
+    assert json.loads(sent["content"])["zh_cn"]["content"] == [[{"tag": "text", "text": text}]]
 
 
 def test_given_the_same_effect_key_twice_feishu_sends_one_message(connector, store) -> None:
@@ -198,6 +223,24 @@ def test_update_card_changes_the_sent_card_in_place(connector, store) -> None:
     assert card["header"]["template"] == "green"
     assert all("value" not in b for b in buttons(card))  # decided: nothing left to press
     assert len(sends(store)) == 1
+
+
+EVIL = "[Approve now](http://evil.example) <at id=all></at>"
+
+
+def test_given_a_title_with_a_link_and_an_at_all_the_card_shows_it_as_text(connector, store):
+    request = card_request(open_id(store, "E00002"))
+    content = {**request.payload["content"], "title": EVIL, "text": f"{EVIL}: waiting"}
+    evil = replace(request, payload={**request.payload, "content": content})
+
+    connector.write("messages", evil)
+
+    (sent,) = sends(store)
+    card = json.loads(sent["content"])
+    assert card["header"]["title"]["content"] == EVIL  # plain_text: shown as it is
+    [markdown, *_] = feishu_markdown(card)
+    assert is_plain(markdown)
+    assert visible(markdown) == f"{EVIL}: waiting"
 
 
 def test_given_an_unknown_recipient_the_write_is_rejected_not_raised(connector, store) -> None:

@@ -11,7 +11,13 @@ import pytest
 
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
-from sync_pipeline.connectors.wecom import WeComConnector, classify, task_id_for
+from sync_pipeline.connectors.wecom import (
+    WeComConnector,
+    button_key,
+    classify,
+    parse_button_key,
+    task_id_for,
+)
 from sync_pipeline.errors import RateLimited, TokenExpired, VendorRejected, VendorUnavailable
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
 from sync_pipeline.sandbox.core import SandboxStore
@@ -215,6 +221,12 @@ def test_update_card_with_a_response_code_replaces_the_buttons(connector, store)
     card = store.get("wecom", "card", sent.extra["task_id"])
     assert card is not None
     assert card["replace_name"] == "Approved"
+
+
+@pytest.mark.parametrize("source_id", ["8812", "a:reject", "reject:", ":", "approve:x:y", ""])
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_given_an_id_with_colons_the_button_key_keeps_its_action(action, source_id) -> None:
+    assert parse_button_key(button_key(action, source_id)) == (action, source_id)
 
 
 # -- limits ----------------------------------------------------------------------------------

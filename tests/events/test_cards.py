@@ -35,6 +35,7 @@ from tests.events.approval_scene import (
     wecom_texts,
     wecom_updates,
 )
+from tests.rendering import feishu_markdown, is_plain, shape, visible
 
 APPLICANT, FIRST, SECOND, OTHER = "E00010", "E00011", "E00012", "E00013"
 CENTER_FLOW = "approvals_to_feishu_approval_center"
@@ -223,6 +224,30 @@ def test_a_feishu_press_decides_with_its_comment_and_patches_the_card(rt, sandbo
     shown = json.dumps(card, ensure_ascii=False)
     assert f"Rejected by {name(FIRST)}: Not this week" in shown
     assert '"value"' not in shown  # no Approve / Reject buttons any more
+
+
+def test_given_a_comment_with_markup_the_updated_card_shows_it_as_text(rt, sandbox) -> None:
+    request_id, title = carded(rt, sandbox, [FIRST])
+    message_id, open_id = feishu_card(sandbox, title)
+    comment = "**Approved** by [the CEO](http://evil.example) <at id=all></at>\n# Pay now"
+    pressed = card_action(
+        "sandbox_feishu",
+        "feishu",
+        open_id,
+        "reject",
+        request_id,
+        {"open_message_id": message_id, "token": "c-0"},
+        comment=comment,
+    )
+
+    deliver(rt, pressed)
+
+    assert oa_remarks(sandbox, request_id) == [comment]  # the OA keeps it as written
+    [card] = feishu_patches(sandbox, message_id)
+    [text, status] = feishu_markdown(card)
+    assert is_plain(text)  # no link, mention, heading or emphasis of the comment's own
+    assert visible(text) == f"Rejected by {name(FIRST)}: {comment}"
+    assert shape(status) == shape("**Status**\nRejected")  # our bold label, nothing more
 
 
 def test_a_dingtalk_press_decides_and_updates_the_card_by_its_out_track_id(rt, sandbox) -> None:

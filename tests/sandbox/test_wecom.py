@@ -731,6 +731,22 @@ def test_a_button_card_without_a_callback_url_answers_43012(wecom, token, world)
     assert send_card(wecom, token, world, "task-1")["errcode"] == 43012
 
 
+def test_a_card_with_more_than_six_rows_is_refused(wecom, token, world, receiver_for):
+    receiver_for()
+    card = button_card("task-1")
+    card["horizontal_content_list"] = [{"keyname": f"k{i}", "value": "v"} for i in range(7)]
+    body = {
+        "touser": userids(world, 1)[0],
+        "msgtype": "template_card",
+        "agentid": int(wecom.credentials()["agentid"]),
+        "template_card": card,
+    }
+
+    assert call(wecom, "message/send", token, body)["errcode"] == 40058
+    card["horizontal_content_list"] = card["horizontal_content_list"][:6]
+    assert call(wecom, "message/send", token, body)["errcode"] == 0
+
+
 def test_a_reused_task_id_is_refused(wecom, token, world, receiver_for):
     receiver_for()
     send_card(wecom, token, world, "task-1")
