@@ -16,12 +16,13 @@ from sync_pipeline.sandbox.cli import sandbox
 from sync_pipeline.sandbox.registry import free_port_base
 from sync_pipeline.sandbox.server import SandboxServer, store_path
 
-COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press")
+COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press", "settings")
 NEEDS_SERVER = {
     "ledger": [],
     "calls": [],
     "fault": ["oa", "latency"],
     "press": ["oa", "--json", "{}"],
+    "settings": ["wecom", "callback_url=http://127.0.0.1:1/"],
 }
 
 
@@ -197,3 +198,20 @@ def test_press_that_fails_exits_1_with_the_reason(server: SandboxServer) -> None
 
 def test_press_with_a_json_that_is_not_an_object_is_a_usage_error(server: SandboxServer) -> None:
     assert run("press", "oa", "--json", "[1]", *where(server)).exit_code == 2
+
+
+def test_given_settings_then_the_emulator_keeps_them(server: SandboxServer) -> None:
+    url = "http://webhooks:18700/webhooks/sandbox_wecom"
+
+    result = run("settings", "wecom", f"callback_url={url}", "x=1", *where(server))
+
+    assert result.exit_code == 0, result.output
+    assert server.store.setting("wecom", "callback_url") == url
+    assert server.store.setting("wecom", "x") == "1"
+
+
+def test_given_a_setting_without_a_value_then_it_is_a_usage_error(server: SandboxServer) -> None:
+    result = run("settings", "wecom", "callback_url", *where(server))
+
+    assert result.exit_code == 2
+    assert "is not KEY=VALUE" in result.output
