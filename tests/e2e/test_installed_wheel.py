@@ -56,7 +56,7 @@ pytestmark = pytest.mark.slow
 
 PACKAGES = ("sync_pipeline", "workers")
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", ".sync-data", "__pycache__", "*.py[cod]", "*.egg-info", "build", "dist"
+    ".git", ".venv", ".sync-data", ".*_cache", "__pycache__", "*.py[cod]", "*.egg-info", "build"
 )
 COMPOSE = load()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
