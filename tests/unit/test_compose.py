@@ -64,9 +64,9 @@ def mounts(name: str) -> dict[str, str]:
 
 
 def test_given_the_stack_then_it_has_every_role() -> None:
-    roles = {"redis", "postgres", "migrate", "worker", "events-worker", "beat", "flower"}
+    roles = {"redis", "postgres", "migrate", "worker", "events-worker", "beat", "webhooks"}
 
-    assert roles | {"webhooks"} <= set(SERVICES)
+    assert roles | {"flower", "sandbox"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -141,17 +141,18 @@ def test_given_a_stack_service_then_its_urls_point_at_services_of_the_stack(name
 
 
 def test_given_the_image_then_compose_builds_it_from_this_repository() -> None:
+    [entrypoint] = [i.args for i in DOCKERFILE if i.keyword == "ENTRYPOINT"]
+
     assert all(SERVICES[name]["build"] == "." for name in APP_SERVICES)
-    assert DOCKERFILE[-2].keyword == "ENTRYPOINT"
-    assert DOCKERFILE[-2].args == '["syncctl"]'
+    assert entrypoint == '["syncctl"]'
 
 
 def test_given_redis_then_it_keeps_nothing_on_disk_like_production() -> None:
     assert SERVICES["redis"]["command"][-4:] == ["--save", "", "--appendonly", "no"]
 
 
-@pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"])
-def test_given_a_required_secret_unset_then_compose_refuses_to_start(variable: str) -> None:
+@pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "SYNC_CONFIG"])
+def test_given_a_required_variable_unset_then_compose_refuses_to_start(variable: str) -> None:
     env = dict.fromkeys(variables(COMPOSE), "value") | {variable: ""}
 
     with pytest.raises(MissingVariable, match=variable):
