@@ -399,5 +399,24 @@ def press(data_dir: Path, port_base: int, platform: str, action: str) -> None:
     click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
 
 
+@sandbox.command()
+@where_options
+@click.argument("platform", type=click.Choice(sorted(EMULATORS)))
+@click.argument("values", nargs=-1, required=True, metavar="KEY=VALUE...")
+def settings(data_dir: Path, port_base: int, platform: str, values: tuple[str, ...]) -> None:
+    """Set settings of PLATFORM's emulator, e.g. where its callbacks go: `oa webhook_url=URL`,
+    `wecom callback_url=URL` (WeCom sends cards with buttons only once it has one). Each
+    emulator's module lists its settings."""
+    parsed: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not (sep and key):
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        parsed[key] = value
+    control = Control(port_base, data_dir)
+    answer = control.call("POST", f"/_sandbox/{platform}/settings", json=parsed)
+    console.print(f"{platform}: set {', '.join(answer['settings'])}")
+
+
 if __name__ == "__main__":
     sandbox()

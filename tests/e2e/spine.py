@@ -57,8 +57,13 @@ def expected_wecom_messages(world: World, count: int) -> collections.Counter[tup
 
 def wecom_sends(sandbox: SandboxClient) -> list[tuple[str, str, int]]:
     """Every message the WeCom emulator accepted, as (kind, touser, approval number)."""
+    return wecom_sends_in(sandbox.ledger("wecom"))
+
+
+def wecom_sends_in(ledger: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """The messages among WeCom ledger entries, as (kind, touser, approval number)."""
     sent = []
-    for entry in sandbox.ledger("wecom"):
+    for entry in ledger:
         body: dict[str, Any] = entry["body"]
         if "touser" not in body:
             continue

@@ -21,12 +21,13 @@ from sync_pipeline.sandbox.registry import free_port_base
 from sync_pipeline.sandbox.server import SandboxServer, store_path
 from tests.conftest import wait_for
 
-COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press")
+COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press", "settings")
 NEEDS_SERVER = {
     "ledger": [],
     "calls": [],
     "fault": ["oa", "latency"],
     "press": ["oa", "--json", "{}"],
+    "settings": ["wecom", "callback_url=http://127.0.0.1:1/"],
 }
 
 
@@ -272,3 +273,20 @@ def test_given_the_data_dir_of_another_sandbox_a_command_says_so_in_one_line(
     assert len(lines) == 1
     assert "--data-dir" in lines[0]
     assert server.admin_token not in result.output
+
+
+def test_given_settings_then_the_emulator_keeps_them(server: SandboxServer) -> None:
+    url = "http://webhooks:18700/webhooks/sandbox_wecom"
+
+    result = run("settings", "wecom", f"callback_url={url}", "x=1", *where(server))
+
+    assert result.exit_code == 0, result.output
+    assert server.store.setting("wecom", "callback_url") == url
+    assert server.store.setting("wecom", "x") == "1"
+
+
+def test_given_a_setting_without_a_value_then_it_is_a_usage_error(server: SandboxServer) -> None:
+    result = run("settings", "wecom", "callback_url", *where(server))
+
+    assert result.exit_code == 2
+    assert "is not KEY=VALUE" in result.output

@@ -1,8 +1,13 @@
-"""docker-compose.yml stays true to the code: there is no Docker engine here, so we read it."""
+"""docker-compose.yml and the Dockerfile stay a deployment, true to the code: there is no Docker
+engine here, so we read them (tests/compose.py) and check them against the code.
+tests/e2e/test_installed_wheel.py runs each service's command and healthcheck from the wheel."""
 
 from __future__ import annotations
 
-import re
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,28 +17,71 @@ import pytest
 import yaml
 
 from sync_pipeline.cli import main
+from sync_pipeline.config.loader import load_config
 from sync_pipeline.settings import SettingsSchema
+from tests.compose import (
+    MissingVariable,
+    dockerfile,
+    healthcheck_argv,
+    image_services,
+    interpolate,
+    interpolated,
+    load,
+    read_env_file,
+    variables,
+)
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8"))
+COMPOSE: dict[str, Any] = load()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-APP_SERVICES = [
-    name for name, svc in SERVICES.items() if svc.get("image") == "sync_pipeline:latest"
-]
+APP_SERVICES = sorted(image_services())
+# The stack proper: our image with the app's settings (the sandbox profile is apart).
+STACK_SERVICES = [n for n in APP_SERVICES if "REDIS_URL" in SERVICES[n].get("environment", {})]
+LONG_RUNNING = [n for n, s in SERVICES.items() if s.get("restart") != "no"]
+PRODUCTION_EXAMPLE = ROOT / "config" / "examples" / "production"
+CONNECTORS_ENV_EXAMPLE = ROOT / "deploy" / "connectors.env.example"
+COMPOSE_ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
+DOCKERFILE = dockerfile()
+IMAGE_STAGE = max(i.stage for i in DOCKERFILE)
 
 
-def test_the_stack_has_every_role() -> None:
-    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "webhooks"} <= set(SERVICES)
+def image_env() -> dict[str, str]:
+    """The ENV of the image's final stage."""
+    env: dict[str, str] = {}
+    for instruction in DOCKERFILE:
+        if instruction.stage == IMAGE_STAGE and instruction.keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in instruction.args.split())
+    return env
+
+
+def mounts(name: str) -> dict[str, str]:
+    """A service's volumes as container path -> source (a named volume or a host path)."""
+    found = {}
+    for volume in SERVICES[name].get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        found[target] = source
+    return found
+
+
+def test_given_the_stack_then_it_has_every_role() -> None:
+    roles = {"redis", "postgres", "migrate", "worker", "events-worker", "beat", "webhooks"}
+
+    assert roles | {"flower", "sandbox"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_published_ports_bind_to_loopback_only(name: str) -> None:
+def test_given_a_service_then_it_publishes_ports_on_loopback_only(name: str) -> None:
     for port in SERVICES[name].get("ports", []):
         assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
 
 
+@pytest.mark.parametrize("name", ["redis", "postgres"])
+def test_given_the_datastores_then_they_publish_no_port_at_all(name: str) -> None:
+    assert "ports" not in SERVICES[name]
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_commands_are_real_syncctl_commands(name: str) -> None:
+def test_given_an_app_service_then_its_command_is_a_real_syncctl_command(name: str) -> None:
     command, *args = SERVICES[name]["command"]
 
     assert command in main.commands
@@ -49,7 +97,7 @@ GROUP_SERVICES = [
 
 
 @pytest.mark.parametrize("name", GROUP_SERVICES)
-def test_app_subcommands_and_their_options_are_real(name: str) -> None:
+def test_given_a_group_command_then_its_subcommand_and_options_are_real(name: str) -> None:
     command, sub, *options = SERVICES[name]["command"]
     group = main.commands[command]
     assert isinstance(group, click.Group)
@@ -59,7 +107,7 @@ def test_app_subcommands_and_their_options_are_real(name: str) -> None:
         group.commands[sub].make_context(sub, list(options), parent=ctx)
 
 
-def test_the_webhook_service_listens_inside_and_publishes_on_loopback_the_port_it_serves() -> None:
+def test_given_the_webhook_service_then_it_publishes_on_loopback_the_port_it_serves() -> None:
     command = SERVICES["webhooks"]["command"]
     port = command[command.index("--port") + 1]
 
@@ -69,47 +117,59 @@ def test_the_webhook_service_listens_inside_and_publishes_on_loopback_the_port_i
     assert f":{port}/healthz" in " ".join(SERVICES["webhooks"]["healthcheck"]["test"])
 
 
+def test_given_flower_then_it_publishes_on_loopback_the_port_it_serves_and_checks() -> None:
+    command = SERVICES["flower"]["command"]
+    port = command[command.index("--port") + 1]
+
+    assert SERVICES["flower"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f":{port}/healthcheck" in " ".join(SERVICES["flower"]["healthcheck"]["test"])
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_environment_uses_only_variables_the_code_reads(name: str) -> None:
+def test_given_an_app_service_then_it_sets_only_variables_the_code_reads(name: str) -> None:
     known = set(SettingsSchema().fields)
 
-    assert set(SERVICES[name]["environment"]) <= known
+    assert set(SERVICES[name].get("environment", {})) <= known
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_urls_point_at_services_of_the_stack(name: str) -> None:
-    env = {key: interpolated(value) for key, value in SERVICES[name]["environment"].items()}
+@pytest.mark.parametrize("name", STACK_SERVICES)
+def test_given_a_stack_service_then_its_urls_point_at_services_of_the_stack(name: str) -> None:
+    env = interpolated(SERVICES[name]["environment"], dict.fromkeys(variables(COMPOSE), "value"))
 
-    assert urlsplit(env["REDIS_URL"]).hostname in SERVICES
-    assert urlsplit(env["DATABASE_URL"]).hostname in SERVICES
-
-
-def interpolated(value: str) -> str:
-    """Compose's ${VAR:?message} with a stand-in value, as `docker compose config` would."""
-    return re.sub(r"\$\{[^}]*\}", "value", value)
+    assert urlsplit(env["REDIS_URL"]).hostname == "redis"
+    assert urlsplit(env["DATABASE_URL"]).hostname == "postgres"
 
 
-def test_app_image_is_built_from_this_repository() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
+def test_given_the_image_then_compose_builds_it_from_this_repository() -> None:
+    [entrypoint] = [i.args for i in DOCKERFILE if i.keyword == "ENTRYPOINT"]
 
-    assert SERVICES["worker"]["build"] == "."
-    assert 'ENTRYPOINT ["syncctl"]' in dockerfile
+    assert all(SERVICES[name]["build"] == "." for name in APP_SERVICES)
+    assert entrypoint == '["syncctl"]'
 
 
-def test_redis_keeps_nothing_on_disk_like_production() -> None:
+def test_given_redis_then_it_keeps_nothing_on_disk_like_production() -> None:
     assert SERVICES["redis"]["command"][-4:] == ["--save", "", "--appendonly", "no"]
 
 
-def test_flower_requires_basic_auth() -> None:
+@pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "SYNC_CONFIG"])
+def test_given_a_required_variable_unset_then_compose_refuses_to_start(variable: str) -> None:
+    env = dict.fromkeys(variables(COMPOSE), "value") | {variable: ""}
+
+    with pytest.raises(MissingVariable, match=variable):
+        interpolated(COMPOSE, env)
+
+
+def test_given_flower_then_it_requires_basic_auth() -> None:
     assert "FLOWER_BASIC_AUTH" in SERVICES["flower"]["environment"]
 
 
-def test_exactly_one_beat() -> None:
+def test_given_beat_then_there_is_exactly_one() -> None:
     assert SERVICES["beat"]["deploy"]["replicas"] == 1
 
 
-def test_workers_start_after_migrations() -> None:
-    depends = SERVICES["worker"]["depends_on"]
+@pytest.mark.parametrize("name", [n for n in STACK_SERVICES if n != "migrate"])
+def test_given_a_stack_service_then_it_starts_after_the_migrations(name: str) -> None:
+    depends = SERVICES[name]["depends_on"]
 
     assert depends["migrate"]["condition"] == "service_completed_successfully"
 
@@ -119,14 +179,213 @@ def _queues(service: dict[str, Any]) -> set[str]:
     return set(command[command.index("--queues") + 1].split(","))
 
 
-def test_every_queue_has_a_worker_and_webhook_events_one_of_their_own() -> None:
+def test_given_the_queues_then_each_has_a_worker_and_webhook_events_one_of_their_own() -> None:
     from sync_pipeline.dispatch import QUEUES
 
-    workers = {
-        n: s for n, s in SERVICES.items() if n in APP_SERVICES and s["command"][0] == "worker"
-    }
+    workers = {n: SERVICES[n] for n in APP_SERVICES if SERVICES[n]["command"][0] == "worker"}
 
     assert set().union(*(_queues(s) for s in workers.values())) == set(QUEUES)
     assert _queues(workers["events-worker"]) == {"events"}
     assert "--no-task-events" in workers["events-worker"]["command"]
     assert all("events" not in _queues(s) for n, s in workers.items() if n != "events-worker")
+
+
+# -- operations: logs, health, restarts ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_given_a_service_then_its_logs_are_rotated(name: str) -> None:
+    logging = SERVICES[name]["logging"]
+
+    assert logging["driver"] in ("json-file", "local")
+    assert {"max-size", "max-file"} <= set(logging["options"])
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_given_a_long_running_service_then_it_has_a_healthcheck(name: str) -> None:
+    healthcheck_argv(SERVICES[name]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_given_a_long_running_service_then_it_restarts_unless_stopped(name: str) -> None:
+    assert SERVICES[name]["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", [n for n in APP_SERVICES if SERVICES[n]["command"][0] == "worker"])
+def test_given_a_worker_then_its_healthcheck_pings_its_own_celery_node(name: str) -> None:
+    argv = healthcheck_argv(interpolated(SERVICES[name]["healthcheck"]["test"], {}))
+
+    # $$HOSTNAME reaches the shell as $HOSTNAME: the container's host name, Celery's node name.
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv[2].startswith("celery -A workers.app inspect ping --destination celery@$HOSTNAME")
+
+
+def _beat_check(data_dir: Path) -> int:
+    argv = healthcheck_argv(SERVICES["beat"]["healthcheck"]["test"])
+    assert argv[0] == "python"
+    env = {**os.environ, "SYNC_DATA_DIR": str(data_dir)}
+    done = subprocess.run([sys.executable, *argv[1:]], env=env, check=False, timeout=30)
+    return done.returncode
+
+
+def test_given_no_beat_schedule_file_then_beat_is_unhealthy(tmp_path: Path) -> None:
+    assert _beat_check(tmp_path) != 0
+
+
+def test_given_a_beat_schedule_file_written_just_now_then_beat_is_healthy(tmp_path: Path) -> None:
+    # The name `syncctl beat` gives it (SYNC_DATA_DIR/celerybeat-schedule, plus the suffix of
+    # the dbm behind shelve); the wheel test runs a real Beat against this healthcheck.
+    (tmp_path / "celerybeat-schedule.db").write_bytes(b"")
+
+    assert _beat_check(tmp_path) == 0
+
+
+def test_given_a_beat_schedule_file_untouched_for_11_minutes_then_beat_is_unhealthy(
+    tmp_path: Path,
+) -> None:
+    schedule = tmp_path / "celerybeat-schedule"
+    schedule.write_bytes(b"")
+    eleven_minutes_ago = time.time() - 11 * 60
+    os.utime(schedule, (eleven_minutes_ago, eleven_minutes_ago))
+
+    assert _beat_check(tmp_path) != 0
+
+
+# -- configuration and secrets: mounted and handed in, never in the image -----------------------
+
+
+@pytest.mark.parametrize("name", STACK_SERVICES)
+def test_given_a_stack_service_then_its_config_is_mounted_read_only_where_it_reads_it(
+    name: str,
+) -> None:
+    config_dir = SERVICES[name]["environment"]["SYNC_CONFIG_DIR"]
+    volumes = [str(v) for v in SERVICES[name]["volumes"]]
+
+    assert config_dir == image_env()["SYNC_CONFIG_DIR"]
+    assert any(v.endswith(f":{config_dir}:ro") and v.startswith("${SYNC_CONFIG:?") for v in volumes)
+
+
+# The commands that load the connectors' configuration, secrets included.
+CONNECTOR_COMMANDS = {"worker", "beat", "webhooks"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_given_an_app_service_then_connector_secrets_reach_it_only_if_it_uses_them(
+    name: str,
+) -> None:
+    env_files = SERVICES[name].get("env_file", [])
+
+    if SERVICES[name]["command"][0] in CONNECTOR_COMMANDS:
+        assert [interpolate(f, {}) for f in env_files] == ["deploy/connectors.env"]
+        assert CONNECTORS_ENV_EXAMPLE.is_file()
+    else:
+        assert env_files == []
+
+
+def test_given_the_image_then_it_carries_no_configuration_and_no_sandbox_defaults() -> None:
+    image = " ".join(f"{i.keyword} {i.args}" for i in DOCKERFILE)
+    copied = [i.args for i in DOCKERFILE if i.keyword in ("COPY", "ADD")]
+
+    assert not any("config" in args.split()[0] for args in copied)
+    assert "SANDBOX" not in image
+    assert "127.0.0.1" not in image
+
+
+def test_given_the_image_then_it_runs_as_a_user_who_owns_every_volume_mounted_in_it() -> None:
+    [user] = [i.args for i in DOCKERFILE if i.stage == IMAGE_STAGE and i.keyword == "USER"]
+    runs = " ".join(i.args for i in DOCKERFILE if i.stage == IMAGE_STAGE and i.keyword == "RUN")
+    owned = {
+        path
+        for command in runs.split("&&")
+        if command.split()[:2] == ["chown", f"{user}:{user}"]
+        for path in command.split()[2:]
+    }
+    named = set(COMPOSE["volumes"])
+    mounted = {t for n in APP_SERVICES for t, source in mounts(n).items() if source in named}
+
+    assert user not in ("root", "0")
+    assert not user.startswith("0:")
+    assert mounted <= owned
+    assert image_env()["SYNC_DATA_DIR"] in owned
+
+
+def test_given_the_build_context_then_it_holds_only_what_the_image_copies() -> None:
+    patterns = [
+        line
+        for line in (ROOT / ".dockerignore").read_text("utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    copied = {
+        source
+        for i in DOCKERFILE
+        if i.keyword == "COPY" and not i.args.startswith("--from")
+        for source in i.args.split()[:-1]
+    }
+
+    assert patterns[0] == "*"
+    assert {p.removeprefix("!") for p in patterns if p.startswith("!")} == copied
+
+
+def _referenced(config_dir: Path) -> set[str]:
+    """Every environment variable a configuration directory's connectors.yaml reads."""
+    raw = yaml.safe_load((config_dir / "connectors.yaml").read_text("utf-8"))
+
+    def refs(value: Any) -> set[str]:
+        if isinstance(value, dict):
+            own = {value["env"]} if set(value) == {"env"} else set()
+            return own.union(*(refs(v) for v in value.values()))
+        return variables(value) if isinstance(value, str) else set()
+
+    return refs(raw)
+
+
+def test_given_the_connectors_env_example_then_it_names_exactly_what_the_example_reads() -> None:
+    assert set(read_env_file(CONNECTORS_ENV_EXAMPLE)) == _referenced(PRODUCTION_EXAMPLE)
+
+
+@pytest.mark.parametrize("example", [CONNECTORS_ENV_EXAMPLE, COMPOSE_ENV_EXAMPLE])
+def test_given_an_env_example_then_it_holds_names_only(example: Path) -> None:
+    assert set(read_env_file(example).values()) == {""}
+
+
+def test_given_the_compose_env_example_then_it_names_every_variable_compose_reads() -> None:
+    assert set(read_env_file(COMPOSE_ENV_EXAMPLE)) == variables(COMPOSE) | {"COMPOSE_PROFILES"}
+
+
+def test_given_the_production_example_with_its_variables_set_then_it_loads() -> None:
+    env = dict.fromkeys(read_env_file(CONNECTORS_ENV_EXAMPLE), "stand-in")
+    env |= {"OA_BASE_URL": "https://oa.example.com", "WECOM_AGENTID": "1000002"}
+
+    config = load_config(PRODUCTION_EXAMPLE, env, webhook_secrets=True)
+
+    assert {c.base_url.split("://")[0] for c in config.connectors.values()} == {"https"}
+    assert config.enabled_flows()
+
+
+def test_given_the_production_example_then_its_flows_are_the_shipped_ones_on_its_connectors() -> (
+    None
+):
+    for path in sorted((PRODUCTION_EXAMPLE / "flows").glob("*.yaml")):
+        example = yaml.safe_load(path.read_text("utf-8"))
+        shipped = yaml.safe_load((ROOT / "config" / "flows" / path.name).read_text("utf-8"))
+        for side in ("source", "target"):
+            shipped[side]["connector"] = shipped[side]["connector"].removeprefix("sandbox_")
+
+        assert example == shipped, path.name
+
+
+# -- the sandbox: a profile for trying the stack ------------------------------------------------
+
+
+def test_given_the_sandbox_then_it_runs_only_in_its_own_profile() -> None:
+    assert SERVICES["sandbox"]["profiles"] == ["sandbox"]
+    assert [n for n, s in SERVICES.items() if "profiles" in s] == ["sandbox"]
+    assert not any("sandbox" in s.get("depends_on", {}) for s in SERVICES.values())
+
+
+def test_given_the_sandbox_then_it_serves_the_stack_under_its_service_name() -> None:
+    command = SERVICES["sandbox"]["command"]
+
+    assert command[:2] == ["sandbox", "up"]
+    assert command[command.index("--host") + 1] == "sandbox"
+    assert SERVICES["sandbox"]["environment"]["SYNC_DATA_DIR"] in mounts("sandbox")
