@@ -152,6 +152,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str, task_events: boo
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
     if unknown:
         raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}", param_hint="--queues")
+    load_config(settings.config_dir)  # every task would fail on it: refuse to start instead
     with services(settings) as resolved:
         _migrate(resolved)
         concurrency = concurrency or settings.worker_concurrency
@@ -169,6 +170,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str, task_events: boo
 def beat(loglevel: str) -> None:
     """Run Celery Beat, which enqueues scheduled pulls. Run exactly one."""
     settings = settings_from_env()
+    load_config(settings.config_dir, environment=False)  # Beat reads the flows, no secret
     with services(settings) as resolved:
         schedule = resolved.settings.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)

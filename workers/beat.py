@@ -6,6 +6,7 @@ pulls, which the per-flow lock turns away; it never doubles an effect.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,12 @@ from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
 from sync_pipeline.config.flow import Flow
-from sync_pipeline.config.loader import load_config
+from sync_pipeline.config.loader import Config, load_config
+from sync_pipeline.errors import ConfigError
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
+
+log = logging.getLogger(__name__)
 
 
 def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
@@ -57,7 +61,7 @@ class FlowScheduler(PersistentScheduler):
     """
 
     def setup_schedule(self) -> None:
-        config = load_config(load_settings().config_dir)
+        config = _flows_or_exit()
         flows = flow_schedule(list(config.enabled_flows()))
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
         super().setup_schedule()
@@ -69,3 +73,15 @@ class FlowScheduler(PersistentScheduler):
 
 
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _flows_or_exit() -> Config:
+    """The flows, without any secret (Beat only enqueues by name); an invalid config is one
+    log line per problem and exit code 2, not Celery's two tracebacks of the scheduler."""
+    try:
+        return load_config(load_settings().config_dir, environment=False)
+    except ConfigError as exc:
+        problems = str(exc).splitlines()
+    for line in problems:
+        log.error("%s", line)
+    raise SystemExit(2)

@@ -60,7 +60,11 @@ class ConfigErrors(ConfigError):
 
 
 def load_config(
-    config_dir: Path | str, env: Mapping[str, str] | None = None, *, webhook_secrets: bool = False
+    config_dir: Path | str,
+    env: Mapping[str, str] | None = None,
+    *,
+    webhook_secrets: bool = False,
+    environment: bool = True,
 ) -> Config:
     """Load and check every file; `env` (default os.environ) supplies env-var secrets.
 
@@ -69,13 +73,20 @@ def load_config(
     without), and a variable may be both a credential and a callback secret (Feishu's approval
     center reuses the webhook's Verification Token and Encrypt Key), so checking them in a
     second round would hide the callback secret behind the credential.
+
+    `environment=False`: the files alone, nothing read from the environment or from secret
+    files, for what needs only the flows (Beat, `syncctl status`, `run`): the connectors are
+    checked as written and come back unresolved (`ConnectorConfig.resolved` False), so a
+    command that reads only our own state never needs a vendor's secret.
     """
     config_dir = Path(config_dir)
     env = os.environ if env is None else env
     problems: dict[str, list[tuple[str, str]]] = {}
     connectors_path = config_dir / CONNECTORS_FILE
     raw_connectors = _read(connectors_path, problems) or {}
-    connectors = _connectors(connectors_path, raw_connectors, env, problems, webhook_secrets)
+    connectors = _connectors(
+        connectors_path, raw_connectors, env if environment else None, problems, webhook_secrets
+    )
     # Names and vendors as written, so flows are checked even while connectors.yaml has errors.
     known = tuple(str(v) for v in Vendor)
     vendors = {
@@ -110,10 +121,11 @@ def load_config(
 def _connectors(
     path: Path,
     raw: Mapping[str, Any],
-    env: Mapping[str, str],
+    env: Mapping[str, str] | None,
     problems: dict[str, list[tuple[str, str]]],
     webhook_secrets: bool,
 ) -> dict[str, ConnectorConfig]:
+    """Each connector checked; with `env` None, checked as written and left unresolved."""
     found: list[tuple[str, str]] = []
     connectors: dict[str, ConnectorConfig] = {}
     for name, written in raw.items():
@@ -123,14 +135,27 @@ def _connectors(
         if not isinstance(written, dict):
             found.append((name, "expected a mapping with vendor, base_url and credentials"))
             continue
-        body, unset = _expand_base_url(written, env)
-        if unset:
-            found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
-            continue
+        if env is None:
+            body = _unexpanded_base_url(written)
+        else:
+            body, unset = _expand_base_url(written, env)
+            if unset:
+                found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
+                continue
         try:
             data = ConnectorSchema().load(body)
         except ValidationError as exc:
             found += [(f"{name}.{key}", msg) for key, msg in flatten(exc.messages)]
+            continue
+        limits = {
+            api: tuple(RateLimit(count, per_s) for count, per_s in windows)
+            for api, windows in data["rate_limits"].items()
+        }
+        data = {**data, "rate_limits": limits}
+        if env is None:
+            connectors[name] = ConnectorConfig(
+                name=name, **{**data, "credentials": {}}, resolved=False
+            )
             continue
         secrets, missing = resolve_credentials(data["credentials"], env, path.parent)
         found += [(f"{name}.credentials.{key}", msg) for key, msg in missing]
@@ -139,13 +164,8 @@ def _connectors(
         if webhook_secrets and data["webhook"] is not None:
             _, missing = resolve_credentials(data["webhook"].secrets, env, path.parent)
             found += [(f"{name}.webhook.{key}", msg) for key, msg in missing]
-        limits = {
-            api: tuple(RateLimit(count, per_s) for count, per_s in windows)
-            for api, windows in data["rate_limits"].items()
-        }
         connectors[name] = ConnectorConfig(
-            name=name,
-            **{**data, "credentials": secrets, "rate_limits": limits, "options": options},
+            name=name, **{**data, "credentials": secrets, "options": options}
         )
     if found:
         problems.setdefault(str(path), []).extend(found)
@@ -175,6 +195,18 @@ def _expand_base_url(body: dict[str, Any], env: Mapping[str, str]) -> tuple[dict
         return default
 
     return {**body, "base_url": ENV_REFERENCE.sub(value, url)}, unset
+
+
+UNRESOLVED_URL = "http://unresolved.invalid"  # a base_url whose variables were not read
+
+
+def _unexpanded_base_url(body: dict[str, Any]) -> dict[str, Any]:
+    """A base_url naming variables cannot be checked without them: it stands in as
+    UNRESOLVED_URL; a literal one is checked as usual."""
+    url = body.get("base_url")
+    if isinstance(url, str) and "${" in url:
+        return {**body, "base_url": UNRESOLVED_URL}
+    return body
 
 
 def _flow(
@@ -214,20 +246,24 @@ def _cross_checks(
 def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
     """The file's top-level mapping, or None once its problem is recorded."""
     try:
-        text = path.read_text("utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         problems.setdefault(str(path), []).append(
             (TOP, f"expected a readable file ({exc.strerror})")
         )
         return None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}" if mark is not None else TOP
-        column = f" (column {mark.column + 1})" if mark is not None else ""
-        problem = f"expected valid YAML: {exc.problem}{column}"
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        decoded = raw[: exc.start].decode("utf-8")
+        where = _position(decoded, len(decoded))
+        problem = f"expected UTF-8 text; byte 0x{raw[exc.start]:02x} is not (save it as UTF-8)"
         problems.setdefault(str(path), []).append((where, problem))
+        return None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        problems.setdefault(str(path), []).append(_yaml_problem(exc, text))
         return None
     if data is None:
         return {}
@@ -235,6 +271,26 @@ def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, A
         problems.setdefault(str(path), []).append((TOP, "expected a mapping of keys to values"))
         return None
     return data
+
+
+def _position(text: str, offset: int) -> str:
+    """`line L, column C` (both from 1) of the character at `offset` in `text`; `text` may
+    end there (all that could be decoded before a bad byte)."""
+    before = text[:offset]
+    return f"line {before.count(chr(10)) + 1}, column {len(before) - before.rfind(chr(10))}"
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[str, str]:
+    """(where, what) of a YAML error: a syntax error's mark, or the reader's position of a
+    character YAML refuses (a control character, say), which carries no mark."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = TOP if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+        return where, f"expected valid YAML: {exc.problem or exc.context}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        what = f"unacceptable character #x{exc.character:04x} ({exc.reason})"
+        return _position(text, exc.position), f"expected valid YAML: {what}"
+    return TOP, f"expected valid YAML ({type(exc).__name__})"
 
 
 class _StrictLoader(yaml.SafeLoader):

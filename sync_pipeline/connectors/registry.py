@@ -26,6 +26,8 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
 
 def make_connector(config: ConnectorConfig, ctx: ConnectorContext) -> Connector:
     """The connector for `config.vendor`; a vendor this build lacks is a config error."""
+    if not config.resolved:
+        raise ValueError(f"connector {config.name} was loaded without its secrets")
     module_name, class_name = CONNECTORS[config.vendor]
     try:
         module = importlib.import_module(module_name)
