@@ -246,10 +246,18 @@ def run(flow: str, wait: bool, timeout: float) -> None:
     from sync_pipeline.follow import follow_run, trigger_run
 
     settings = settings_from_env()
-    config = load_config(settings.config_dir)
+    config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
     if flow not in config.flows:
         known = ", ".join(sorted(config.flows)) or "none"
         raise ConfigError(str(settings.config_dir / "flows"), [(flow, f"expected one of: {known}")])
+    chosen = config.flows[flow]
+    if not config.pullable(chosen):
+        source = f"{chosen.source.connector}/{chosen.source.stream}"
+        fail(
+            f"{flow} has nothing to pull: {source} is synced only by its webhook events, "
+            "as they arrive (see them with: syncctl events list --status done)",
+            2,
+        )
     with services(settings) as resolved:
         task_id = trigger_run(resolved.settings, flow)
         if not wait:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from sync_pipeline.config.connector import (
     resolve_options,
 )
 from sync_pipeline.config.flow import Flow, FlowSchema
+from sync_pipeline.connectors.base import StreamCapabilities
+from sync_pipeline.connectors.registry import capabilities
 from sync_pipeline.errors import ConfigError, SyncError
 from sync_pipeline.stages.transform import UserField
 
@@ -43,6 +45,13 @@ class Config:
 
     def enabled_flows(self) -> tuple[Flow, ...]:
         return tuple(flow for flow in self.flows.values() if flow.enabled)
+
+    def pullable(self, flow: Flow) -> bool:
+        """Whether a pull can read the flow's source; a flow whose source stream only webhook
+        events sync (chat messages) has nothing to pull."""
+        streams = capabilities(self.connectors[flow.source.connector].vendor)
+        can = streams.get(flow.source.stream)
+        return can is not None and can.read
 
 
 class ConfigErrors(ConfigError):
@@ -223,8 +232,8 @@ def _flow(
 def _cross_checks(
     flow: Flow, vendors: Mapping[str, str], connectors_path: Path
 ) -> Iterator[tuple[str, str]]:
-    """What one file cannot know alone: connector names, and users mapped between the
-    flow's own two systems."""
+    """What one file cannot know alone: connector names, what their streams can do, and
+    users mapped between the flow's own two systems."""
     for side, endpoint in (("source", flow.source), ("target", flow.target)):
         if endpoint.connector not in vendors:
             known = ", ".join(sorted(vendors)) or "none"
@@ -232,6 +241,7 @@ def _cross_checks(
                 f"{side}.connector",
                 f"expected a connector defined in {connectors_path} ({known})",
             )
+    yield from _stream_checks(flow, vendors)
     source, target = vendors.get(flow.source.connector), vendors.get(flow.target.connector)
     for name, spec in flow.mapping.fields.items():
         if not isinstance(spec, UserField):
@@ -241,6 +251,79 @@ def _cross_checks(
             yield f"{key}.from_system", f"expected {source}, the source connector's vendor"
         if target and spec.to_system != target:
             yield f"{key}.to_system", f"expected {target}, the target connector's vendor"
+
+
+def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """Each stream asked only for what its connector declares (connectors/registry.py):
+    a stream a connector cannot serve in its role would fail every run, not once."""
+    source = _streams(vendors.get(flow.source.connector, ""))
+    if isinstance(source, str):
+        yield "source.connector", source
+    elif source is not None:
+        yield from _source_checks(flow, source, vendors[flow.source.connector])
+    target = _streams(vendors.get(flow.target.connector, ""))
+    if isinstance(target, str):
+        yield "target.connector", target
+    elif target is not None:
+        vendor, stream = vendors[flow.target.connector], flow.target.stream
+        can = target.get(stream)
+        writable = _names(target, lambda c: c.write)
+        if can is None:
+            yield "target.stream", f"expected a stream of the {vendor} connector: {writable}"
+        elif not can.write:
+            yield (
+                "target.stream",
+                (
+                    f"expected a stream the {vendor} connector can write ({writable}); "
+                    f"{stream} can only be {can.roles()}"
+                ),
+            )
+
+
+def _source_checks(
+    flow: Flow, streams: Mapping[str, StreamCapabilities], vendor: str
+) -> Iterator[tuple[str, str]]:
+    stream = flow.source.stream
+    can = streams.get(stream)
+    if can is None:
+        known = _names(streams, lambda c: c.read or bool(c.events))
+        yield "source.stream", f"expected a stream of the {vendor} connector: {known}"
+        return
+    if (flow.trigger.interval_s or flow.trigger.cron) and not can.read:
+        readable = _names(streams, lambda c: c.read)
+        yield (
+            "source.stream",
+            (
+                f"expected a stream the {vendor} connector can read on a schedule ({readable}); "
+                f"{stream} can only be {can.roles()}"
+            ),
+        )
+    if flow.trigger.webhook and not can.events:
+        evented = _names(streams, lambda c: bool(c.events))
+        yield (
+            "trigger.webhook",
+            (
+                f"expected a source stream whose {vendor} webhook events start a sync ({evented}); "
+                f"{stream} can only be {can.roles()}"
+            ),
+        )
+
+
+def _streams(vendor: str) -> Mapping[str, StreamCapabilities] | str | None:
+    """The vendor's streams; a problem when this build lacks it; None for a vendor the
+    connectors file already reports."""
+    if not vendor:
+        return None
+    try:
+        return capabilities(Vendor(vendor))
+    except ConfigError as exc:
+        return exc.problems[0][1]
+
+
+def _names(
+    streams: Mapping[str, StreamCapabilities], able: Callable[[StreamCapabilities], bool]
+) -> str:
+    return ", ".join(sorted(name for name, can in streams.items() if able(can))) or "none"
 
 
 def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
