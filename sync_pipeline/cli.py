@@ -240,9 +240,15 @@ def _print_health(answer: dict[str, Any]) -> None:
 @click.argument("flow")
 @click.option("--wait", is_flag=True, help="Follow the run to its end; exit 1 if it failed.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to follow it.")
+@click.option(
+    "--even-if-disabled",
+    is_flag=True,
+    help="Run a flow whose file says enabled: false (asks first on a terminal).",
+)
 @one_line_errors
-def run(flow: str, wait: bool, timeout: float) -> None:
-    """Trigger a pull of FLOW now (a worker runs it)."""
+def run(flow: str, wait: bool, timeout: float, even_if_disabled: bool) -> None:
+    """Trigger a pull of FLOW now (a worker runs it). A disabled flow runs only with
+    --even-if-disabled."""
     from sync_pipeline.follow import follow_run, trigger_run
 
     settings = settings_from_env()
@@ -258,8 +264,10 @@ def run(flow: str, wait: bool, timeout: float) -> None:
             "as they arrive (see them with: syncctl events list --status done)",
             2,
         )
+    if not chosen.enabled:
+        _confirm_disabled(flow, even_if_disabled)
     with services(settings) as resolved:
-        task_id = trigger_run(resolved.settings, flow)
+        task_id = trigger_run(resolved.settings, flow, even_if_disabled=even_if_disabled)
         if not wait:
             console.print(
                 f"queued a run of {flow} (task {task_id}); follow it with: syncctl status"
@@ -270,6 +278,21 @@ def run(flow: str, wait: bool, timeout: float) -> None:
         fail(f"no run of {flow} finished within {timeout:g} s; is a worker running?", 1)
     elif final.status.value != "succeeded":
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
+
+
+def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
+    """A disabled flow runs only when the operator says so: the flag, and on a terminal a
+    yes to the question (a script that passes the flag has said it already)."""
+    if not even_if_disabled:
+        fail(
+            f"{flow} is disabled (enabled: false in its flow file), so it is not run; "
+            f"to run it once anyway: syncctl run {flow} --even-if-disabled",
+            2,
+        )
+    if sys.stdin.isatty() and not click.confirm(
+        f"{flow} is disabled. Run it now anyway, making its effects on the target?"
+    ):
+        fail(f"{flow} not run", 1)
 
 
 @main.command()

@@ -7,6 +7,7 @@ pulls, which the per-flow lock turns away; it never doubles an effect.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,13 @@ from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
 log = logging.getLogger(__name__)
 
 
-def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
-    """Beat entries for the flows that have a schedule."""
+def flow_schedule(flows: Iterable[Flow]) -> dict[str, dict[str, Any]]:
+    """Beat entries for the enabled flows that have a schedule: a disabled flow is never
+    scheduled (only `syncctl run FLOW --even-if-disabled` runs it)."""
     entries: dict[str, dict[str, Any]] = {}
     for flow in flows:
+        if not flow.enabled:
+            continue
         if flow.trigger.cron:
             minute, hour, day, month, weekday = flow.trigger.cron.split()
             schedule: Any = crontab(minute, hour, weekday, day, month)
@@ -62,7 +66,7 @@ class FlowScheduler(PersistentScheduler):
 
     def setup_schedule(self) -> None:
         config = _flows_or_exit()
-        flows = flow_schedule(list(config.enabled_flows()))
+        flows = flow_schedule(config.flows.values())
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
         super().setup_schedule()
         for name in flows:
