@@ -438,11 +438,18 @@ def events() -> None:
     default="failed",
     show_default=True,
 )
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Show the newest N.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
 def events_list(status: str, limit: int, as_json: bool) -> None:
-    """Recorded events with a status, newest last, with why they failed or were ignored."""
+    """The newest recorded events with a status (newest last), with why they failed or were
+    ignored."""
     from sync_pipeline.state import inbound
     from sync_pipeline.state.db import engine_for
 
