@@ -7,7 +7,9 @@ usage). Errors print as one line on stderr, never as a traceback.
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -349,10 +351,13 @@ def dlq() -> None:
 
 @dlq.command(name="list")
 @click.option("--flow", default=None, help="Only this flow's letters.")
+@click.option(
+    "--all", "everything", is_flag=True, help="Closed and discarded letters too, with who and why."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
-def dlq_list(flow: str | None, as_json: bool) -> None:
-    """List open dead letters."""
+def dlq_list(flow: str | None, everything: bool, as_json: bool) -> None:
+    """List open dead letters (with --all, closed and discarded ones too)."""
     from sync_pipeline.state import deadletters
     from sync_pipeline.state.db import engine_for
 
@@ -361,31 +366,73 @@ def dlq_list(flow: str | None, as_json: bool) -> None:
         services(settings, need_redis=False) as resolved,
         engine_for(resolved.settings.urls()[1]).connect() as conn,
     ):
-        letters = deadletters.open_letters(conn, flow)
+        letters = deadletters.letters(conn, flow, everything=everything)
     if as_json:
-        rows = [
-            {
-                "id": d.id,
-                "flow": d.flow,
-                "run_id": d.run_id,
-                "source_id": d.source_id,
-                "reason": d.reason,
-                "error_class": d.error_class,
-                "created_at": d.created_at.isoformat(),
-                "replay_count": d.replay_count,
-            }
-            for d in letters
-        ]
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([d.as_json() for d in letters], indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"Dead letters ({len(letters)})")
-    for column in ("id", "flow", "source id", "reason", "since"):
+    title = "Dead letters" if everything else "Open dead letters"
+    table = Table(title=f"{title} ({len(letters)})")
+    for column in (
+        "id",
+        "flow",
+        "source id",
+        "reason",
+        "since",
+        *(("state",) if everything else ()),
+    ):
         table.add_column(column)
     for d in letters:
+        state = d.state
+        if d.state == "discarded":
+            state = f"discarded by {d.discarded_by}: {d.discard_reason}"
         table.add_row(
-            str(d.id), d.flow, d.source_id, d.reason, d.created_at.strftime("%Y-%m-%d %H:%M")
+            str(d.id),
+            d.flow,
+            d.source_id,
+            d.reason,
+            d.created_at.strftime("%Y-%m-%d %H:%M"),
+            *((state,) if everything else ()),
         )
     console.print(table)
+
+
+@dlq.command(name="discard")
+@click.argument("letter_ids", nargs=-1, type=int, required=True)
+@click.option("--reason", required=True, help="Why they are dropped (kept with them).")
+@click.option("--by", default=None, help="Who drops them.  [default: your OS user name]")
+@one_line_errors
+def dlq_discard(letter_ids: tuple[int, ...], reason: str, by: str | None) -> None:
+    """Drop open dead letters for good: each is kept, marked discarded with who and why, and
+    no longer counted, listed (but with --all) or replayed. Exits 1 if an id was not open."""
+    from sync_pipeline.state import deadletters
+    from sync_pipeline.state.db import engine_for
+    from sync_pipeline.untrusted import clean_text
+
+    why, who = clean_text(reason.strip()), clean_text((by or _os_user()).strip())
+    if not why:
+        raise click.BadParameter("expected a reason, saying why", param_hint="--reason")
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).begin() as conn,
+    ):
+        done = deadletters.discard(conn, sorted(set(letter_ids)), who, why)
+    left = sorted(set(letter_ids) - set(done))
+    if done:
+        console.print(f"discarded {len(done)} dead letter(s) as {who}: {', '.join(map(str, done))}")
+    if left:
+        fail(f"not open, left alone: {', '.join(map(str, left))} (see: syncctl dlq list --all)", 1)
+
+
+def _os_user() -> str:
+    """The operator's login name, or their uid where the system has no name for it (a
+    container's arbitrary uid)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 @dlq.command(name="replay")

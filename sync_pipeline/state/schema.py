@@ -146,6 +146,11 @@ dead_letters.append_column(
     )
 )
 
+# Added in 0008: a letter the operator discarded (syncctl dlq discard): who and why; its
+# resolved_at is when. Kept, never deleted: the record and its reason stay readable.
+dead_letters.append_column(sa.Column("discarded_by", sa.Text, nullable=True))
+dead_letters.append_column(sa.Column("discard_reason", sa.Text, nullable=True))
+
 pages = sa.Table(
     "pages",
     metadata,
