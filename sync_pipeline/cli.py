@@ -11,12 +11,13 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +30,9 @@ from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.migrate import MigrationResult, migrate
+from sync_pipeline.state.runs import Run
+from sync_pipeline.status import FlowStatus, flow_statuses
+from sync_pipeline.untrusted import clean_text, excerpt
 
 console = Console()
 err_console = Console(stderr=True)
@@ -301,47 +305,70 @@ def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
 def status(as_json: bool) -> None:
-    """Flows with their cursor, lag, last pull, last webhook event and dead letters."""
+    """Flows with their lag, last successful pull, last pull and event, and open dead
+    letters, and why a pull or event stopped. Reads PostgreSQL only: no vendor secret."""
     from sync_pipeline.state.db import engine_for
-    from sync_pipeline.status import flow_statuses
 
     settings = settings_from_env()
-    config = load_config(settings.config_dir)
+    config = load_config(settings.config_dir, environment=False)
     with services(settings, need_redis=False) as resolved:
         found = flow_statuses(engine_for(resolved.settings.urls()[1]), config)
     if as_json:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
         return
-    table = Table(title="Flows")
-    for column in (
-        "flow",
-        "cursor",
-        "lag",
-        "last run",
-        "pulled",
-        "written",
-        "skipped",
-        "dead",
-        "last event",
-        "DLQ",
-    ):
-        table.add_column(column)
+    console.print(_status_table(found))
+    why = [line for f in found for line in _stopped(f)]
+    if why:
+        console.print("\n".join(why), highlight=False)
+
+
+def _status_table(found: Sequence[FlowStatus]) -> Table:
+    """One row a flow, in 80 columns for the shipped names: the flow name is never cut."""
+    table = Table(title="Flows", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("flow", no_wrap=True)
+    for column in ("lag", "last ok", "pull", "event", "DLQ"):
+        table.add_column(column, justify="right", no_wrap=True)
     for f in found:
-        run_, event = f.last_run, f.last_event
-        counts = run_.counts if run_ else {}
+        pull = _outcome(f.last_run) if f.enabled else "off"
         table.add_row(
-            f.flow + ("" if f.enabled else " (disabled)"),
-            f.cursor or "-",
-            "-" if f.lag_s is None else f"{f.lag_s / 60:.0f} min",
-            "-" if run_ is None else f"#{run_.id} {run_.status.value}",
-            str(counts.get("pulled", "-")),
-            str(counts.get("written", "-")),
-            str(counts.get("skipped", "-")),
-            str(counts.get("dead_lettered", "-")),
-            "-" if event is None else f"#{event.id} {event.status.value}",
+            f.flow,
+            _age(f.lag_s) if f.pullable else "events",
+            _age(f.last_ok_age_s),
+            pull if f.pullable else "-",
+            _outcome(f.last_event),
             str(f.dead_letters),
         )
-    console.print(table)
+    return table
+
+
+def _stopped(f: FlowStatus) -> list[str]:
+    """Why the flow's last pull or last event stopped, each with what to run next."""
+    lines = []
+    for what, run_, hint in (
+        ("pull", f.last_run, f"then: syncctl run {f.flow} --wait"),
+        ("event run", f.last_event, "then: syncctl events replay"),
+    ):
+        if run_ is not None and run_.status.value in ("failed", "stopped"):
+            error = excerpt(run_.error or "no reason recorded")
+            lines.append(f"{f.flow}: {what} #{run_.id} {run_.status.value}: {error}; {hint}")
+    return lines
+
+
+def _outcome(run_: Run | None) -> str:
+    return "-" if run_ is None else STATUS_WORDS.get(run_.status.value, run_.status.value)
+
+
+STATUS_WORDS = {"succeeded": "ok"}
+
+
+def _age(seconds: float | None) -> str:
+    """A duration in its largest whole unit: 45s, 12m, 3h, 2d."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 @main.group()
@@ -406,7 +433,6 @@ def dlq_discard(letter_ids: tuple[int, ...], reason: str, by: str | None) -> Non
     no longer counted, listed (but with --all) or replayed. Exits 1 if an id was not open."""
     from sync_pipeline.state import deadletters
     from sync_pipeline.state.db import engine_for
-    from sync_pipeline.untrusted import clean_text
 
     why, who = clean_text(reason.strip()), clean_text((by or _os_user()).strip())
     if not why:
