@@ -20,7 +20,12 @@ from sync_pipeline.status import FlowStatus, flow_statuses
 from tests.unit.config.test_examples import CONFIG_DIR
 
 FLOW = "approvals_to_wecom"
-NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The test's own now: each scene is laid out back from it."""
+    return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -64,10 +69,10 @@ def test_given_no_pull_ever_lag_is_unknown(engine) -> None:
 
 
 def test_given_a_quiet_source_since_a_successful_pull_lag_is_zero_however_old_the_cursor(
-    engine,
+    engine, now
 ) -> None:
-    two_days_ago = NOW - timedelta(days=2)
-    pull(engine, NOW - timedelta(minutes=1), runs.RunStatus.SUCCEEDED, cursor=two_days_ago)
+    two_days_ago = now - timedelta(days=2)
+    pull(engine, now - timedelta(minutes=1), runs.RunStatus.SUCCEEDED, cursor=two_days_ago)
 
     shown = status(engine)
 
@@ -75,11 +80,11 @@ def test_given_a_quiet_source_since_a_successful_pull_lag_is_zero_however_old_th
     assert shown.last_ok_age_s == pytest.approx(60, abs=30)
 
 
-def test_given_changes_read_and_not_yet_written_lag_is_the_age_of_the_oldest(engine) -> None:
-    ok = NOW - timedelta(minutes=10)
+def test_given_changes_read_and_not_yet_written_lag_is_the_age_of_the_oldest(engine, now) -> None:
+    ok = now - timedelta(minutes=10)
     pull(engine, ok, runs.RunStatus.SUCCEEDED)
-    oldest, newer = NOW - timedelta(minutes=8), NOW - timedelta(minutes=2)
-    pull(engine, NOW - timedelta(minutes=1), None, waiting=[newer, oldest])
+    oldest, newer = now - timedelta(minutes=8), now - timedelta(minutes=2)
+    pull(engine, now - timedelta(minutes=1), None, waiting=[newer, oldest])
 
     shown = status(engine)
 
@@ -88,19 +93,19 @@ def test_given_changes_read_and_not_yet_written_lag_is_the_age_of_the_oldest(eng
 
 
 def test_given_a_pull_rereading_its_lookback_what_the_last_success_synced_is_not_lag(
-    engine,
+    engine, now
 ) -> None:
-    ok = NOW - timedelta(minutes=10)
+    ok = now - timedelta(minutes=10)
     pull(engine, ok, runs.RunStatus.SUCCEEDED)
-    pull(engine, NOW - timedelta(minutes=1), None, waiting=[ok - timedelta(minutes=4)])
+    pull(engine, now - timedelta(minutes=1), None, waiting=[ok - timedelta(minutes=4)])
 
     assert status(engine).lag_s == 0
 
 
-def test_given_a_failed_pull_its_unwritten_changes_stay_lag(engine) -> None:
-    pull(engine, NOW - timedelta(hours=2), runs.RunStatus.SUCCEEDED)
-    changed = NOW - timedelta(hours=1)
-    pull(engine, NOW - timedelta(minutes=50), runs.RunStatus.FAILED, waiting=[changed])
+def test_given_a_failed_pull_its_unwritten_changes_stay_lag(engine, now) -> None:
+    pull(engine, now - timedelta(hours=2), runs.RunStatus.SUCCEEDED)
+    changed = now - timedelta(hours=1)
+    pull(engine, now - timedelta(minutes=50), runs.RunStatus.FAILED, waiting=[changed])
 
     shown = status(engine)
 
