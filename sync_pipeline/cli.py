@@ -29,6 +29,7 @@ from sync_pipeline.logging import configure_logging
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
+from sync_pipeline.state.instances import Instance
 from sync_pipeline.state.migrate import MigrationResult, migrate
 from sync_pipeline.state.runs import Run
 from sync_pipeline.status import FlowStatus, flow_statuses
@@ -108,7 +109,54 @@ def check() -> None:
         )
     console.print(flows)
     counts = f"{len(config.connectors)} connectors, {len(config.flows)} flows"
-    console.print(f"[green]configuration OK[/]: {counts}")
+    console.print(f"[green]configuration OK[/]: {counts} (digest {config.digest[:12]})")
+    _check_services(settings, config.digest)
+
+
+def _check_services(settings: Settings, digest: str) -> None:
+    """The running services that loaded other files than these: a changed flow file takes
+    effect only when they restart (presence.py says why). Needs the database, so it is
+    skipped, saying so, when DATABASE_URL is unset or does not answer."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.state import instances
+    from sync_pipeline.state.db import engine_for
+
+    if settings.database_url is None:
+        console.print("running services: not checked (DATABASE_URL is unset)")
+        return
+    try:
+        with engine_for(settings.database_url, settings.connect_timeout_s).connect() as conn:
+            running = instances.running(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        console.print(f"running services: not checked ({type(exc).__name__} from PostgreSQL)")
+        return
+    _print_services(running, digest)
+
+
+def _print_services(running: Sequence[Instance], digest: str) -> None:
+    """Each running service and whether it runs these files; then whom to restart."""
+    if not running:
+        console.print("running services: none recorded")
+        return
+    table = Table(title="Running services", box=box.SIMPLE_HEAD, show_edge=False)
+    for column in ("service", "started", "configuration"):
+        table.add_column(column)
+    for one in running:
+        current = one.config_digest == digest
+        table.add_row(
+            one.name,
+            one.started_at.strftime("%Y-%m-%d %H:%M"),
+            "current" if current else f"{one.config_digest[:12]}: restart it",
+        )
+    console.print(table)
+    stale = [one.name for one in running if one.config_digest != digest]
+    if stale:
+        console.print(
+            f"[yellow]the configuration changed since these started; restart them to apply it[/]: "
+            f"{', '.join(stale)}",
+            highlight=False,
+        )
 
 
 @main.command(name="migrate")
@@ -307,12 +355,16 @@ def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
 def status(as_json: bool) -> None:
     """Flows with their lag, last successful pull, last pull and event, and open dead
     letters, and why a pull or event stopped. Reads PostgreSQL only: no vendor secret."""
+    from sync_pipeline.state import instances
     from sync_pipeline.state.db import engine_for
 
     settings = settings_from_env()
     config = load_config(settings.config_dir, environment=False)
     with services(settings, need_redis=False) as resolved:
-        found = flow_statuses(engine_for(resolved.settings.urls()[1]), config)
+        engine = engine_for(resolved.settings.urls()[1])
+        found = flow_statuses(engine, config)
+        with engine.connect() as conn:
+            running = instances.running(conn)
     if as_json:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
         return
@@ -320,6 +372,7 @@ def status(as_json: bool) -> None:
     why = [line for f in found for line in _stopped(f)]
     if why:
         console.print("\n".join(why), highlight=False)
+    _print_services(running, config.digest)
 
 
 def _status_table(found: Sequence[FlowStatus]) -> Table:

@@ -17,6 +17,7 @@ from celery.schedules import crontab
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.errors import ConfigError
+from sync_pipeline.presence import Presence
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
 
@@ -66,6 +67,8 @@ class FlowScheduler(PersistentScheduler):
 
     def setup_schedule(self) -> None:
         config = _flows_or_exit()
+        self._presence = Presence(load_settings().urls()[1], "beat", config.digest)
+        self._presence.start()
         flows = flow_schedule(config.flows.values())
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
         super().setup_schedule()
@@ -74,6 +77,13 @@ class FlowScheduler(PersistentScheduler):
             if entry is not None and entry.total_run_count == 0:
                 entry.last_run_at = NEVER
         self.sync()
+
+
+    def close(self) -> None:
+        super().close()
+        presence: Presence | None = getattr(self, "_presence", None)
+        if presence is not None:
+            presence.stop()
 
 
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from celery import Task, chain
+from celery import Task, chain, signals
 
 from sync_pipeline import events, health, replay, steps
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import Transient
-from sync_pipeline.runtime import get_runtime
+from sync_pipeline.presence import Presence
+from sync_pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
 
@@ -29,6 +30,29 @@ log = logging.getLogger(__name__)
 MAX_COUNTDOWN_S = 300  # far below the broker's visibility timeout (DESIGN.md section 4)
 MAX_RETRIES = 8
 T = TypeVar("T")
+
+
+_presence: list[Presence] = []  # this worker's, while it runs
+
+
+@signals.worker_init.connect
+def _load_config(**_: Any) -> None:
+    """Before the pool forks: its processes share one configuration (runtime.py)."""
+    preload_config()
+
+
+@signals.worker_ready.connect
+def _record_presence(**_: Any) -> None:
+    """Record the configuration this worker runs, for `syncctl check` (presence.py)."""
+    presence = Presence(settings.urls()[1], "worker", preloaded_digest())
+    presence.start()
+    _presence.append(presence)
+
+
+@signals.worker_shutdown.connect
+def _remove_presence(**_: Any) -> None:
+    while _presence:
+        _presence.pop().stop()
 
 
 @app.task(name=HEALTH_TASK, ignore_result=False, acks_late=True)

@@ -8,12 +8,13 @@ can show them as they are. YAML syntax errors and duplicate keys name the line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from marshmallow import ValidationError
@@ -32,6 +33,9 @@ from sync_pipeline.connectors.registry import capabilities
 from sync_pipeline.errors import ConfigError, SyncError
 from sync_pipeline.stages.transform import UserField
 
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
 CONNECTORS_FILE = "connectors.yaml"
 FLOWS_DIR = "flows"
 TOP = "(top)"  # the key path of a problem with the file as a whole
@@ -42,6 +46,9 @@ NAME = re.compile(r"[a-z][a-z0-9_]*")
 class Config:
     connectors: Mapping[str, ConnectorConfig]
     flows: Mapping[str, Flow]
+    # sha256 of the files as read (names and bytes; secrets and the environment are not in
+    # it): a service records the digest it started with, so check can tell it is out of date.
+    digest: str = ""
 
     def enabled_flows(self) -> tuple[Flow, ...]:
         return tuple(flow for flow in self.flows.values() if flow.enabled)
@@ -91,8 +98,9 @@ def load_config(
     config_dir = Path(config_dir)
     env = os.environ if env is None else env
     problems: dict[str, list[tuple[str, str]]] = {}
+    digest = hashlib.sha256()
     connectors_path = config_dir / CONNECTORS_FILE
-    raw_connectors = _read(connectors_path, problems) or {}
+    raw_connectors = _read(connectors_path, problems, digest) or {}
     connectors = _connectors(
         connectors_path, raw_connectors, env if environment else None, problems, webhook_secrets
     )
@@ -106,7 +114,7 @@ def load_config(
     defined_in: dict[str, Path] = {}
     flows_dir = config_dir / FLOWS_DIR
     for path in sorted([*flows_dir.glob("*.yaml"), *flows_dir.glob("*.yml")]):
-        raw = _read(path, problems)
+        raw = _read(path, problems, digest)
         flow = None if raw is None else _flow(path, raw, problems)
         if flow is None:
             continue
@@ -124,7 +132,7 @@ def load_config(
         raise ConfigError(file, file_problems)
     if problems:
         raise ConfigErrors(list(problems.items()))
-    return Config(connectors=connectors, flows=flows)
+    return Config(connectors=connectors, flows=flows, digest=digest.hexdigest())
 
 
 def _connectors(
@@ -326,8 +334,11 @@ def _names(
     return ", ".join(sorted(name for name, can in streams.items() if able(can))) or "none"
 
 
-def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
-    """The file's top-level mapping, or None once its problem is recorded."""
+def _read(
+    path: Path, problems: dict[str, list[tuple[str, str]]], digest: Hash
+) -> dict[str, Any] | None:
+    """The file's top-level mapping, or None once its problem is recorded; its name and
+    bytes go into `digest`."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -335,6 +346,8 @@ def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, A
             (TOP, f"expected a readable file ({exc.strerror})")
         )
         return None
+    label = path.name if path.name == CONNECTORS_FILE else f"{FLOWS_DIR}/{path.name}"
+    digest.update(f"{label}\0{len(raw)}\0".encode() + raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 from sync_pipeline.config.loader import UNRESOLVED_URL, ConfigErrors, load_config
 
-from .conftest import CONNECTORS, FLOW
+from .conftest import CONNECTORS, ENV, FLOW
 
 
 def test_a_flow_naming_an_unknown_connector_is_told_where_connectors_live(tree) -> None:
@@ -178,3 +179,20 @@ def test_given_no_environment_a_base_url_variable_without_default_is_not_a_probl
     config = load_config(tree.root, {}, environment=False)
 
     assert config.connectors["oa"].base_url == UNRESOLVED_URL
+
+
+def test_given_the_same_files_elsewhere_the_digest_is_the_same(tree, tmp_path) -> None:
+    tree.flow("x")
+    copied = tmp_path / "elsewhere"
+    shutil.copytree(tree.root, copied)
+
+    assert tree.load().digest == load_config(copied, ENV).digest
+
+
+def test_given_a_comment_added_to_a_flow_file_the_digest_changes(tree) -> None:
+    path = tree.flow("x")
+    before = tree.load().digest
+
+    path.write_text(path.read_text("utf-8") + "# a note\n", "utf-8")
+
+    assert tree.load().digest != before
