@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sync_pipeline import __version__
@@ -370,8 +371,8 @@ def status(as_json: bool) -> None:
         return
     console.print(_status_table(found))
     why = [line for f in found for line in _stopped(f)]
-    if why:
-        console.print("\n".join(why), highlight=False)
+    if why:  # reasons may quote a vendor: printed as they are, never as markup
+        console.print("\n".join(why), highlight=False, markup=False)
     _print_services(running, config.digest)
 
 
@@ -464,7 +465,7 @@ def dlq_list(flow: str | None, everything: bool, as_json: bool) -> None:
     for d in letters:
         state = d.state
         if d.state == "discarded":
-            state = f"discarded by {d.discarded_by}: {d.discard_reason}"
+            state = escape(f"discarded by {d.discarded_by}: {d.discard_reason}")
         table.add_row(
             str(d.id),
             d.flow,
@@ -500,7 +501,8 @@ def dlq_discard(letter_ids: tuple[int, ...], reason: str, by: str | None) -> Non
         done = deadletters.discard(conn, sorted(set(letter_ids)), who, why)
     left = sorted(set(letter_ids) - set(done))
     if done:
-        console.print(f"discarded {len(done)} dead letter(s) as {who}: {', '.join(map(str, done))}")
+        ids = ", ".join(map(str, done))
+        console.print(f"discarded {len(done)} dead letter(s) as {escape(who)}: {ids}")
     if left:
         fail(f"not open, left alone: {', '.join(map(str, left))} (see: syncctl dlq list --all)", 1)
 

@@ -63,6 +63,7 @@ class FlowScheduler(PersistentScheduler):
     A flow that has never been pulled by this Beat is due at once rather than one interval
     after Beat starts: a new deployment (or a flow just enabled) syncs straight away. The
     schedule file keeps each entry's last run, so a restart does not pull everything again.
+    While it runs, Beat's presence records the configuration it scheduled (presence.py).
     """
 
     def setup_schedule(self) -> None:
@@ -77,7 +78,6 @@ class FlowScheduler(PersistentScheduler):
             if entry is not None and entry.total_run_count == 0:
                 entry.last_run_at = NEVER
         self.sync()
-
 
     def close(self) -> None:
         super().close()

@@ -3,7 +3,9 @@
 Layout: `<config_dir>/connectors.yaml` (name -> connector) and `<config_dir>/flows/*.yaml`
 (one flow per file; its name defaults to the file stem). Problems print as
 `config/flows/x.yaml: source.stream: Missing data for required field.`, so `syncctl check`
-can show them as they are. YAML syntax errors and duplicate keys name the line.
+can show them as they are. A byte that is not UTF-8, a character YAML refuses, a syntax
+error or a duplicate key names its line and column. Each flow's streams are checked against
+what its connectors declare they can do (connectors/registry.py).
 """
 
 from __future__ import annotations
