@@ -7,16 +7,19 @@ usage). Errors print as one line on stderr, never as a traceback.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sync_pipeline import __version__
@@ -27,7 +30,11 @@ from sync_pipeline.logging import configure_logging
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
+from sync_pipeline.state.instances import Instance
 from sync_pipeline.state.migrate import MigrationResult, migrate
+from sync_pipeline.state.runs import Run
+from sync_pipeline.status import FlowStatus, flow_statuses
+from sync_pipeline.untrusted import clean_text, excerpt
 
 console = Console()
 err_console = Console(stderr=True)
@@ -103,7 +110,54 @@ def check() -> None:
         )
     console.print(flows)
     counts = f"{len(config.connectors)} connectors, {len(config.flows)} flows"
-    console.print(f"[green]configuration OK[/]: {counts}")
+    console.print(f"[green]configuration OK[/]: {counts} (digest {config.digest[:12]})")
+    _check_services(settings, config.digest)
+
+
+def _check_services(settings: Settings, digest: str) -> None:
+    """The running services that loaded other files than these: a changed flow file takes
+    effect only when they restart (presence.py says why). Needs the database, so it is
+    skipped, saying so, when DATABASE_URL is unset or does not answer."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.state import instances
+    from sync_pipeline.state.db import engine_for
+
+    if settings.database_url is None:
+        console.print("running services: not checked (DATABASE_URL is unset)")
+        return
+    try:
+        with engine_for(settings.database_url, settings.connect_timeout_s).connect() as conn:
+            running = instances.running(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        console.print(f"running services: not checked ({type(exc).__name__} from PostgreSQL)")
+        return
+    _print_services(running, digest)
+
+
+def _print_services(running: Sequence[Instance], digest: str) -> None:
+    """Each running service and whether it runs these files; then whom to restart."""
+    if not running:
+        console.print("running services: none recorded")
+        return
+    table = Table(title="Running services", box=box.SIMPLE_HEAD, show_edge=False)
+    for column in ("service", "started", "configuration"):
+        table.add_column(column)
+    for one in running:
+        current = one.config_digest == digest
+        table.add_row(
+            one.name,
+            one.started_at.strftime("%Y-%m-%d %H:%M"),
+            "current" if current else f"{one.config_digest[:12]}: restart it",
+        )
+    console.print(table)
+    stale = [one.name for one in running if one.config_digest != digest]
+    if stale:
+        console.print(
+            f"[yellow]the configuration changed since these started; restart them to apply it[/]: "
+            f"{', '.join(stale)}",
+            highlight=False,
+        )
 
 
 @main.command(name="migrate")
@@ -153,6 +207,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str, task_events: boo
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
     if unknown:
         raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}", param_hint="--queues")
+    load_config(settings.config_dir)  # every task would fail on it: refuse to start instead
     with services(settings) as resolved:
         _migrate(resolved)
         concurrency = concurrency or settings.worker_concurrency
@@ -170,6 +225,7 @@ def worker(queues: str, concurrency: int | None, loglevel: str, task_events: boo
 def beat(loglevel: str) -> None:
     """Run Celery Beat, which enqueues scheduled pulls. Run exactly one."""
     settings = settings_from_env()
+    load_config(settings.config_dir, environment=False)  # Beat reads the flows, no secret
     with services(settings) as resolved:
         schedule = resolved.settings.data_dir / "celerybeat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
@@ -244,18 +300,34 @@ def _print_health(answer: dict[str, Any]) -> None:
 @click.argument("flow")
 @click.option("--wait", is_flag=True, help="Follow the run to its end; exit 1 if it failed.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to follow it.")
+@click.option(
+    "--even-if-disabled",
+    is_flag=True,
+    help="Run a flow whose file says enabled: false (asks first on a terminal).",
+)
 @one_line_errors
-def run(flow: str, wait: bool, timeout: float) -> None:
-    """Trigger a pull of FLOW now (a worker runs it)."""
+def run(flow: str, wait: bool, timeout: float, even_if_disabled: bool) -> None:
+    """Trigger a pull of FLOW now (a worker runs it). A disabled flow runs only with
+    --even-if-disabled."""
     from sync_pipeline.follow import follow_run, trigger_run
 
     settings = settings_from_env()
-    config = load_config(settings.config_dir)
+    config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
     if flow not in config.flows:
         known = ", ".join(sorted(config.flows)) or "none"
         raise ConfigError(str(settings.config_dir / "flows"), [(flow, f"expected one of: {known}")])
+    chosen = config.flows[flow]
+    if not config.pullable(chosen):
+        source = f"{chosen.source.connector}/{chosen.source.stream}"
+        fail(
+            f"{flow} has nothing to pull: {source} is synced only by its webhook events, "
+            "as they arrive (see them with: syncctl events list --status done)",
+            2,
+        )
+    if not chosen.enabled:
+        _confirm_disabled(flow, even_if_disabled)
     with services(settings) as resolved:
-        task_id = trigger_run(resolved.settings, flow)
+        task_id = trigger_run(resolved.settings, flow, even_if_disabled=even_if_disabled)
         if not wait:
             console.print(
                 f"queued a run of {flow} (task {task_id}); follow it with: syncctl status"
@@ -268,51 +340,94 @@ def run(flow: str, wait: bool, timeout: float) -> None:
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
 
 
+def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
+    """A disabled flow runs only when the operator says so: the flag, and on a terminal a
+    yes to the question (a script that passes the flag has said it already)."""
+    if not even_if_disabled:
+        fail(
+            f"{flow} is disabled (enabled: false in its flow file), so it is not run; "
+            f"to run it once anyway: syncctl run {flow} --even-if-disabled",
+            2,
+        )
+    if sys.stdin.isatty() and not click.confirm(
+        f"{flow} is disabled. Run it now anyway, making its effects on the target?"
+    ):
+        fail(f"{flow} not run", 1)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
 def status(as_json: bool) -> None:
-    """Flows with their cursor, lag, last pull, last webhook event and dead letters."""
+    """Flows with their lag, last successful pull, last pull and event, and open dead
+    letters, and why a pull or event stopped. Reads PostgreSQL only: no vendor secret."""
+    from sync_pipeline.state import instances
     from sync_pipeline.state.db import engine_for
-    from sync_pipeline.status import flow_statuses
 
     settings = settings_from_env()
-    config = load_config(settings.config_dir)
+    config = load_config(settings.config_dir, environment=False)
     with services(settings, need_redis=False) as resolved:
-        found = flow_statuses(engine_for(resolved.settings.urls()[1]), config)
+        engine = engine_for(resolved.settings.urls()[1])
+        found = flow_statuses(engine, config)
+        with engine.connect() as conn:
+            running = instances.running(conn)
     if as_json:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
         return
-    table = Table(title="Flows")
-    for column in (
-        "flow",
-        "cursor",
-        "lag",
-        "last run",
-        "pulled",
-        "written",
-        "skipped",
-        "dead",
-        "last event",
-        "DLQ",
-    ):
-        table.add_column(column)
+    console.print(_status_table(found))
+    why = [line for f in found for line in _stopped(f)]
+    if why:  # reasons may quote a vendor: printed as they are, never as markup
+        console.print("\n".join(why), highlight=False, markup=False)
+    _print_services(running, config.digest)
+
+
+def _status_table(found: Sequence[FlowStatus]) -> Table:
+    """One row a flow, in 80 columns for the shipped names: the flow name is never cut."""
+    table = Table(title="Flows", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("flow", no_wrap=True)
+    for column in ("lag", "last ok", "pull", "event", "DLQ"):
+        table.add_column(column, justify="right", no_wrap=True)
     for f in found:
-        run_, event = f.last_run, f.last_event
-        counts = run_.counts if run_ else {}
+        pull = _outcome(f.last_run) if f.enabled else "off"
         table.add_row(
-            f.flow + ("" if f.enabled else " (disabled)"),
-            f.cursor or "-",
-            "-" if f.lag_s is None else f"{f.lag_s / 60:.0f} min",
-            "-" if run_ is None else f"#{run_.id} {run_.status.value}",
-            str(counts.get("pulled", "-")),
-            str(counts.get("written", "-")),
-            str(counts.get("skipped", "-")),
-            str(counts.get("dead_lettered", "-")),
-            "-" if event is None else f"#{event.id} {event.status.value}",
+            f.flow,
+            _age(f.lag_s) if f.pullable else "events",
+            _age(f.last_ok_age_s),
+            pull if f.pullable else "-",
+            _outcome(f.last_event),
             str(f.dead_letters),
         )
-    console.print(table)
+    return table
+
+
+def _stopped(f: FlowStatus) -> list[str]:
+    """Why the flow's last pull or last event stopped, each with what to run next."""
+    lines = []
+    for what, run_, hint in (
+        ("pull", f.last_run, f"then: syncctl run {f.flow} --wait"),
+        ("event run", f.last_event, "then: syncctl events replay"),
+    ):
+        if run_ is not None and run_.status.value in ("failed", "stopped"):
+            error = excerpt(run_.error or "no reason recorded")
+            lines.append(f"{f.flow}: {what} #{run_.id} {run_.status.value}: {error}; {hint}")
+    return lines
+
+
+def _outcome(run_: Run | None) -> str:
+    return "-" if run_ is None else STATUS_WORDS.get(run_.status.value, run_.status.value)
+
+
+STATUS_WORDS = {"succeeded": "ok"}
+
+
+def _age(seconds: float | None) -> str:
+    """A duration in its largest whole unit: 45s, 12m, 3h, 2d."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 @main.group()
@@ -322,10 +437,13 @@ def dlq() -> None:
 
 @dlq.command(name="list")
 @click.option("--flow", default=None, help="Only this flow's letters.")
+@click.option(
+    "--all", "everything", is_flag=True, help="Closed and discarded letters too, with who and why."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
-def dlq_list(flow: str | None, as_json: bool) -> None:
-    """List open dead letters."""
+def dlq_list(flow: str | None, everything: bool, as_json: bool) -> None:
+    """List open dead letters (with --all, closed and discarded ones too)."""
     from sync_pipeline.state import deadletters
     from sync_pipeline.state.db import engine_for
 
@@ -334,31 +452,73 @@ def dlq_list(flow: str | None, as_json: bool) -> None:
         services(settings, need_redis=False) as resolved,
         engine_for(resolved.settings.urls()[1]).connect() as conn,
     ):
-        letters = deadletters.open_letters(conn, flow)
+        letters = deadletters.letters(conn, flow, everything=everything)
     if as_json:
-        rows = [
-            {
-                "id": d.id,
-                "flow": d.flow,
-                "run_id": d.run_id,
-                "source_id": d.source_id,
-                "reason": d.reason,
-                "error_class": d.error_class,
-                "created_at": d.created_at.isoformat(),
-                "replay_count": d.replay_count,
-            }
-            for d in letters
-        ]
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([d.as_json() for d in letters], indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"Dead letters ({len(letters)})")
-    for column in ("id", "flow", "source id", "reason", "since"):
+    title = "Dead letters" if everything else "Open dead letters"
+    table = Table(title=f"{title} ({len(letters)})")
+    for column in (
+        "id",
+        "flow",
+        "source id",
+        "reason",
+        "since",
+        *(("state",) if everything else ()),
+    ):
         table.add_column(column)
     for d in letters:
+        state = d.state
+        if d.state == "discarded":
+            state = escape(f"discarded by {d.discarded_by}: {d.discard_reason}")
         table.add_row(
-            str(d.id), d.flow, d.source_id, d.reason, d.created_at.strftime("%Y-%m-%d %H:%M")
+            str(d.id),
+            d.flow,
+            d.source_id,
+            d.reason,
+            d.created_at.strftime("%Y-%m-%d %H:%M"),
+            *((state,) if everything else ()),
         )
     console.print(table)
+
+
+@dlq.command(name="discard")
+@click.argument("letter_ids", nargs=-1, type=int, required=True)
+@click.option("--reason", required=True, help="Why they are dropped (kept with them).")
+@click.option("--by", default=None, help="Who drops them.  [default: your OS user name]")
+@one_line_errors
+def dlq_discard(letter_ids: tuple[int, ...], reason: str, by: str | None) -> None:
+    """Drop open dead letters for good: each is kept, marked discarded with who and why, and
+    no longer counted, listed (but with --all) or replayed. Exits 1 if an id was not open."""
+    from sync_pipeline.state import deadletters
+    from sync_pipeline.state.db import engine_for
+
+    why, who = clean_text(reason.strip()), clean_text((by or _os_user()).strip())
+    if not why:
+        raise click.BadParameter("expected a reason, saying why", param_hint="--reason")
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).begin() as conn,
+    ):
+        done = deadletters.discard(conn, sorted(set(letter_ids)), who, why)
+    left = sorted(set(letter_ids) - set(done))
+    if done:
+        ids = ", ".join(map(str, done))
+        console.print(f"discarded {len(done)} dead letter(s) as {escape(who)}: {ids}")
+    if left:
+        fail(f"not open, left alone: {', '.join(map(str, left))} (see: syncctl dlq list --all)", 1)
+
+
+def _os_user() -> str:
+    """The operator's login name, or their uid where the system has no name for it (a
+    container's arbitrary uid)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 @dlq.command(name="replay")
@@ -411,11 +571,18 @@ def events() -> None:
     default="failed",
     show_default=True,
 )
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Show the newest N.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors
 def events_list(status: str, limit: int, as_json: bool) -> None:
-    """Recorded events with a status, newest last, with why they failed or were ignored."""
+    """The newest recorded events with a status (newest last), with why they failed or were
+    ignored."""
     from sync_pipeline.state import inbound
     from sync_pipeline.state.db import engine_for
 

@@ -64,6 +64,7 @@ DEMO_SCHEMA = "sync_demo"
 DEMO_SEED = 7
 DEMO_APPROVALS = 200
 POLL_S = 0.5
+STEPS = 6  # _step's numbers: servers, schema, sandbox, services, synced, real time
 
 # The ledger endpoints at which each IM emulator accepts a message or card for a person.
 MESSAGE_ENDPOINTS: Mapping[str, frozenset[str]] = {
@@ -111,11 +112,11 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
         with services(settings) as resolved:
             export_env(resolved)
             steps.append(("servers", "; ".join(resolved.started) or "configured servers reached"))
-            console.print("[bold]1/5[/] servers ready")
+            _step(console, 1, "servers ready")
             demo = _demo_services(resolved)
             result = migrate(demo.settings.urls()[1])
             steps.append((f"schema {DEMO_SCHEMA}", f"emptied, migrated to {result.after}"))
-            console.print("[bold]2/5[/] schema", DEMO_SCHEMA, "at", result.after)
+            _step(console, 2, f"schema {DEMO_SCHEMA} at {result.after}")
             results, moments, answer = _sync_on_sandbox(console, demo, approvals, steps)
             elapsed = time.monotonic() - began
             _summary(console, resolved, steps, results, moments, answer, elapsed)
@@ -124,6 +125,11 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
         sys.exit(130)
     if not all(r.matches for r in results):
         sys.exit(1)
+
+
+def _step(console: Console, number: int, text: str) -> None:
+    """One numbered step of the demo's progress, out of STEPS: the count is written once."""
+    console.print(f"[bold]{number}/{STEPS}[/] {text}", highlight=False)
 
 
 def _demo_services(resolved: Services) -> Services:
@@ -160,7 +166,7 @@ def _sync_on_sandbox(
         steps.append(
             ("sandbox", f"seed {DEMO_SEED}, {approvals} approvals, on 127.0.0.1:{port_base}+")
         )
-        console.print(f"[bold]3/6[/] sandbox up: {approvals} OA approvals, port base {port_base}")
+        _step(console, 3, f"sandbox up: {approvals} OA approvals, port base {port_base}")
         engine = engine_for(settings.urls()[1])
         _free_flow_locks(settings.urls()[0], flows)
         logs = data / "logs"
@@ -183,11 +189,11 @@ def _sync_on_sandbox(
             steps.append(("worker", f"pid {worker.pid}, log {logs / 'worker.log'}"))
             steps.append(("beat", f"pid {beat.pid}, log {logs / 'beat.log'}"))
             steps.append(("webhooks", f"{base}/webhooks/<connector>, pid {webhooks.pid}"))
-            console.print("[bold]4/6[/] worker, Beat and webhooks running; Beat pulls every flow")
+            _step(console, 4, "worker, Beat and webhooks running; Beat pulls every flow")
             _wait_for_runs(console, engine, flows, SYNC_TIMEOUT_S)
-            console.print("[bold]5/6[/] every flow synced; reading the sandbox's ledger")
+            _step(console, 5, "every flow synced; reading the sandbox's ledger")
             results = _results(config, engine, flows, sandbox)
-            console.print("[bold]6/6[/] real time: a new OA request, and Approve pressed in WeCom")
+            _step(console, 6, "real time: a new OA request, and Approve pressed in WeCom")
             moments = _real_time(sandbox)
         engine.dispose()
     return results, moments, answer

@@ -15,12 +15,14 @@ from sync_pipeline.state.db import engine_for
 POLL_S = 0.5
 
 
-def trigger_run(settings: Settings, flow: str) -> str:
+def trigger_run(settings: Settings, flow: str, *, even_if_disabled: bool = False) -> str:
     """Send `pull.start` for a manual run; returns the task id, which becomes the run's lock
-    token so the run can be found."""
+    token so the run can be found. A disabled flow's pull is turned away by the worker
+    unless `even_if_disabled` (the operator's explicit word)."""
     app = client(settings)
     try:
-        return str(app.send_task("pull.start", args=[flow, "manual"], queue="pull").id)
+        args = [flow, "manual", even_if_disabled]
+        return str(app.send_task("pull.start", args=args, queue="pull").id)
     finally:
         app.close()
 

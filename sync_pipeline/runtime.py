@@ -52,14 +52,32 @@ class Runtime:
 
 _runtime: Runtime | None = None
 _pid: int | None = None
+_preloaded: list[Config] = []  # the worker's configuration, once preload_config loaded it
 
 
-def build_runtime(settings: Settings, env: Mapping[str, str] | None = None) -> Runtime:
-    """Resources for `settings`; `env` (default: os.environ) resolves the config's secrets."""
+def preload_config() -> Config:
+    """Load the configuration once in a worker's main process, before it forks its pool:
+    every child, and every child that later replaces one, runs this very configuration (the
+    one the worker's presence records), not whatever the files say when it first needs it."""
+    config = load_config(load_settings().config_dir)
+    _preloaded[:] = [config]
+    return config
+
+
+def preloaded_digest() -> str:
+    """The digest of the configuration `preload_config` loaded ("" if it did not)."""
+    return _preloaded[0].digest if _preloaded else ""
+
+
+def build_runtime(
+    settings: Settings, env: Mapping[str, str] | None = None, config: Config | None = None
+) -> Runtime:
+    """Resources for `settings`; `env` (default: os.environ) resolves the config's secrets,
+    unless the `config` is given already loaded."""
     redis_url, database_url = settings.urls()
     return Runtime(
         settings=settings,
-        config=load_config(settings.config_dir, env),
+        config=config or load_config(settings.config_dir, env),
         engine=engine_for(database_url, settings.connect_timeout_s),
         redis=redis.Redis.from_url(redis_url),
         session=make_session(),
@@ -70,5 +88,6 @@ def get_runtime() -> Runtime:
     """This process's runtime, from the environment the worker was started with."""
     global _runtime, _pid  # one runtime per process, rebuilt after fork
     if _runtime is None or _pid != os.getpid():
-        _runtime, _pid = build_runtime(load_settings()), os.getpid()
+        preloaded = _preloaded[0] if _preloaded else None
+        _runtime, _pid = build_runtime(load_settings(), config=preloaded), os.getpid()
     return _runtime

@@ -1,20 +1,48 @@
-"""What `syncctl status` and the demo report: per flow, its cursor, lag, last run and dead
-letters, read from PostgreSQL only (status works while the workers are down).
+"""What `syncctl status` and the demo report: per flow, its lag, last pull, last event and
+dead letters, read from PostgreSQL only (status works while the workers are down, and needs
+no vendor secret).
 
 The last run is the last pull (the story of the cursor); what webhook events did is shown
-beside it as the last event, so a stream of events never hides a failed pull."""
+beside it as the last event, so a stream of events never hides a failed pull.
+
+Lag is what an operator means by it: the age of the oldest change at the source that we have
+read and not yet synced, zero when nothing read is waiting, shown beside the time since the
+newest successful pull began. Precisely, from what we store:
+
+- a successful pull read every change made before it began (its signpost, `steps.read_window`)
+  and committed it: written, skipped as unchanged or dead-lettered. As of that moment the
+  flow was up to date, so `last_ok_age_s` is how old that knowledge is;
+- a change read after it, by a pull still running or one that failed, waits in that pull's
+  pages until they are written (status `pulled` or `planned`). The oldest such record's cursor
+  value (its update time) dates the oldest unsynced change: `lag_s` is now minus that time.
+  Records those pages re-read from the lookback window, older than the signpost of the
+  successful pull, were synced by it and do not count;
+- changes made at the source since the newest pull began are not known until the next pull
+  reads them: `last_ok_age_s` bounds their age while the pulls succeed.
+
+So lag is 0 when the newest pull succeeded and nothing read since waits; None when the flow
+has never pulled successfully and has nothing waiting, when its cursor is not a time, or when
+only webhook events sync it (no pull: its last event says how it goes). A dead letter is not
+lag: it is counted apart, until it is replayed or discarded.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.config.loader import Config
-from sync_pipeline.records import parse_iso_utc
+from sync_pipeline.records import iso_utc, parse_iso_utc
 from sync_pipeline.state import cursors, deadletters, runs
+from sync_pipeline.state.schema import pages
+from sync_pipeline.state.schema import runs as runs_table
+
+WAITING = ("pulled", "planned")  # pages whose records are read and not yet written
+NOT_PULLS = (runs.WEBHOOK, runs.REPLAY)
 
 
 @dataclass(frozen=True)
@@ -22,17 +50,21 @@ class FlowStatus:
     flow: str
     enabled: bool
     cursor: str | None
-    lag_s: float | None  # now - cursor, for time cursors
+    lag_s: float | None  # age of the oldest read, unsynced change (module docstring)
     last_run: runs.Run | None
     dead_letters: int
     last_event: runs.Run | None = None  # the newest run made by a webhook event
+    last_ok_age_s: float | None = None  # since the newest successful pull began
+    pullable: bool = True  # False: only webhook events sync it
 
     def as_json(self) -> dict[str, Any]:
         return {
             "flow": self.flow,
             "enabled": self.enabled,
+            "pullable": self.pullable,
             "cursor": self.cursor,
             "lag_s": self.lag_s,
+            "last_ok_age_s": self.last_ok_age_s,
             "dead_letters": self.dead_letters,
             "last_run": _run_json(self.last_run),
             "last_event": _run_json(self.last_event),
@@ -56,29 +88,70 @@ def _run_json(run: runs.Run | None) -> dict[str, Any] | None:
 
 
 def flow_statuses(engine: Engine, config: Config) -> list[FlowStatus]:
-    now = datetime.now(UTC)
     found = []
     with engine.connect() as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()  # PostgreSQL's clock
         for name, flow in sorted(config.flows.items()):
-            cursor = cursors.get(conn, name).cursor
+            pullable = config.pullable(flow)
+            lag_s, ok_age_s = _lag(conn, name, now) if pullable else (None, None)
             found.append(
                 FlowStatus(
                     flow=name,
                     enabled=flow.enabled,
-                    cursor=cursor,
-                    lag_s=_lag(cursor, now),
+                    cursor=cursors.get(conn, name).cursor,
+                    lag_s=lag_s,
                     last_run=runs.latest(conn, name),
                     dead_letters=deadletters.count_open(conn, name),
                     last_event=runs.latest(conn, name, webhook=True),
+                    last_ok_age_s=ok_age_s,
+                    pullable=pullable,
                 )
             )
     return found
 
 
-def _lag(cursor: str | None, now: datetime) -> float | None:
-    if not cursor:
-        return None
+def _lag(conn: Connection, flow: str, now: datetime) -> tuple[float | None, float | None]:
+    """(lag_s, last_ok_age_s) of a pulled flow, as the module docstring defines them."""
+    ok_at = _last_ok_pull(conn, flow)
+    oldest = _oldest_waiting(conn, flow, ok_at)
+    ok_age_s = None if ok_at is None else (now - ok_at).total_seconds()
+    if oldest is None:
+        return (None if ok_at is None else 0.0), ok_age_s
     try:
-        return (now - parse_iso_utc(cursor)).total_seconds()
+        return max(0.0, (now - parse_iso_utc(oldest)).total_seconds()), ok_age_s
     except ValueError:
-        return None  # not a time cursor
+        return None, ok_age_s  # not a time cursor
+
+
+def _last_ok_pull(conn: Connection, flow: str) -> datetime | None:
+    """When the newest successful pull began: everything changed before it is synced."""
+    started: datetime | None = conn.execute(
+        sa.select(sa.func.max(runs_table.c.started_at)).where(
+            runs_table.c.flow == flow,
+            runs_table.c.trigger.not_in(NOT_PULLS),
+            runs_table.c.status == runs.RunStatus.SUCCEEDED.value,
+        )
+    ).scalar_one()
+    return started
+
+
+def _oldest_waiting(conn: Connection, flow: str, ok_at: datetime | None) -> str | None:
+    """The smallest cursor value among records read by pulls since `ok_at` and not yet
+    written, leaving out those older than its signpost (that pull synced them)."""
+    record = sa.func.jsonb_array_elements(pages.c.records).table_valued("value").alias("record")
+    cursor_value = record.c.value.op("->>")("cursor_value")
+    query = (
+        sa.select(sa.func.min(cursor_value))
+        .select_from(
+            pages.join(runs_table, runs_table.c.id == pages.c.run_id).join(record, sa.true())
+        )
+        .where(
+            pages.c.flow == flow,
+            pages.c.status.in_(WAITING),
+            runs_table.c.trigger.not_in(NOT_PULLS),
+        )
+    )
+    if ok_at is not None:
+        query = query.where(runs_table.c.started_at > ok_at, cursor_value >= iso_utc(ok_at))
+    oldest: str | None = conn.execute(query).scalar_one()
+    return oldest

@@ -73,14 +73,24 @@ class StepCounts:
 
 # -- start and pull ----------------------------------------------------------------------------
 def start_run(
-    rt: Runtime, flow_name: str, trigger: str, request_id: str | None = None
+    rt: Runtime,
+    flow_name: str,
+    trigger: str,
+    request_id: str | None = None,
+    *,
+    even_if_disabled: bool = False,
 ) -> int | None:
-    """Take the flow's lock and open a run; None if another pull holds the flow.
+    """Take the flow's lock and open a run; None if another pull holds the flow, or if the
+    flow is disabled and the operator did not say `even_if_disabled` (a Beat started before
+    the flow was disabled still sends its pulls: they are turned away here).
 
     `request_id` (the Celery task id, stable across redeliveries) is the lock's token, so a
     redelivered start finds the run it opened instead of being locked out by itself.
     """
     flow = rt.flow(flow_name)
+    if not (flow.enabled or even_if_disabled):
+        log.warning("flow %s is disabled: its %s pull is not run", flow.name, trigger)
+        return None
     token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
     if token is None:
         if request_id is not None and locks.holder(rt.redis, flow.name) == request_id:

@@ -6,6 +6,8 @@ pulls, which the per-flow lock turns away; it never doubles an effect.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,15 +15,22 @@ from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
 from sync_pipeline.config.flow import Flow
-from sync_pipeline.config.loader import load_config
+from sync_pipeline.config.loader import Config, load_config
+from sync_pipeline.errors import ConfigError
+from sync_pipeline.presence import Presence
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
 
+log = logging.getLogger(__name__)
 
-def flow_schedule(flows: list[Flow]) -> dict[str, dict[str, Any]]:
-    """Beat entries for the flows that have a schedule."""
+
+def flow_schedule(flows: Iterable[Flow]) -> dict[str, dict[str, Any]]:
+    """Beat entries for the enabled flows that have a schedule: a disabled flow is never
+    scheduled (only `syncctl run FLOW --even-if-disabled` runs it)."""
     entries: dict[str, dict[str, Any]] = {}
     for flow in flows:
+        if not flow.enabled:
+            continue
         if flow.trigger.cron:
             minute, hour, day, month, weekday = flow.trigger.cron.split()
             schedule: Any = crontab(minute, hour, weekday, day, month)
@@ -54,11 +63,14 @@ class FlowScheduler(PersistentScheduler):
     A flow that has never been pulled by this Beat is due at once rather than one interval
     after Beat starts: a new deployment (or a flow just enabled) syncs straight away. The
     schedule file keeps each entry's last run, so a restart does not pull everything again.
+    While it runs, Beat's presence records the configuration it scheduled (presence.py).
     """
 
     def setup_schedule(self) -> None:
-        config = load_config(load_settings().config_dir)
-        flows = flow_schedule(list(config.enabled_flows()))
+        config = _flows_or_exit()
+        self._presence = Presence(load_settings().urls()[1], "beat", config.digest)
+        self._presence.start()
+        flows = flow_schedule(config.flows.values())
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
         super().setup_schedule()
         for name in flows:
@@ -67,5 +79,23 @@ class FlowScheduler(PersistentScheduler):
                 entry.last_run_at = NEVER
         self.sync()
 
+    def close(self) -> None:
+        super().close()
+        presence: Presence | None = getattr(self, "_presence", None)
+        if presence is not None:
+            presence.stop()
+
 
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _flows_or_exit() -> Config:
+    """The flows, without any secret (Beat only enqueues by name); an invalid config is one
+    log line per problem and exit code 2, not Celery's two tracebacks of the scheduler."""
+    try:
+        return load_config(load_settings().config_dir, environment=False)
+    except ConfigError as exc:
+        problems = str(exc).splitlines()
+    for line in problems:
+        log.error("%s", line)
+    raise SystemExit(2)

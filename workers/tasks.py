@@ -12,14 +12,16 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
-from celery import Task, chain
+from celery import Task, chain, signals
 
 from sync_pipeline import events, health, replay, steps
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import Transient
-from sync_pipeline.runtime import get_runtime
+from sync_pipeline.presence import Presence
+from sync_pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
 
@@ -28,6 +30,29 @@ log = logging.getLogger(__name__)
 MAX_COUNTDOWN_S = 300  # far below the broker's visibility timeout (DESIGN.md section 4)
 MAX_RETRIES = 8
 T = TypeVar("T")
+
+
+_presence: list[Presence] = []  # this worker's, while it runs
+
+
+@signals.worker_init.connect
+def _load_config(**_: Any) -> None:
+    """Before the pool forks: its processes share one configuration (runtime.py)."""
+    preload_config()
+
+
+@signals.worker_ready.connect
+def _record_presence(**_: Any) -> None:
+    """Record the configuration this worker runs, for `syncctl check` (presence.py)."""
+    presence = Presence(settings.urls()[1], "worker", preloaded_digest())
+    presence.start()
+    _presence.append(presence)
+
+
+@signals.worker_shutdown.connect
+def _remove_presence(**_: Any) -> None:
+    while _presence:
+        _presence.pop().stop()
 
 
 @app.task(name=HEALTH_TASK, ignore_result=False, acks_late=True)
@@ -60,37 +85,49 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
         raise  # a failed task stops its chain: the next pull starts from the committed cursor
 
 
-def _page_chain(run_id: int, page_id: int) -> None:
+def _page_chain(flow: str, run_id: int, page_id: int) -> None:
+    """plan -> write -> commit of one page; each task names its flow in its keyword
+    arguments, which is what Flower shows of a task (the ids alone say nothing there)."""
     chain(
-        plan_page.si(run_id, page_id),
-        write_page.si(run_id, page_id),
-        commit_run.si(run_id),
+        plan_page.si(run_id, page_id, flow=flow),
+        write_page.si(run_id, page_id, flow=flow),
+        commit_run.si(run_id, flow=flow),
     ).apply_async()
 
 
 @app.task(name="pull.start", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def start_pull(self: Task[Any, Any], flow_name: str, trigger: str = "schedule") -> int | None:
-    """Open a run of `flow_name` (unless one is going on) and read its pages."""
+def start_pull(
+    self: Task[Any, Any],
+    flow_name: str,
+    trigger: str = "schedule",
+    even_if_disabled: bool = False,
+) -> int | None:
+    """Open a run of `flow_name` (unless one is going on, or it is disabled and the operator
+    did not run it `even_if_disabled`) and read its pages."""
     rt = get_runtime()
-    run_id = steps.start_run(rt, flow_name, trigger, request_id=self.request.id)
+    run_id = steps.start_run(
+        rt, flow_name, trigger, request_id=self.request.id, even_if_disabled=even_if_disabled
+    )
     if run_id is None:
         return None
-    _run_step(self, run_id, lambda: steps.pull(rt, run_id, lambda p: _page_chain(run_id, p)))
+    enqueue = partial(_page_chain, flow_name, run_id)
+    _run_step(self, run_id, lambda: steps.pull(rt, run_id, enqueue))
     return run_id
 
 
+# `flow` names the flow for Flower and the logs; the ids are what the tasks act on.
 @app.task(name="pull.plan", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def plan_page(self: Task[Any, Any], run_id: int, page_id: int) -> None:
+def plan_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
     _run_step(self, run_id, lambda: steps.plan(get_runtime(), page_id))
 
 
 @app.task(name="write.page", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def write_page(self: Task[Any, Any], run_id: int, page_id: int) -> None:
+def write_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
     _run_step(self, run_id, lambda: steps.write(get_runtime(), page_id))
 
 
 @app.task(name="pull.commit", bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def commit_run(self: Task[Any, Any], run_id: int) -> None:
+def commit_run(self: Task[Any, Any], run_id: int, flow: str = "") -> None:
     _run_step(self, run_id, lambda: steps.commit(get_runtime(), run_id))
 
 

@@ -108,6 +108,9 @@ class ConnectorConfig:
     timeout_s: float
     options: Mapping[str, Any]  # vendor-specific, e.g. WeCom agentid
     webhook: WebhookConfig | None = None  # None: this connector receives no callbacks
+    # False: loaded without the environment (load_config(environment=False)): no secrets,
+    # options and base_url as written. Such a config describes; it cannot make a connector.
+    resolved: bool = True
 
 
 class CredentialRefSchema(StrictSchema):

@@ -2,16 +2,19 @@
 
 A flow file reads top to bottom as the flow runs: `source` and `target`, the `trigger`, the
 `mapping` from source fields to target fields, the `rules` a record must pass, the `dedupe_key`,
-the two-way `conflict` policy and field `ownership`, and `notify`: which events message whom.
-The schema builds the stages' own frozen values (mapping specs, rules, notify rules), so a flow
-that loads cannot fail later on a bad template or regex. Cross-file checks (connector names,
-vendors) live in `loader.py`.
+and `notify`: which events message whom. The schema builds the stages' own frozen values
+(mapping specs, rules, notify rules), so a flow that loads cannot fail later on a bad template
+or regex. Cross-file checks (connector names, vendors, what their streams can do) live in
+`loader.py`.
+
+A setting the pipeline would not honour is refused, never accepted and ignored: two-way sync
+(`two_way: true`, `conflict`, `ownership`) is not implemented yet (stages/resolve.py is not
+wired into the pipeline), so those keys are refused with that reason.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -24,7 +27,6 @@ from sync_pipeline.config.connector import Vendor
 from sync_pipeline.stages import MESSAGE_GAPS, MESSAGE_STREAM, MISSING, PATH, Template
 from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
 from sync_pipeline.stages.plan import STREAM_OF_KIND, NotifyKind, NotifyRule
-from sync_pipeline.stages.resolve import Policy, Side
 from sync_pipeline.stages.rules import (
     AllOf,
     AnyOf,
@@ -84,9 +86,6 @@ class Flow:
     mapping: RecordMapping
     rules: Rule | None  # None: every record syncs
     dedupe_key: DedupeKey
-    two_way: bool
-    conflict: Policy
-    ownership: Mapping[str, Side]
     notify: tuple[NotifyRule, ...]
 
 
@@ -412,20 +411,20 @@ class FlowSchema(StrictSchema):
     mapping = fields.Nested(MappingSchema, required=True)
     rules = _rule(load_default=None)
     dedupe_key = _DedupeKeyField(load_default=BY_SOURCE_ID)
-    two_way = fields.Bool(load_default=False)
-    conflict = fields.Enum(Policy, by_value=True, load_default=None)
-    ownership = MapOf(fields.Enum(Side, by_value=True), load_default=dict)
     notify = fields.List(fields.Nested(NotifySchema), load_default=list)
+    # Written out so that they are refused with their reason, not as unknown keys.
+    two_way = fields.Bool(load_default=False)
+    conflict = fields.Raw(load_default=None)
+    ownership = fields.Raw(load_default=None)
 
     @validates_schema(skip_on_field_errors=False)
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
         errors: dict[str, Any] = {}
         if data.get("mode") is Mode.INCREMENTAL and not data.get("cursor_field", "x"):
             errors["cursor_field"] = "expected a field name when mode is incremental"
-        if not data.get("two_way", True):
-            for key in ("conflict", "ownership"):
-                if data.get(key):
-                    errors[key] = "expected only with two_way: true"
+        for key in TWO_WAY_KEYS:
+            if data.get(key) not in (None, False):
+                errors[key] = TWO_WAY_NOT_IMPLEMENTED
         mapping = data.get("mapping")
         if isinstance(mapping, RecordMapping):
             errors.update(_unmapped_names(data, set(mapping.fields)))
@@ -436,13 +435,15 @@ class FlowSchema(StrictSchema):
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Flow:
-        return Flow(
-            **{
-                **data,
-                "conflict": data["conflict"] or Policy.SOURCE_WINS,
-                "notify": tuple(data["notify"]),
-            }
-        )
+        kept = {k: v for k, v in data.items() if k not in TWO_WAY_KEYS}
+        return Flow(**{**kept, "notify": tuple(data["notify"])})
+
+
+TWO_WAY_KEYS = ("two_way", "conflict", "ownership")
+TWO_WAY_NOT_IMPLEMENTED = (
+    "not implemented yet: flows sync one way; remove it (two-way sync, with its conflict "
+    "policy and field ownership, is not wired into the pipeline)"
+)
 
 
 def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
@@ -459,8 +460,6 @@ def _unmapped_names(data: dict[str, Any], mapped: set[str]) -> dict[str, Any]:
     key = data.get("dedupe_key")
     if isinstance(key, DedupeKey) and (bad := [n for n in unknown(key.names) if n != SOURCE_ID]):
         errors["dedupe_key"] = f"{expected} or source_id; got {', '.join(bad)}"
-    if bad := unknown(data.get("ownership") or {}):
-        errors["ownership"] = dict.fromkeys(bad, expected)
     for index, rule in enumerate(data.get("notify") or ()):
         if not isinstance(rule, NotifyRule):
             continue

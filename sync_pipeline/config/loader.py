@@ -3,17 +3,20 @@
 Layout: `<config_dir>/connectors.yaml` (name -> connector) and `<config_dir>/flows/*.yaml`
 (one flow per file; its name defaults to the file stem). Problems print as
 `config/flows/x.yaml: source.stream: Missing data for required field.`, so `syncctl check`
-can show them as they are. YAML syntax errors and duplicate keys name the line.
+can show them as they are. A byte that is not UTF-8, a character YAML refuses, a syntax
+error or a duplicate key names its line and column. Each flow's streams are checked against
+what its connectors declare they can do (connectors/registry.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from marshmallow import ValidationError
@@ -27,8 +30,13 @@ from sync_pipeline.config.connector import (
     resolve_options,
 )
 from sync_pipeline.config.flow import Flow, FlowSchema
+from sync_pipeline.connectors.base import StreamCapabilities
+from sync_pipeline.connectors.registry import capabilities
 from sync_pipeline.errors import ConfigError, SyncError
 from sync_pipeline.stages.transform import UserField
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 CONNECTORS_FILE = "connectors.yaml"
 FLOWS_DIR = "flows"
@@ -40,9 +48,19 @@ NAME = re.compile(r"[a-z][a-z0-9_]*")
 class Config:
     connectors: Mapping[str, ConnectorConfig]
     flows: Mapping[str, Flow]
+    # sha256 of the files as read (names and bytes; secrets and the environment are not in
+    # it): a service records the digest it started with, so check can tell it is out of date.
+    digest: str = ""
 
     def enabled_flows(self) -> tuple[Flow, ...]:
         return tuple(flow for flow in self.flows.values() if flow.enabled)
+
+    def pullable(self, flow: Flow) -> bool:
+        """Whether a pull can read the flow's source; a flow whose source stream only webhook
+        events sync (chat messages) has nothing to pull."""
+        streams = capabilities(self.connectors[flow.source.connector].vendor)
+        can = streams.get(flow.source.stream)
+        return can is not None and can.read
 
 
 class ConfigErrors(ConfigError):
@@ -60,7 +78,11 @@ class ConfigErrors(ConfigError):
 
 
 def load_config(
-    config_dir: Path | str, env: Mapping[str, str] | None = None, *, webhook_secrets: bool = False
+    config_dir: Path | str,
+    env: Mapping[str, str] | None = None,
+    *,
+    webhook_secrets: bool = False,
+    environment: bool = True,
 ) -> Config:
     """Load and check every file; `env` (default os.environ) supplies env-var secrets.
 
@@ -69,13 +91,21 @@ def load_config(
     without), and a variable may be both a credential and a callback secret (Feishu's approval
     center reuses the webhook's Verification Token and Encrypt Key), so checking them in a
     second round would hide the callback secret behind the credential.
+
+    `environment=False`: the files alone, nothing read from the environment or from secret
+    files, for what needs only the flows (Beat, `syncctl status`, `run`): the connectors are
+    checked as written and come back unresolved (`ConnectorConfig.resolved` False), so a
+    command that reads only our own state never needs a vendor's secret.
     """
     config_dir = Path(config_dir)
     env = os.environ if env is None else env
     problems: dict[str, list[tuple[str, str]]] = {}
+    digest = hashlib.sha256()
     connectors_path = config_dir / CONNECTORS_FILE
-    raw_connectors = _read(connectors_path, problems) or {}
-    connectors = _connectors(connectors_path, raw_connectors, env, problems, webhook_secrets)
+    raw_connectors = _read(connectors_path, problems, digest) or {}
+    connectors = _connectors(
+        connectors_path, raw_connectors, env if environment else None, problems, webhook_secrets
+    )
     # Names and vendors as written, so flows are checked even while connectors.yaml has errors.
     known = tuple(str(v) for v in Vendor)
     vendors = {
@@ -86,7 +116,7 @@ def load_config(
     defined_in: dict[str, Path] = {}
     flows_dir = config_dir / FLOWS_DIR
     for path in sorted([*flows_dir.glob("*.yaml"), *flows_dir.glob("*.yml")]):
-        raw = _read(path, problems)
+        raw = _read(path, problems, digest)
         flow = None if raw is None else _flow(path, raw, problems)
         if flow is None:
             continue
@@ -104,16 +134,17 @@ def load_config(
         raise ConfigError(file, file_problems)
     if problems:
         raise ConfigErrors(list(problems.items()))
-    return Config(connectors=connectors, flows=flows)
+    return Config(connectors=connectors, flows=flows, digest=digest.hexdigest())
 
 
 def _connectors(
     path: Path,
     raw: Mapping[str, Any],
-    env: Mapping[str, str],
+    env: Mapping[str, str] | None,
     problems: dict[str, list[tuple[str, str]]],
     webhook_secrets: bool,
 ) -> dict[str, ConnectorConfig]:
+    """Each connector checked; with `env` None, checked as written and left unresolved."""
     found: list[tuple[str, str]] = []
     connectors: dict[str, ConnectorConfig] = {}
     for name, written in raw.items():
@@ -123,14 +154,27 @@ def _connectors(
         if not isinstance(written, dict):
             found.append((name, "expected a mapping with vendor, base_url and credentials"))
             continue
-        body, unset = _expand_base_url(written, env)
-        if unset:
-            found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
-            continue
+        if env is None:
+            body = _unexpanded_base_url(written)
+        else:
+            body, unset = _expand_base_url(written, env)
+            if unset:
+                found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
+                continue
         try:
             data = ConnectorSchema().load(body)
         except ValidationError as exc:
             found += [(f"{name}.{key}", msg) for key, msg in flatten(exc.messages)]
+            continue
+        limits = {
+            api: tuple(RateLimit(count, per_s) for count, per_s in windows)
+            for api, windows in data["rate_limits"].items()
+        }
+        data = {**data, "rate_limits": limits}
+        if env is None:
+            connectors[name] = ConnectorConfig(
+                name=name, **{**data, "credentials": {}}, resolved=False
+            )
             continue
         secrets, missing = resolve_credentials(data["credentials"], env, path.parent)
         found += [(f"{name}.credentials.{key}", msg) for key, msg in missing]
@@ -139,13 +183,8 @@ def _connectors(
         if webhook_secrets and data["webhook"] is not None:
             _, missing = resolve_credentials(data["webhook"].secrets, env, path.parent)
             found += [(f"{name}.webhook.{key}", msg) for key, msg in missing]
-        limits = {
-            api: tuple(RateLimit(count, per_s) for count, per_s in windows)
-            for api, windows in data["rate_limits"].items()
-        }
         connectors[name] = ConnectorConfig(
-            name=name,
-            **{**data, "credentials": secrets, "rate_limits": limits, "options": options},
+            name=name, **{**data, "credentials": secrets, "options": options}
         )
     if found:
         problems.setdefault(str(path), []).extend(found)
@@ -177,6 +216,18 @@ def _expand_base_url(body: dict[str, Any], env: Mapping[str, str]) -> tuple[dict
     return {**body, "base_url": ENV_REFERENCE.sub(value, url)}, unset
 
 
+UNRESOLVED_URL = "http://unresolved.invalid"  # a base_url whose variables were not read
+
+
+def _unexpanded_base_url(body: dict[str, Any]) -> dict[str, Any]:
+    """A base_url naming variables cannot be checked without them: it stands in as
+    UNRESOLVED_URL; a literal one is checked as usual."""
+    url = body.get("base_url")
+    if isinstance(url, str) and "${" in url:
+        return {**body, "base_url": UNRESOLVED_URL}
+    return body
+
+
 def _flow(
     path: Path, raw: Mapping[str, Any], problems: dict[str, list[tuple[str, str]]]
 ) -> Flow | None:
@@ -191,8 +242,8 @@ def _flow(
 def _cross_checks(
     flow: Flow, vendors: Mapping[str, str], connectors_path: Path
 ) -> Iterator[tuple[str, str]]:
-    """What one file cannot know alone: connector names, and users mapped between the
-    flow's own two systems."""
+    """What one file cannot know alone: connector names, what their streams can do, and
+    users mapped between the flow's own two systems."""
     for side, endpoint in (("source", flow.source), ("target", flow.target)):
         if endpoint.connector not in vendors:
             known = ", ".join(sorted(vendors)) or "none"
@@ -200,6 +251,7 @@ def _cross_checks(
                 f"{side}.connector",
                 f"expected a connector defined in {connectors_path} ({known})",
             )
+    yield from _stream_checks(flow, vendors)
     source, target = vendors.get(flow.source.connector), vendors.get(flow.target.connector)
     for name, spec in flow.mapping.fields.items():
         if not isinstance(spec, UserField):
@@ -211,23 +263,105 @@ def _cross_checks(
             yield f"{key}.to_system", f"expected {target}, the target connector's vendor"
 
 
-def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
-    """The file's top-level mapping, or None once its problem is recorded."""
+def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """Each stream asked only for what its connector declares (connectors/registry.py):
+    a stream a connector cannot serve in its role would fail every run, not once."""
+    source = _streams(vendors.get(flow.source.connector, ""))
+    if isinstance(source, str):
+        yield "source.connector", source
+    elif source is not None:
+        yield from _source_checks(flow, source, vendors[flow.source.connector])
+    target = _streams(vendors.get(flow.target.connector, ""))
+    if isinstance(target, str):
+        yield "target.connector", target
+    elif target is not None:
+        vendor, stream = vendors[flow.target.connector], flow.target.stream
+        can = target.get(stream)
+        writable = _names(target, lambda c: c.write)
+        if can is None:
+            yield "target.stream", f"expected a stream of the {vendor} connector: {writable}"
+        elif not can.write:
+            yield (
+                "target.stream",
+                (
+                    f"expected a stream the {vendor} connector can write ({writable}); "
+                    f"{stream} can only be {can.roles()}"
+                ),
+            )
+
+
+def _source_checks(
+    flow: Flow, streams: Mapping[str, StreamCapabilities], vendor: str
+) -> Iterator[tuple[str, str]]:
+    stream = flow.source.stream
+    can = streams.get(stream)
+    if can is None:
+        known = _names(streams, lambda c: c.read or bool(c.events))
+        yield "source.stream", f"expected a stream of the {vendor} connector: {known}"
+        return
+    if (flow.trigger.interval_s or flow.trigger.cron) and not can.read:
+        readable = _names(streams, lambda c: c.read)
+        yield (
+            "source.stream",
+            (
+                f"expected a stream the {vendor} connector can read on a schedule ({readable}); "
+                f"{stream} can only be {can.roles()}"
+            ),
+        )
+    if flow.trigger.webhook and not can.events:
+        evented = _names(streams, lambda c: bool(c.events))
+        yield (
+            "trigger.webhook",
+            (
+                f"expected a source stream whose {vendor} webhook events start a sync ({evented}); "
+                f"{stream} can only be {can.roles()}"
+            ),
+        )
+
+
+def _streams(vendor: str) -> Mapping[str, StreamCapabilities] | str | None:
+    """The vendor's streams; a problem when this build lacks it; None for a vendor the
+    connectors file already reports."""
+    if not vendor:
+        return None
     try:
-        text = path.read_text("utf-8")
+        return capabilities(Vendor(vendor))
+    except ConfigError as exc:
+        return exc.problems[0][1]
+
+
+def _names(
+    streams: Mapping[str, StreamCapabilities], able: Callable[[StreamCapabilities], bool]
+) -> str:
+    return ", ".join(sorted(name for name, can in streams.items() if able(can))) or "none"
+
+
+def _read(
+    path: Path, problems: dict[str, list[tuple[str, str]]], digest: Hash
+) -> dict[str, Any] | None:
+    """The file's top-level mapping, or None once its problem is recorded; its name and
+    bytes go into `digest`."""
+    try:
+        raw = path.read_bytes()
     except OSError as exc:
         problems.setdefault(str(path), []).append(
             (TOP, f"expected a readable file ({exc.strerror})")
         )
         return None
+    label = path.name if path.name == CONNECTORS_FILE else f"{FLOWS_DIR}/{path.name}"
+    digest.update(f"{label}\0{len(raw)}\0".encode() + raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        decoded = raw[: exc.start].decode("utf-8")
+        where = _position(decoded, len(decoded))
+        problem = f"expected UTF-8 text; byte 0x{raw[exc.start]:02x} is not (save it as UTF-8)"
+        problems.setdefault(str(path), []).append((where, problem))
+        return None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}" if mark is not None else TOP
-        column = f" (column {mark.column + 1})" if mark is not None else ""
-        problem = f"expected valid YAML: {exc.problem}{column}"
-        problems.setdefault(str(path), []).append((where, problem))
+    except yaml.YAMLError as exc:
+        problems.setdefault(str(path), []).append(_yaml_problem(exc, text))
         return None
     if data is None:
         return {}
@@ -235,6 +369,26 @@ def _read(path: Path, problems: dict[str, list[tuple[str, str]]]) -> dict[str, A
         problems.setdefault(str(path), []).append((TOP, "expected a mapping of keys to values"))
         return None
     return data
+
+
+def _position(text: str, offset: int) -> str:
+    """`line L, column C` (both from 1) of the character at `offset` in `text`; `text` may
+    end there (all that could be decoded before a bad byte)."""
+    before = text[:offset]
+    return f"line {before.count(chr(10)) + 1}, column {len(before) - before.rfind(chr(10))}"
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[str, str]:
+    """(where, what) of a YAML error: a syntax error's mark, or the reader's position of a
+    character YAML refuses (a control character, say), which carries no mark."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = TOP if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+        return where, f"expected valid YAML: {exc.problem or exc.context}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        what = f"unacceptable character #x{exc.character:04x} ({exc.reason})"
+        return _position(text, exc.position), f"expected valid YAML: {what}"
+    return TOP, f"expected valid YAML ({type(exc).__name__})"
 
 
 class _StrictLoader(yaml.SafeLoader):

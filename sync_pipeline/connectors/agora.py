@@ -23,10 +23,16 @@ import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.base import (
+    ConnectorContext,
+    DirectoryUser,
+    StreamCapabilities,
+    build_client,
+)
 from sync_pipeline.connectors.markup import PLAIN, Unit, link
 from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -40,7 +46,15 @@ from sync_pipeline.errors import (
     VendorUnavailable,
 )
 from sync_pipeline.http import TokenCache, bearer
-from sync_pipeline.records import Page, ReadWindow, Record, WriteRequest, WriteResult, WriteStatus
+from sync_pipeline.records import (
+    EventKind,
+    Page,
+    ReadWindow,
+    Record,
+    WriteRequest,
+    WriteResult,
+    WriteStatus,
+)
 
 with warnings.catch_warnings():  # the package's __init__ imports its deprecated DynamicKey
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -96,6 +110,9 @@ class AgoraConnector:
     optionally `sender` (default "admin"), `token_ttl_s` and `employee_no_from_username`."""
 
     vendor = VENDOR
+    STREAMS = MappingProxyType(
+        {MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE}))}
+    )
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import redis
 import requests
@@ -19,7 +19,7 @@ import requests
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.errors import SyncError
 from sync_pipeline.http import CircuitBreaker, Classify, HttpClient, QuotaBudget, TokenProvider
-from sync_pipeline.records import Page, ReadWindow, Record, WriteRequest, WriteResult
+from sync_pipeline.records import EventKind, Page, ReadWindow, Record, WriteRequest, WriteResult
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,34 @@ class DirectoryUser:
     name: str | None
 
 
+@dataclass(frozen=True)
+class StreamCapabilities:
+    """What a connector does with one of its streams. Each connector class declares them in
+    `STREAMS`, the one place they are written: the config refuses at load a flow that asks a
+    stream for more (connectors/registry.py reads them without making a connector), and the
+    conformance tests prove each declared one works and each undeclared one is refused."""
+
+    read: bool = False  # read_page: the source of a pull (Beat's schedule, `syncctl run`)
+    write: bool = False  # write: the target of a flow
+    # Webhook events that sync a flow reading this stream (trigger.webhook), each handled by
+    # sync_pipeline/events: approval_changed re-reads the record (the class is ReadsOne),
+    # message takes the record from the event (and hydrates it).
+    events: frozenset[EventKind] = frozenset()
+
+    def roles(self) -> str:
+        """What the stream can do, as words: "read, written", "written", ..."""
+        can = [word for word, yes in (("read", self.read), ("written", self.write)) if yes]
+        can += [f"synced on {kind} events" for kind in sorted(self.events)]
+        return ", ".join(can) or "nothing"
+
+
+READ_ONLY = StreamCapabilities(read=True)
+WRITE_ONLY = StreamCapabilities(write=True)
+
+
 class Connector(Protocol):
     vendor: str  # "oa", "wecom", "dingtalk", "feishu", "agora"
+    STREAMS: ClassVar[Mapping[str, StreamCapabilities]]  # stream -> what it can do
 
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int

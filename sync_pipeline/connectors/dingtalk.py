@@ -31,11 +31,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
+    READ_ONLY,
+    WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
     build_client,
@@ -176,6 +179,9 @@ class DingTalkConnector:
     is its app key) and `history_days`."""
 
     vendor = VENDOR
+    STREAMS = MappingProxyType(
+        {MESSAGES: WRITE_ONLY, APPROVAL_CENTER: WRITE_ONLY, APPROVALS: READ_ONLY}
+    )
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config

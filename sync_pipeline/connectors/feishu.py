@@ -22,10 +22,18 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.base import (
+    READ_ONLY,
+    WRITE_ONLY,
+    ConnectorContext,
+    DirectoryUser,
+    StreamCapabilities,
+    build_client,
+)
 from sync_pipeline.connectors.feishu_approval_center import ApprovalCenter, center_config
 from sync_pipeline.connectors.markup import FEISHU_MARKDOWN, PLAIN, Unit, link
 from sync_pipeline.connectors.notify import notification, plain_message, rejected, wants_decision
@@ -40,6 +48,7 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import TokenCache, bearer
 from sync_pipeline.records import (
+    EventKind,
     Page,
     ReadWindow,
     Record,
@@ -128,6 +137,13 @@ class FeishuConnector:
     """One Feishu app (app_id, app_secret) at `config.base_url` (`.../open-apis` is added)."""
 
     vendor = VENDOR
+    STREAMS = MappingProxyType(
+        {
+            MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
+            APPROVALS: READ_ONLY,
+            APPROVAL_CENTER: WRITE_ONLY,
+        }
+    )
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config

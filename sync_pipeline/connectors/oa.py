@@ -47,6 +47,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,9 +56,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.connectors.base import (
+    WRITE_ONLY,
     ConnectorContext,
     Decision,
     DirectoryUser,
+    StreamCapabilities,
     build_client,
 )
 from sync_pipeline.connectors.notify import notification, rejected
@@ -72,6 +75,7 @@ from sync_pipeline.errors import (
 from sync_pipeline.http import AuthParts, TokenCache
 from sync_pipeline.http.client import BARE, Auth
 from sync_pipeline.records import (
+    EventKind,
     Page,
     ReadWindow,
     Record,
@@ -249,6 +253,15 @@ class OAConnector:
     (a template with {base_url} and {id})."""
 
     vendor = VENDOR
+    STREAMS = MappingProxyType(
+        {
+            APPROVALS: StreamCapabilities(
+                read=True, events=frozenset({EventKind.APPROVAL_CHANGED})
+            ),
+            TODOS: WRITE_ONLY,
+            PROJECT_PROGRESS: WRITE_ONLY,  # comments appended; there is no read of its own
+        }
+    )
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config

@@ -1,17 +1,18 @@
 """One connector class per vendor, found by the vendor's name in the connector config.
 
-Modules are imported only when a connector of their vendor is made, so a worker loads the
-vendors it uses (and their SDKs) and nothing else.
+Modules are imported only when a connector of their vendor is made, or its streams are
+asked for (`capabilities`, by the config's checks), so a process loads the vendors its
+configuration names (and their SDKs) and nothing else.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import cast
+from typing import Protocol, cast
 
 from sync_pipeline.config.connector import ConnectorConfig, Vendor
-from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.base import Connector, ConnectorContext, StreamCapabilities
 from sync_pipeline.errors import ConfigError
 
 # vendor -> (module, class); each class is built as cls(config, ctx).
@@ -26,7 +27,30 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
 
 def make_connector(config: ConnectorConfig, ctx: ConnectorContext) -> Connector:
     """The connector for `config.vendor`; a vendor this build lacks is a config error."""
-    module_name, class_name = CONNECTORS[config.vendor]
+    if not config.resolved:
+        raise ValueError(f"connector {config.name} was loaded without its secrets")
+    return connector_class(config.vendor, config.name)(config, ctx)
+
+
+def capabilities(vendor: Vendor, name: str = "") -> Mapping[str, StreamCapabilities]:
+    """The streams of `vendor`'s connector and what each can do, read from its class
+    (imported, never made: no secret, no network)."""
+    streams: Mapping[str, StreamCapabilities] = connector_class(vendor, name).STREAMS
+    return streams
+
+
+class ConnectorClass(Protocol):
+    """A connector class: its declared streams, and how it is made."""
+
+    STREAMS: Mapping[str, StreamCapabilities]
+
+    def __call__(self, config: ConnectorConfig, ctx: ConnectorContext) -> Connector: ...
+
+
+def connector_class(vendor: Vendor, name: str = "") -> ConnectorClass:
+    """`vendor`'s connector class; `name` (of the config's connector) names the problem when
+    this build lacks the vendor's module."""
+    module_name, class_name = CONNECTORS[vendor]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -34,6 +58,6 @@ def make_connector(config: ConnectorConfig, ctx: ConnectorContext) -> Connector:
             raise  # the module exists but one of its own imports is missing: a broken install
         raise ConfigError(
             "connectors.yaml",
-            [(f"{config.name}.vendor", f"no {config.vendor} connector in this build")],
+            [(f"{name or vendor}.vendor", f"no {vendor} connector in this build")],
         ) from None
-    return cast(Connector, getattr(module, class_name)(config, ctx))
+    return cast(ConnectorClass, getattr(module, class_name))

@@ -22,10 +22,17 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser, build_client
+from sync_pipeline.connectors.base import (
+    READ_ONLY,
+    ConnectorContext,
+    DirectoryUser,
+    StreamCapabilities,
+    build_client,
+)
 from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
 from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -39,6 +46,7 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import TokenCache, query_token
 from sync_pipeline.records import (
+    EventKind,
     Page,
     ReadWindow,
     Record,
@@ -114,6 +122,12 @@ class WeComConnector:
     `employee_no_attr` (the extattr holding employee numbers) and `history_days`."""
 
     vendor = VENDOR
+    STREAMS = MappingProxyType(
+        {
+            MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
+            APPROVALS: READ_ONLY,  # its change events come without a way to re-read one
+        }
+    )
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config

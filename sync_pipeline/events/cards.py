@@ -113,6 +113,8 @@ def handle(rt: Runtime, event: InboundEvent) -> Handled:
         reason = f"no card of ours for {press.source_id} was sent through {event.connector}"
         return Handled(EventStatus.IGNORED, reason)
     flow, cards = found
+    if not flow.enabled:  # a disabled flow is never run, a press on its cards included
+        return Handled(EventStatus.IGNORED, f"{flow.name} is disabled: the press changes nothing")
     source = rt.connector(flow.source.connector)
     if not (isinstance(source, DecidesApprovals) and isinstance(source, ReadsOne)):
         reason = f"{flow.source.connector} cannot decide approvals through its API"

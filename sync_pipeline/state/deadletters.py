@@ -1,4 +1,8 @@
-"""Dead letters: a record that cannot be synced waits here with its reason until replayed."""
+"""Dead letters: a record that cannot be synced waits here with its reason until replayed.
+
+A letter is open until a replay finds its cause gone (closed) or the operator discards it
+(`discard`: kept, with who and why). Only open letters count, replay and show by default.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,33 @@ class DeadLetter:
     error_class: str
     created_at: datetime
     replay_count: int
+    resolved_at: datetime | None = None  # closed by a replay, or discarded, at
+    discarded_by: str | None = None
+    discard_reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        """open, closed (a replay found its cause gone) or discarded (by an operator)."""
+        if self.discard_reason is not None:
+            return "discarded"
+        return "open" if self.resolved_at is None else "closed"
+
+    def as_json(self) -> dict[str, Any]:
+        """What `syncctl dlq list --json` prints (the record itself stays in the table)."""
+        return {
+            "id": self.id,
+            "flow": self.flow,
+            "run_id": self.run_id,
+            "source_id": self.source_id,
+            "reason": self.reason,
+            "error_class": self.error_class,
+            "created_at": self.created_at.isoformat(),
+            "replay_count": self.replay_count,
+            "state": self.state,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "discarded_by": self.discarded_by,
+            "discard_reason": self.discard_reason,
+        }
 
 
 def add(
@@ -76,7 +107,21 @@ def open_letters(
     limit: int = 500,
     letter_ids: Iterable[int] | None = None,
 ) -> list[DeadLetter]:
-    query = sa.select(dead_letters).where(dead_letters.c.resolved_at.is_(None))
+    return letters(conn, flow, limit, letter_ids, everything=False)
+
+
+def letters(
+    conn: Connection,
+    flow: str | None = None,
+    limit: int = 500,
+    letter_ids: Iterable[int] | None = None,
+    *,
+    everything: bool = False,
+) -> list[DeadLetter]:
+    """Open letters, oldest first; with `everything`, closed and discarded ones too."""
+    query = sa.select(dead_letters)
+    if not everything:
+        query = query.where(dead_letters.c.resolved_at.is_(None))
     if flow:
         query = query.where(dead_letters.c.flow == flow)
     if letter_ids is not None:
@@ -93,9 +138,27 @@ def open_letters(
             error_class=r.error_class,
             created_at=r.created_at,
             replay_count=int(r.replay_count),
+            resolved_at=r.resolved_at,
+            discarded_by=r.discarded_by,
+            discard_reason=r.discard_reason,
         )
         for r in rows
     ]
+
+
+def discard(conn: Connection, letter_ids: Iterable[int], by: str, reason: str) -> list[int]:
+    """Mark open letters discarded by `by` because of `reason`; returns the ids it marked (a
+    letter already closed or discarded, or unknown, is left as it is). Kept, not deleted."""
+    ids = list(letter_ids)
+    if not ids:
+        return []
+    rows = conn.execute(
+        dead_letters.update()
+        .where(dead_letters.c.id.in_(ids), dead_letters.c.resolved_at.is_(None))
+        .values(resolved_at=sa.func.now(), discarded_by=by, discard_reason=reason)
+        .returning(dead_letters.c.id)
+    )
+    return sorted(int(row_id) for (row_id,) in rows)
 
 
 def count_open(conn: Connection, flow: str) -> int:

@@ -192,13 +192,14 @@ def requeue(conn: Connection, event_row_ids: list[int]) -> None:
 
 
 def ids_with_status(conn: Connection, status: EventStatus, limit: int = 1000) -> list[int]:
+    """The newest `limit` events with `status`, oldest of them first (newest last)."""
     rows = conn.execute(
         sa.select(inbound_events.c.id)
         .where(inbound_events.c.status == status.value)
-        .order_by(inbound_events.c.id)
+        .order_by(inbound_events.c.id.desc())
         .limit(limit)
     )
-    return [int(r) for (r,) in rows]
+    return sorted(int(r) for (r,) in rows)
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:

@@ -146,6 +146,11 @@ dead_letters.append_column(
     )
 )
 
+# Added in 0007: a letter the operator discarded (syncctl dlq discard): who and why; its
+# resolved_at is when. Kept, never deleted: the record and its reason stay readable.
+dead_letters.append_column(sa.Column("discarded_by", sa.Text, nullable=True))
+dead_letters.append_column(sa.Column("discard_reason", sa.Text, nullable=True))
+
 pages = sa.Table(
     "pages",
     metadata,
@@ -234,4 +239,20 @@ webhook_refusals = sa.Table(
     sa.Column("reason", sa.Text, primary_key=True),  # bad_signature, stale, replay, malformed
     sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Added in 0008: the running services and the configuration each loaded (sync_pipeline/
+# presence.py); a row unseen for a few heartbeats is a service that died without saying so.
+service_instances = sa.Table(
+    "service_instances",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # worker, beat, webhooks
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("config_digest", sa.Text, nullable=False),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -56,6 +56,7 @@ from sync_pipeline.config.connector import Vendor, resolve_credentials
 from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_config
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.logging import configure_logging
+from sync_pipeline.presence import Presence
 from sync_pipeline.records import EventKind
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
@@ -343,10 +344,16 @@ class WebhookService:
         return {"connectors": [s.as_json() for s in found]}
 
     # -- HTTP ----------------------------------------------------------------------------------
-    def app(self) -> Starlette:
+    def app(self, presence: Presence | None = None) -> Starlette:
+        """The ASGI app; `presence` records the service while it serves (presence.py)."""
+
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            if presence is not None:
+                await run_in_threadpool(presence.start)
             yield
+            if presence is not None:
+                await run_in_threadpool(presence.stop)
             self.close()
 
         return Starlette(
@@ -414,7 +421,8 @@ def build_app(settings: Settings, env: Mapping[str, str]) -> Starlette:
     """The service for resolved settings; `env` resolves the connectors' secrets."""
     config = load_config(settings.config_dir, env)
     endpoints = load_endpoints(config, env, settings.config_dir)
-    return WebhookService(settings, endpoints).app()
+    presence = Presence(settings.urls()[1], "webhooks", config.digest)
+    return WebhookService(settings, endpoints).app(presence)
 
 
 def create_app() -> Starlette:

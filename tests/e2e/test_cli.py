@@ -19,6 +19,7 @@ COMMANDS = [
     "dlq",
     "dlq list",
     "dlq replay",
+    "dlq discard",
     "events",
     "events list",
     "events replay",

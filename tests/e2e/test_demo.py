@@ -3,12 +3,15 @@ worker sync every shipped flow to the sandbox, and the counts match the IM ledge
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, load_registry
 from sync_pipeline.sandbox.server import build_emulators, describe, store_path
 from tests.conftest import syncctl
+
+STEP = re.compile(r"^(\d+)/(\d+) ", re.MULTILINE)
 
 
 def test_demo_syncs_every_flow_and_its_counts_match_the_ledgers(service_env) -> None:
@@ -25,6 +28,8 @@ def test_demo_syncs_every_flow_and_its_counts_match_the_ledgers(service_env) -> 
     assert "OA approved as" in result.stdout
     assert "exactly once" in result.stdout
     assert "Everything started by the demo is stopped" in result.stdout
+    steps = [(int(n), int(total)) for n, total in STEP.findall(result.stdout)]
+    assert steps == [(n, len(steps)) for n in range(1, len(steps) + 1)]  # 1/6 ... 6/6
 
 
 def test_demo_a_second_time_tells_the_same_story(service_env) -> None:

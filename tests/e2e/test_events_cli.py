@@ -75,3 +75,14 @@ def test_replay_of_an_event_that_did_not_fail_changes_nothing(migrated) -> None:
     assert f"not failed, left alone: {done}" in result.stdout
     assert statuses(migrated) == {done: "done"}
     assert redis.Redis.from_url(migrated["REDIS_URL"]).llen("events") == 0
+
+
+def test_given_a_limit_list_shows_the_newest_events_newest_last(migrated) -> None:
+    oldest, middle, newest = (recorded(migrated, EventStatus.FAILED, "x") for _ in range(3))
+
+    one = syncctl("events", "list", "--limit", "1", "--json", env=migrated)
+    two = syncctl("events", "list", "--limit", "2", "--json", env=migrated)
+
+    assert [e["id"] for e in json.loads(one.stdout)] == [newest]
+    assert [e["id"] for e in json.loads(two.stdout)] == [middle, newest]
+    assert oldest < middle

@@ -12,6 +12,7 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,13 @@ def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
     migrate.migrate(service_env["DATABASE_URL"])
     env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
     return build_runtime(load_settings(env), env)
+
+
+def switched(rt: Runtime, flow: str, *, enabled: bool) -> Runtime:
+    """The runtime with one flow enabled or disabled, as a worker started on a config file
+    that says so would have it."""
+    flows = {**rt.config.flows, flow: replace(rt.config.flows[flow], enabled=enabled)}
+    return replace(rt, config=replace(rt.config, flows=flows))
 
 
 # -- people ---------------------------------------------------------------------------------

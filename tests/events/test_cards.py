@@ -30,6 +30,7 @@ from tests.events.approval_scene import (
     oa_id,
     press_wecom,
     record,
+    switched,
     wecom_card,
     wecom_id,
     wecom_texts,
@@ -274,6 +275,7 @@ def test_a_dingtalk_press_decides_and_updates_the_card_by_its_out_track_id(rt, s
 
 
 def test_a_quick_approval_in_feishus_approval_center_decides_in_the_oa(rt, sandbox) -> None:
+    rt = switched(rt, CENTER_FLOW, enabled=True)  # it ships disabled
     request_id, title = new_approval(sandbox, APPLICANT, [FIRST])
     next_second()
     steps.run_inline(rt, CENTER_FLOW, "schedule")  # the instance, with FIRST's task

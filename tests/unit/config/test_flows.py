@@ -9,7 +9,6 @@ import pytest
 from sync_pipeline.config.flow import Mode
 from sync_pipeline.stages.dedupe import DedupeKey
 from sync_pipeline.stages.plan import NotifyKind
-from sync_pipeline.stages.resolve import Policy, Side
 from sync_pipeline.stages.rules import (
     AllOf,
     AnyOf,
@@ -39,7 +38,6 @@ def test_a_minimal_flow_loads_with_its_defaults_and_the_file_stem_as_name(tree) 
         True,
     )
     assert flow.dedupe_key == DedupeKey(fields=("source_id",))
-    assert (flow.two_way, flow.conflict, flow.ownership) == (False, Policy.SOURCE_WINS, {})
     assert (flow.rules, flow.notify) == (None, ())
     assert flow.mapping.fields["applicant"] == UserField("applicant", "oa", "wecom")
 
@@ -143,14 +141,10 @@ def test_every_problem_in_a_file_is_reported_at_once(tree) -> None:
         ({"rules": {"equals": "approved"}}, "rules.field", "Missing data for required field."),
         ({"dedupe_key": ["source_id", "stauts"]}, "dedupe_key", "expected a mapped field"),
         ({"dedupe_key": "{source_id}:{stauts}"}, "dedupe_key", "got stauts"),
-        ({"ownership": {"status": "source"}}, "ownership", "expected only with two_way: true"),
-        ({"conflict": "newest_wins"}, "conflict", "expected only with two_way: true"),
-        (
-            {"two_way": True, "ownership": {"stauts": "source"}},
-            "ownership.stauts",
-            "expected a mapped field",
-        ),
-        ({"two_way": True, "conflict": "loudest_wins"}, "conflict", "Must be one of"),
+        ({"two_way": True}, "two_way", "not implemented yet"),
+        ({"ownership": {"status": "source"}}, "ownership", "not implemented yet"),
+        ({"conflict": "newest_wins"}, "conflict", "not implemented yet"),
+        ({"two_way": "sometimes"}, "two_way", "Not a valid boolean."),
         ({"notify": [{"when": {"flag": "x"}, "send": "card"}]}, "notify.0.to", "recipient"),
         (
             {"notify": [{"when": {"flag": "x"}, "send": "card", "to": "approvers"}]},
@@ -267,15 +261,23 @@ def test_mapping_specs_keep_their_order_and_defaults(tree) -> None:
     assert mapping.fields["label"] == ValueMapField("status", {"approved": "OK"}, default="?")
 
 
-def test_a_two_way_flow_carries_its_policy_and_ownership(tree) -> None:
+def test_given_two_way_settings_each_is_refused_as_not_implemented_rather_than_ignored(
+    tree,
+) -> None:
     tree.flow(
         "x", two_way=True, conflict="newest_wins", ownership={"status": "source", "title": "target"}
     )
 
-    flow = tree.load().flows["x"]
+    problems = dict(tree.error().problems)
 
-    assert flow.conflict is Policy.NEWEST_WINS
-    assert flow.ownership == {"status": Side.SOURCE, "title": Side.TARGET}
+    assert set(problems) == {"two_way", "conflict", "ownership"}
+    assert all(p.startswith("not implemented yet: flows sync one way") for p in problems.values())
+
+
+def test_given_two_way_false_as_written_the_flow_loads(tree) -> None:
+    tree.flow("x", two_way=False)
+
+    assert "x" in tree.load().flows
 
 
 def test_notify_rules_load_in_order(tree) -> None:

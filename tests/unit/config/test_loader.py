@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
-from sync_pipeline.config.loader import ConfigErrors
+from sync_pipeline.config.loader import UNRESOLVED_URL, ConfigErrors, load_config
 
-from .conftest import CONNECTORS, FLOW
+from .conftest import CONNECTORS, ENV, FLOW
 
 
 def test_a_flow_naming_an_unknown_connector_is_told_where_connectors_live(tree) -> None:
@@ -32,7 +33,7 @@ def test_a_user_mapped_to_another_system_than_the_target_is_an_error(tree) -> No
     ]
 
 
-def test_a_yaml_syntax_error_names_the_file_and_line(tree) -> None:
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tree) -> None:
     path = tree.write(
         "flows/x.yaml", "source:\n  connector: oa\n  stream: [approvals\ntarget: {}\n"
     )
@@ -41,8 +42,29 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tree) -> None:
 
     assert error.file == str(path)
     [(key, expected)] = error.problems
-    assert key == "line 4"
+    assert key == "line 4, column 7"
     assert expected.startswith("expected valid YAML:")
+
+
+def test_given_a_byte_that_is_not_utf8_in_a_comment_the_problem_names_its_line(tree) -> None:
+    path = tree.root / "flows/x.yaml"
+    path.write_bytes(b"# caf\xe9 menu\nsource: {connector: oa, stream: approvals}\n")
+
+    error = tree.error()
+
+    assert error.file == str(path)
+    assert error.problems == [
+        ("line 1, column 6", "expected UTF-8 text; byte 0xe9 is not (save it as UTF-8)")
+    ]
+
+
+def test_given_a_control_character_the_problem_names_its_line_and_column(tree) -> None:
+    tree.write("flows/x.yaml", "source: {connector: oa}\ntitle: a\x07b\n")
+
+    [(key, expected)] = tree.error().problems
+
+    assert key == "line 2, column 9"
+    assert expected.startswith("expected valid YAML: unacceptable character #x0007")
 
 
 def test_a_duplicate_key_names_its_line_instead_of_keeping_the_last(tree) -> None:
@@ -51,7 +73,7 @@ def test_a_duplicate_key_names_its_line_instead_of_keeping_the_last(tree) -> Non
 
     [(key, expected)] = tree.error().problems
 
-    assert key == "line 3"
+    assert key == "line 3, column 1"
     assert "found duplicate key 'target'" in expected
 
 
@@ -136,3 +158,41 @@ def test_disabled_flows_load_but_are_not_enabled(tree) -> None:
 
     assert sorted(config.flows) == ["off", "on"]
     assert [f.name for f in config.enabled_flows()] == ["on"]
+
+
+def test_given_no_environment_the_flows_load_without_any_secret(tree) -> None:
+    tree.flow("x")
+
+    config = load_config(tree.root, {}, environment=False)
+
+    assert list(config.flows) == ["x"]
+    assert {c.resolved for c in config.connectors.values()} == {False}
+    assert all(c.credentials == {} for c in config.connectors.values())
+
+
+def test_given_no_environment_a_base_url_variable_without_default_is_not_a_problem(tree) -> None:
+    connectors = copy.deepcopy(CONNECTORS)
+    connectors["oa"]["base_url"] = "${OA_URL}/api"
+    tree.connectors(connectors)
+    tree.flow("x")
+
+    config = load_config(tree.root, {}, environment=False)
+
+    assert config.connectors["oa"].base_url == UNRESOLVED_URL
+
+
+def test_given_the_same_files_elsewhere_the_digest_is_the_same(tree, tmp_path) -> None:
+    tree.flow("x")
+    copied = tmp_path / "elsewhere"
+    shutil.copytree(tree.root, copied)
+
+    assert tree.load().digest == load_config(copied, ENV).digest
+
+
+def test_given_a_comment_added_to_a_flow_file_the_digest_changes(tree) -> None:
+    path = tree.flow("x")
+    before = tree.load().digest
+
+    path.write_text(path.read_text("utf-8") + "# a note\n", "utf-8")
+
+    assert tree.load().digest != before

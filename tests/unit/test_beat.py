@@ -1,0 +1,21 @@
+"""Beat's schedule: a pull entry per enabled flow that has a schedule, and none for a
+disabled flow, whatever its trigger says."""
+
+from __future__ import annotations
+
+from sync_pipeline.config.loader import load_config
+from tests.unit.config.test_examples import CONFIG_DIR
+from workers.beat import flow_schedule
+
+
+def test_given_the_shipped_flows_beat_schedules_only_the_enabled_ones_with_a_schedule() -> None:
+    config = load_config(CONFIG_DIR, environment=False)
+
+    entries = flow_schedule(config.flows.values())
+
+    assert sorted(entries) == sorted(
+        f"pull {f.name}"
+        for f in config.flows.values()
+        if f.enabled and (f.trigger.interval_s or f.trigger.cron)
+    )
+    assert "pull approvals_to_dingtalk_todos" not in entries  # disabled, with a cron
