@@ -125,7 +125,7 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     stored = 0
     while not finished_reading:
         read_at = read_clock(rt)
-        page = source.read_page(flow.source.stream, window, token, flow.page_size)
+        page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
         page_id = _store_page(rt, run, seq, page, read_at)
         stored += 1
         if page.records:
@@ -191,8 +191,10 @@ def plan_records(
 
     The stages are pure; the I/O is reading the id map, the details (hydrate) and the
     directory before them. Only records worth it are hydrated: a version the id map already
-    holds, or one read before the version it holds, costs no call.
+    holds, or one read before the version it holds, costs no call. Records are cleaned as
+    they enter (Record.cleaned), those given and the details read.
     """
+    records = [record.cleaned() for record in records]
     source_sys, target_sys = _systems(rt, flow)
     with rt.engine.begin() as conn:
         links = idmap.lookup(
@@ -206,7 +208,8 @@ def plan_records(
     wanted = [r for r in records if replay or _wanted(r, links.get(r.source_id), read_at)]
     if not wanted:
         return Planned(requests=(), seen=(), dead=(), skipped=len(records))
-    hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, wanted)
+    source = rt.connector(flow.source.connector)
+    hydrated = [r.cleaned() for r in source.hydrate(flow.source.stream, wanted)]
     mapped = transform(hydrated, flow.mapping, load_directory(rt, flow))
     previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
     kept = filter_batch(mapped.records, flow.rules, previous)

@@ -58,7 +58,8 @@ def handle_batch(rt: Runtime, events: Sequence[InboundEvent]) -> list[Outcome]:
     reads: dict[str, Record | Exception | None] = {}
     for source_id in dict.fromkeys(s for s in named if s):
         try:
-            reads[source_id] = source.read_one(APPROVALS, source_id)
+            read = source.read_one(APPROVALS, source_id)
+            reads[source_id] = None if read is None else read.cleaned()
         except Exception as exc:  # noqa: BLE001 - this record's events carry it
             reads[source_id] = exc
     records = [r for r in reads.values() if isinstance(r, Record)]
@@ -80,7 +81,7 @@ def _outcome(
         )
     if isinstance(read, Exception):
         return read
-    return synced[source_id]
+    return synced[read.source_id]  # the id as it is kept (Record.cleaned)
 
 
 def _sync(

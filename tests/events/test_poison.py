@@ -1,0 +1,107 @@
+"""Poison records (issue 9, point 1): an approval whose content PostgreSQL or UTF-8 refuses as
+it is (a NUL, a lone surrogate) syncs with those code points replaced by U+FFFD, on the pull
+and on the webhook path, and never stops the flow.
+
+The steps run in this process, as the tasks call them, against the sandbox server, this test's
+PostgreSQL schema and Redis db, with the shipped config (tests/events/approval_scene.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sync_pipeline import steps
+from sync_pipeline.runtime import Runtime
+from sync_pipeline.sandbox.client import SandboxClient
+from sync_pipeline.state import cursors, deadletters, idmap, runs
+from sync_pipeline.state.inbound import EventStatus
+from tests.conftest import next_second
+from tests.events.approval_scene import (
+    DINGTALK_FLOW,
+    approval_changed,
+    deliver,
+    entries,
+    new_approval,
+    outcome,
+    wecom_id,
+    wecom_sends,
+)
+
+NUL = "\x00"
+KEPT_AS = "\ufffd"  # what a code point PostgreSQL refuses becomes (sync_pipeline/untrusted.py)
+
+
+def poisoned_title() -> tuple[str, str]:
+    """(a title with a NUL in it, the title as it is synced), unique to the test."""
+    tag = uuid.uuid4().hex[:8]
+    return f"a{NUL}b {tag}", f"a{KEPT_AS}b {tag}"
+
+
+def pull(rt: Runtime, flow: str) -> runs.Run:
+    run_id = steps.run_inline(rt, flow, "test")
+    assert run_id is not None
+    with rt.engine.connect() as conn:
+        run = runs.get(conn, run_id)
+    assert run is not None
+    return run
+
+
+def link(rt: Runtime, request_id: str, target: tuple[str, str]) -> idmap.Link | None:
+    with rt.engine.connect() as conn:
+        found = idmap.lookup(conn, ("oa", "approvals"), target, [request_id])
+    return found.get(request_id)
+
+
+def test_given_an_approval_titled_with_a_nul_then_the_pull_sends_its_card_once(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    title, synced = poisoned_title()
+    request_id, _ = new_approval(sandbox, "E00010", ["E00011"], title=title)
+    next_second()
+
+    run = pull(rt, DINGTALK_FLOW)
+
+    assert run.status is runs.RunStatus.SUCCEEDED, run.error
+    assert len(entries(sandbox, "dingtalk", synced)) == 1
+    kept = link(rt, request_id, ("dingtalk", "messages"))
+    assert kept is not None
+    assert (kept.payload or {})["title"] == synced
+
+
+def test_given_a_nul_approval_then_the_cursor_moves_and_a_later_approval_syncs(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    title, _ = poisoned_title()
+    new_approval(sandbox, "E00010", ["E00011"], title=title)
+    next_second()
+    first = pull(rt, DINGTALK_FLOW)
+    _, later = new_approval(sandbox, "E00010", ["E00011"])
+    next_second()
+
+    second = pull(rt, DINGTALK_FLOW)
+
+    assert (first.status, second.status) == (runs.RunStatus.SUCCEEDED,) * 2
+    assert first.cursor_after is not None
+    assert second.cursor_after is not None
+    assert second.cursor_after > first.cursor_after
+    with rt.engine.connect() as conn:
+        assert cursors.get(conn, DINGTALK_FLOW).cursor == second.cursor_after
+    assert len(entries(sandbox, "dingtalk", later)) == 1
+
+
+def test_given_an_oa_change_webhook_for_a_nul_approval_then_the_card_is_sent_once_and_mapped(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    title, synced = poisoned_title()
+    request_id, _ = new_approval(sandbox, "E00010", ["E00011"], title=title)
+    event = approval_changed(request_id)
+
+    status = deliver(rt, event)
+
+    assert status is EventStatus.DONE, outcome(rt, event).error
+    assert wecom_sends(sandbox, synced) == [("card", wecom_id("E00011"))]
+    kept = link(rt, request_id, ("wecom", "messages"))
+    assert kept is not None
+    assert kept.target_id
+    with rt.engine.connect() as conn:
+        assert deadletters.open_letters(conn, "approvals_to_wecom") == []
