@@ -38,6 +38,7 @@ from sync_pipeline import directory
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
 from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
+from sync_pipeline.failures import describe
 from sync_pipeline.records import (
     Page,
     ReadWindow,
@@ -567,7 +568,7 @@ def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[
     except Exception as exc:
         status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
         with rt.engine.begin() as conn:
-            runs.finish(conn, run_id, status, error=str(exc)[:500])
+            runs.finish(conn, run_id, status, error=describe(exc))
         raise
 
 
@@ -645,7 +646,7 @@ def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
     )
     with rt.engine.begin() as conn:
         current = cursors.get(conn, run.flow).cursor
-        closed = runs.finish(conn, run_id, status, cursor_after=current, error=str(error)[:500])
+        closed = runs.finish(conn, run_id, status, cursor_after=current, error=describe(error))
     if closed and run.lock_token:
         locks.release(rt.redis, run.flow, run.lock_token)
 

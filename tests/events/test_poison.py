@@ -3,14 +3,19 @@ it is (a NUL, a lone surrogate) syncs with those code points replaced by U+FFFD,
 and on the webhook path, and never stops the flow.
 
 The steps run in this process, as the tasks call them, against the sandbox server, this test's
-PostgreSQL schema and Redis db, with the shipped config (tests/events/approval_scene.py).
+PostgreSQL schema and Redis db, with the shipped config (tests/events/approval_scene.py). What
+a failed run or event then says (point 9) is here too.
 """
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
+import sqlalchemy as sa
+
 from sync_pipeline import steps
+from sync_pipeline.events.approvals import wanting
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.sandbox.client import SandboxClient
 from sync_pipeline.state import cursors, deadletters, idmap, runs
@@ -18,6 +23,7 @@ from sync_pipeline.state.inbound import EventStatus
 from tests.conftest import next_second
 from tests.events.approval_scene import (
     DINGTALK_FLOW,
+    OA,
     approval_changed,
     deliver,
     entries,
@@ -105,3 +111,66 @@ def test_given_an_oa_change_webhook_for_a_nul_approval_then_the_card_is_sent_onc
     assert kept.target_id
     with rt.engine.connect() as conn:
         assert deadletters.open_letters(conn, "approvals_to_wecom") == []
+
+
+# -- point 9: what a failed run or event says ----------------------------------------------------
+SQL_WORDS = ("INSERT", "SELECT", "UPDATE", "[SQL", "parameters", "%(")
+
+
+def refuse(rt: Runtime, table: str, column: str, marker: str) -> None:
+    """PostgreSQL refuses rows of `table` whose `column` holds `marker`, in this test's schema
+    only: a write failure the pipeline cannot clean away, for what the operator is then told."""
+    with rt.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"ALTER TABLE {table} ADD CONSTRAINT refused_in_test"
+            f" CHECK ({column}::text NOT LIKE '%%{marker}%%')"
+        )
+
+
+def assert_says_why_without_sql_or_payload(error: str | None, marker: str) -> None:
+    assert error
+    assert "refused_in_test" in error  # the reason, named
+    assert marker not in error  # no payload excerpt
+    assert not [word for word in SQL_WORDS if word in error], error
+
+
+def test_given_postgresql_refuses_a_page_then_the_failed_pull_says_why_without_sql_or_payload(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    marker = f"private-{uuid.uuid4().hex[:8]}"
+    refuse(rt, "pages", "records", marker)
+    new_approval(sandbox, "E00010", ["E00011"], title=f"Salary {marker}")
+    next_second()
+    with pytest.raises(sa.exc.IntegrityError) as refused:
+        steps.run_inline(rt, DINGTALK_FLOW, "test")
+    with rt.engine.connect() as conn:
+        running = runs.latest(conn, DINGTALK_FLOW)
+    assert running is not None
+
+    steps.fail_run(rt, running.id, refused.value)  # as the pull task does
+
+    with rt.engine.connect() as conn:
+        run = runs.get(conn, running.id)
+    assert run is not None
+    assert run.status is runs.RunStatus.FAILED
+    assert_says_why_without_sql_or_payload(run.error, marker)
+
+
+def test_given_postgresql_refuses_an_events_write_then_its_errors_say_why_without_sql_or_payload(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    marker = f"private-{uuid.uuid4().hex[:8]}"
+    refuse(rt, "id_map", "payload", marker)
+    request_id, _ = new_approval(sandbox, "E00010", ["E00011"], title=f"Salary {marker}")
+    event = approval_changed(request_id)
+
+    with pytest.raises(sa.exc.IntegrityError):  # the task fails, as Celery then records
+        deliver(rt, event)
+
+    assert outcome(rt, event).status is EventStatus.FAILED
+    assert_says_why_without_sql_or_payload(outcome(rt, event).error, marker)
+    with rt.engine.connect() as conn:
+        latest = [runs.latest(conn, flow.name, webhook=True) for flow in wanting(rt, OA)]
+    failed = [run for run in latest if run is not None and run.status is runs.RunStatus.FAILED]
+    assert failed
+    assert_says_why_without_sql_or_payload(failed[0].error, marker)
