@@ -1,4 +1,4 @@
-"""What the operator is told about a failure.
+"""What the operator is told about a failure, and whether it is one record's or the run's.
 
 `describe` is the one way an exception becomes the text of a run's error (`runs.error`, which
 `syncctl run --wait` and `syncctl status` print), an event's error and a dead letter's reason.
@@ -6,11 +6,17 @@ It says what broke and, where the error knows it, which record: never SQL, bound
 an excerpt of a payload, which SQLAlchemy and PostgreSQL put in their messages (the statement,
 "Failing row contains (...)", "JSON data, line 1: ..."). The payload of a record that failed is
 kept in the dead-letter table only.
+
+`about_record` tells an error about one record (its content, its recipient: dead-letter it and
+go on) from an error about the run (a server, a quota, the config: stop or retry, whatever
+record was being handled). Our own errors say it by class (`SyncError.about_record`); anything
+else is taken to be about the record, except the errors of the servers we depend on.
 """
 
 from __future__ import annotations
 
 import psycopg2
+import redis
 import sqlalchemy as sa
 from psycopg2 import errorcodes
 
@@ -34,6 +40,13 @@ def describe(error: BaseException) -> str:
     if isinstance(record_id, str) and f"record {record_id}" not in text:
         text = f"record {bounded_id(record_id)}: {text}"
     return excerpt(text, MAX_CHARS)
+
+
+def about_record(error: BaseException) -> bool:
+    """Whether `error` is about the record being handled rather than about the run."""
+    if isinstance(error, SyncError):
+        return error.about_record
+    return not isinstance(error, sa.exc.SQLAlchemyError | redis.exceptions.RedisError | OSError)
 
 
 def _database_error(error: BaseException) -> BaseException | None:

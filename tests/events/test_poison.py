@@ -16,10 +16,13 @@ import sqlalchemy as sa
 
 from sync_pipeline import steps
 from sync_pipeline.events.approvals import wanting
+from sync_pipeline.records import WriteOp, WriteRequest
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.state import cursors, deadletters, idmap, runs
+from sync_pipeline.sandbox.core import SandboxStore
+from sync_pipeline.state import cursors, deadletters, effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
+from sync_pipeline.untrusted import bounded_id
 from tests.conftest import next_second
 from tests.events.approval_scene import (
     DINGTALK_FLOW,
@@ -28,11 +31,14 @@ from tests.events.approval_scene import (
     deliver,
     entries,
     new_approval,
+    oa_id,
     outcome,
     wecom_id,
     wecom_sends,
 )
 
+TODO_FLOW = "feishu_important_messages_to_oa_todos"  # its target: the OA's unified todos
+DECISION_FLOW = "feishu_project_decisions_to_oa"  # its target: comments on OA projects
 NUL = "\x00"
 KEPT_AS = "\ufffd"  # what a code point PostgreSQL refuses becomes (sync_pipeline/untrusted.py)
 
@@ -174,3 +180,127 @@ def test_given_postgresql_refuses_an_events_write_then_its_errors_say_why_withou
     failed = [run for run in latest if run is not None and run.status is runs.RunStatus.FAILED]
     assert failed
     assert_says_why_without_sql_or_payload(failed[0].error, marker)
+
+
+# -- one record never stops the others ------------------------------------------------------------
+def copy_approval(store: SandboxStore, request_id: str, new_id: str) -> None:
+    """An approval with an id the OA's API would never choose: a copy of one it made, put
+    straight into the OA emulator's store under `new_id`."""
+    body = store.get("oa", "approval", request_id)
+    assert body is not None
+    store.put("oa", "approval", new_id, {**body, "requestId": new_id})
+
+
+def open_letters(rt: Runtime, flow: str, source_id: str) -> list[deadletters.DeadLetter]:
+    with rt.engine.connect() as conn:
+        return [d for d in deadletters.open_letters(conn, flow) if d.source_id == source_id]
+
+
+def test_given_an_approval_whose_id_is_too_long_to_key_then_it_is_one_dead_letter(
+    rt: Runtime, sandbox: SandboxClient, sandbox_store: SandboxStore
+) -> None:
+    request_id, _ = new_approval(sandbox, "E00010", ["E00011"])
+    long_id = "R" + "9" * 3000  # past what a btree row holds
+    copy_approval(sandbox_store, request_id, long_id)
+    _, later = new_approval(sandbox, "E00010", ["E00011"])
+    next_second()
+
+    run = pull(rt, DINGTALK_FLOW)
+
+    assert run.status is runs.RunStatus.SUCCEEDED, run.error
+    [letter] = open_letters(rt, DINGTALK_FLOW, bounded_id(long_id))
+    assert "3001 characters" in letter.reason
+    assert len(entries(sandbox, "dingtalk", later)) == 1
+
+
+def test_given_an_approval_whose_id_holds_a_nul_then_it_is_one_dead_letter(
+    rt: Runtime, sandbox: SandboxClient, sandbox_store: SandboxStore
+) -> None:
+    request_id, _ = new_approval(sandbox, "E00010", ["E00011"])
+    copy_approval(sandbox_store, request_id, f"{request_id}{NUL}")
+    _, later = new_approval(sandbox, "E00010", ["E00011"])
+    next_second()
+
+    run = pull(rt, DINGTALK_FLOW)
+
+    assert run.status is runs.RunStatus.SUCCEEDED, run.error
+    [letter] = open_letters(rt, DINGTALK_FLOW, f"{request_id}{KEPT_AS}")
+    assert "cannot be re-read by that id" in letter.reason
+    assert len(entries(sandbox, "dingtalk", later)) == 1
+
+
+def test_given_an_approval_whose_details_the_oa_refuses_then_it_is_one_dead_letter(
+    rt: Runtime, sandbox: SandboxClient, sandbox_store: SandboxStore
+) -> None:
+    request_id, title = new_approval(sandbox, "E00010", ["E00011"])
+    copy_approval(sandbox_store, request_id, "\u2003")  # E9 strips it: "requestId is required"
+    next_second()
+
+    run = pull(rt, DINGTALK_FLOW)
+
+    assert run.status is runs.RunStatus.SUCCEEDED, run.error
+    [letter] = open_letters(rt, DINGTALK_FLOW, "\u2003")
+    assert letter.reason.startswith("its details could not be read: oa PARAM_ERROR")
+    assert len(entries(sandbox, "dingtalk", title)) == 1  # the original, not the copy
+
+
+def todo(effect_key: str, **content: str) -> WriteRequest:
+    return WriteRequest(
+        effect_key=effect_key,
+        source_id=f"msg-{effect_key[:8]}",
+        op=WriteOp.CREATE,
+        payload={"kind": "todo", "to": oa_id("E00011"), "content": content},
+    )
+
+
+def effect(rt: Runtime, key: str) -> effects.Effect:
+    with rt.engine.connect() as conn:
+        return effects.get(conn, [key])[key]
+
+
+def webhook_run(rt: Runtime, flow: str) -> int:
+    with rt.engine.begin() as conn:
+        return runs.start_webhook(conn, flow)
+
+
+def test_given_a_write_that_raises_before_any_request_left_then_the_effect_failed_and_is_a_letter(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    flow = rt.flow(TODO_FLOW)
+    key = uuid.uuid4().hex
+    request = todo(key, text="Call back", url="https://oa.example/t", sent_at="not a time")
+
+    made = steps.make_effects(rt, flow, [request], webhook_run(rt, flow.name))
+
+    assert (made.written, made.dead) == (0, 1)
+    assert effect(rt, key).status is effects.EffectStatus.FAILED
+    [letter] = open_letters(rt, flow.name, request.source_id)
+    assert letter.reason.startswith("unexpected ValueError")
+    assert entries(sandbox, "oa", request.source_id) == []
+
+
+def test_given_a_write_that_raises_after_a_request_left_then_the_effect_is_parked_as_unknown(
+    rt: Runtime, sandbox: SandboxClient
+) -> None:
+    flow = rt.flow(DECISION_FLOW)
+    key = uuid.uuid4().hex
+    # The comment's author is sent RSA-encrypted, after the project's records were read: an
+    # author too long for the key fails there, with a request already sent.
+    request = WriteRequest(
+        effect_key=key,
+        source_id=f"msg-{key[:8]}",
+        op=WriteOp.CREATE,
+        payload={
+            "kind": "project_comment",
+            "to": "P001",
+            "content": {"text": f"Decided {key[:8]}", "author": "9" * 1000},
+        },
+    )
+
+    made = steps.make_effects(rt, flow, [request], webhook_run(rt, flow.name))
+
+    assert made.dead == 1
+    assert effect(rt, key).status is effects.EffectStatus.UNKNOWN
+    [letter] = open_letters(rt, flow.name, request.source_id)
+    assert letter.reason.startswith("outcome unknown after unexpected ValueError")
+    assert "check the target, then replay" in letter.reason
