@@ -81,10 +81,10 @@ def _describe_database(error: BaseException) -> str:
         )
         if name
     ]
-    where = f" ({', '.join(about)})" if about else ""
+    where = f" on {', '.join(about)}" if about else ""
     return (
         f"PostgreSQL refused a statement: {condition}{where}"
-        f" [{type(driver).__name__}, SQLSTATE {driver.pgcode}]"
+        f" ({type(driver).__name__}, SQLSTATE {driver.pgcode})"
     )
 
 
