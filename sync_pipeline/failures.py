@@ -46,7 +46,8 @@ def about_record(error: BaseException) -> bool:
     """Whether `error` is about the record being handled rather than about the run."""
     if isinstance(error, SyncError):
         return error.about_record
-    return not isinstance(error, sa.exc.SQLAlchemyError | redis.exceptions.RedisError | OSError)
+    servers = sa.exc.SQLAlchemyError | psycopg2.Error | redis.exceptions.RedisError | OSError
+    return not isinstance(error, servers)
 
 
 def _database_error(error: BaseException) -> BaseException | None:

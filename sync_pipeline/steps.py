@@ -37,7 +37,7 @@ from typing import Any
 from sync_pipeline import directory
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
-from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient, VendorError
+from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.http.client import requests_sent
 from sync_pipeline.records import (
@@ -200,8 +200,8 @@ def plan_records(
     One record never stops the others: records are cleaned as they enter (Record.cleaned), a
     record whose id cannot be kept as it is (too long, or holding what PostgreSQL refuses),
     whose details cannot be read, or on which a stage raises is dead-lettered with the
-    reason, and the rest are planned. Errors about the run
-    (a server, a quota, the config) propagate.
+    reason, and the rest are planned. Errors about the run (a server, a quota, the config)
+    propagate.
     """
     records = [record.cleaned() for record in records]
     unkeyed = [(r, why) for r in records if (why := _unkeyable(r)) is not None]
@@ -527,15 +527,16 @@ def _write_one(
 def _write_raised(conn: Any, request: WriteRequest, exc: Exception, *, sent: bool) -> _Outcome:
     """What a connector's write that raised comes to (DESIGN.md section 3).
 
-    An error about the run (the vendor down or throttling, a quota, the config) fails the
-    effect (nothing was made; the retry makes it) and propagates. An error about this record
-    is its dead letter: the vendor's refusal, or an unexpected error raised before any
-    request left, fails the effect (it was not made); an unexpected error raised after a
-    request left may come after the vendor made it, so the effect is parked as unknown and
-    never resent blindly.
+    Our own errors say whether the effect was made: the HTTP layer raises OutcomeUnknown
+    (handled by the caller) when a request may have taken effect, and its other errors, a
+    vendor's refusal, a quota or the config mean it was not, so the effect failed. Any other
+    error (a bug, content the connector did not expect) failed the effect when no request had
+    left, and is parked as unknown when one had: it may come after the vendor made the
+    effect, which is then never resent blindly. An error about this record is its dead
+    letter; an error about the run propagates, for the run to stop or retry.
     """
     reason = describe(exc)
-    parked = sent and not isinstance(exc, VendorError)
+    parked = sent and not isinstance(exc, SyncError)
     status = effects.EffectStatus.UNKNOWN if parked else effects.EffectStatus.FAILED
     with conn.begin():
         effects.finish(conn, request.effect_key, status, error=reason)
