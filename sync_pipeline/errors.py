@@ -25,6 +25,9 @@ class SyncError(Exception):
 
     retryable: ClassVar[bool] = False
     exit_code: ClassVar[int] = 1
+    # About one record (its content, its recipient): it is dead-lettered and the batch goes on.
+    # Otherwise about the run (config, quota, a server): it stops or retries the run.
+    about_record: ClassVar[bool] = False
 
 
 class Transient(SyncError):
@@ -64,6 +67,8 @@ class ServiceUnavailable(Transient):
 class RecordError(SyncError):
     """One record cannot be synced; it goes to the dead-letter table and the batch goes on."""
 
+    about_record = True
+
     def __init__(self, record_id: str, reason: str) -> None:
         super().__init__(record_id, reason)
         self.record_id, self.reason = record_id, reason
@@ -87,6 +92,8 @@ class VendorError(SyncError):
 
 class VendorRejected(VendorError):
     """The request itself is wrong (params, permissions): fix data or config, then replay."""
+
+    about_record = True
 
 
 class QuotaExhausted(VendorError):

@@ -3,6 +3,11 @@
 Vendor JSON stops at the connector edge; past it, records carry a canonical payload (a plain
 mapping with the stream's canonical field names) plus the facts the pipeline needs: the source
 id, a version for idempotency, and the value of the cursor field.
+
+What a record may hold is decided where it enters the pipeline (`Record.cleaned`, applied to
+what a connector's read_page, hydrate and read_one return): the code points PostgreSQL or UTF-8
+refuse become U+FFFD and everything else is kept exactly (sync_pipeline/untrusted.py), so the
+content hash, the id map, a dead letter and the message sent all see one value.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from sync_pipeline.untrusted import clean_json, clean_text
 
 
 def content_hash(payload: Mapping[str, Any]) -> str:
@@ -21,7 +28,9 @@ def content_hash(payload: Mapping[str, Any]) -> str:
     text = json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # A payload is cleaned before it is hashed; a lone surrogate that got here anyway hashes
+    # rather than raising.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,15 @@ class Record:
     @property
     def content_hash(self) -> str:
         return content_hash(self.payload)
+
+    def cleaned(self) -> Record:
+        """The record as the pipeline keeps it: what PostgreSQL or UTF-8 refuse is U+FFFD
+        (untrusted.py). A record that is clean already comes back as it is."""
+        now = (self.source_id, self.version, self.cursor_value, self.payload)
+        kept = (*map(clean_text, now[:3]), clean_json(self.payload))
+        if all(a is b for a, b in zip(kept, now, strict=True)):
+            return self
+        return Record(*kept)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +88,11 @@ class Page:
     records: tuple[Record, ...]
     next_token: str | None  # None: this was the last page of the window
     calls: int = 1  # API calls the page cost (detail lookups included), for quotas and benches
+
+    def cleaned(self) -> Page:
+        """The page with every record cleaned (`Record.cleaned`); the token is the connector's
+        own and is kept as it is."""
+        return replace(self, records=tuple(record.cleaned() for record in self.records))
 
 
 class WriteOp(StrEnum):

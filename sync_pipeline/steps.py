@@ -38,6 +38,8 @@ from sync_pipeline import directory
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
 from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
+from sync_pipeline.failures import about_record, describe
+from sync_pipeline.http.client import requests_sent
 from sync_pipeline.records import (
     Page,
     ReadWindow,
@@ -51,10 +53,12 @@ from sync_pipeline.records import (
 )
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.stages.dedupe import dedupe
+from sync_pipeline.stages.isolate import isolated
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
 from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pages, runs
+from sync_pipeline.untrusted import MAX_ID_CHARS, REPLACEMENT
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +139,7 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     stored = 0
     while not finished_reading:
         read_at = read_clock(rt)
-        page = source.read_page(flow.source.stream, window, token, flow.page_size)
+        page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
         page_id = _store_page(rt, run, seq, page, read_at)
         stored += 1
         if page.records:
@@ -202,33 +206,127 @@ def plan_records(
     The stages are pure; the I/O is reading the id map, the details (hydrate) and the
     directory before them. Only records worth it are hydrated: a version the id map already
     holds, or one read before the version it holds, costs no call.
+
+    One record never stops the others: records are cleaned as they enter (Record.cleaned), a
+    record whose id cannot be kept as it is (too long, or holding what PostgreSQL refuses),
+    whose details cannot be read, or on which a stage raises is dead-lettered with the
+    reason, and the rest are planned. Errors about the run (a server, a quota, the config)
+    propagate.
     """
+    records = [record.cleaned() for record in records]
+    unkeyed = [(r, why) for r in records if (why := _unkeyable(r)) is not None]
+    keyed = [r for r in records if _unkeyable(r) is None]
     source_sys, target_sys = _systems(rt, flow)
     with rt.engine.begin() as conn:
         links = idmap.lookup(
             conn,
             (source_sys, flow.source.stream),
             (target_sys, flow.target.stream),
-            [r.source_id for r in records],
+            [r.source_id for r in keyed],
         )
     # A replay plans records the id map already holds: what they failed to make then (a
     # person now mapped) is made now, and what was made then has a done effect key.
-    wanted = [r for r in records if replay or _wanted(r, links.get(r.source_id), read_at)]
+    wanted = [r for r in keyed if replay or _wanted(r, links.get(r.source_id), read_at)]
     if not wanted:
-        return Planned(requests=(), seen=(), dead=(), skipped=len(records))
-    hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, wanted)
-    mapped = transform(hydrated, flow.mapping, load_directory(rt, flow))
+        return Planned(requests=(), seen=(), dead=tuple(unkeyed), skipped=len(keyed))
+    hydrated, unread = _hydrate(rt, flow, wanted)
+    users = load_directory(rt, flow)
+
+    def stages(batch: Sequence[Record]) -> _Staged:
+        return _stages(flow, batch, links, users, target_sys, replay=replay)
+
+    staged, poisoned = isolated(hydrated, stages, _unplannable)
+    dead = (*unkeyed, *unread, *poisoned, *staged.dead)
+    return Planned(
+        requests=staged.requests,
+        seen=staged.seen,
+        dead=dead,
+        skipped=len(records) - staged.fresh - len(dead),
+    )
+
+
+@dataclass(frozen=True)
+class _Staged:
+    requests: tuple[WriteRequest, ...]
+    seen: tuple[Record, ...]
+    dead: tuple[tuple[Record, str], ...]
+    fresh: int  # records that need an effect
+
+
+def _stages(
+    flow: Flow,
+    batch: Sequence[Record],
+    links: Mapping[str, idmap.Link],
+    users: directory.DirectorySnapshot,
+    target: str,
+    *,
+    replay: bool,
+) -> _Staged:
+    """The pure stages over hydrated records."""
+    mapped = transform(batch, flow.mapping, users)
     previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
     kept = filter_batch(mapped.records, flow.rules, previous)
     fresh = dedupe(kept.kept, {} if replay else idmap.hashes(links), flow.dedupe_key)
     targets = {sid: link.target_id for sid, link in links.items() if link.target_id}
-    requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target_sys)
-    return Planned(
+    requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target)
+    return _Staged(
         requests=tuple(requests),
         seen=(*kept.skipped, *fresh.skipped, *fresh.fresh),
         dead=mapped.dead,
-        skipped=len(records) - len(fresh.fresh) - len(mapped.dead),
+        fresh=len(fresh.fresh),
     )
+
+
+def _unkeyable(record: Record) -> str | None:
+    """Why a record cannot be keyed and re-read by its id, if it cannot: the id map, effect
+    keys and re-reads (hydrate, webhooks, replays) all go by it."""
+    if len(record.source_id) > MAX_ID_CHARS:
+        return (
+            f"its source id is {len(record.source_id)} characters long, over the"
+            f" {MAX_ID_CHARS} records are keyed by: it can be neither tracked nor re-read"
+        )
+    if REPLACEMENT in record.source_id:
+        return (
+            "its source id holds characters PostgreSQL cannot store (kept as U+FFFD):"
+            " it cannot be re-read by that id"
+        )
+    return None
+
+
+def _unplannable(exc: Exception) -> str:
+    return f"it could not be planned: {describe(exc)}"
+
+
+def _hydrate(
+    rt: Runtime, flow: Flow, records: Sequence[Record]
+) -> tuple[list[Record], list[tuple[Record, str]]]:
+    """(details of the records, cleaned; records whose details cannot be read, with why).
+
+    When the batch's read fails on a record (an error about it, not about the run), each
+    record is read alone, so that one record's failure costs only that record.
+    """
+    source = rt.connector(flow.source.connector)
+    stream = flow.source.stream
+    try:
+        return [r.cleaned() for r in source.hydrate(stream, records)], []
+    except Exception as exc:
+        if not about_record(exc):
+            raise
+        log.warning(
+            "reading details of %d records failed (%s); reading them one by one",
+            len(records),
+            describe(exc),
+        )
+    hydrated: list[Record] = []
+    unread: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            hydrated += [r.cleaned() for r in source.hydrate(stream, [record])]
+        except Exception as exc:
+            if not about_record(exc):
+                raise
+            unread.append((record, f"its details could not be read: {describe(exc)}"))
+    return hydrated, unread
 
 
 def _wanted(record: Record, link: idmap.Link | None, read_at: datetime | None) -> bool:
@@ -410,14 +508,13 @@ def _write_one(
                 reason="an earlier attempt may have been delivered (no vendor dedupe to resend"
                 " under): check the target, then replay",
             )
+    sent_before = requests_sent()
     try:
         result = target.write(flow.target.stream, request)
     except OutcomeUnknown:
         raise  # stays pending: the retry resends under the vendor's handle or parks it
-    except Transient as exc:
-        with conn.begin():
-            effects.finish(conn, request.effect_key, effects.EffectStatus.FAILED, error=str(exc))
-        raise
+    except Exception as exc:  # noqa: BLE001 - _write_raised re-raises errors about the run
+        return _write_raised(conn, request, exc, sent=requests_sent() > sent_before)
     status = {
         WriteStatus.DONE: effects.EffectStatus.DONE,
         WriteStatus.REJECTED: effects.EffectStatus.FAILED,
@@ -435,6 +532,30 @@ def _write_one(
     if result.status is WriteStatus.FAILED:
         raise _WriteFailed(flow.target.connector, result.reason)
     return _Outcome(result.status, result.target_id, result.reason, fresh=1)
+
+
+def _write_raised(conn: Any, request: WriteRequest, exc: Exception, *, sent: bool) -> _Outcome:
+    """What a connector's write that raised comes to (DESIGN.md section 3).
+
+    Our own errors say whether the effect was made: the HTTP layer raises OutcomeUnknown
+    (handled by the caller) when a request may have taken effect, and its other errors, a
+    vendor's refusal, a quota or the config mean it was not, so the effect failed. Any other
+    error (a bug, content the connector did not expect) failed the effect when no request had
+    left, and is parked as unknown when one had: it may come after the vendor made the
+    effect, which is then never resent blindly. An error about this record is its dead
+    letter; an error about the run propagates, for the run to stop or retry.
+    """
+    reason = describe(exc)
+    parked = sent and not isinstance(exc, SyncError)
+    status = effects.EffectStatus.UNKNOWN if parked else effects.EffectStatus.FAILED
+    with conn.begin():
+        effects.finish(conn, request.effect_key, status, error=reason)
+    if not about_record(exc):
+        raise exc
+    log.warning("write of %s failed on its content: %s", request.source_id, reason)
+    if parked:
+        reason = f"outcome unknown after {reason}: check the target, then replay"
+    return _Outcome(WriteStatus.REJECTED, reason=reason)
 
 
 class _WriteFailed(Transient):
@@ -574,7 +695,7 @@ def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[
     except Exception as exc:
         status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
         with rt.engine.begin() as conn:
-            runs.finish(conn, run_id, status, error=str(exc)[:500])
+            runs.finish(conn, run_id, status, error=describe(exc))
         raise
 
 
@@ -652,7 +773,7 @@ def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
     )
     with rt.engine.begin() as conn:
         current = cursors.get(conn, run.flow).cursor
-        closed = runs.finish(conn, run_id, status, cursor_after=current, error=str(error)[:500])
+        closed = runs.finish(conn, run_id, status, cursor_after=current, error=describe(error))
     if closed and run.lock_token:
         locks.release(rt.redis, run.flow, run.lock_token)
 

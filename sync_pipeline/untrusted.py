@@ -5,7 +5,9 @@ UTF-8 cannot carry a lone surrogate (U+D800-U+DFFF without its pair, which JSON'
 escape can produce). We do not keep such payloads byte-exact: each such code point becomes
 U+FFFD (the replacement character, as a UTF-8 decoder does with bytes it cannot read), at the
 edge where the text enters, so the content hash, the id map, the dead letter and the message
-sent to the IM all see the same value. Everything else is kept exactly as the vendor sent it.
+sent to the IM all see the same value. Everything else is kept exactly as the vendor sent it,
+but for one thing JSON itself cannot carry: a NaN or infinite number (which Python's JSON
+reader accepts and jsonb refuses) becomes null, as JavaScript's JSON.stringify makes it.
 
 Lengths are bounded where an untrusted value becomes a key or a log line: an id longer than
 MAX_ID_CHARS is kept as a prefix and a digest of the whole (distinct ids stay distinct), and a
@@ -17,6 +19,7 @@ Every function here is linear in the length of its input.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -40,9 +43,12 @@ def is_clean(text: str) -> bool:
 
 def clean_json(value: Any) -> Any:
     """A JSON-like value (dicts, lists, strings, numbers) with every string cleaned, keys
-    included. Values that are already clean come back as they are (no copy)."""
+    included, and NaN or infinite numbers as None. Values that are already clean come back as
+    they are (no copy)."""
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Mapping):
         items = [(clean_text(str(k)), clean_json(v)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import Transient
+from sync_pipeline.failures import describe
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import inbound
@@ -159,7 +160,7 @@ def handle_all(rt: Runtime, event_row_ids: Sequence[int], resend: Resend) -> Non
 def give_up(rt: Runtime, event_row_id: int, error: Exception) -> None:
     """Mark an event FAILED with its reason (retries spent, or not retryable): replayable."""
     with rt.engine.begin() as conn:
-        inbound.finish(conn, event_row_id, EventStatus.FAILED, str(error)[:500])
+        inbound.finish(conn, event_row_id, EventStatus.FAILED, describe(error))
 
 
 def _companions(conn: Connection, stored: StoredEvent) -> list[StoredEvent]:
@@ -209,7 +210,7 @@ def _finish(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> N
                 log.warning("inbound event %s: retries spent: %s", row.id, outcome)
             else:
                 log.error("inbound event %s failed", row.id, exc_info=outcome)
-            status, reason = EventStatus.FAILED, str(outcome)[:500]
+            status, reason = EventStatus.FAILED, describe(outcome)
         groups.setdefault((status, reason), []).append(row.id)
     for (status, reason), row_ids in groups.items():
         inbound.finish_many(conn, row_ids, status, reason)

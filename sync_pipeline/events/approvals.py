@@ -18,6 +18,7 @@ from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import ReadsOne
 from sync_pipeline.errors import Transient
 from sync_pipeline.events import Handled, Outcome
+from sync_pipeline.failures import describe
 from sync_pipeline.records import InboundEvent, Record
 from sync_pipeline.runtime import Runtime
 from sync_pipeline.state.inbound import EventStatus
@@ -58,7 +59,8 @@ def handle_batch(rt: Runtime, events: Sequence[InboundEvent]) -> list[Outcome]:
     reads: dict[str, Record | Exception | None] = {}
     for source_id in dict.fromkeys(s for s in named if s):
         try:
-            reads[source_id] = source.read_one(APPROVALS, source_id)
+            read = source.read_one(APPROVALS, source_id)
+            reads[source_id] = None if read is None else read.cleaned()
         except Exception as exc:  # noqa: BLE001 - this record's events carry it
             reads[source_id] = exc
     records = [r for r in reads.values() if isinstance(r, Record)]
@@ -80,7 +82,7 @@ def _outcome(
         )
     if isinstance(read, Exception):
         return read
-    return synced[source_id]
+    return synced[read.source_id]  # the id as it is kept (Record.cleaned)
 
 
 def _sync(
@@ -105,7 +107,11 @@ def _sync(
     except Exception as exc:  # noqa: BLE001 - traced to its record below
         if len(records) == 1:
             return {records[0].source_id: exc}
-        log.warning("%d approvals failed together (%s); syncing them one by one", len(records), exc)
+        log.warning(
+            "%d approvals failed together (%s); syncing them one by one",
+            len(records),
+            describe(exc),
+        )
         return {r.source_id: _sync(rt, flows, [r], read_at)[r.source_id] for r in records}
     reason = "; ".join(done)
     return {r.source_id: Handled(EventStatus.DONE, reason) for r in records}

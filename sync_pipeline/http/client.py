@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 
 Classify = Callable[[int, Mapping[str, Any], Mapping[str, str]], SyncError | None]
 Response = tuple[int, Mapping[str, Any], Mapping[str, str]]  # status, JSON body, headers
+_sent = threading.local()  # requests this thread has sent, through any client
+
+
+def requests_sent() -> int:
+    """Requests this thread has sent so far. A caller that finds it unchanged across a call
+    that raised knows nothing reached a vendor during it (DESIGN.md section 3)."""
+    return int(getattr(_sent, "count", 0))
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,7 @@ class HttpClient:
             all_headers.update(parts.headers)
         with self._calls_lock:
             self._calls[api] += 1
+        _sent.count = requests_sent() + 1
         try:
             response = self._session.request(
                 method,

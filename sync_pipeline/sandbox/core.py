@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -93,6 +94,16 @@ FAULT_KINDS = (
 
 ADMIN_TOKEN_SETTING = ("sandbox", "admin_token")  # (platform, key) in the settings table
 SEED_BATCH = 5000  # rows per insert while seeding: fast, and a million never sit in memory
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def stored_json(body: Any) -> str:
+    """An object's JSON as the store keeps it: UTF-8 text, with a lone surrogate (which JSON
+    carries as a \\ud800 escape, and a vendor may send) kept escaped, since UTF-8 cannot."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
+        return text
+    return json.dumps(body, separators=(",", ":"))
 
 
 def batched(rows: Iterable[Any], size: int = SEED_BATCH) -> Iterator[list[Any]]:
@@ -212,7 +223,7 @@ class SandboxStore:
                 obj_id,
                 created if created is not None else stamp,
                 updated if updated is not None else (created if created is not None else stamp),
-                json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                stored_json(body),
             )
             for obj_id, body, created, updated in rows
         ]

@@ -55,9 +55,10 @@ from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette import responses
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sync_pipeline.sandbox.core import SandboxStore, TokenState, deliver_callback, now_ms
@@ -188,6 +189,18 @@ def parse_time(text: str) -> int:
 
 def _floor_s(ms: int) -> int:
     return ms - ms % 1000  # E9 keeps times to the second
+
+
+class JSONResponse(responses.JSONResponse):
+    """E9's JSON answers. A lone surrogate (a Java string cut between the halves of a pair)
+    travels in JSON as a \\ud800 escape, which UTF-8 cannot carry raw: such an answer is sent
+    with every non-ASCII character escaped, as a Java JSON writer may."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
 class Refused(Exception):

@@ -1,7 +1,8 @@
 """Connections to PostgreSQL, where everything that must survive lives (DESIGN.md section 1).
 
 A connection failure becomes `ServiceUnavailable` naming the server with its password masked,
-so the CLI prints one line instead of a psycopg2 traceback.
+so the CLI prints one line instead of a psycopg2 traceback. Every jsonb value is written
+through `types.json_text`, which cleans what PostgreSQL refuses (state/types.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline.errors import ServiceUnavailable
 from sync_pipeline.settings import mask_url
+from sync_pipeline.state.types import json_text
 
 HINT = "Check DATABASE_URL, or unset it to use the embedded PostgreSQL."
 
@@ -62,6 +64,7 @@ def engine_for(database_url: str, connect_timeout_s: float = 3.0) -> Engine:
             pool_size=5,
             max_overflow=5,
             connect_args={"connect_timeout": max(1, round(connect_timeout_s))},
+            json_serializer=json_text,  # no content can make a jsonb write fail
         )
         _engines[key] = engine
         while len(_engines) > ENGINES_KEPT:

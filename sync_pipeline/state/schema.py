@@ -6,6 +6,9 @@ written (dedupe and echo suppression); effect keys make each remote effect happe
 Celery redelivery; runs record what every pull did; dead letters keep bad records with a reason
 until they are replayed; flow fences stop a pull whose Redis lock vanished from committing over
 a newer one.
+
+Columns that hold outside text (ids, versions, cursors, vendor answers, errors) have the types
+of state/types.py, so that no content can make a write fail; the rest hold our own words.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from sync_pipeline.state.types import ERROR_CHARS, REASON_CHARS, CleanText, OutsideId
+
 metadata = sa.MetaData()
 
 flow_cursors = sa.Table(
     "flow_cursors",
     metadata,
     sa.Column("flow", sa.Text, primary_key=True),
-    sa.Column("cursor", sa.Text, nullable=True),
+    sa.Column("cursor", CleanText(), nullable=True),
     sa.Column("fence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -33,12 +38,12 @@ id_map = sa.Table(
     sa.Column("flow", sa.Text, nullable=False),
     sa.Column("source_system", sa.Text, nullable=False),
     sa.Column("source_stream", sa.Text, nullable=False),
-    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("source_id", OutsideId(), nullable=False),
     sa.Column("target_system", sa.Text, nullable=False),
     sa.Column("target_stream", sa.Text, nullable=False),
-    sa.Column("target_id", sa.Text, nullable=True),
+    sa.Column("target_id", OutsideId(), nullable=True),
     sa.Column("content_hash", sa.Text, nullable=False),
-    sa.Column("source_version", sa.Text, nullable=True),
+    sa.Column("source_version", CleanText(), nullable=True),
     sa.Column(
         "written_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -60,9 +65,9 @@ effects = sa.Table(
     sa.Column("flow", sa.Text, nullable=False),
     sa.Column("target_system", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
-    sa.Column("vendor_ref", sa.Text, nullable=True),
+    sa.Column("vendor_ref", OutsideId(), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error", CleanText(ERROR_CHARS), nullable=True),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -75,9 +80,9 @@ effects = sa.Table(
 )
 sa.Index("effects_by_flow_status", effects.c.flow, effects.c.status)
 # Added in 0003: what the effect was (for cards: the vendor's handles to update it in place).
-effects.append_column(sa.Column("source_id", sa.Text, nullable=True))
+effects.append_column(sa.Column("source_id", OutsideId(), nullable=True))
 effects.append_column(sa.Column("kind", sa.Text, nullable=True))
-effects.append_column(sa.Column("recipient", sa.Text, nullable=True))
+effects.append_column(sa.Column("recipient", OutsideId(), nullable=True))
 effects.append_column(sa.Column("detail", JSONB, nullable=True))
 sa.Index("effects_by_source", effects.c.flow, effects.c.source_id)
 
@@ -99,9 +104,9 @@ runs = sa.Table(
     sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
     sa.Column("conflicts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("dead_lettered", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("cursor_before", sa.Text, nullable=True),
-    sa.Column("cursor_after", sa.Text, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("cursor_before", CleanText(), nullable=True),
+    sa.Column("cursor_after", CleanText(), nullable=True),
+    sa.Column("error", CleanText(ERROR_CHARS), nullable=True),
     sa.CheckConstraint(
         "status IN ('running', 'succeeded', 'failed', 'stopped')", name="runs_status_known"
     ),
@@ -123,9 +128,9 @@ dead_letters = sa.Table(
     sa.Column(
         "run_id", sa.BigInteger, sa.ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
     ),
-    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("source_id", OutsideId(), nullable=False),
     sa.Column("record", JSONB, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", CleanText(REASON_CHARS), nullable=False),
     sa.Column("error_class", sa.Text, nullable=False),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -160,8 +165,8 @@ pages = sa.Table(
     ),
     sa.Column("flow", sa.Text, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("cursor_value", sa.Text, nullable=True),
-    sa.Column("next_token", sa.Text, nullable=True),
+    sa.Column("cursor_value", CleanText(), nullable=True),
+    sa.Column("next_token", CleanText(), nullable=True),
     sa.Column("records", JSONB, nullable=False),
     sa.Column("plan", JSONB, nullable=True),  # write requests planned by the transform step
     sa.Column("status", sa.Text, nullable=False, server_default="pulled"),
@@ -184,11 +189,11 @@ directory_users = sa.Table(
     "directory_users",
     metadata,
     sa.Column("system", sa.Text, primary_key=True),
-    sa.Column("user_id", sa.Text, primary_key=True),
-    sa.Column("employee_no", sa.Text, nullable=True),
-    sa.Column("email", sa.Text, nullable=True),
-    sa.Column("mobile", sa.Text, nullable=True),
-    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("user_id", OutsideId(), primary_key=True),
+    sa.Column("employee_no", OutsideId(), nullable=True),
+    sa.Column("email", OutsideId(), nullable=True),
+    sa.Column("mobile", OutsideId(), nullable=True),
+    sa.Column("name", CleanText(), nullable=True),
     sa.Column(
         "refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -214,13 +219,13 @@ inbound_events = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("connector", sa.Text, nullable=False),
     sa.Column("vendor", sa.Text, nullable=False),
-    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_id", OutsideId(), nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("occurred_at", sa.Text, nullable=False),
+    sa.Column("occurred_at", CleanText(), nullable=False),
     sa.Column("data", JSONB, nullable=False),
     sa.Column("status", sa.Text, nullable=False, server_default="queued"),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error", CleanText(ERROR_CHARS), nullable=True),
     sa.Column(
         "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ from sync_pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.sandbox import dingtalk as sandbox_dingtalk
 from sync_pipeline.sandbox import wecom as sandbox_wecom
 from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.oa import oa_user_id
+from sync_pipeline.sandbox.server import store_path
 from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import inbound, migrate
@@ -45,11 +48,15 @@ _titles = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]:
+def sandbox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox")
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_dir: Path) -> Iterator[SandboxClient]:
     """One seeded sandbox server for the module; each test reads the ledger for its own
     approvals, which carry titles no other test uses."""
-    data = tmp_path_factory.mktemp("sandbox")
-    with seeded_sandbox(data, seed=SEED, approvals=10, checkin_days=1) as client:
+    with seeded_sandbox(sandbox_dir, seed=SEED, approvals=10, checkin_days=1) as client:
         for platform in ("wecom", "dingtalk", "feishu"):  # WeCom sends callback cards only then
             client.settings(platform, {"callback_url": f"{NOWHERE}/{platform}"})
         yield client
@@ -69,6 +76,12 @@ def switched(rt: Runtime, flow: str, *, enabled: bool) -> Runtime:
     that says so would have it."""
     flows = {**rt.config.flows, flow: replace(rt.config.flows[flow], enabled=enabled)}
     return replace(rt, config=replace(rt.config, flows=flows))
+
+
+@pytest.fixture
+def sandbox_store(sandbox: SandboxClient, sandbox_dir: Path) -> SandboxStore:
+    """The running sandbox's own store, for what no API offers (an id of a test's choosing)."""
+    return SandboxStore(store_path(sandbox_dir))
 
 
 # -- people ---------------------------------------------------------------------------------
