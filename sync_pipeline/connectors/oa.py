@@ -243,8 +243,13 @@ class _Position:
 
 
 def _id_key(request_id: str) -> tuple[int, int, str]:
-    """requestIds compare as numbers when they are numbers (E9's), else as text."""
-    return (0, int(request_id), "") if request_id.isdigit() else (1, 0, request_id)
+    """requestIds compare as numbers when they are numbers (E9's), else as text. Only ASCII
+    digits count ("²" is a digit int() refuses), and no more than int() converts."""
+    numeric = request_id.isascii() and request_id.isdecimal() and len(request_id) <= _ID_DIGITS
+    return (0, int(request_id), "") if numeric else (1, 0, request_id)
+
+
+_ID_DIGITS = 4000  # Python's int() refuses strings of more than 4300 digits
 
 
 class OAConnector:

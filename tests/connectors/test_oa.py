@@ -349,3 +349,12 @@ def test_classify_takes_the_wait_from_retry_after() -> None:
 
     assert isinstance(error, RateLimited)
     assert error.retry_after == 1.0
+
+
+@pytest.mark.parametrize("odd_id", ["²", "٣", "9" * 5000])
+def test_given_a_request_id_int_refuses_the_page_position_orders_it_as_text(odd_id):
+    from sync_pipeline.connectors.oa import _Position
+
+    position = _Position(at="2026-01-01 00:00:00", after_id=odd_id)
+
+    assert not position.passed({"lastOperateTime": "2026-01-01 00:00:00", "requestId": "12"})
