@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 import struct
 from dataclasses import dataclass
@@ -73,11 +74,15 @@ def same(presented: str, expected: str) -> bool:
 
 
 def timestamp_s(text: str) -> float:
-    """A signed Unix timestamp in seconds, whether it was sent in seconds or milliseconds."""
+    """A signed Unix timestamp in seconds, whether it was sent in seconds or milliseconds.
+    `nan` and `inf` are refused here: every comparison with NaN is false, so a NaN would pass
+    any window."""
     try:
         value = float(text)
     except ValueError:
         raise malformed("the timestamp is not a number") from None
+    if not math.isfinite(value):
+        raise malformed("the timestamp is not a finite number")
     return value / 1000 if value > MS_THRESHOLD else value
 
 
