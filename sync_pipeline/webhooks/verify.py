@@ -32,6 +32,7 @@ class Reason(StrEnum):
     STALE = "stale"  # signed too long ago (or in the future): outside the window
     REPLAY = "replay"  # this very signed request was seen inside its window
     MALFORMED = "malformed"  # not what the vendor sends: unparseable, fields missing
+    INCOMPLETE = "incomplete"  # the body never arrived whole: the client went, or its deadline
 
 
 STATUS = {
@@ -39,6 +40,7 @@ STATUS = {
     Reason.STALE: 401,
     Reason.REPLAY: 409,
     Reason.MALFORMED: 400,
+    Reason.INCOMPLETE: 400,
 }
 
 
