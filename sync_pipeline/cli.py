@@ -770,6 +770,27 @@ def bench_events_command(rates: str, duration: float, runs: int, json_path: Path
         bench_events(resolved, chosen, duration, runs, target, console)
 
 
+@bench.command(name="redact")
+@click.option(
+    "--size",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(100, 100_000_000),
+    help="Characters per hostile input.",
+)
+@runs_and_json("redact")
+@one_line_errors
+def bench_redact_command(size: int, runs: int, json_path: Path | None) -> None:
+    """Log redaction on hostile inputs (long URL-like, key=value-like and whitespace-free
+    text), beside one plain pass over the same text measured in the same run."""
+    from sync_pipeline.bench.redact import bench_redact
+
+    settings = settings_from_env()  # no servers: only SYNC_DATA_DIR, for the JSON's place
+    target = json_path or settings.data_dir / "bench" / "redact.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    bench_redact(size, runs, target, console)
+
+
 @main.command()
 @click.option(
     "--approvals",

@@ -107,7 +107,8 @@ def _custom_exts(body: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(exts, Mapping):
         return {str(k): str(v) for k, v in exts.items()}
     merged: dict[str, str] = {}
-    for item in body.get("customExts") or []:
+    items = body.get("customExts")
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping):
             merged.update({str(k): str(v) for k, v in item.items()})
     return merged

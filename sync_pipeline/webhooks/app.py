@@ -19,8 +19,10 @@ Every delivery goes the same way, whatever the vendor (DESIGN.md section 5):
    stats` account for every event.
 Nothing here calls a vendor: a handler does that later, in a worker, so every answer is within
 the vendors' deadlines (1 to 5 s).
-Refusals (forged, stale, replayed, malformed) get a 4xx, are counted per connector and reason
-(`inbound.refuse`), and nothing is recorded or enqueued for them.
+Refusals (forged, stale, replayed, malformed, incomplete) get a 4xx, are counted per connector
+and reason (`inbound.refuse`), and nothing is recorded or enqueued for them. A request that
+meets a bug of ours is counted as `error` and answered with a bare 500, logged in one line.
+How long a request may take to arrive is server.py's business.
 
 The app never imports the sandbox, the workers or Celery (lint-imports checks it): tasks go by
 name through `dispatch`.
@@ -36,6 +38,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -61,10 +64,11 @@ from sync_pipeline.records import EventKind
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
+from sync_pipeline.untrusted import excerpt
 from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
 from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
-from sync_pipeline.webhooks.stats import DUPLICATE, webhook_stats
+from sync_pipeline.webhooks.stats import DUPLICATE, ERROR, webhook_stats
 from sync_pipeline.webhooks.verify import Reason, Refused, WXCrypt
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,7 @@ RECEIVERS: Mapping[Vendor, Receiver] = {
     Vendor.AGORA: agora.receive,
 }
 MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
+CLOSE = {"connection": "close"}  # after an answer given before the body was read whole
 SEND_TIMEOUT_S = 2.0  # how long a send waits for the broker before leaving it to the sweeper
 SEND_BACKLOG = 10_000  # rows waiting for the sending thread; past it they wait for the sweeper
 CLOSE_WAIT_S = 10.0  # how long closing waits for the sends still waiting
@@ -261,10 +266,10 @@ class WebhookService:
         endpoint = self.endpoints.get(connector)
         if endpoint is None:
             return Answer.json({"error": f"no webhook for {connector!r}"}, 404), None
-        if incoming.method == "GET" and endpoint.vendor is not Vendor.WECOM:
-            return Answer.json({"error": "only WeCom verifies its URL with GET"}, 405), None
+        gets = endpoint.vendor is Vendor.WECOM
+        receive = RECEIVERS[endpoint.vendor] if incoming.method == "POST" or gets else _no_get
         try:
-            accepted = RECEIVERS[endpoint.vendor](endpoint, incoming)
+            accepted = receive(endpoint, incoming)
             if accepted.replay_key is not None:
                 self._remember(endpoint, accepted, incoming.now)
         except Refused as exc:
@@ -290,11 +295,27 @@ class WebhookService:
 
     def refuse(self, connector: str, refusal: Refused) -> None:
         log.warning("webhook %s refused: %s", connector, refusal)
+        self._count(connector, refusal.reason.value)
+
+    def fail(self, connector: str, exc: Exception) -> None:
+        """A bug of ours met a request: one line naming where, and the `error` count."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        log.error(
+            "webhook %s: unexpected %s%s: %s; answered 500",
+            connector,
+            type(exc).__name__,
+            where,
+            excerpt(str(exc)),
+        )
+        self._count(connector, ERROR)
+
+    def _count(self, connector: str, reason: str) -> None:
         try:
             with self.engine.begin() as conn:
-                inbound.refuse(conn, connector, refusal.reason.value)
+                inbound.refuse(conn, connector, reason)
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("webhook %s: cannot count a refusal: %s", connector, type(exc).__name__)
+            log.warning("webhook %s: cannot count %s: %s", connector, reason, type(exc).__name__)
 
     def _replay_key(self, endpoint: Endpoint, accepted: Accepted) -> str:
         digest = hashlib.sha256(str(accepted.replay_key).encode()).hexdigest()
@@ -369,12 +390,20 @@ class WebhookService:
         connector = request.path_params["connector"]
         if connector not in self.endpoints:  # never counted: anyone could invent names
             return JSONResponse({"error": "no webhook here"}, status_code=404)
+        try:
+            return await self._receive(connector, request)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: counted, one line, no detail out
+            await run_in_threadpool(self.fail, connector, exc)
+            return JSONResponse({"error": ERROR}, status_code=500, headers=CLOSE)
+
+    async def _receive(self, connector: str, request: Request) -> Response:
         now = time.time()
-        body = await _body(request)
-        if body is None:
-            refusal = Refused(Reason.MALFORMED, "the body is too large", status=413)
+        try:
+            body = await _body(request)
+        except Refused as refusal:
             await run_in_threadpool(self.refuse, connector, refusal)
-            return JSONResponse({"error": refusal.reason.value}, status_code=413)
+            error = {"error": refusal.reason.value}
+            return JSONResponse(error, status_code=refusal.status, headers=CLOSE)
         incoming = Incoming(
             method=request.method,
             query=dict(request.query_params),
@@ -404,16 +433,34 @@ class WebhookService:
         return JSONResponse(await run_in_threadpool(self.figures))
 
 
-async def _body(request: Request) -> bytes | None:
-    """The raw body, or None past MAX_BODY_BYTES (read no further than that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
+def _declared_over_max(content_length: str) -> bool:
+    """Whether a Content-Length announces more than MAX_BODY_BYTES (compared by length first:
+    int() refuses numbers of over 4,300 digits)."""
+    digits = content_length.lstrip("0")
+    if not (digits.isascii() and digits.isdigit()):
+        return False  # h11 refuses a malformed length before the app sees it
+    return len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES
+
+
+def _no_get(endpoint: Endpoint, incoming: Incoming) -> Accepted:
+    """Only WeCom verifies its URL with GET: to any other vendor's webhook a GET is not theirs."""
+    raise Refused(Reason.MALFORMED, "only WeCom verifies its URL with GET", status=405)
+
+
+async def _body(request: Request) -> bytes:
+    """The raw body; Refused past MAX_BODY_BYTES (read no further than that), or when the
+    client goes before it is whole (server.py closes a connection whose body is late)."""
+    too_large = Refused(Reason.MALFORMED, f"the body is over {MAX_BODY_BYTES} bytes", status=413)
+    if _declared_over_max(request.headers.get("content-length", "")):
+        raise too_large
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > MAX_BODY_BYTES:
-            return None
+    try:
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect:
+        raise Refused(Reason.INCOMPLETE, "the client went before the body was whole") from None
     return bytes(chunks)
 
 

@@ -29,6 +29,7 @@ from sync_pipeline.services import export_env, services
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
+from sync_pipeline.webhooks.server import uvicorn_options
 
 console = Console()
 err_console = Console(stderr=True)
@@ -99,8 +100,8 @@ def serve(host: str, port: int, workers: int) -> None:
             "port": port,
             "workers": workers,
             "log_level": settings.log_level.lower(),
-            "access_log": False,  # query strings carry signatures; refusals are logged instead
             "timeout_graceful_shutdown": 5,
+            **uvicorn_options(),  # h11 with deadlines for a request's head and body
         }
         console.print(f"webhooks: listening on http://{host}:{port}/webhooks/<connector>")
         if workers > 1:

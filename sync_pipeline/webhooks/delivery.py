@@ -13,11 +13,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sync_pipeline.config.connector import Secret, Vendor
 from sync_pipeline.records import EventKind, InboundEvent, iso_utc
+from sync_pipeline.untrusted import bounded_id, clean_json
 from sync_pipeline.webhooks.verify import malformed, timestamp_s
+
+# Vendors' callbacks nest a few levels (Feishu's card action: 5); past MAX_DEPTH a body is not
+# theirs, and refusing it before parsing keeps every later step (cleaning, str(), the jsonb
+# encoder) far from Python's recursion limit.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,12 @@ class Accepted:
 
 
 def iso_from_unix(value: Any) -> str:
-    """A vendor's Unix time (seconds or milliseconds, number or string) as ISO-8601 UTC."""
-    return iso_utc(datetime.fromtimestamp(timestamp_s(str(value)), UTC))
+    """A vendor's Unix time (seconds or milliseconds, number or string) as ISO-8601 UTC; a
+    time no calendar holds (past year 9999, before year 1) makes the delivery malformed."""
+    try:
+        return iso_utc(datetime.fromtimestamp(timestamp_s(str(value)), UTC))
+    except (OverflowError, OSError, ValueError):
+        raise malformed("a time is out of range") from None
 
 
 # The decoders build events here, so each kind's data is spelt once (records.InboundEvent).
@@ -93,7 +103,7 @@ def approval_changed(
     version: str | None,
 ) -> InboundEvent:
     """An approval moved at Unix time `at`."""
-    data = {"source_id": source_id, "status": status, "version": version}
+    data = {"source_id": bounded_id(source_id), "status": status, "version": version}
     return _event(connector, vendor, event_id, EventKind.APPROVAL_CHANGED, at, data)
 
 
@@ -111,11 +121,11 @@ def card_action(
 ) -> InboundEvent:
     """A button pressed at Unix time `at`; `card` holds the vendor's handles for updating it."""
     data = {
-        "user_id": user_id,
-        "action": action,
-        "source_id": source_id,
+        "user_id": bounded_id(user_id),
+        "action": bounded_id(action),
+        "source_id": bounded_id(source_id),
         "comment": comment,
-        "card": card,
+        "card": {key: bounded_id(handle) for key, handle in card.items()},
     }
     return _event(connector, vendor, event_id, EventKind.CARD_ACTION, at, data)
 
@@ -135,13 +145,13 @@ def chat_message(
 ) -> InboundEvent:
     """A message sent at Unix time `at`, its flags read from its text (`text_flags`)."""
     data = {
-        "message_id": message_id,
-        "sender": sender,
-        "chat_id": chat_id,
+        "message_id": bounded_id(message_id),
+        "sender": bounded_id(sender),
+        "chat_id": bounded_id(chat_id),
         "chat_type": chat_type,
         "text": text,
         "flags": text_flags(text),
-        "mentions": mentions,
+        "mentions": [bounded_id(person) for person in mentions],
         "sent_at": iso_from_unix(at),
     }
     return _event(connector, vendor, event_id, EventKind.MESSAGE, at, data)
@@ -155,7 +165,13 @@ def unhandled(connector: str, vendor: str, event_id: str, at: Any, *, reason: st
 def _event(
     connector: str, vendor: str, event_id: str, kind: EventKind, at: Any, data: Mapping[str, Any]
 ) -> InboundEvent:
-    return InboundEvent(connector, vendor, event_id, kind, iso_from_unix(at), data)
+    """Where outside text becomes an event: the id bounded (a key of PostgreSQL's unique index,
+    whose rows must stay under 2.7 kB, and a word in log lines), the data cleaned of what
+    PostgreSQL refuses (untrusted.py)."""
+    occurred_at = iso_from_unix(at)
+    return InboundEvent(
+        connector, vendor, bounded_id(event_id), kind, occurred_at, clean_json(dict(data))
+    )
 
 
 def required(mapping: Mapping[str, Any], *keys: str) -> list[str]:
@@ -170,14 +186,54 @@ def required(mapping: Mapping[str, Any], *keys: str) -> list[str]:
 
 
 def json_object(text: str | bytes) -> dict[str, Any]:
-    """A JSON object, or a malformed delivery."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise malformed("the body is not JSON") from None
+    """A JSON object (json_value), or a malformed delivery."""
+    value = json_value(text)
     if not isinstance(value, dict):
         raise malformed("the body is not a JSON object")
     return value
+
+
+def json_value(text: str | bytes) -> Any:
+    """A JSON text as Python values, its strings cleaned (untrusted.clean_text), or a
+    malformed delivery: not UTF-8, not JSON, NaN or Infinity (not JSON either, and refused by
+    PostgreSQL's jsonb), or nested deeper than MAX_DEPTH, which is checked before parsing."""
+    try:
+        text = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+    except UnicodeDecodeError:
+        raise malformed("the body is not UTF-8") from None
+    if not nested_within_max_depth(text):
+        raise malformed(f"the body is not JSON, or nests deeper than {MAX_DEPTH}")
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        raise malformed("the body is not JSON") from None
+    return clean_json(value)
+
+
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+# The depth check is three passes of the C regex engine, each linear by construction: JSON
+# strings are cut out (a possessive loop, so an unclosed string runs to the end and is never
+# scanned again), everything but brackets goes, and what is left must be brackets nested at
+# most MAX_DEPTH deep: a regular language once the depth is bounded, matched with possessive
+# loops that never backtrack. Pairs like "[}" pass here and fail in json.loads.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*+"?', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NESTED = ""
+for _ in range(MAX_DEPTH):
+    _NESTED = rf"(?:[\[{{]{_NESTED}[\]}}])*+"
+_WITHIN_MAX_DEPTH = re.compile(_NESTED)
+
+
+def nested_within_max_depth(text: str) -> bool:
+    """Whether the brackets of a JSON text (outside its strings) nest at most MAX_DEPTH deep
+    and close in order; linear in the length of `text`, whatever it holds."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return True  # nothing nests deeper than it has brackets: most bodies stop here
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return _WITHIN_MAX_DEPTH.fullmatch(brackets) is not None
 
 
 HASHTAG = re.compile(r"#(\w+)")

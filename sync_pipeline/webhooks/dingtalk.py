@@ -22,7 +22,6 @@ however it is signed, has the same id.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,10 +130,7 @@ def _approval(
 
 def _card_action(connector: str, event: Mapping[str, Any], sent_at: float) -> InboundEvent:
     track, user, content = required(event, "outTrackId", "userId", "content")
-    try:
-        private = json.loads(content).get("cardPrivateData") or {}
-    except (ValueError, AttributeError):
-        raise malformed("content is not a JSON object") from None
+    private = json_object(content).get("cardPrivateData") or {}
     params = private.get("params") if isinstance(private, Mapping) else None
     params = params if isinstance(params, Mapping) else {}
     action_ids = private.get("actionIds") if isinstance(private, Mapping) else None

@@ -27,7 +27,7 @@ echo of ours to drop here.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,9 +43,11 @@ from sync_pipeline.webhooks.delivery import (
     card_action,
     chat_message,
     json_object,
+    json_value,
     required,
 )
 from sync_pipeline.webhooks.verify import (
+    Refused,
     check_window,
     feishu_decrypt,
     feishu_signature,
@@ -57,6 +59,7 @@ from sync_pipeline.webhooks.verify import (
 
 OK = Answer.json({})
 CHAT_TYPES = {"p2p": "direct", "group": "group"}
+MENTION_KEY = re.compile(r"@_user_\d+")  # a mention's placeholder in the text, as Feishu writes it
 
 
 def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
@@ -125,8 +128,8 @@ def _card_action(
     value = action.get("value")
     if isinstance(value, str):  # a button value may be a JSON string
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = json_value(value)
+        except Refused:
             value = {"action": value}
     value = _mapping(value)
     form = _mapping(action.get("form_value"))
@@ -154,7 +157,7 @@ def _message(connector: str, header: Mapping[str, Any], event: Mapping[str, Any]
     message = _mapping(event.get("message"))
     message_id, chat_id, created = required(message, "message_id", "chat_id", "create_time")
     sender = _mapping(_mapping(event.get("sender")).get("sender_id"))
-    mentions = [_mapping(m) for m in message.get("mentions") or [] if isinstance(m, Mapping)]
+    mentions = [_mapping(m) for m in _list(message.get("mentions")) if isinstance(m, Mapping)]
     text = _text(message, mentions)
     return chat_message(
         connector,
@@ -179,20 +182,19 @@ def _person(mention: Mapping[str, Any]) -> str:
 
 
 def _text(message: Mapping[str, Any], mentions: list[Mapping[str, Any]]) -> str:
-    """A text message's text, its `@_user_N` placeholders replaced by `@name`; other message
-    types (images, files, rich posts) have no text for the rules."""
+    """A text message's text, its `@_user_N` placeholders replaced by `@name` in one pass
+    (one replace per mention would cost mentions x text, and turn `@_user_10` into the name of
+    `@_user_1` and a 0); other message types (images, files, rich posts) have no text for the
+    rules."""
     if message.get("message_type") != "text":
         return ""
     try:
-        content = json.loads(str(message.get("content", "")))
-    except ValueError:
+        content = json_value(str(message.get("content", "")))
+    except Refused:
         return ""
     text = str(content.get("text", "")) if isinstance(content, Mapping) else ""
-    for mention in mentions:
-        key = str(mention.get("key", ""))
-        if key:
-            text = text.replace(key, f"@{mention.get('name', '')}")
-    return text.strip()
+    names = {str(m.get("key", "")): f"@{m.get('name', '')}" for m in mentions}
+    return MENTION_KEY.sub(lambda key: names.get(key.group(), key.group()), text).strip()
 
 
 def _approval(connector: str, payload: Mapping[str, Any], event: Mapping[str, Any]) -> InboundEvent:
@@ -214,3 +216,7 @@ def _approval(connector: str, payload: Mapping[str, Any], event: Mapping[str, An
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -23,7 +23,6 @@ the answer it expects is unconfirmed beyond HTTP 200).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,9 +34,10 @@ from sync_pipeline.webhooks.delivery import (
     Incoming,
     card_action,
     json_object,
+    json_value,
     required,
 )
-from sync_pipeline.webhooks.verify import feishu_decrypt, forged, same, undecryptable
+from sync_pipeline.webhooks.verify import Refused, feishu_decrypt, forged, same, undecryptable
 
 QUERY = ("callback", "quick_approval")  # ?callback=quick_approval on the webhook URL
 OK = Answer.json({"code": 0, "msg": "success"})
@@ -88,7 +88,7 @@ def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEve
 def _context(value: Any) -> Mapping[str, Any]:
     """The task's action_context, as the connector wrote it (a JSON object), or {}."""
     try:
-        found = json.loads(value) if isinstance(value, str) and value else {}
-    except ValueError:
+        found = json_value(value) if isinstance(value, str) and value else {}
+    except Refused:
         return {}
     return found if isinstance(found, Mapping) else {}

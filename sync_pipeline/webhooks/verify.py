@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 import struct
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class Reason(StrEnum):
     STALE = "stale"  # signed too long ago (or in the future): outside the window
     REPLAY = "replay"  # this very signed request was seen inside its window
     MALFORMED = "malformed"  # not what the vendor sends: unparseable, fields missing
+    INCOMPLETE = "incomplete"  # the body never arrived whole: the client went, or its deadline
 
 
 STATUS = {
@@ -38,6 +40,7 @@ STATUS = {
     Reason.STALE: 401,
     Reason.REPLAY: 409,
     Reason.MALFORMED: 400,
+    Reason.INCOMPLETE: 400,
 }
 
 
@@ -73,11 +76,15 @@ def same(presented: str, expected: str) -> bool:
 
 
 def timestamp_s(text: str) -> float:
-    """A signed Unix timestamp in seconds, whether it was sent in seconds or milliseconds."""
+    """A signed Unix timestamp in seconds, whether it was sent in seconds or milliseconds.
+    `nan` and `inf` are refused here: every comparison with NaN is false, so a NaN would pass
+    any window."""
     try:
         value = float(text)
     except ValueError:
         raise malformed("the timestamp is not a number") from None
+    if not math.isfinite(value):
+        raise malformed("the timestamp is not a finite number")
     return value / 1000 if value > MS_THRESHOLD else value
 
 

@@ -15,13 +15,18 @@ one second apart (the card and button, or the approval and its state).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 from xml.etree import ElementTree
 
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeElementTree
+
 from sync_pipeline.connectors.wecom import SP_STATUS, parse_button_key
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
+    MAX_DEPTH,
     Accepted,
     Answer,
     Endpoint,
@@ -50,7 +55,7 @@ def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
         raise forged("msg_signature, timestamp or nonce is missing")
     if incoming.method == "GET":
         return _verify_url(endpoint, incoming, signature, timestamp, nonce)
-    encrypt = xml_fields(incoming.body.decode("utf-8", "replace")).get("Encrypt")
+    encrypt = xml_fields(incoming.body).get("Encrypt")
     if not isinstance(encrypt, str) or not encrypt:
         raise malformed("the envelope has no Encrypt")
     receiver = crypto(endpoint)
@@ -145,28 +150,41 @@ def _text_message(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     )
 
 
-def xml_fields(text: str) -> dict[str, Any]:
+MAX_XML_ELEMENTS = 1000  # a callback has a few dozen; a sys_approval_change a few hundred
+
+
+def xml_fields(xml: str | bytes) -> dict[str, Any]:
     """WeCom's XML as a dict: text elements as strings, nested ones as dicts, a repeated tag
-    as a list. A document with a DTD is refused: WeCom sends none, and entities are how XML
-    bombs work."""
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise malformed("the XML has a DTD")
+    as a list; or a malformed delivery. Bounded before it grows: a DTD or an entity is refused
+    as the parser meets it (defusedxml: WeCom sends none, and entities are how XML bombs
+    work), and so is an element deeper than MAX_DEPTH or past MAX_XML_ELEMENTS, as the pull
+    parser reaches it, 16 kB at a time; each element is dropped once read."""
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    events = SafeElementTree.iterparse(io.BytesIO(data), ("start", "end"), forbid_dtd=True)
+    open_elements: list[dict[str, list[Any]]] = [{}]  # per open element: its children by tag
+    started = 0
     try:
-        root = ElementTree.fromstring(text)  # noqa: S314 - no DTD, so no entity expansion
-    except ElementTree.ParseError:
-        raise malformed("the body is not XML") from None
-    value = _element(root)
-    return value if isinstance(value, dict) else {}
+        for event, element in events:
+            if event == "start":
+                started += 1
+                if len(open_elements) > MAX_DEPTH or started > MAX_XML_ELEMENTS:
+                    raise malformed(f"the XML nests deeper than {MAX_DEPTH} or is too large")
+                open_elements.append({})
+                continue
+            children = open_elements.pop()
+            value = _value(element.text, children)
+            open_elements[-1].setdefault(element.tag, []).append(value)
+            element.clear()
+    except (ElementTree.ParseError, DefusedXmlException):
+        raise malformed("the body is not XML, or it has a DTD") from None
+    (root,) = open_elements[0].values()  # a document that parsed has one root
+    return root[0] if isinstance(root[0], dict) else {}
 
 
-def _element(element: ElementTree.Element) -> Any:
-    children = list(element)
+def _value(text: str | None, children: dict[str, list[Any]]) -> Any:
     if not children:
-        return element.text or ""
-    grouped: dict[str, list[Any]] = {}
-    for child in children:
-        grouped.setdefault(child.tag, []).append(_element(child))
-    return {tag: values[0] if len(values) == 1 else values for tag, values in grouped.items()}
+        return text or ""
+    return {tag: values[0] if len(values) == 1 else values for tag, values in children.items()}
 
 
 def as_list(value: Any) -> list[Any]:

@@ -39,6 +39,7 @@ from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.schema import inbound_events
 from sync_pipeline.webhooks.app import build_app
+from sync_pipeline.webhooks.server import uvicorn_options
 from tests.conftest import ROOT, wait_for
 from tests.e2e.spine import CALLBACK_SETTING, emptied, redis_server
 
@@ -159,7 +160,10 @@ class Service:
 
 
 def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    """`app` served as `syncctl webhooks serve` serves it (server.py's protocol and options)."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -247,6 +247,32 @@ def test_feishu_message_leaves_a_mention_of_the_app_out_of_its_mentions() -> Non
     assert event.data["text"] == "@OA Sync @Wang Fang the audit starts Monday #important"
 
 
+def test_feishu_message_with_ten_mentions_replaces_each_placeholder_whole() -> None:
+    payload = load("feishu", "im_message_receive_v1.json")
+    message = payload["event"]["message"]
+    person = message["mentions"][0]
+    message["mentions"] = [
+        {**person, "key": f"@_user_{n}", "name": f"Person {chr(64 + n)}"} for n in range(1, 11)
+    ]
+    message["content"] = json.dumps({"text": "@_user_1 and @_user_10 agree"})
+
+    event = feishu.decode("fs", payload)
+
+    assert event is not None
+    assert event.data["text"] == "@Person A and @Person J agree"
+
+
+@pytest.mark.parametrize("mentions", [5, "@_user_1", {"key": "@_user_1"}, None])
+def test_feishu_message_whose_mentions_are_not_a_list_has_none(mentions) -> None:
+    payload = load("feishu", "im_message_receive_v1.json")
+    payload["event"]["message"]["mentions"] = mentions
+
+    event = feishu.decode("fs", payload)
+
+    assert event is not None
+    assert event.data["mentions"] == []
+
+
 def test_feishu_approval_instance_is_approval_changed_with_the_canonical_status() -> None:
     event = feishu.decode("fs", load("feishu", "approval_instance.json"))
 
@@ -336,6 +362,18 @@ def test_agora_message_from_the_app_admin_is_our_own_echo_and_not_handled() -> N
         "2026-03-02T09:30:00Z",
         {"reason": "our own message, reported back"},
     )
+
+
+def test_agora_custom_exts_that_are_neither_a_map_nor_a_list_carry_nothing() -> None:
+    callback = load("agora", "chat__custom_card_action.json")
+    body = callback["payload"]["bodies"][0]
+    del body["v2:customExts"]
+    body["customExts"] = 5
+
+    event = agora.decode("ag", callback)
+
+    assert event is not None
+    assert (event.data["action"], event.data["source_id"]) == ("", "")
 
 
 def test_agora_message_carrying_our_effect_key_is_our_own_echo_whoever_sent_it() -> None:
