@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,8 +24,9 @@ from rich.table import Table
 from sync_pipeline import __version__
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES, run_health_check
-from sync_pipeline.errors import ConfigError, SyncError
+from sync_pipeline.errors import ConfigError
 from sync_pipeline.logging import configure_logging
+from sync_pipeline.oneline import fail, one_line_errors
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
@@ -42,25 +42,6 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int) -> None:
-    err_console.print(f"[bold red]syncctl:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn our errors into one clear line and their exit code."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except SyncError as exc:
-            fail(str(exc), exc.exit_code)
-            raise  # unreachable: fail() exits
-
-    return wrapper
 
 
 def settings_from_env() -> Settings:
@@ -252,7 +233,6 @@ def flower(port: int, address: str) -> None:
             "it is an admin surface and never runs without auth",
             2,
         )
-        return
     # Flower reads FLOWER_BASIC_AUTH from the environment (so the secret is not in `ps`), and
     # only that variable: a login read from FLOWER_BASIC_AUTH_FILE must be handed on in it.
     os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
@@ -284,7 +264,6 @@ def _health(settings: Settings, timeout: float) -> dict[str, Any]:
             "start one with: syncctl worker",
             1,
         )
-        raise  # unreachable
 
 
 def _print_health(answer: dict[str, Any]) -> None:

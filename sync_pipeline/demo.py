@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -77,7 +78,14 @@ MESSAGE_ENDPOINTS: Mapping[str, frozenset[str]] = {
 }
 
 
-def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+_interrupted = threading.Event()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """Ctrl-C or SIGTERM: remembered, then raised. Python may wrap the KeyboardInterrupt in
+    another error when it lands inside an import (Celery imports its result backend on the
+    first health check), so the flag, not the exception's class, says the demo was stopped."""
+    _interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -105,7 +113,8 @@ class FlowResult:
 def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
     settings = load_settings()
     configure_logging("WARNING")
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     began = time.monotonic()
     steps: list[tuple[str, str]] = []
     try:
@@ -120,7 +129,9 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
             results, moments, answer = _sync_on_sandbox(console, demo, approvals, steps)
             elapsed = time.monotonic() - began
             _summary(console, resolved, steps, results, moments, answer, elapsed)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _interrupted.is_set()):
+            raise
         console.print("[yellow]interrupted: everything the demo started has been stopped[/]")
         sys.exit(130)
     if not all(r.matches for r in results):

@@ -50,6 +50,14 @@ def about_record(error: BaseException) -> bool:
     return not isinstance(error, servers)
 
 
+def undefined_table(error: BaseException) -> bool:
+    """Whether PostgreSQL said a table does not exist: the schema was never migrated, or is
+    older than the code (`syncctl migrate` brings it up to date)."""
+    database = _database_error(error)
+    driver = database.orig if isinstance(database, sa.exc.StatementError) else database
+    return isinstance(driver, psycopg2.Error) and driver.pgcode == errorcodes.UNDEFINED_TABLE
+
+
 def _database_error(error: BaseException) -> BaseException | None:
     """The SQLAlchemy or driver error in `error`'s chain (an error raised while handling one,
     or from one), if any: its message holds the statement and its parameters."""

@@ -12,10 +12,8 @@ import json
 import os
 import signal
 import socket
-import sys
-from collections.abc import Callable, Iterator
-from functools import wraps
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from collections.abc import Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import click
 import uvicorn
@@ -23,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sync_pipeline.config.loader import load_config
-from sync_pipeline.errors import SyncError
 from sync_pipeline.logging import configure_logging
+from sync_pipeline.oneline import fail, one_line_errors
 from sync_pipeline.services import export_env, services
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.db import engine_for
@@ -36,24 +34,6 @@ err_console = Console(stderr=True)
 DEFAULT_PORT = 18700
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"[bold red]syncctl:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Our errors as one clear line and their exit code, as every syncctl command does."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except SyncError as exc:
-            _fail(str(exc), exc.exit_code)
-
-    return wrapper
 
 
 def _settings() -> Settings:
@@ -79,7 +59,7 @@ def webhooks() -> None:
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes."
 )
-@_one_line_errors
+@one_line_errors
 def serve(host: str, port: int, workers: int) -> None:
     """Serve POST /webhooks/<connector> for every connector with a webhook: section."""
     from sync_pipeline.webhooks.app import load_endpoints
@@ -144,12 +124,12 @@ def _check_port(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            _fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port", 2)
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port", 2)
 
 
 @webhooks.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_one_line_errors
+@one_line_errors
 def stats(as_json: bool) -> None:
     """Deliveries accepted, duplicates and refusals per connector and reason (PostgreSQL)."""
     from sync_pipeline.webhooks.stats import webhook_stats

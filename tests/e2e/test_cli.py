@@ -99,3 +99,17 @@ def test_health_without_a_worker_fails_with_exit_1(service_env) -> None:
 
     assert result.returncode == 1
     assert "no worker answered" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["dlq", "list"], ["events", "list"], ["webhooks", "stats"]]
+)
+def test_given_a_database_never_migrated_a_command_says_to_migrate_in_one_line(
+    command: list[str], service_env
+) -> None:
+    result = syncctl(*command, env=service_env)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "syncctl migrate" in result.stderr
+    assert "Traceback" not in result.stderr

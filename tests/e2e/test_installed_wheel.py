@@ -409,6 +409,7 @@ def test_given_the_sandbox_profile_then_a_flow_delivers_every_message_once(stack
         for command in SANDBOX_TRIAL:
             stack.syncctl("sandbox", *command)
         stack.write_connectors_env()
+        stack.syncctl("migrate", *SERVICES["migrate"]["command"])  # compose runs it first
         with stack.running("worker"):
             stack.syncctl("worker", "run", FLOW, "--wait", "--timeout", "240", timeout=300)
         printed = stack.syncctl("sandbox", "sandbox", "ledger", "--platform", "wecom", "--json")
