@@ -167,8 +167,9 @@ def _respond(scene: Scene) -> tuple[str, int]:
     status = str(record.payload.get("status") or "")
     if status == "pending" and approver in _approvers(record):
         return _decide(scene, record, approver)
-    if any(e.status is effects.EffectStatus.PENDING and _young(e) for e in tried):
-        raise steps.EffectInFlight(scene.flow.name, 1)  # our own press, still on its way
+    on_its_way = [e for e in tried if steps.in_flight_left_s(e) > 0]
+    if on_its_way:  # our own press, still on its way
+        raise steps.EffectInFlight.waiting_on(scene.flow.name, on_its_way)
     for effect in tried:
         if effect.status is effects.EffectStatus.PENDING:
             _reconcile(scene, effect, record, approver)
@@ -214,8 +215,8 @@ def _decide(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
         claimed = effects.claim(conn, scene.flow.name, source_sys, [key], {key: about})[key]
     if prior is not None and prior.status is effects.EffectStatus.DONE:
         return _settled(scene, record, approver)  # acted at this node, and the OA lags
-    if (prior is None and claimed.attempts > 1) or (prior is not None and _young(prior)):
-        raise steps.EffectInFlight(scene.flow.name, 1)  # a double press, being applied now
+    if steps.claimed_by_another(prior, claimed, patient=True):  # a double press, being applied now
+        raise steps.EffectInFlight.waiting_on(scene.flow.name, [claimed])
     with scene.rt.engine.begin() as conn:  # the intent, for reconciling a lost answer
         effects.finish(conn, key, effects.EffectStatus.PENDING, detail=intent)
     try:
@@ -387,12 +388,6 @@ def _decision(action: str) -> Decision | None:
 def _approvers(record: Record) -> Sequence[str]:
     value = record.payload.get("current_approvers") or []
     return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-
-
-def _young(effect: effects.Effect) -> bool:
-    """Claimed so recently that the attempt that claimed it may still be running."""
-    age = (datetime.now(UTC) - effect.created_at).total_seconds()
-    return effect.status is effects.EffectStatus.PENDING and age < steps.IN_FLIGHT_S
 
 
 def _name(users: DirectorySnapshot, system: str, user_id: Any) -> str:
