@@ -209,18 +209,34 @@ def plan_records(
     if not wanted:
         return Planned(requests=(), seen=(), dead=(), skipped=len(records))
     hydrated = rt.connector(flow.source.connector).hydrate(flow.source.stream, wanted)
-    mapped = transform(hydrated, flow.mapping, load_directory(rt, flow))
+    users = load_directory(rt, flow)
+    mapped = transform(hydrated, flow.mapping, users)
     previous = {sid: link.payload for sid, link in links.items() if link.payload is not None}
     kept = filter_batch(mapped.records, flow.rules, previous)
     fresh = dedupe(kept.kept, {} if replay else idmap.hashes(links), flow.dedupe_key)
     targets = {sid: link.target_id for sid, link in links.items() if link.target_id}
     requests = plan_writes(flow.name, fresh.fresh, flow.notify, targets, target=target_sys)
+    requests += _follow_ups(rt, flow, hydrated, previous, users)
     return Planned(
         requests=tuple(requests),
         seen=(*kept.skipped, *fresh.skipped, *fresh.fresh),
         dead=mapped.dead,
         skipped=len(records) - len(fresh.fresh) - len(mapped.dead),
     )
+
+
+def _follow_ups(
+    rt: Runtime,
+    flow: Flow,
+    records: Sequence[Record],
+    shown: Mapping[str, Mapping[str, Any]],
+    users: directory.DirectorySnapshot,
+) -> list[WriteRequest]:
+    """The cards of requests decided elsewhere, brought up to date (events/cards.py, which
+    uses these steps: imported here, not at the top)."""
+    from sync_pipeline.events.cards import follow_ups
+
+    return follow_ups(rt, flow, records, shown, users)
 
 
 def _wanted(record: Record, link: idmap.Link | None, read_at: datetime | None) -> bool:

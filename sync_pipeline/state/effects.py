@@ -195,6 +195,21 @@ def tried_for_source(
     return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
 
 
+def of_sources(
+    conn: Connection, flow: str, source_ids: Sequence[str], kinds: Sequence[str]
+) -> list[Effect]:
+    """Every effect of these kinds claimed for these source records, whatever its status,
+    oldest first: one query for a batch (the cards of decided requests, their updates)."""
+    if not source_ids:
+        return []
+    query = sa.select(effects).where(
+        effects.c.flow == flow,
+        effects.c.source_id.in_(list(source_ids)),
+        effects.c.kind.in_(list(kinds)),
+    )
+    return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
+
+
 def count_by_status(conn: Connection, flow: str) -> dict[str, int]:
     rows = conn.execute(
         sa.select(effects.c.status, sa.func.count())
