@@ -81,6 +81,20 @@ PORT_ATTEMPTS = 3  # a free port can be taken between our check and the server's
 PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
 
+
+def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    """In a freshly forked child: have the kernel send `sig` when the parent dies, and exit
+    now if `parent_pid` died already (before this took effect, and we were reparented).
+
+    The signal follows the parent *thread* that forked the child, so that thread must live as
+    long as the parent wants the child. Here rather than in processes.py because this module
+    stands alone (errors.py is all it imports), and syncctl's Celery children need it too.
+    """
+    _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 T = TypeVar("T")
 
 
@@ -559,14 +573,8 @@ def _spawn(
     Its own session keeps a terminal's Ctrl-C away from it: a Celery warm shutdown still needs
     the broker, and we stop the servers once our own shutdown is done.
     """
-    owner = os.getpid()
-
-    def arm_death_signal() -> None:
-        # After the uid change, which clears the death signal.
-        _prctl(PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
-        if os.getppid() != owner:  # we died before it was armed
-            os._exit(1)
-
+    # Armed after the uid change (subprocess makes it before preexec_fn), which clears it.
+    arm_death_signal = partial(die_with_parent, os.getpid(), death_signal)
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
     with log_file.open("ab") as out:
         return subprocess.Popen(  # noqa: S603

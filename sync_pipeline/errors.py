@@ -34,6 +34,9 @@ class Transient(SyncError):
     """Time may fix it: a retry with backoff is the right answer."""
 
     retryable = True
+    # False when the retry only waits for another attempt's outcome, a wait that attempt's own
+    # window bounds: it spends none of the caller's retries (steps.EffectInFlight).
+    spends_retries: ClassVar[bool] = True
 
 
 class ConfigError(SyncError):

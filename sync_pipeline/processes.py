@@ -1,7 +1,15 @@
 """Child processes of syncctl (Celery worker, Beat, Flower): started and stopped in order.
 
 Each child runs in its own session, so a terminal's Ctrl-C reaches only syncctl, which then
-stops the children first and the embedded engines last; nothing is left behind.
+stops the children first and the embedded engines last; nothing is left behind. Each child
+also dies with syncctl when syncctl cannot stop it (SIGKILL, the OOM killer): the kernel sends
+it SIGKILL (PR_SET_PDEATHSIG), so no worker goes on consuming tasks beside the one a
+supervisor starts next. Its tasks come back (acks_late, reject_on_worker_lost) and their
+effect keys keep them from doing anything twice.
+
+With no embedded engine to look after (REDIS_URL and DATABASE_URL set, as in production),
+`syncctl worker`, `beat` and `flower` do not keep a child at all: they become the Celery
+program (exec), so a supervisor's signals reach it directly and there is no parent to outlive.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import NoReturn
 
+from sync_pipeline.embedded import die_with_parent
 from sync_pipeline.services import Services, export_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +56,9 @@ def session_process(
     argv: Sequence[str], env: Mapping[str, str], log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A child in its own session, its output appended to `log`, stopped with SIGTERM (then
-    SIGKILL) when the block ends."""
+    SIGKILL) when the block ends, and killed by the kernel if we die first."""
     out = open(log, "ab") if log else None  # noqa: SIM115 - closed below
+    parent = os.getpid()
     try:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(argv),
@@ -55,6 +66,7 @@ def session_process(
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
+            preexec_fn=lambda: die_with_parent(parent),  # noqa: PLW1509 - one syscall, no locks
         )
         try:
             yield proc
@@ -84,7 +96,11 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
 
 
 def run_foreground(argv: Sequence[str], resolved: Services) -> int:
-    """Run a long-lived child until it exits or we get SIGINT/SIGTERM; returns its exit code."""
+    """Run a long-lived program (Celery worker, Beat, Flower) until it exits or we get SIGINT
+    or SIGTERM; returns its exit code. Without embedded engines this process becomes it and
+    never returns; with them, it runs as a child that dies with us (module docstring)."""
+    if not resolved.started:
+        become(argv, child_env(resolved))
     export_env(resolved)
     stopping: list[int] = []
 
@@ -101,3 +117,11 @@ def run_foreground(argv: Sequence[str], resolved: Services) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def become(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process with `argv` (same pid): what a supervisor signals, or kills, is
+    the program itself. Our sockets close on exec (Python opens them close-on-exec)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], list(argv), dict(env))  # noqa: S606 - our interpreter and arguments

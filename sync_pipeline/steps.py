@@ -66,6 +66,8 @@ LOCK_TTL_S = 900.0  # renewed by every page; a lost holder frees the flow after 
 # How long a pending effect may still be on its way to the vendor: a call with its in-process
 # retries (4 attempts of at most ~13 s, backoffs of at most 20 s) ends well within it.
 IN_FLIGHT_S = 120.0
+IN_FLIGHT_POLL_S = 5.0  # how often a caller waiting for another attempt's effect looks again
+MIN_WAIT_S = 0.5  # past the end of a window, so the look after it finds the window over
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,12 @@ def plan_records(
 
     staged, poisoned = isolated(hydrated, stages, _unplannable)
     dead = (*unkeyed, *unread, *poisoned, *staged.dead)
+    shown = {sid: link.payload for sid, link in links.items() if link.payload is not None}
+    unplanned = {record.source_id for record, _ in poisoned}
+    planned = [record for record in hydrated if record.source_id not in unplanned]
+    follow = _follow_ups(rt, flow, planned, shown, users)
     return Planned(
-        requests=staged.requests,
+        requests=(*staged.requests, *follow),
         seen=staged.seen,
         dead=dead,
         skipped=len(records) - staged.fresh - len(dead),
@@ -329,6 +335,20 @@ def _hydrate(
     return hydrated, unread
 
 
+def _follow_ups(
+    rt: Runtime,
+    flow: Flow,
+    records: Sequence[Record],
+    shown: Mapping[str, Mapping[str, Any]],
+    users: directory.DirectorySnapshot,
+) -> list[WriteRequest]:
+    """The cards of requests decided elsewhere, brought up to date (events/cards.py, which
+    uses these steps: imported here, not at the top)."""
+    from sync_pipeline.events.cards import follow_ups
+
+    return follow_ups(rt, flow, records, shown, users)
+
+
 def _wanted(record: Record, link: idmap.Link | None, read_at: datetime | None) -> bool:
     """Worth planning: never synced, or a version not handled yet that was read no earlier
     than the one the id map holds. An earlier read is superseded: a webhook (or a pull) saw a
@@ -399,12 +419,13 @@ def make_effects(
     """Make planned effects, each exactly once: every key is claimed (committed as pending)
     before any vendor call, and each answer is recorded before the next effect.
 
-    A key another attempt created while we claimed it (a pull and an event, or two events, on
+    A key another attempt claimed while we claimed it (a pull and an event, or two events, on
     one record at once) is left to that attempt; so is, when `patient` (events, which never run
-    alone), a key claimed moments ago and not finished. Both raise `EffectInFlight` once the
-    other effects are made, and the retry finds them done. Raises a Transient error (after
-    recording what is known) when the vendor should be tried again later; the effects already
-    done are not repeated by the retry.
+    alone), a key another attempt claimed within its in-flight window and has not finished.
+    Both raise `EffectInFlight` once the other effects are made, and the retry settles from
+    what that attempt recorded. Raises a Transient error (after recording what is known) when
+    the vendor should be tried again later; the effects already done are not repeated by the
+    retry, and the keys this call claimed but never tried are released, not left in flight.
     """
     if not requests:
         return Made(0, 0, {})
@@ -419,14 +440,19 @@ def make_effects(
             claimed = effects.claim(
                 conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
             )
-        written, dead, contested = 0, 0, 0
+        written, dead = 0, 0
         target_ids: dict[str, str] = {}
-        for request in requests:
+        waiting: list[effects.Effect] = []  # claimed by another attempt, which is making them
+        for n, request in enumerate(requests):
             prior = before.get(request.effect_key)
-            if _contested(prior, claimed[request.effect_key], patient):
-                contested += 1
+            if claimed_by_another(prior, claimed[request.effect_key], patient):
+                waiting.append(claimed[request.effect_key])
                 continue
-            outcome = _write_one(conn, flow, target, request, prior)
+            try:
+                outcome = _write_one(conn, flow, target, request, prior)
+            except Exception:
+                _release(conn, requests[n + 1 :], before, claimed, patient)
+                raise
             if outcome.status is WriteStatus.DONE:
                 written += outcome.fresh
                 if outcome.target_id:
@@ -435,30 +461,71 @@ def make_effects(
                 letter = (request.source_id, _request_json(request), outcome.reason)
                 with conn.begin():
                     dead += deadletters.add(conn, flow.name, run_id, [(*letter, "VendorRejected")])
-    if contested:
-        raise EffectInFlight(flow.name, contested)
+    if waiting:
+        raise EffectInFlight.waiting_on(flow.name, waiting)
     return Made(written, dead, target_ids)
 
 
-def _contested(prior: effects.Effect | None, claimed: effects.Effect, patient: bool) -> bool:
+def _release(
+    conn: Any,
+    untried: Sequence[WriteRequest],
+    before: Mapping[str, effects.Effect],
+    claimed: Mapping[str, effects.Effect],
+    patient: bool,
+) -> None:
+    """Give back the keys this attempt took (new, or failed before) and never tried, so that
+    nobody waits out an in-flight window for a call nobody is making. A key another attempt
+    holds, or one pending before (a crash being recovered), stays as it was."""
+    taken = []
+    for request in untried:
+        prior = before.get(request.effect_key)
+        ours = not claimed_by_another(prior, claimed[request.effect_key], patient)
+        if ours and (prior is None or prior.status is not effects.EffectStatus.PENDING):
+            taken.append(request.effect_key)  # a done or unknown key is left alone by release
+    with conn.begin():
+        effects.release(conn, taken, "not tried: an earlier effect of its batch stopped it")
+
+
+def claimed_by_another(
+    prior: effects.Effect | None, claimed: effects.Effect, patient: bool
+) -> bool:
     """Whether another attempt may be making this effect right now.
 
-    Claiming bumps `attempts`: a key we created has 1, so more means another attempt created
-    it between our read and our claim. A pending key from before is a crash to recover from,
-    except for a patient caller while the key is young enough to be in flight.
+    Claiming bumps `attempts` once per claim: more than one bump since our read means another
+    attempt claimed it between our read and our claim. A pending key from before is a crash
+    to recover from, except for a patient caller while the key is inside its in-flight window.
     """
-    if prior is None:
-        return claimed.attempts > 1
-    in_flight = prior.status is effects.EffectStatus.PENDING and _age_s(prior) < IN_FLIGHT_S
-    return patient and in_flight
+    if claimed.attempts > (0 if prior is None else prior.attempts) + 1:
+        return True
+    return patient and prior is not None and in_flight_left_s(prior) > 0
+
+
+def in_flight_left_s(effect: effects.Effect) -> float:
+    """Seconds the attempt that claimed a pending effect may still be making it; 0 when it is
+    not pending or that attempt's window is over (it crashed, or lost its answer)."""
+    if effect.status is not effects.EffectStatus.PENDING:
+        return 0.0
+    age = (datetime.now(UTC) - effect.claimed_at).total_seconds()
+    return max(0.0, IN_FLIGHT_S - age)
 
 
 class EffectInFlight(Transient):
-    """Another attempt is making some of these effects; retry once it has finished."""
+    """Another attempt is making some of these effects: not a failure. Wait for its outcome
+    (`retry_after`: the next look, never past the effects' in-flight window), then settle from
+    what the effect records. The wait spends no retry: the window bounds it."""
 
-    def __init__(self, flow: str, count: int) -> None:
-        super().__init__(flow, count)
-        self.flow, self.count = flow, count
+    spends_retries = False
+
+    def __init__(self, flow: str, count: int, retry_after: float | None = None) -> None:
+        super().__init__(flow, count, retry_after)
+        self.flow, self.count, self.retry_after = flow, count, retry_after
+
+    @classmethod
+    def waiting_on(cls, flow: str, waiting: Sequence[effects.Effect]) -> EffectInFlight:
+        """The error for these effects: look again after IN_FLIGHT_POLL_S, or just after the
+        first window ends if that comes sooner."""
+        ends = min((in_flight_left_s(e) for e in waiting), default=0.0)
+        return cls(flow, len(waiting), min(IN_FLIGHT_POLL_S, ends + MIN_WAIT_S))
 
     def __str__(self) -> str:
         return f"{self.flow}: {self.count} effect(s) are being made by another attempt"

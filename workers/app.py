@@ -8,11 +8,15 @@ other syncctl command does.
 from __future__ import annotations
 
 import atexit
+import os
 from contextlib import ExitStack
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from sync_pipeline.dispatch import celery_config
+from sync_pipeline.embedded import die_with_parent
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.services import export_env, services
 from sync_pipeline.settings import Settings, load_settings
@@ -34,3 +38,13 @@ configure_logging(settings.log_level)
 app = Celery("sync_pipeline", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
 app.conf.beat_scheduler = "workers.beat:FlowScheduler"
+
+WORKER_PID = os.getpid()  # the worker's main process, which forks the pool's processes
+
+
+@worker_process_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """A pool process dies with the worker that forked it, even a SIGKILLed one: the worker
+    alone enforces the task time limit and acknowledges, so an orphan would run unbounded and
+    its task would be delivered again anyway (acks_late, reject_on_worker_lost)."""
+    die_with_parent(WORKER_PID)

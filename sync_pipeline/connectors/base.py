@@ -123,6 +123,17 @@ class ReadsOne(Protocol):
         ...
 
 
+@runtime_checkable
+class UpdatesCards(Protocol):
+    """IMs whose cards we can change in place on our own, with no user pressing anything."""
+
+    def can_update_card(self, age_s: float, handles: Mapping[str, str]) -> bool:
+        """Whether a card sent `age_s` seconds ago can be updated in place now, given the
+        handles its send returned that no update has spent (WeCom's one-use response_code).
+        False sends a message instead, rather than a call the vendor would refuse."""
+        ...
+
+
 class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"

@@ -77,6 +77,7 @@ TOKEN_REFRESH_MARGIN_S = 600.0  # as the official SDK; under 30 min left Feishu 
 UUID_MAX = 50  # Feishu's limit on a message's dedupe `uuid`
 UUID_WINDOW_S = 3600.0  # the same uuid is sent at most once per hour ...
 UUID_SAFETY_S = 300.0  # ... minus our margin for clock skew and the time a send takes
+PATCH_WINDOW_S = 14 * 86400.0  # a card message can be changed for 14 days after it was sent
 LIST_PAGE_SIZE = 100  # instance codes per list call; the documented maximum (unconfirmed)
 CONTACT_PAGE_SIZE = 50
 ROOT_DEPARTMENT = "0"
@@ -175,6 +176,10 @@ class FeishuConnector:
     def dedupe_window_s(self, stream: str) -> float | None:
         # An approval center sync is an upsert; its stream also carries replies (messages).
         return UUID_WINDOW_S - UUID_SAFETY_S if stream in (MESSAGES, APPROVAL_CENTER) else None
+
+    def can_update_card(self, age_s: float, handles: Mapping[str, str]) -> bool:
+        """A PATCH of the card message, for 14 days after it was sent (230031 after that)."""
+        return age_s < PATCH_WINDOW_S - UUID_SAFETY_S
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":

@@ -70,6 +70,7 @@ BUSY_CODES = frozenset({-1, 6000, 301022})  # system busy, version conflict, che
 TOKEN_REFRESH_MARGIN_S = 300.0
 DUPLICATE_CHECK_S = 4 * 3600  # duplicate_check_interval: WeCom's maximum
 DUPLICATE_SAFETY_S = 600.0  # our margin for clock skew and the time a send takes
+RESPONSE_CODE_TTL_S = 72 * 3600  # update_template_card: a response_code works once, for 72 h
 TEXT_MAX_BYTES = 2048  # text and markdown content
 CARD_ROWS = 6  # horizontal_content_list and button_list hold at most 6
 # Template card fields: WeCom suggests at most 36 / 112 / 5 / 30 characters (title, sub title,
@@ -155,6 +156,13 @@ class WeComConnector:
 
     def dedupe_window_s(self, stream: str) -> float | None:
         return DUPLICATE_CHECK_S - DUPLICATE_SAFETY_S if stream == MESSAGES else None
+
+    def can_update_card(self, age_s: float, handles: Mapping[str, str]) -> bool:
+        """Only with a response_code no update has spent, within its 72 h (platform-apis.md
+        section 1): the one its send returned, or a press's own (events/cards.py)."""
+        return bool(handles.get("response_code")) and (
+            age_s < RESPONSE_CODE_TTL_S - DUPLICATE_SAFETY_S
+        )
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         self._expect_stream(stream, MESSAGES)

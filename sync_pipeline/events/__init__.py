@@ -22,9 +22,12 @@ in another task's batch returns at once, and the batch records every row's outco
 commits. A row a batch could not finish (a Transient error) stays queued: the task of its own
 retries it, or, for the other rows, it is sent back to the queue through `resend` with the same
 backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as FAILED,
-as the task's retries do. A crash rolls the batch's locks and statuses back: the rows stay
-queued for their redelivered tasks (and the sweeper), and their effect keys keep whatever the
-batch made from being made twice.
+as the task's retries do. Waiting for an effect another attempt is making is not a try
+(steps.EffectInFlight): the row is sent back to look again shortly, spending nothing, until
+that attempt's outcome is recorded or its in-flight window is over, and then settles from
+what the effect records (done, or failed and made by this row's next try). A crash rolls
+the batch's locks and statuses back: the rows stay queued for their redelivered tasks (and the
+sweeper), and their effect keys keep whatever the batch made from being made twice.
 
 Tasks of several rows. The webhook service sends the rows recorded within 50 ms of the
 first as one task (webhooks/app.py, Sender); `handle_all` takes them one by one, each
@@ -93,8 +96,9 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
 
     A redelivered task finds its event handled and does nothing; a task whose event is in
     another task's batch right now returns its status (queued), the batch being answerable
-    for it. `resend` gets the other rows of the batch that a Transient error left queued;
-    without it (a direct call) they stay queued for their own tasks.
+    for it. `resend` gets the other rows of the batch that a Transient error left queued,
+    and this row when it waits for another attempt's effect (then the status is QUEUED);
+    without it (a direct call) they stay queued for their own tasks, and a wait is raised.
     """
     with rt.engine.connect() as conn, conn.begin():  # the row locks last until the commit
         stored, claimed = inbound.claim_or_peek(conn, event_row_id)
@@ -103,8 +107,9 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
         if not claimed or stored.status in (EventStatus.DONE, EventStatus.IGNORED):
             return stored.status
         batch = [stored, *_companions(conn, stored)]
-        inbound.start_attempts(conn, [s.id for s in batch])
         outcomes = _outcomes(rt, batch)
+        tried = [s.id for s, o in zip(batch, outcomes, strict=True) if not _waits(o)]
+        inbound.start_attempts(conn, tried)  # committed with the outcomes, as one
         left = [
             (s, o)
             for s, o in zip(batch, outcomes, strict=True)
@@ -118,6 +123,9 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
     if isinstance(own, Handled):
         return own.status
     if _retry(stored, own):
+        if _waits(own) and resend is not None:
+            _resend(resend, stored, own)  # a fresh task: the wait spends none of the task's retries
+            return EventStatus.QUEUED
         raise own  # the task retries; the row stays queued
     if isinstance(own, Transient):
         return EventStatus.FAILED  # retries spent
@@ -194,8 +202,13 @@ def _outcomes(rt: Runtime, batch: Sequence[StoredEvent]) -> list[Outcome]:
 
 
 def _retry(row: StoredEvent, outcome: Outcome) -> bool:
-    """A Transient error with tries left: the row stays queued for another try."""
-    return isinstance(outcome, Transient) and row.attempts + 1 < MAX_ATTEMPTS
+    """A Transient error with tries left, or a wait: the row stays queued for another try."""
+    return _waits(outcome) or (isinstance(outcome, Transient) and row.attempts + 1 < MAX_ATTEMPTS)
+
+
+def _waits(outcome: Outcome) -> bool:
+    """The row waits for another attempt's effect: no try of its own, no retry spent."""
+    return isinstance(outcome, Transient) and not outcome.spends_retries
 
 
 def _finish(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> None:

@@ -19,6 +19,11 @@ send returned, unless an earlier update spent it.
 A quick approval in an IM's approval center (Feishu's, decoded as a card_action too) is judged
 and applied the same way; its instance is not updated here but by its own flow, which the
 OA's change webhook moves on as the request moves.
+
+A request decided anywhere else (the OA's own web page, another flow's card, a withdrawal)
+reaches this flow's cards through `follow_ups`, which the record pipeline calls for every
+batch a pull or an event plans (steps.plan_records): each card is updated in place where its
+IM lets us do that on our own, else its recipient gets one message saying who decided.
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ from typing import Any
 
 from sync_pipeline import steps
 from sync_pipeline.config.flow import Flow
-from sync_pipeline.connectors.base import DecidesApprovals, Decision, ReadsOne
+from sync_pipeline.connectors.base import (
+    Connector,
+    DecidesApprovals,
+    Decision,
+    ReadsOne,
+    UpdatesCards,
+)
 from sync_pipeline.directory import DirectorySnapshot
 from sync_pipeline.errors import OutcomeUnknown, Transient, VendorRejected
 from sync_pipeline.events import Handled
@@ -44,6 +55,7 @@ OA_ACTION = "oa_action"  # effect kind of a decision made in the source as the a
 CARD, UPDATE_CARD = NotifyKind.CARD.value, NotifyKind.UPDATE_CARD.value
 PRESSABLE = (CARD, NotifyKind.APPROVAL_CENTER.value)  # what an approver can press on
 REPLY = "press_reply"  # the state part of a reply's key is the press event's id
+FOLLOW_UP = "card_follow_up"  # a card's recipient told how a request decided elsewhere ended
 MESSAGES = "messages"  # every IM connector's stream of messages to people
 DECIDED = {"approve": "approved", "reject": "rejected"}
 STATUS_WORDS = {"approved": "approved", "rejected": "rejected", "revoked": "withdrawn"}
@@ -95,11 +107,7 @@ class Scene:
 
     @property
     def systems(self) -> tuple[str, str]:
-        connectors = self.rt.config.connectors
-        return (
-            connectors[self.flow.source.connector].vendor.value,
-            connectors[self.flow.target.connector].vendor.value,
-        )
+        return _systems(self.rt, self.flow)
 
 
 def handle(rt: Runtime, event: InboundEvent) -> Handled:
@@ -169,8 +177,9 @@ def _respond(scene: Scene) -> tuple[str, int]:
     status = str(record.payload.get("status") or "")
     if status == "pending" and approver in _approvers(record):
         return _decide(scene, record, approver)
-    if any(e.status is effects.EffectStatus.PENDING and _young(e) for e in tried):
-        raise steps.EffectInFlight(scene.flow.name, 1)  # our own press, still on its way
+    on_its_way = [e for e in tried if steps.in_flight_left_s(e) > 0]
+    if on_its_way:  # our own press, still on its way
+        raise steps.EffectInFlight.waiting_on(scene.flow.name, on_its_way)
     for effect in tried:
         if effect.status is effects.EffectStatus.PENDING:
             _reconcile(scene, effect, record, approver)
@@ -216,8 +225,8 @@ def _decide(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
         claimed = effects.claim(conn, scene.flow.name, source_sys, [key], {key: about})[key]
     if prior is not None and prior.status is effects.EffectStatus.DONE:
         return _settled(scene, record, approver)  # acted at this node, and the OA lags
-    if (prior is None and claimed.attempts > 1) or (prior is not None and _young(prior)):
-        raise steps.EffectInFlight(scene.flow.name, 1)  # a double press, being applied now
+    if steps.claimed_by_another(prior, claimed, patient=True):  # a double press, being applied now
+        raise steps.EffectInFlight.waiting_on(scene.flow.name, [claimed])
     with scene.rt.engine.begin() as conn:  # the intent, for reconciling a lost answer
         effects.finish(conn, key, effects.EffectStatus.PENDING, detail=intent)
     try:
@@ -282,27 +291,28 @@ def _update_cards(scene: Scene, decided: effects.Effect, approver: str) -> int:
         code = _response_code(scene.press, card, spent)
         if code is None and card.detail.get("response_code"):
             continue  # its one-use code is spent and this press is not on it: cannot update
-        payload: dict[str, Any] = {"kind": UPDATE_CARD, "to": card.recipient, "content": content}
-        if code is not None:
-            payload["response_code"] = code
         recipient = card.recipient or card.key
-        requests.append(
-            WriteRequest(
-                effect_key=effect_key(
-                    scene.flow.name,
-                    target_sys,
-                    scene.press.source_id,
-                    state,
-                    UPDATE_CARD,
-                    recipient,
-                ),
-                source_id=scene.press.source_id,
-                op=WriteOp.UPDATE,
-                payload=payload,
-                target_id=card.vendor_ref,
-            )
+        key = effect_key(
+            scene.flow.name, target_sys, scene.press.source_id, state, UPDATE_CARD, recipient
         )
+        requests.append(_card_update(key, scene.press.source_id, card, content, code))
     return steps.make_effects(scene.rt, scene.flow, requests, scene.run_id, patient=True).written
+
+
+def _card_update(
+    key: str, source_id: str, card: effects.Effect, content: Mapping[str, Any], code: str | None
+) -> WriteRequest:
+    """Change `card` in place to show `content`; `code` is WeCom's one-use response_code."""
+    payload: dict[str, Any] = {"kind": UPDATE_CARD, "to": card.recipient, "content": content}
+    if code is not None:
+        payload["response_code"] = code
+    return WriteRequest(
+        effect_key=key,
+        source_id=source_id,
+        op=WriteOp.UPDATE,
+        payload=payload,
+        target_id=card.vendor_ref,
+    )
 
 
 def _response_code(press: Press, card: effects.Effect, spent: set[str]) -> str | None:
@@ -342,6 +352,146 @@ def _reply(scene: Scene, record: Record | None, text: str) -> int:
     # Through the IM's messages, also when the flow's own target is an approval center.
     flow = replace(scene.flow, target=replace(scene.flow.target, stream=MESSAGES))
     return steps.make_effects(scene.rt, flow, [request], scene.run_id, patient=True).written
+
+
+# -- cards of requests decided elsewhere --------------------------------------------------------
+def follow_ups(
+    rt: Runtime,
+    flow: Flow,
+    records: Sequence[Record],
+    shown: Mapping[str, Mapping[str, Any]],
+    users: DirectorySnapshot,
+) -> list[WriteRequest]:
+    """Writes that bring this flow's cards of decided requests up to date, when the decision
+    was not made on one of them (in the OA's own web page, on another IM's card, a
+    withdrawal). A card still showing the request pending is updated in place where its IM
+    allows that now (connectors.base.UpdatesCards); otherwise its recipient gets one message
+    naming who decided, how and when. One effect key per card's recipient and outcome,
+    whichever way it goes, so pulls and events that see the decision again make nothing more.
+
+    `records` are the requests as the source shows them now, `shown` what the flow last
+    mapped for each (what its cards were made of). A request decided by a press on one of
+    this flow's cards is left to the press, which updates the cards itself (`_update_cards`).
+    """
+    decided = {r.source_id: r for r in records if str(r.payload.get("status")) in STATUS_WORDS}
+    if not decided:
+        return []
+    kinds = (CARD, UPDATE_CARD, OA_ACTION)
+    with rt.engine.connect() as conn:
+        known = effects.of_sources(conn, flow.name, list(decided), kinds)
+    source = rt.connector(flow.source.connector)
+    teller = _Teller(
+        flow,
+        rt.connector(flow.target.connector),
+        users,
+        _systems(rt, flow),
+        source.timezone if isinstance(source, DecidesApprovals) else UTC,
+    )
+    writes: list[WriteRequest] = []
+    for source_id, record in decided.items():
+        about = [e for e in known if e.source_id == source_id]
+        writes += teller.tell(record, shown.get(source_id, {}), about)
+    return writes
+
+
+@dataclass(frozen=True)
+class _Teller:
+    """Tells the recipients of one flow's cards how their requests ended."""
+
+    flow: Flow
+    target: Connector
+    users: DirectorySnapshot
+    systems: tuple[str, str]
+    zone: tzinfo
+
+    def tell(
+        self, record: Record, shown: Mapping[str, Any], known: Sequence[effects.Effect]
+    ) -> list[WriteRequest]:
+        """One write per card of the request whose recipient has not been told yet."""
+        if any(_pressed(record, e) for e in known):
+            return []  # decided on one of this flow's cards: the press updates them
+        updates = [e for e in known if e.kind == UPDATE_CARD]
+        told = {e.recipient for e in updates if e.status is effects.EffectStatus.DONE}
+        spent = {str(e.detail["response_code"]) for e in updates if e.detail.get("response_code")}
+        writes = []
+        for card in known:
+            sent = card.kind == CARD and card.status is effects.EffectStatus.DONE
+            if not sent or card.recipient is None or card.recipient in told:
+                continue
+            key = effect_key(
+                self.flow.name,
+                self.systems[1],
+                record.source_id,
+                str(record.payload.get("status")),
+                FOLLOW_UP,
+                card.recipient,
+            )
+            handles = {k: str(v) for k, v in card.detail.items() if str(v) not in spent}
+            age_s = (datetime.now(UTC) - card.created_at).total_seconds()
+            if isinstance(self.target, UpdatesCards) and self.target.can_update_card(
+                age_s, handles
+            ):
+                writes.append(self._in_place(key, record, shown, card, handles))
+            else:
+                writes.append(self._message(key, record, shown, card.recipient))
+        return writes
+
+    def _in_place(
+        self,
+        key: str,
+        record: Record,
+        shown: Mapping[str, Any],
+        card: effects.Effect,
+        handles: Mapping[str, str],
+    ) -> WriteRequest:
+        """The card, changed to show the outcome and who decided, without its buttons."""
+        status = str(record.payload.get("status"))
+        who = _name(self.users, self.systems[0], record.payload.get("last_operator"))
+        label = f"{STATUS_WORDS[status].capitalize()} by {who}"
+        content = {**shown, "status": status, "status_label": label, "text": label}
+        content["approval"] = False  # no buttons any more
+        return _card_update(key, record.source_id, card, content, handles.get("response_code"))
+
+    def _message(
+        self, key: str, record: Record, shown: Mapping[str, Any], recipient: str
+    ) -> WriteRequest:
+        """A message to the card's recipient: who decided (maybe they did), how, and when."""
+        source_sys, target_sys = self.systems
+        decider = record.payload.get("last_operator")
+        theirs = self.users.map_user(target_sys, recipient, source_sys)
+        who = "you" if theirs is not None and theirs == decider else None
+        word = STATUS_WORDS[str(record.payload.get("status"))]
+        at = _clock(str(record.payload.get("updated_at") or ""), self.zone)
+        title = str(shown.get("title") or record.payload.get("title") or "")
+        text = f'"{title}" was' if title else "This request was"
+        text += f" {word} by {who or _name(self.users, source_sys, decider)} at {at}."
+        text += " Nothing is waiting for you any more."
+        return WriteRequest(
+            effect_key=key,
+            source_id=record.source_id,
+            op=WriteOp.CREATE,
+            payload={"kind": NotifyKind.MESSAGE.value, "to": recipient, "content": {"text": text}},
+        )
+
+
+def _pressed(record: Record, effect: effects.Effect) -> bool:
+    """Whether `effect` is the press (made or on its way) that decided `record` as it is."""
+    acted = effect.status in (effects.EffectStatus.DONE, effects.EffectStatus.PENDING)
+    return (
+        effect.kind == OA_ACTION
+        and acted
+        and effect.recipient == record.payload.get("last_operator")
+        and DECIDED.get(str(effect.detail.get("decision"))) == record.payload.get("status")
+    )
+
+
+def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
+    """(source vendor, target vendor) of a flow, as effect keys and the directory name them."""
+    connectors = rt.config.connectors
+    return (
+        connectors[flow.source.connector].vendor.value,
+        connectors[flow.target.connector].vendor.value,
+    )
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -389,12 +539,6 @@ def _decision(action: str) -> Decision | None:
 def _approvers(record: Record) -> Sequence[str]:
     value = record.payload.get("current_approvers") or []
     return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-
-
-def _young(effect: effects.Effect) -> bool:
-    """Claimed so recently that the attempt that claimed it may still be running."""
-    age = (datetime.now(UTC) - effect.created_at).total_seconds()
-    return effect.status is effects.EffectStatus.PENDING and age < steps.IN_FLIGHT_S
 
 
 def _name(users: DirectorySnapshot, system: str, user_id: Any) -> str:

@@ -39,6 +39,9 @@ class Effect:
     attempts: int
     last_error: str | None
     created_at: datetime
+    # When the key last changed hands or status: for a pending key, when the attempt making
+    # it claimed it (its in-flight window starts there, not at the key's first claim).
+    claimed_at: datetime
     source_id: str | None = None
     kind: str | None = None
     recipient: str | None = None
@@ -65,7 +68,11 @@ def claim(
 ) -> dict[str, Effect]:
     """Insert missing keys as pending (attempts bumped for every claim) and return all of them.
 
-    The caller commits this transaction before calling the vendor.
+    A failed key is taken again: pending, its claim time now, so that an attempt reading it
+    while this one calls the vendor sees it in flight instead of making it a second time. A
+    pending, done or unknown key keeps its status and claim time: it is not ours to take.
+    The caller commits this transaction before calling the vendor; an attempt whose claim
+    raced another's finds `attempts` bumped twice (see steps.make_effects).
     """
     if not keys:
         return {}
@@ -85,12 +92,30 @@ def claim(
         ]
     )
     conn.execute(stmt.on_conflict_do_nothing(index_elements=[effects.c.key]))
+    failed = effects.c.status == EffectStatus.FAILED.value
     conn.execute(
         effects.update()
         .where(effects.c.key.in_(list(keys)), effects.c.status != EffectStatus.DONE.value)
-        .values(attempts=effects.c.attempts + 1, updated_at=sa.func.now())
+        .values(
+            attempts=effects.c.attempts + 1,
+            status=sa.case((failed, EffectStatus.PENDING.value), else_=effects.c.status),
+            updated_at=sa.case((failed, sa.func.now()), else_=effects.c.updated_at),
+        )
     )
     return get(conn, keys)
+
+
+def release(conn: Connection, keys: Sequence[str], reason: str) -> None:
+    """Claims an attempt took and never tried (a rate limit stopped it before them) back to
+    failed: nothing was sent, so the next attempt makes them at once instead of waiting out
+    an in-flight window for a call nobody is making."""
+    if not keys:
+        return
+    conn.execute(
+        effects.update()
+        .where(effects.c.key.in_(list(keys)), effects.c.status == EffectStatus.PENDING.value)
+        .values(status=EffectStatus.FAILED.value, last_error=reason, updated_at=sa.func.now())
+    )
 
 
 def _effect(row: Any) -> Effect:
@@ -101,6 +126,7 @@ def _effect(row: Any) -> Effect:
         int(row.attempts),
         row.last_error,
         row.created_at,
+        row.updated_at,
         row.source_id,
         row.kind,
         row.recipient,
@@ -166,6 +192,21 @@ def tried_for_source(
     )
     if recipient is not None:
         query = query.where(effects.c.recipient == recipient)
+    return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
+
+
+def of_sources(
+    conn: Connection, flow: str, source_ids: Sequence[str], kinds: Sequence[str]
+) -> list[Effect]:
+    """Every effect of these kinds claimed for these source records, whatever its status,
+    oldest first: one query for a batch (the cards of decided requests, their updates)."""
+    if not source_ids:
+        return []
+    query = sa.select(effects).where(
+        effects.c.flow == flow,
+        effects.c.source_id.in_(list(source_ids)),
+        effects.c.kind.in_(list(kinds)),
+    )
     return [_effect(row) for row in conn.execute(query.order_by(effects.c.created_at))]
 
 

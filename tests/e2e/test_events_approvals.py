@@ -2,7 +2,8 @@
 service (`syncctl webhooks serve`, a real process) to a real worker, and the sandbox's ledgers
 show every effect made exactly once: a card for a new approval, the OA decision of a press on
 a WeCom, Feishu or DingTalk card, the card updated in place, and the applicant told, also when
-the vendors deliver twice or out of order, or a webhook is lost and the schedule repairs it.
+the vendors deliver twice or out of order, or a webhook is lost and the schedule repairs it; and
+a request decided in the OA's own web page updates the card too.
 """
 
 from __future__ import annotations
@@ -173,6 +174,31 @@ def test_an_approval_whose_webhook_was_lost_is_caught_by_the_next_run(
     card = wecom_card(sandbox, title)
     assert card["button_list"][0]["key"] == f"approve:{request_id}"
     assert oa_events(sandbox_env, request_id) == []  # nothing came by webhook
+
+
+def test_a_request_approved_in_the_oas_web_page_updates_the_wecom_card_to_say_who_approved(
+    sandbox_env, sandbox, webhooks, sandbox_worker
+) -> None:
+    request_id, title = new_approval(sandbox)
+    wecom_card(sandbox, title)
+    mark = sandbox.last_seq()
+    userid = sandbox_wecom.userid_for(WORLD.person(APPROVER))
+
+    sandbox.transition(request_id, "approve", by=APPROVER)  # in the OA, not on the card
+
+    def updates() -> list[Mapping[str, Any]]:
+        return [
+            e["body"]
+            for e in sandbox.ledger("wecom", since_seq=mark)
+            if e["endpoint"] == "message/update_template_card" and e["body"]["userids"] == [userid]
+        ]
+
+    wait_for(updates, DEADLINE_S, what="the card updated")
+    wait_for(lambda: applicant_told(sandbox, title), DEADLINE_S, what="the applicant told")
+    settled(sandbox_env)
+    name = WORLD.person(APPROVER).name
+    assert [u["button"] for u in updates()] == [{"replace_name": f"Approved by {name}"}]
+    assert len(applicant_told(sandbox, title)) == 1
 
 
 # -- presses on cards -------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_second_sync_without_changes_sends_nothing_and_makes_one_list_call(
     assert run.cursor_after == run.cursor_before
 
 
-def test_three_changed_approvals_give_exactly_three_new_messages(
+def test_three_approvals_decided_in_the_oa_give_three_messages_and_three_updated_cards(
     sandbox_env, sandbox_worker, sandbox
 ) -> None:
     sync(sandbox_env)
@@ -90,9 +90,10 @@ def test_three_changed_approvals_give_exactly_three_new_messages(
 
     run = sync(sandbox_env)
 
-    new = sandbox.ledger("wecom", since_seq=before)
-    assert len(new) == 3
-    assert run.counts["written"] == 3
+    new = collections.Counter(e["endpoint"] for e in sandbox.ledger("wecom", since_seq=before))
+    # the applicants told, and the approvers' cards no longer asking for a decision
+    assert new == {"message/send": 3, "message/update_template_card": 3}
+    assert run.counts["written"] == 6
 
 
 def test_an_approval_updated_while_a_sync_runs_is_neither_skipped_nor_sent_twice(
