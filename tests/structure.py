@@ -1,0 +1,121 @@
+"""The structure of what an IM connector sent: the body its emulator recorded, text left out.
+
+For each vendor, `STRUCTURES[platform](body)` keeps what outside text must never change (the
+elements of a card, its buttons and what they do, links, mentions, the kind of message) and
+replaces what may hold outside text by a token: a plain-text leaf by TEXT, a markdown string by
+the shape a CommonMark reader gives it (tests/rendering.py), a text message by what a reader
+could take from it as markup. Two bodies made from different text are the same message when
+their structures are equal. Used by the connector conformance test
+(tests/connectors/test_markup_structure.py) and by the pipeline's property test
+(tests/events/test_property_records.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tests.rendering import shape
+
+TEXT = "<text>"  # a plain-text leaf: nothing in it is read as markup
+
+Structure = Callable[[Mapping[str, Any]], Any]
+
+
+def skeleton(node: Any, text_keys: frozenset[str], leaf: Callable[[str], Any]) -> Any:
+    """`node` with every string under a key in `text_keys` replaced by `leaf(string)`, and
+    every other string, number and key kept: what must not depend on outside text."""
+    if isinstance(node, Mapping):
+        return {
+            key: leaf(value)
+            if key in text_keys and isinstance(value, str)
+            else skeleton(value, text_keys, leaf)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [skeleton(value, text_keys, leaf) for value in node]
+    return node
+
+
+def plain_leaf(_: str) -> str:
+    return TEXT
+
+
+def markdown_leaf(text: str) -> tuple[str, ...]:
+    return tuple(shape(text))
+
+
+def ending_link(text: str) -> str | None:
+    """The link a message ends with, on a line of its own (connectors/notify.py puts it
+    there), or None."""
+    _, newline, last = text.rpartition("\n")
+    return last if newline and last.startswith(("http://", "https://")) else None
+
+
+def wecom_text_leaf(text: str) -> tuple[int, str | None]:
+    """A WeCom text message: how many tags could open in it (WeCom reads `<a>`), and the link
+    that closes it."""
+    return len(re.findall(r"<[a-zA-Z/!@]", text)), ending_link(text)
+
+
+def plain_text_leaf(text: str) -> tuple[str, str | None]:
+    """A plain message: text, and the link that closes it."""
+    return TEXT, ending_link(text)
+
+
+# -- per vendor: what of a sent body is structure ------------------------------------------------
+def feishu_structure(body: Mapping[str, Any]) -> Any:
+    content = json.loads(body["content"])
+    if body["msg_type"] == "post":
+        rows = content["zh_cn"]["content"]
+        return (
+            "post",
+            [[{**e, "text": TEXT} if e["tag"] == "text" else e for e in r] for r in rows],
+        )
+    return ("card", feishu_card_skeleton(content))
+
+
+def feishu_card_skeleton(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        tag, content = node.get("tag"), node.get("content")
+        if tag in ("markdown", "lark_md") and isinstance(content, str):
+            return {**node, "content": markdown_leaf(content)}
+        if tag == "plain_text" and isinstance(content, str):
+            return {**node, "content": TEXT}
+        return {key: feishu_card_skeleton(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [feishu_card_skeleton(value) for value in node]
+    return node
+
+
+def wecom_structure(body: Mapping[str, Any]) -> Any:
+    if body["msgtype"] == "text":
+        return ("text", wecom_text_leaf(body["text"]["content"]))
+    card = {**body["template_card"], "task_id": "<task>"}
+    keys = frozenset({"title", "keyname", "value", "sub_title_text"})
+    return ("card", skeleton(card, keys, plain_leaf))
+
+
+def dingtalk_structure(body: Mapping[str, Any]) -> Any:
+    if "msg" in body:
+        return ("text", plain_text_leaf(body["msg"]["text"]["content"]))
+    params = body["cardData"]["cardParamMap"]
+    keys = frozenset({"title", "text", "status_label"})
+    return ("card", skeleton(params, keys, markdown_leaf))
+
+
+def agora_structure(body: Mapping[str, Any]) -> Any:
+    if body["type"] == "txt":
+        return ("txt", plain_text_leaf(body["body"]["msg"]))
+    keys = frozenset({"title", "text", "status_label"})
+    return ("custom", skeleton(body["body"], keys, plain_leaf))
+
+
+STRUCTURES: Mapping[str, Structure] = {
+    "feishu": feishu_structure,
+    "wecom": wecom_structure,
+    "dingtalk": dingtalk_structure,
+    "agora": agora_structure,
+}
