@@ -1,13 +1,13 @@
 """The structure of what an IM connector sent: the body its emulator recorded, text left out.
 
-For each vendor, `STRUCTURES[platform](body)` keeps what outside text must never change (the
-elements of a card, its buttons and what they do, links, mentions, the kind of message) and
-replaces what may hold outside text by a token: a plain-text leaf by TEXT, a markdown string by
-the shape a CommonMark reader gives it (tests/rendering.py), a text message by what a reader
-could take from it as markup. Two bodies made from different text are the same message when
-their structures are equal. Used by the connector conformance test
-(tests/connectors/test_markup_structure.py) and by the pipeline's property test
-(tests/events/test_property_records.py).
+For each vendor, `STRUCTURES[platform](body, link)` keeps what outside text must never change
+(the elements of a card, its buttons and what they do, links, mentions, the kind of message)
+and replaces what may hold outside text by a token: a plain-text leaf by TEXT, a markdown
+string by the shape a CommonMark reader gives it (tests/rendering.py), a text message by what a
+reader could take from it as markup and whether it shows `link`, the address its content gave.
+Two bodies made from different text are the same message when their structures are equal.
+Used by the connector conformance test (tests/connectors/test_markup_structure.py) and by the
+pipeline's property test (tests/events/test_property_records.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from tests.rendering import shape
 
 TEXT = "<text>"  # a plain-text leaf: nothing in it is read as markup
 
-Structure = Callable[[Mapping[str, Any]], Any]
+# (a sent body, the link its content had) -> its structure
+Structure = Callable[[Mapping[str, Any], str | None], Any]
 
 
 def skeleton(node: Any, text_keys: frozenset[str], leaf: Callable[[str], Any]) -> Any:
@@ -47,26 +48,25 @@ def markdown_leaf(text: str) -> tuple[str, ...]:
     return tuple(shape(text))
 
 
-def ending_link(text: str) -> str | None:
-    """The link a message ends with, on a line of its own (connectors/notify.py puts it
-    there), or None."""
-    _, newline, last = text.rpartition("\n")
-    return last if newline and last.startswith(("http://", "https://")) else None
+def shows(text: str, link: str | None) -> bool:
+    """Whether a text message shows the link it was sent with (connectors/notify.py adds it
+    on a line of its own when the text, cut to fit, does not show it already)."""
+    return link is not None and link in text
 
 
-def wecom_text_leaf(text: str) -> tuple[int, str | None]:
-    """A WeCom text message: how many tags could open in it (WeCom reads `<a>`), and the link
-    that closes it."""
-    return len(re.findall(r"<[a-zA-Z/!@]", text)), ending_link(text)
+def wecom_text_leaf(text: str, link: str | None) -> tuple[int, bool]:
+    """A WeCom text message: how many tags could open in it (WeCom reads `<a>`), and whether
+    it shows its link."""
+    return len(re.findall(r"<[a-zA-Z/!@]", text)), shows(text, link)
 
 
-def plain_text_leaf(text: str) -> tuple[str, str | None]:
-    """A plain message: text, and the link that closes it."""
-    return TEXT, ending_link(text)
+def plain_text_leaf(text: str, link: str | None) -> tuple[str, bool]:
+    """A plain message: text, and whether it shows its link."""
+    return TEXT, shows(text, link)
 
 
 # -- per vendor: what of a sent body is structure ------------------------------------------------
-def feishu_structure(body: Mapping[str, Any]) -> Any:
+def feishu_structure(body: Mapping[str, Any], _: str | None) -> Any:
     content = json.loads(body["content"])
     if body["msg_type"] == "post":
         rows = content["zh_cn"]["content"]
@@ -90,25 +90,25 @@ def feishu_card_skeleton(node: Any) -> Any:
     return node
 
 
-def wecom_structure(body: Mapping[str, Any]) -> Any:
+def wecom_structure(body: Mapping[str, Any], link: str | None) -> Any:
     if body["msgtype"] == "text":
-        return ("text", wecom_text_leaf(body["text"]["content"]))
+        return ("text", wecom_text_leaf(body["text"]["content"], link))
     card = {**body["template_card"], "task_id": "<task>"}
     keys = frozenset({"title", "keyname", "value", "sub_title_text"})
     return ("card", skeleton(card, keys, plain_leaf))
 
 
-def dingtalk_structure(body: Mapping[str, Any]) -> Any:
+def dingtalk_structure(body: Mapping[str, Any], link: str | None) -> Any:
     if "msg" in body:
-        return ("text", plain_text_leaf(body["msg"]["text"]["content"]))
+        return ("text", plain_text_leaf(body["msg"]["text"]["content"], link))
     params = body["cardData"]["cardParamMap"]
     keys = frozenset({"title", "text", "status_label"})
     return ("card", skeleton(params, keys, markdown_leaf))
 
 
-def agora_structure(body: Mapping[str, Any]) -> Any:
+def agora_structure(body: Mapping[str, Any], link: str | None) -> Any:
     if body["type"] == "txt":
-        return ("txt", plain_text_leaf(body["body"]["msg"]))
+        return ("txt", plain_text_leaf(body["body"]["msg"], link))
     keys = frozenset({"title", "text", "status_label"})
     return ("custom", skeleton(body["body"], keys, plain_leaf))
 

@@ -170,7 +170,7 @@ class Sender:
         sent = self.store.ledger(self.target.vendor.value, since_seq=self.mark)
         assert len(sent) == 1, [e.endpoint for e in sent]
         self.mark = sent[0].seq
-        return self.target.structure(sent[0].body)
+        return self.target.structure(sent[0].body, URL)
 
 
 @pytest.fixture(params=sorted(TARGETS))
