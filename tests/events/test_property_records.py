@@ -35,6 +35,7 @@ from sync_pipeline.state import cursors, deadletters, pages, runs
 from sync_pipeline.untrusted import bounded_id, clean_text
 from tests.conftest import next_second
 from tests.events.approval_scene import entries, oa_id
+from tests.hostile import MARKUP, text
 from tests.structure import STRUCTURES
 
 FLOWS = {  # every shipped approvals flow -> the platform its cards go to
@@ -45,12 +46,8 @@ FLOWS = {  # every shipped approvals flow -> the platform its cards go to
 }
 PEOPLE = ["E00010", "E00011", "E00012", "E00013"]  # people with an account everywhere
 NOBODY = "1"  # E9's admin: no IM account, so a card to them is a dead letter
-MARKUP = "*_[]()<>#@`~|\\!{}&\"'\n\t"  # Markdown, lark_md, HTML, WeCom and Slack alike
-HOSTILE = ["\x00", "\ud800", "\udc00", "\u200f", "\u202e", "\u2066", "\ufeff", "\ufffd", *MARKUP]
 MEGABYTE = 1_000_000
 
-characters = st.one_of(st.characters(exclude_categories=()), st.sampled_from(HOSTILE))
-text = st.text(characters, max_size=30)
 numbers = st.integers() | st.floats(width=16, allow_nan=False, allow_infinity=False)
 json_values = st.recursive(  # NaN is JSON's to refuse; tests/integration/test_state_content.py
     st.none() | st.booleans() | numbers | text,
