@@ -31,6 +31,7 @@ from tests.events.approval_scene import (
     oa_actions,
     oa_id,
     oa_remarks,
+    outcome,
     press_wecom,
     record,
     switched,
@@ -85,6 +86,15 @@ def test_a_reject_press_rejects_in_the_oa(rt, sandbox) -> None:
 
     assert oa_actions(sandbox, request_id) == [("reject", oa_id(FIRST))]
     assert oa_status(rt, request_id) == "rejected"
+
+
+def test_given_a_reject_press_the_event_says_it_rejected(rt, sandbox) -> None:
+    request_id, title = carded(rt, sandbox, [FIRST])
+    pressed = press(sandbox, request_id, title, FIRST, "reject")
+
+    deliver(rt, pressed)
+
+    assert f"rejected as OA user {oa_id(FIRST)}" in str(outcome(rt, pressed).error)
 
 
 def test_the_pressed_card_is_updated_in_place_to_show_who_decided(rt, sandbox) -> None:
