@@ -6,8 +6,10 @@ and replaces what may hold outside text by a token: a plain-text leaf by TEXT, a
 string by the shape a CommonMark reader gives it (tests/rendering.py), a text message by what a
 reader could take from it as markup and whether it shows `link`, the address its content gave.
 Two bodies made from different text are the same message when their structures are equal.
+`UPDATE_STRUCTURES` reads the updates of a card the same way, and `without_id` takes out the
+id of the approval a card is about, for comparing cards about different approvals.
 Used by the connector conformance test (tests/connectors/test_markup_structure.py) and by the
-pipeline's property test (tests/events/test_property_records.py).
+pipeline's property tests (tests/events/test_property_records.py, test_property_events.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from tests.rendering import shape
 
@@ -119,3 +122,49 @@ STRUCTURES: Mapping[str, Structure] = {
     "dingtalk": dingtalk_structure,
     "agora": agora_structure,
 }
+
+
+# -- per vendor: what of a card update is structure ----------------------------------------------
+def feishu_update_structure(body: Mapping[str, Any]) -> Any:
+    """A PATCH of an interactive message: the whole card again."""
+    return ("card", feishu_card_skeleton(json.loads(body["content"])))
+
+
+def wecom_update_structure(body: Mapping[str, Any]) -> Any:
+    """update_template_card: the button replaced by a label, under a one-use response_code."""
+    return skeleton({**body, "response_code": "<code>"}, frozenset({"replace_name"}), plain_leaf)
+
+
+def dingtalk_update_structure(body: Mapping[str, Any]) -> Any:
+    """The card's parameters, by outTrackId."""
+    keys = frozenset({"title", "text", "status_label"})
+    return skeleton({**body, "outTrackId": "<track>"}, keys, markdown_leaf)
+
+
+UPDATE_STRUCTURES: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
+    "feishu": feishu_update_structure,
+    "wecom": wecom_update_structure,
+    "dingtalk": dingtalk_update_structure,
+}
+
+
+def without_id(node: Any, request_id: str, source_id: str, key: Any = None) -> Any:
+    """A structure with an approval's id taken out where a card carries it: in the link to
+    the OA (`request_id` as the OA has it, which the link must hold percent-encoded: a link
+    that reads the id as anything but its value, or that a connector refuses to show, is
+    another structure) and in its buttons' keys and values (`source_id`, the id as we keep
+    it)."""
+    if isinstance(node, Mapping):
+        return {k: without_id(v, request_id, source_id, k) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return type(node)(without_id(v, request_id, source_id, key) for v in node)
+    if not isinstance(node, str):
+        return node
+    if key == "url":
+        return node.replace(quote(request_id, safe=""), "{id}")
+    if key == "source_id" and node == source_id:
+        return "{id}"
+    action, colon, rest = node.partition(":")
+    if key == "key" and colon and rest == source_id:  # a WeCom button: "approve:<id>"
+        return f"{action}:{{id}}"
+    return node

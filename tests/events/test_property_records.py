@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -36,7 +35,7 @@ from sync_pipeline.untrusted import bounded_id, clean_text
 from tests.conftest import next_second
 from tests.events.approval_scene import entries, oa_id
 from tests.hostile import MARKUP, text
-from tests.structure import STRUCTURES
+from tests.structure import STRUCTURES, without_id
 
 FLOWS = {  # every shipped approvals flow -> the platform its cards go to
     "approvals_to_wecom": "wecom",
@@ -133,29 +132,10 @@ def sent_for(sandbox: SandboxClient, platform: str, filed: Filed) -> list[Mappin
 
 
 def structure(platform: str, entry: Mapping[str, Any], filed: Filed, record: Record) -> Any:
-    """What a ledger entry about an approval sent, as tests/structure.py reads it, with the
-    approval's id taken out where a card carries it: in its buttons' keys and values, and in
-    the link to the OA, where the id must be percent-encoded (a link that reads the id as
-    anything but its value, or that a connector refuses to show, is another structure)."""
+    """What a ledger entry about an approval sent, as tests/structure.py reads it, its id
+    taken out."""
     found = STRUCTURES[platform](entry["body"], record.payload.get("url"))
-    return _without_id(found, filed, None)
-
-
-def _without_id(node: Any, filed: Filed, key: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {k: _without_id(v, filed, k) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return type(node)(_without_id(v, filed, key) for v in node)
-    if not isinstance(node, str):
-        return node
-    if key == "url":
-        return node.replace(quote(filed.request_id, safe=""), "{id}")
-    if key == "source_id" and node == filed.source_id:
-        return "{id}"
-    action, colon, rest = node.partition(":")
-    if key == "key" and colon and rest == filed.source_id:  # a WeCom button: "approve:<id>"
-        return f"{action}:{{id}}"
-    return node
+    return without_id(found, filed.request_id, filed.source_id)
 
 
 def letters_for(rt: Runtime, flow: str, filed: Filed) -> list[deadletters.DeadLetter]:
