@@ -113,16 +113,19 @@ def file(sandbox: SandboxClient, store: SandboxStore, spec: Spec) -> Filed:
     body = store.get("oa", "approval", request_id)
     assert body is not None
     body["form"] = dict.fromkeys(body["form"], spec.form)
+    # The emulator keeps each object's update time beside it and lists by it: the time the
+    # OA says, so the list's order is E9's (lastOperateTime, requestId), which paging trusts.
+    at = {"created_ms": body["createTime"], "updated_ms": body["lastOperateTime"]}
     if spec.request_id is None:
-        store.put("oa", "approval", request_id, body)
+        store.put("oa", "approval", request_id, body, **at)
         return Filed(tag, request_id, request_id)
     # An id of this filing's own, the tag after its first letter: Hypothesis files an example
     # again when it replays it, and an approval the flows have synced is, rightly, not sent
     # again. (The blank id stays blank.)
     chosen = spec.request_id.replace("R", f"R{tag}", 1)
     # The OA's own record becomes someone else's business: this one carries the tag.
-    store.put("oa", "approval", request_id, {**body, "requestName": f"untagged {request_id}"})
-    store.put("oa", "approval", chosen, {**body, "requestId": chosen})
+    store.put("oa", "approval", request_id, {**body, "requestName": f"untagged {request_id}"}, **at)
+    store.put("oa", "approval", chosen, {**body, "requestId": chosen}, **at)
     return Filed(tag, chosen, clean_text(chosen))
 
 
