@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives import serialization
@@ -255,7 +256,7 @@ _ID_DIGITS = 4000  # Python's int() refuses strings of more than 4300 digits
 class OAConnector:
     """One E9 server at `config.base_url`; credentials appid, secret, spk; option `userid`
     (the OA user the sync acts as), optionally `timezone`, `token_ttl_s` and `request_url`
-    (a template with {base_url} and {id})."""
+    (a template with {base_url} and {id}, the request id percent-encoded)."""
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
@@ -574,7 +575,7 @@ class OAConnector:
             "created_at": self._iso(str(row["createTime"])) if row.get("createTime") else updated,
             "updated_at": updated,
             "form": {},
-            "url": self.request_url.format(base_url=self.client.base_url, id=request_id),
+            "url": self.request_url.format(base_url=self.client.base_url, id=_url_part(request_id)),
         }
         # The node joins the time: a request approved on to its next level within the same
         # second still gets a new version.
@@ -727,6 +728,13 @@ def _directory_user(row: Mapping[str, Any]) -> DirectoryUser:
         mobile=text("mobile"),
         name=text("lastname"),
     )
+
+
+def _url_part(value: str) -> str:
+    """A value as one component of a link: percent-encoded whole, so that no character of it
+    (`&`, `#`, `/`, a blank, a NUL) ends the component, adds a parameter, or makes the
+    connectors refuse the link and drop the card's Open button."""
+    return quote(value, safe="")
 
 
 def clip_chars(text: str) -> str:

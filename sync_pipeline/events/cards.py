@@ -250,9 +250,8 @@ def _decide(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
     with scene.rt.engine.begin() as conn:
         effects.finish(conn, key, effects.EffectStatus.DONE, vendor_ref=approver, detail=done)
         decided = effects.get(conn, [key])[key]
-    return f"{press.decision.value}d as OA user {approver}", 1 + _update_cards(
-        scene, decided, approver
-    )
+    word = DECIDED[press.decision.value]
+    return f"{word} as OA user {approver}", 1 + _update_cards(scene, decided, approver)
 
 
 def _reconcile(scene: Scene, effect: effects.Effect, record: Record, approver: str) -> None:

@@ -611,11 +611,13 @@ class OAEmulator(Emulator):
         }
 
     def _user_names(self) -> dict[str, str]:
+        """Every user's name by id. Read from the JSON here: SQLite's json_extract turns a
+        lone surrogate kept escaped (core.stored_json) into bytes that are not UTF-8."""
         rows = self.store.conn().execute(
-            "SELECT id, json_extract(body, '$.lastname') FROM objects"
-            " WHERE platform = 'oa' AND kind = 'user'"
+            "SELECT id, body FROM objects WHERE platform = 'oa' AND kind = 'user'"
         )
-        return {ADMIN_USER_ID: "系统管理员", **{str(i): str(n) for i, n in rows}}
+        names = {str(i): str(json.loads(body).get("lastname")) for i, body in rows}
+        return {ADMIN_USER_ID: "系统管理员", **names}
 
     # -- one request -------------------------------------------------------------------------
     def _visible(self, call: Call) -> dict[str, Any]:

@@ -10,8 +10,6 @@ And a megabyte in every field is sent cut to the vendor's limits, not refused.
 from __future__ import annotations
 
 import itertools
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,46 +28,19 @@ from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
 from sync_pipeline.sandbox import dingtalk as dingtalk_sandbox
 from sync_pipeline.sandbox import wecom as wecom_sandbox
 from sync_pipeline.sandbox.agora import AgoraEmulator
-from sync_pipeline.sandbox.core import LedgerEntry, SandboxStore
+from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.dingtalk import DingTalkEmulator
 from sync_pipeline.sandbox.emulator import Emulator
 from sync_pipeline.sandbox.feishu import FeishuEmulator
 from sync_pipeline.sandbox.wecom import WeComEmulator
 from sync_pipeline.sandbox.world import World
 from tests.connectors.conftest import SEED, connector_config
-from tests.rendering import shape
+from tests.hostile import PIECES
+from tests.structure import STRUCTURES, Structure
 
 URL = "https://oa.example/r/8812"
 EMPLOYEE = "E00002"
-TEXT = "<text>"  # a plain-text leaf: nothing in it is read as markup
 
-# Pieces of markup in every vendor's languages, and characters that test the normalisation.
-PIECES = [
-    *"[]()<>*_~`#-+=!|\\&:@$.\n\r\t 1aZ假",
-    "\x00",
-    "\ud800",
-    "\u202e",
-    "\u2066",
-    "\u200b",
-    "\u2028",
-    "<at id=all></at>",
-    '<at user_id="all"></at>',
-    "<@all>",
-    "[Approve](http://evil.example)",
-    "![x](http://evil.example/x.png)",
-    "<http://evil.example>",
-    '<a href="http://evil.example">x</a>',
-    "<font color=red>",
-    "&#60;",
-    "**",
-    "```",
-    "\n# ",
-    "\n- ",
-    "\n1. ",
-    "\n> ",
-    "\n    ",
-    "\n\n",
-]
 texts = st.one_of(
     st.lists(st.sampled_from(PIECES) | st.characters(), max_size=40).map("".join),
     st.sampled_from(PIECES).map(lambda piece: piece * 2000),  # past every vendor's limit
@@ -86,92 +57,7 @@ class Target:
     emulator: type[Emulator]
     connect: Callable[[Emulator, ConnectorContext], Connector]
     recipient: Callable[[SandboxStore], str]
-    structure: Callable[[LedgerEntry], Any]
-
-
-def skeleton(node: Any, text_keys: frozenset[str], markdown: Callable[[str], Any]) -> Any:
-    """`node` with every string under a key in `text_keys` replaced by `markdown(string)`,
-    and every other string, number and key kept: what must not depend on outside text."""
-    if isinstance(node, Mapping):
-        return {
-            key: markdown(value)
-            if key in text_keys and isinstance(value, str)
-            else skeleton(value, text_keys, markdown)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [skeleton(value, text_keys, markdown) for value in node]
-    return node
-
-
-def plain_leaf(_: str) -> str:
-    return TEXT
-
-
-def markdown_leaf(text: str) -> tuple[str, ...]:
-    return tuple(shape(text))
-
-
-def wecom_text_leaf(text: str) -> tuple[int, bool]:
-    """A WeCom text message: how many tags could open in it (WeCom reads `<a>`), and whether
-    our link closes it."""
-    return len(re.findall(r"<[a-zA-Z/!@]", text)), text.endswith(f"\n{URL}")
-
-
-def plain_text_leaf(text: str) -> tuple[str, bool]:
-    """A plain message: text, and whether our link closes it."""
-    return TEXT, text.endswith(f"\n{URL}")
-
-
-# -- per vendor: what of a sent body is structure ------------------------------------------------
-def feishu_structure(entry: LedgerEntry) -> Any:
-    content = json.loads(entry.body["content"])
-    if entry.body["msg_type"] == "post":
-        rows = content["zh_cn"]["content"]
-        return (
-            "post",
-            [[{**e, "text": TEXT} if e["tag"] == "text" else e for e in r] for r in rows],
-        )
-    return ("card", feishu_card_skeleton(content))
-
-
-def feishu_card_skeleton(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        tag, content = node.get("tag"), node.get("content")
-        if tag in ("markdown", "lark_md") and isinstance(content, str):
-            return {**node, "content": markdown_leaf(content)}
-        if tag == "plain_text" and isinstance(content, str):
-            return {**node, "content": TEXT}
-        return {key: feishu_card_skeleton(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [feishu_card_skeleton(value) for value in node]
-    return node
-
-
-def wecom_structure(entry: LedgerEntry) -> Any:
-    body = entry.body
-    if body["msgtype"] == "text":
-        return ("text", wecom_text_leaf(body["text"]["content"]))
-    card = {**body["template_card"], "task_id": "<task>"}
-    keys = frozenset({"title", "keyname", "value", "sub_title_text"})
-    return ("card", skeleton(card, keys, plain_leaf))
-
-
-def dingtalk_structure(entry: LedgerEntry) -> Any:
-    body = entry.body
-    if "msg" in body:
-        return ("text", plain_text_leaf(body["msg"]["text"]["content"]))
-    params = body["cardData"]["cardParamMap"]
-    keys = frozenset({"title", "text", "status_label"})
-    return ("card", skeleton(params, keys, markdown_leaf))
-
-
-def agora_structure(entry: LedgerEntry) -> Any:
-    body = entry.body
-    if body["type"] == "txt":
-        return ("txt", plain_text_leaf(body["body"]["msg"]))
-    keys = frozenset({"title", "text", "status_label"})
-    return ("custom", skeleton(body["body"], keys, plain_leaf))
+    structure: Structure  # tests/structure.py
 
 
 def feishu_open_id(store: SandboxStore) -> str:
@@ -186,7 +72,7 @@ TARGETS = {
             connector_config(Vendor.FEISHU, e, _pick(e, "app_id", "app_secret")), ctx
         ),
         feishu_open_id,
-        feishu_structure,
+        STRUCTURES["feishu"],
     ),
     "wecom": Target(
         Vendor.WECOM,
@@ -201,7 +87,7 @@ TARGETS = {
             ctx,
         ),
         lambda _: wecom_sandbox.userid_for(World(SEED).person(EMPLOYEE)),
-        wecom_structure,
+        STRUCTURES["wecom"],
     ),
     "dingtalk": Target(
         Vendor.DINGTALK,
@@ -216,7 +102,7 @@ TARGETS = {
             ctx,
         ),
         lambda _: dingtalk_sandbox.userid_for(World(SEED).person(EMPLOYEE)),
-        dingtalk_structure,
+        STRUCTURES["dingtalk"],
     ),
     "agora": Target(
         Vendor.AGORA,
@@ -231,7 +117,7 @@ TARGETS = {
             ctx,
         ),
         lambda _: EMPLOYEE.lower(),
-        agora_structure,
+        STRUCTURES["agora"],
     ),
 }
 
@@ -258,7 +144,7 @@ class Sender:
         sent = self.store.ledger(self.target.vendor.value, since_seq=self.mark)
         assert len(sent) == 1, [e.endpoint for e in sent]
         self.mark = sent[0].seq
-        return self.target.structure(sent[0])
+        return self.target.structure(sent[0].body, URL)
 
 
 @pytest.fixture(params=sorted(TARGETS))

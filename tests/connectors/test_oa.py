@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Mount
 
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.markup import link
 from sync_pipeline.connectors.oa import OAConnector, approval_status, classify
 from sync_pipeline.errors import (
     ConfigError,
@@ -174,6 +175,22 @@ def test_an_approval_record_has_the_canonical_shape_from_the_list(connector, sto
         assert record.payload["updated_at"] == record.cursor_value == iso(body["lastOperateTime"])
         assert record.payload["created_at"] == iso(body["createTime"])
         assert record.payload["url"].endswith(f"requestid={record.source_id}")
+
+
+def test_given_a_request_id_with_url_syntax_its_link_carries_the_id_percent_encoded(
+    connector, store
+) -> None:
+    body = store.get("oa", "approval", in_order(store)[0])
+    assert body is not None
+    request_id = "R1&requestid=R2#/x y\x00"  # E9's ids are numbers; nothing enforces it
+    store.put("oa", "approval", request_id, {**body, "requestId": request_id})
+
+    record = connector.read_one("approvals", request_id)
+
+    assert record is not None
+    url = record.payload["url"]
+    assert url.endswith("#/main/workflow/req?requestid=R1%26requestid%3DR2%23%2Fx%20y%00")
+    assert link(url) == url  # a link every connector shows: the card keeps its Open button
 
 
 def test_an_approval_edited_while_paging_is_neither_lost_nor_duplicated(

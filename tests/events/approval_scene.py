@@ -249,6 +249,64 @@ def press_wecom(sandbox: SandboxClient, task_id: str, userid: str, key: str) -> 
     )
 
 
+def wecom_card_send(sandbox: SandboxClient, title: str, who: str) -> Mapping[str, Any]:
+    """The message/send that carried `who`'s WeCom card (with the response_code it returned)."""
+    for entry in sandbox.ledger("wecom"):
+        body = entry["body"]
+        mine = body.get("msgtype") == "template_card" and body.get("touser") == wecom_id(who)
+        if mine and title in json.dumps(body, ensure_ascii=False):
+            found: Mapping[str, Any] = body
+            return found
+    raise AssertionError(f"no WeCom card about {title!r} for {who}")
+
+
+def feishu_card(sandbox: SandboxClient, title: str) -> tuple[str, str]:
+    """(message id, recipient open_id) of the Feishu card about a request."""
+    for entry in sandbox.ledger("feishu"):
+        body = entry["body"]
+        if body.get("msg_type") == "interactive" and title in str(body.get("content")):
+            return str(body["message_id"]), str(body["receive_id"])
+    raise AssertionError(f"no Feishu card about {title!r}")
+
+
+def feishu_patches(sandbox: SandboxClient, message_id: str) -> list[Any]:
+    return [
+        json.loads(entry["body"]["content"])
+        for entry in sandbox.ledger("feishu")
+        if entry["endpoint"].startswith("PATCH") and entry["body"].get("message_id") == message_id
+    ]
+
+
+def dingtalk_card(sandbox: SandboxClient, title: str, userid: str) -> str:
+    for entry in sandbox.ledger("dingtalk"):
+        body = entry["body"]
+        card = entry["endpoint"] == "card/instances/createAndDeliver"
+        if (
+            card
+            and body.get("spaceId") == userid
+            and body["cardData"]["cardParamMap"].get("title") == title
+        ):
+            return str(body["outTrackId"])
+    raise AssertionError(f"no DingTalk card about {title!r} for {userid}")
+
+
+def dingtalk_updates(sandbox: SandboxClient, track: str) -> list[Mapping[str, Any]]:
+    return [
+        entry["body"]["cardData"]["cardParamMap"]
+        for entry in sandbox.ledger("dingtalk")
+        if entry["endpoint"] == "card/instances" and entry["body"].get("outTrackId") == track
+    ]
+
+
+def oa_remarks(sandbox: SandboxClient, request_id: str) -> list[str]:
+    return [
+        str(entry["body"].get("remark"))
+        for entry in sandbox.ledger("oa")
+        if str(entry["endpoint"]).endswith(("/submitRequest", "/rejectRequest"))
+        and entry["body"].get("requestId") == request_id
+    ]
+
+
 def entries(sandbox: SandboxClient, platform: str, text: str) -> list[Mapping[str, Any]]:
     """Every write a platform accepted whose body mentions `text`."""
     return [e for e in sandbox.ledger(platform) if _mentions(e, text)]

@@ -7,8 +7,6 @@ clear message. For WeCom, DingTalk and Feishu cards.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 from sync_pipeline import directory, events, steps
 from sync_pipeline.connectors.base import ReadsOne
@@ -23,15 +21,22 @@ from tests.events.approval_scene import (
     approval_changed,
     card_action,
     deliver,
+    dingtalk_card,
     dingtalk_id,
+    dingtalk_updates,
+    feishu_card,
+    feishu_patches,
     name,
     new_approval,
     oa_actions,
     oa_id,
+    oa_remarks,
+    outcome,
     press_wecom,
     record,
     switched,
     wecom_card,
+    wecom_card_send,
     wecom_id,
     wecom_texts,
     wecom_updates,
@@ -81,6 +86,15 @@ def test_a_reject_press_rejects_in_the_oa(rt, sandbox) -> None:
 
     assert oa_actions(sandbox, request_id) == [("reject", oa_id(FIRST))]
     assert oa_status(rt, request_id) == "rejected"
+
+
+def test_given_a_reject_press_the_event_says_it_rejected(rt, sandbox) -> None:
+    request_id, title = carded(rt, sandbox, [FIRST])
+    pressed = press(sandbox, request_id, title, FIRST, "reject")
+
+    deliver(rt, pressed)
+
+    assert f"rejected as OA user {oa_id(FIRST)}" in str(outcome(rt, pressed).error)
 
 
 def test_the_pressed_card_is_updated_in_place_to_show_who_decided(rt, sandbox) -> None:
@@ -307,62 +321,3 @@ def test_events_handle_runs_the_card_handler(rt, sandbox) -> None:
 
     assert events.handle(rt, row) is EventStatus.DONE
     assert oa_actions(sandbox, request_id) == [("approve", oa_id(FIRST))]
-
-
-# -- the ledgers of cards ------------------------------------------------------------------------
-def wecom_card_send(sandbox: SandboxClient, title: str, who: str) -> Mapping[str, Any]:
-    """The message/send that carried `who`'s WeCom card (with the response_code it returned)."""
-    for entry in sandbox.ledger("wecom"):
-        body = entry["body"]
-        mine = body.get("msgtype") == "template_card" and body.get("touser") == wecom_id(who)
-        if mine and title in json.dumps(body, ensure_ascii=False):
-            found: Mapping[str, Any] = body
-            return found
-    raise AssertionError(f"no WeCom card about {title!r} for {who}")
-
-
-def feishu_card(sandbox: SandboxClient, title: str) -> tuple[str, str]:
-    """(message id, recipient open_id) of the Feishu card about a request."""
-    for entry in sandbox.ledger("feishu"):
-        body = entry["body"]
-        if body.get("msg_type") == "interactive" and title in str(body.get("content")):
-            return str(body["message_id"]), str(body["receive_id"])
-    raise AssertionError(f"no Feishu card about {title!r}")
-
-
-def feishu_patches(sandbox: SandboxClient, message_id: str) -> list[Any]:
-    return [
-        json.loads(entry["body"]["content"])
-        for entry in sandbox.ledger("feishu")
-        if entry["endpoint"].startswith("PATCH") and entry["body"].get("message_id") == message_id
-    ]
-
-
-def dingtalk_card(sandbox: SandboxClient, title: str, userid: str) -> str:
-    for entry in sandbox.ledger("dingtalk"):
-        body = entry["body"]
-        card = entry["endpoint"] == "card/instances/createAndDeliver"
-        if (
-            card
-            and body.get("spaceId") == userid
-            and body["cardData"]["cardParamMap"].get("title") == title
-        ):
-            return str(body["outTrackId"])
-    raise AssertionError(f"no DingTalk card about {title!r} for {userid}")
-
-
-def dingtalk_updates(sandbox: SandboxClient, track: str) -> list[Mapping[str, Any]]:
-    return [
-        entry["body"]["cardData"]["cardParamMap"]
-        for entry in sandbox.ledger("dingtalk")
-        if entry["endpoint"] == "card/instances" and entry["body"].get("outTrackId") == track
-    ]
-
-
-def oa_remarks(sandbox: SandboxClient, request_id: str) -> list[str]:
-    return [
-        str(entry["body"].get("remark"))
-        for entry in sandbox.ledger("oa")
-        if str(entry["endpoint"]).endswith(("/submitRequest", "/rejectRequest"))
-        and entry["body"].get("requestId") == request_id
-    ]

@@ -256,6 +256,20 @@ def test_list_items_carry_e9_fields(e9: E9) -> None:
     assert set(item) >= {"createTime", "currentNodeId", "currentNodeName", "lastOperateTime"}
 
 
+def test_given_a_name_holding_a_lone_surrogate_the_list_shows_it_escaped_as_json_does(
+    e9: E9, store: SandboxStore
+) -> None:
+    approval = by_time()[0]
+    applicant = uid(approval.applicant_no)
+    user = store.get("oa", "user", applicant)
+    assert user is not None
+    store.put("oa", "user", applicant, {**user, "lastname": "Li \ud800"})
+
+    item = e9.page("All", pageSize=1)[0]
+
+    assert item["creatorName"] == "Li \ud800"
+
+
 def test_count_twin_answers_a_bare_integer(e9: E9) -> None:
     assert e9.post(f"{PA}/getAllWorkflowRequestCount") == APPROVALS
 
