@@ -48,6 +48,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 
 class _Missing(enum.Enum):
@@ -124,9 +125,21 @@ class Template:
         """Names with no value (absent or None) in `payload`."""
         return [n for n in self.names if lookup(payload, n) in (None, MISSING)]
 
+    @property
+    def is_link(self) -> bool:
+        """A template that starts as an http(s) URL makes a link: its values are percent-encoded,
+        so a value (a chat id, a request id from outside) can only ever be the text of its own
+        segment, never add a query parameter, a fragment or another path."""
+        return self.text[:8].lower().startswith(("http://", "https://"))
+
     def render(self, payload: Mapping[str, Any]) -> str:
         """The text with values filled in; a missing value renders empty (check `missing`)."""
+        fill = _encoded if self.is_link else as_text
         return "".join(
-            literal + ("" if name is None else as_text(lookup(payload, name)))
+            literal + ("" if name is None else fill(lookup(payload, name)))
             for literal, name in self.parts
         )
+
+
+def _encoded(value: Any) -> str:
+    return quote(as_text(value), safe="")

@@ -176,3 +176,26 @@ def test_the_directory_is_asked_once_per_person_per_batch() -> None:
 def test_given_the_directory_down_the_batch_fails_instead_of_dead_lettering_everyone() -> None:
     with pytest.raises(ServiceUnavailable):
         transform([approval()], mapping(a=UserField("applicant", **TO_WECOM)), DirectoryDown())
+
+
+@pytest.mark.parametrize(
+    ("value", "link"),
+    [
+        ("oc_1", "https://chat.example.com/c/oc_1?from=oa"),
+        ("x&admin=1#top", "https://chat.example.com/c/x%26admin%3D1%23top?from=oa"),
+        ("../../evil", "https://chat.example.com/c/..%2F..%2Fevil?from=oa"),
+        ("a b?c", "https://chat.example.com/c/a%20b%3Fc?from=oa"),
+    ],
+)
+def test_given_a_link_template_a_value_stays_inside_its_own_segment(value, link) -> None:
+    template = Template.parse("https://chat.example.com/c/{chat}?from=oa")
+
+    assert template.render({"chat": value}) == link
+
+
+def test_given_a_text_template_its_values_are_kept_as_they_are() -> None:
+    template = Template.parse("{title}: see {url}")
+
+    rendered = template.render({"title": "a&b", "url": "https://e.example/?q=1"})
+
+    assert rendered == "a&b: see https://e.example/?q=1"
