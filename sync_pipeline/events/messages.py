@@ -61,6 +61,9 @@ def message_flows(config: Config, connector: str) -> list[Flow]:
     ]
 
 
+MESSAGE_VERSION = "1"
+
+
 def message_record(event: InboundEvent) -> Record:
     """The event's message in the canonical shape. `chat` is the conversation (None when the
     vendor names none), `group` the same id for a group message and None for a direct one."""
@@ -78,9 +81,11 @@ def message_record(event: InboundEvent) -> Record:
         "mentions": list(dict.fromkeys(str(m) for m in data.get("mentions") or [] if m)),
         "sent_at": sent_at,
     }
-    # A message never changes under its id here, so its time is its version: a second
-    # delivery is the same version, which the id map and the effect keys both recognise.
-    return Record(payload["id"], sent_at, sent_at, payload)
+    # A message never changes under its id here, so it has one version whatever delivery
+    # brought it: a vendor that sends it again under a new event id and time (Agora re-sends a
+    # callback with its own timestamp) brings the same version, which the id map and the
+    # effect keys both recognise.
+    return Record(payload["id"], MESSAGE_VERSION, sent_at, payload)
 
 
 def handle_message(rt: Runtime, event: InboundEvent) -> Handled:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -344,6 +345,23 @@ def test_an_important_agora_group_message_makes_todos_for_its_mentions(rt, sandb
     assert {w["pcurl"] for w in writes(sandbox, TODO, mark)} == {
         f"https://chat.example.com/conversations/{group['groupid']}"
     }
+
+
+def test_an_agora_message_sent_again_under_a_new_call_and_time_makes_each_todo_once(
+    rt, sandbox, mark
+) -> None:
+    group = store(sandbox).list("agora", "group", equals={"groupname": "Project 1 group"})[0]
+    ann = PROJECT.member_nos[1]
+    first = agora_message("#important budget frozen", group=group["groupid"], mentions=(ann,))
+    # Agora re-sends a callback it counts as failed: a callId and a time of its own.
+    again = agora_message("#important budget frozen", group=group["groupid"], mentions=(ann,))
+    later = {"sent_at": "2026-03-02T09:30:07Z"}
+    again = replace(again, data={**again.data, "message_id": first.data["message_id"], **later})
+
+    deliver(rt, first)
+    deliver(rt, again)
+
+    assert todo_receivers(sandbox, mark) == [oa_user_id(ann)]
 
 
 def test_an_ordinary_one_to_one_agora_message_is_ignored_not_dead_lettered(
