@@ -20,7 +20,7 @@ from sync_pipeline.http import make_session
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.emulator import Emulator
 from sync_pipeline.sandbox.world import World
-from tests.sandbox.conftest import serve, store  # noqa: F401 - the emulators' own fixtures
+from tests.sandbox.conftest import serve, serve_app, store  # noqa: F401 - the emulators' own fixtures
 
 SEED = 7
 E = TypeVar("E", bound=Emulator)
