@@ -20,6 +20,11 @@ the time since today's midnight in China: within it both handles hold.
 
 Streams: write "messages" (a card, a work notification, or an update of a card sent earlier);
 read "approvals" (instances of the processes listed in the `process_codes` option).
+
+Two hosts: DingTalk serves the new API from https://api.dingtalk.com (`base_url`) and the old
+one from https://oapi.dingtalk.com (option `oapi_base_url`; it defaults to `base_url`, since
+the sandbox serves both on one port). Both go through one client, so the app has one token,
+breaker, quota and set of rate limits whichever host a call goes to.
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ from typing import Any
 from marshmallow import fields, validate
 
 from sync_pipeline.config.connector import ConnectorConfig
-from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Text, Texts, Whole
+from sync_pipeline.config.options import (
+    ConnectorOptions,
+    OptionsSchema,
+    Text,
+    Texts,
+    Url,
+    Whole,
+)
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
     READ_ONLY,
@@ -185,6 +197,7 @@ def out_track_id(effect_key: str) -> str:
 @dataclass(frozen=True)
 class DingTalkOptions(ConnectorOptions):
     agent_id: str  # the app's AgentId, which work notifications name
+    oapi_base_url: str | None = None  # the old API's host; None: base_url (the sandbox's)
     process_codes: tuple[str, ...] = ()  # the approval processes stream "approvals" reads
     card_template_id: str = DEFAULT_CARD_TEMPLATE
     robot_code: str | None = None  # None: the app key, an internal app's robot code
@@ -196,6 +209,7 @@ class DingTalkOptions(ConnectorOptions):
 class DingTalkOptionsSchema(OptionsSchema):
     BUILDS = DingTalkOptions
     agent_id = Text(required=True)
+    oapi_base_url = Url()
     process_codes = Texts()
     card_template_id = Text()
     robot_code = Text()
@@ -218,6 +232,7 @@ class DingTalkConnector:
         self._app_key = config.credentials["app_key"].reveal()
         options = options_of(config, DingTalkOptions)
         self.agent_id = options.agent_id
+        self.oapi_base_url = options.oapi_base_url or config.base_url
         self.process_codes = options.process_codes
         self.card_template_id = options.card_template_id
         self.robot_code = options.robot_code or self._app_key
@@ -351,14 +366,9 @@ class DingTalkConnector:
         return WriteResult(request.effect_key, WriteStatus.DONE, track)
 
     def _notify(self, request: WriteRequest, to: str, content: Mapping[str, Any]) -> WriteResult:
-        _, body, _ = self.client.request(
-            "POST",
+        body = self._old(
             "topapi/message/corpconversation/asyncsend_v2",
-            api="message/corpconversation/asyncsend_v2",
-            # DingTalk drops the same content to the same user for the rest of the day only,
-            # so a lost answer becomes OutcomeUnknown and the write step checks the window.
-            idempotent=False,
-            json={
+            {
                 "agent_id": self.agent_id,
                 "userid_list": to,
                 "msg": {
@@ -366,7 +376,9 @@ class DingTalkConnector:
                     "text": {"content": message_text(content, PLAIN, TEXT_MAX_BYTES)},
                 },
             },
-            auth=OLD_API,
+            # DingTalk drops the same content to the same user for the rest of the day only,
+            # so a lost answer becomes OutcomeUnknown and the write step checks the window.
+            idempotent=False,
         )
         task_id = body.get("task_id")
         if not task_id:
@@ -443,14 +455,18 @@ class DingTalkConnector:
         )
         return answer
 
-    def _old(self, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _old(
+        self, path: str, payload: Mapping[str, Any], *, idempotent: bool = True
+    ) -> Mapping[str, Any]:
+        """A call of the old API: its own host, the token in the query."""
         _, body, _ = self.client.request(
             "POST",
             path,
             api=path.removeprefix("topapi/"),
-            idempotent=True,
+            idempotent=idempotent,
             json=dict(payload),
             auth=OLD_API,
+            base_url=self.oapi_base_url,
         )
         return body
 
