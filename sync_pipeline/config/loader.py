@@ -24,13 +24,19 @@ from marshmallow import ValidationError
 from sync_pipeline.config.connector import (
     ConnectorConfig,
     ConnectorSchema,
+    CredentialRefSchema,
     RateLimit,
     Vendor,
     resolve_credentials,
     resolve_options,
 )
 from sync_pipeline.config.flow import Flow, FlowSchema
-from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, check_written
+from sync_pipeline.config.options import (
+    ConnectorOptions,
+    OptionsSchema,
+    check_written,
+    is_reference,
+)
 from sync_pipeline.connectors.base import StreamCapabilities
 from sync_pipeline.connectors.registry import capabilities, option_schema
 from sync_pipeline.errors import ConfigError, SyncError
@@ -201,8 +207,8 @@ def _written_options(
     name: str, body: Mapping[str, Any]
 ) -> tuple[type[OptionsSchema] | None, list[tuple[str, str]]]:
     """The options the vendor's connector declares (connectors/registry.py), and the problems
-    of the options as written; (None, []) when the vendor or the options' shape is wrong,
-    which ConnectorSchema reports."""
+    of the options as written, a `{env: NAME}` value's NAME included; (None, []) when the
+    vendor or the options' shape is wrong, which ConnectorSchema reports."""
     vendor, written = body.get("vendor"), body.get("options", {})
     if vendor not in tuple(str(v) for v in Vendor) or not isinstance(written, Mapping):
         return None, []
@@ -210,11 +216,18 @@ def _written_options(
         schema = option_schema(Vendor(vendor), name)
     except ConfigError as exc:  # this build lacks the vendor's connector
         return None, exc.problems
+    problems: list[tuple[str, str]] = []
+    for key, value in written.items():
+        if is_reference(value):
+            try:
+                CredentialRefSchema().load(value)
+            except ValidationError as exc:
+                problems += [(f"{name}.options.{key}.{k}", m) for k, m in flatten(exc.messages)]
     try:
         check_written(schema, written)
     except ValidationError as exc:
-        return None, [(f"{name}.options.{key}", msg) for key, msg in flatten(exc.messages)]
-    return schema, []
+        problems += [(f"{name}.options.{key}", msg) for key, msg in flatten(exc.messages)]
+    return (None if problems else schema), problems
 
 
 def _options(

@@ -131,3 +131,14 @@ def test_given_a_bad_url_option_then_load_refuses_it(tree) -> None:
     assert problems(tree) == [
         ("feishu.options.approval_center.action_callback_url", "Not a valid URL.")
     ]
+
+
+def test_given_an_option_naming_a_malformed_variable_then_check_without_it_refuses_it(
+    tree,
+) -> None:
+    with_options(tree, "wecom", {"agentid": {"env": "wecom agent"}})
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tree.root, {}, environment=False)
+
+    assert caught.value.problems == [("wecom.options.agentid.env", "expected an env var NAME")]
