@@ -128,6 +128,7 @@ def load_config(
         if flow is None:
             continue
         file_problems = list(_cross_checks(flow, vendors, connectors_path))
+        file_problems += _option_checks(flow, vendors, raw_connectors, connectors_path)
         if flow.name in defined_in:
             file_problems.append(
                 ("name", f"expected a unique name; {defined_in[flow.name]} has it")
@@ -342,6 +343,30 @@ def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str
                     f"{stream} can only be {can.roles()}"
                 ),
             )
+
+
+def _option_checks(
+    flow: Flow, vendors: Mapping[str, str], raw: Mapping[str, Any], connectors_path: Path
+) -> list[tuple[str, str]]:
+    """A stream that needs an option of its connector (StreamCapabilities.option) only on a
+    connector whose options, as written, have it: without, every run would fail."""
+    problems = []
+    for side, endpoint in (("source", flow.source), ("target", flow.target)):
+        streams = _streams(vendors.get(endpoint.connector, ""))
+        can = streams.get(endpoint.stream) if isinstance(streams, Mapping) else None
+        if can is None or can.option is None:
+            continue
+        body = raw.get(endpoint.connector)
+        options = body.get("options") if isinstance(body, Mapping) else None
+        if not isinstance(options, Mapping) or can.option not in options:
+            problems.append(
+                (
+                    f"{side}.stream",
+                    f"expected option {can.option} of connector {endpoint.connector} in "
+                    f"{connectors_path} for stream {endpoint.stream}",
+                )
+            )
+    return problems
 
 
 def _source_checks(

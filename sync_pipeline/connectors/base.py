@@ -48,6 +48,9 @@ class StreamCapabilities:
     # sync_pipeline/events: approval_changed re-reads the record (the class is ReadsOne),
     # message takes the record from the event (and hydrates it).
     events: frozenset[EventKind] = frozenset()
+    # The connector option this stream cannot work without (the process codes a read of
+    # approvals lists): a flow on the stream is refused at load while its connector lacks it.
+    option: str | None = None
 
     def roles(self) -> str:
         """What the stream can do, as words: "read, written", "written", ..."""

@@ -52,10 +52,10 @@ from sync_pipeline.config.options import (
 )
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
-    READ_ONLY,
     WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
+    StreamCapabilities,
     build_client,
     options_of,
 )
@@ -210,7 +210,7 @@ class DingTalkOptionsSchema(OptionsSchema):
     BUILDS = DingTalkOptions
     agent_id = Text(required=True)
     oapi_base_url = Url()
-    process_codes = Texts()
+    process_codes = Texts(validate=validate.Length(min=1))
     card_template_id = Text()
     robot_code = Text()
     history_days = Whole(validate=validate.Range(min=1, max=MAX_HISTORY_DAYS))
@@ -223,7 +223,11 @@ class DingTalkConnector:
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
-        {MESSAGES: WRITE_ONLY, APPROVAL_CENTER: WRITE_ONLY, APPROVALS: READ_ONLY}
+        {
+            MESSAGES: WRITE_ONLY,
+            APPROVAL_CENTER: WRITE_ONLY,
+            APPROVALS: StreamCapabilities(read=True, option="process_codes"),
+        }
     )
     OPTIONS = DingTalkOptionsSchema
 

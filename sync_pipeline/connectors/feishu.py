@@ -25,13 +25,11 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Texts
 from sync_pipeline.connectors.base import (
-    READ_ONLY,
-    WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
@@ -151,7 +149,7 @@ class FeishuOptions(ConnectorOptions):
 
 class FeishuOptionsSchema(OptionsSchema):
     BUILDS = FeishuOptions
-    approval_codes = Texts()
+    approval_codes = Texts(validate=validate.Length(min=1))
     approval_center = fields.Nested(ApprovalCenterOptionsSchema)
 
 
@@ -163,8 +161,8 @@ class FeishuConnector:
     STREAMS = MappingProxyType(
         {
             MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
-            APPROVALS: READ_ONLY,
-            APPROVAL_CENTER: WRITE_ONLY,
+            APPROVALS: StreamCapabilities(read=True, option="approval_codes"),
+            APPROVAL_CENTER: StreamCapabilities(write=True, option="approval_center"),
         }
     )
     OPTIONS = FeishuOptionsSchema

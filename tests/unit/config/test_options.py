@@ -142,3 +142,34 @@ def test_given_an_option_naming_a_malformed_variable_then_check_without_it_refus
         load_config(tree.root, {}, environment=False)
 
     assert caught.value.problems == [("wecom.options.agentid.env", "expected an env var NAME")]
+
+
+def test_given_a_flow_on_a_stream_whose_option_its_connector_lacks_then_load_refuses_it(
+    tree,
+) -> None:
+    with_options(tree, "feishu", {})
+    tree.flow(
+        "x",
+        target={"connector": "feishu", "stream": "approval_center"},
+        mapping={"fields": {"status": {"from": "status"}}},
+        notify=[{"send": "approval_center", "once_per": "status"}],
+    )
+
+    error = tree.error({**ENV, **MORE_ENV})
+
+    assert error.file == str(tree.root / "flows" / "x.yaml")
+    assert error.problems == [
+        (
+            "target.stream",
+            f"expected option approval_center of connector feishu in "
+            f"{tree.root / 'connectors.yaml'} for stream approval_center",
+        )
+    ]
+
+
+def test_given_a_stream_option_given_as_an_empty_list_then_load_refuses_it(tree) -> None:
+    with_options(tree, "dingtalk", {"agent_id": 3001, "process_codes": []})
+
+    [(key, _)] = problems(tree)
+
+    assert key == "dingtalk.options.process_codes"
