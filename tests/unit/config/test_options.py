@@ -25,12 +25,21 @@ FEISHU: dict[str, Any] = {
     "credentials": {"app_id": {"env": "FS_ID"}, "app_secret": {"env": "FS_SECRET"}},
     "options": {"approval_center": {"approval_code": "oa"}},
 }
+AGORA: dict[str, Any] = {
+    "vendor": "agora",
+    "base_url": "https://a61.chat.agora.io",
+    "credentials": {"app_id": {"env": "AG_ID"}, "app_certificate": {"env": "AG_CERT"}},
+    "options": {"org_name": "61", "app_name": "oa"},
+}
 MORE_ENV = {"DT_KEY": "k", "DT_SECRET": "s", "FS_ID": "cli_1", "FS_SECRET": "s"}
+MORE_ENV |= {"AG_ID": "a" * 32, "AG_CERT": "b" * 32}
 
 
 def with_options(tree, name: str, options: dict[str, Any]) -> None:
-    """connectors.yaml with `name`'s options replaced; dingtalk and feishu beside oa, wecom."""
+    """connectors.yaml with `name`'s options replaced; dingtalk, feishu and agora beside oa and
+    wecom."""
     connectors = {**copy.deepcopy(CONNECTORS), "dingtalk": DINGTALK, "feishu": FEISHU}
+    connectors["agora"] = AGORA
     connectors[name] = {**connectors[name], "options": options}
     tree.connectors(connectors)
 
@@ -74,6 +83,54 @@ def test_given_an_option_out_of_range_then_load_refuses_it(tree) -> None:
 
     assert key == "dingtalk.options.history_days"
     assert "365" in expected
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "key", "expected"),
+    [
+        (
+            "oa",
+            {"userid": "1", "timezone": "Mars/Olympus"},
+            "timezone",
+            "expected a timezone name or +HH:MM",
+        ),
+        (
+            "oa",
+            {"userid": "1", "request_url": "{base_url}/r?id={requestid}"},
+            "request_url",
+            "expected a link with no placeholder but {base_url} and {id}",
+        ),
+        ("oa", {"userid": True}, "userid", "expected a text"),
+        ("wecom", {"agentid": 1000002.5}, "agentid", "expected a whole number"),
+        (
+            "agora",
+            {"org_name": "61", "app_name": "oa", "employee_no_from_username": "lower"},
+            "employee_no_from_username",
+            "Must be one of: upper, same.",
+        ),
+        (
+            "agora",
+            {"org_name": "61", "app_name": "oa", "sender": "Admin Bot"},
+            "sender",
+            "expected an Agora username",
+        ),
+    ],
+)
+def test_given_an_option_value_its_connector_cannot_use_then_load_says_what_it_expects(
+    tree, name: str, options: dict[str, Any], key: str, expected: str
+) -> None:
+    with_options(tree, name, options)
+
+    assert problems(tree) == [(f"{name}.options.{key}", expected)]
+
+
+@pytest.mark.parametrize("ttl", [3600, 86_401])
+def test_given_an_agora_token_lifetime_it_cannot_keep_then_load_refuses_it(tree, ttl) -> None:
+    with_options(tree, "agora", {"org_name": "61", "app_name": "oa", "token_ttl_s": ttl})
+
+    [(key, _)] = problems(tree)
+
+    assert key == "agora.options.token_ttl_s"
 
 
 def test_given_a_required_option_missing_then_load_names_it(tree) -> None:
