@@ -89,9 +89,11 @@ class Texts(fields.List[str]):
         return tuple(super()._deserialize(value, attr, data, **kwargs))
 
 
-def Url(**kwargs: Any) -> fields.Url:  # noqa: N802 - a field, spelt like marshmallow's
-    """An http(s) URL, as `base_url` is checked."""
-    return fields.Url(schemes={"http", "https"}, require_tld=False, **kwargs)
+class Url(fields.Url):
+    """An http(s) URL, checked as `base_url` is."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(schemes={"http", "https"}, require_tld=False, **kwargs)
 
 
 def is_reference(value: Any) -> bool:
