@@ -20,6 +20,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from sync_pipeline.config import MapOf, StrictSchema
+from sync_pipeline.config.options import ConnectorOptions, is_reference
 
 
 class Vendor(StrEnum):
@@ -37,13 +38,6 @@ REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("app_key", "app_secret"),
     Vendor.FEISHU: ("app_id", "app_secret"),
     Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
-}
-REQUIRED_OPTIONS: Mapping[Vendor, tuple[str, ...]] = {
-    Vendor.OA: ("userid",),  # the OA user the sync acts as
-    Vendor.WECOM: ("agentid",),
-    Vendor.DINGTALK: ("agent_id",),
-    Vendor.FEISHU: (),
-    Vendor.AGORA: ("org_name", "app_name"),
 }
 # The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
 WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
@@ -106,10 +100,13 @@ class ConnectorConfig:
     rate_limits: Mapping[str, tuple[RateLimit, ...]]  # api -> every window that applies
     monthly_quota: Mapping[str, int]  # api -> calls per calendar month
     timeout_s: float
-    options: Mapping[str, Any]  # vendor-specific, e.g. WeCom agentid
+    # The vendor's options, as its connector's OPTIONS schema loaded them (config/options.py);
+    # None when not resolved.
+    options: ConnectorOptions | None
     webhook: WebhookConfig | None = None  # None: this connector receives no callbacks
-    # False: loaded without the environment (load_config(environment=False)): no secrets,
-    # options and base_url as written. Such a config describes; it cannot make a connector.
+    # False: loaded without the environment (load_config(environment=False)): no secrets and
+    # no options (checked as written), base_url as written. Such a config describes; it
+    # cannot make a connector.
     resolved: bool = True
 
 
@@ -171,6 +168,8 @@ class ConnectorSchema(StrictSchema):
         fields.Integer(strict=True, validate=validate.Range(min=1)), load_default=dict
     )
     timeout_s = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
+    # As written: which names a vendor takes, and their types, its connector declares
+    # (config/options.py), which the loader reads through the registry.
     options = fields.Dict(keys=fields.Str(), load_default=dict)
     webhook = fields.Nested(WebhookSchema, load_default=None)
 
@@ -180,13 +179,11 @@ class ConnectorSchema(StrictSchema):
         if vendor is None:
             return
         errors: dict[str, list[str]] = {}
-        for key, needed, have in (
-            ("credentials", REQUIRED_CREDENTIALS[vendor], data.get("credentials")),
-            ("options", REQUIRED_OPTIONS[vendor], data.get("options")),
-        ):
-            absent = [name for name in needed if have is not None and name not in have]
-            if absent:
-                errors[key] = [f"expected {', '.join(absent)} for a {vendor} connector"]
+        given = data.get("credentials")
+        needed = REQUIRED_CREDENTIALS[vendor]
+        absent = [name for name in needed if given is not None and name not in given]
+        if absent:
+            errors["credentials"] = [f"expected {', '.join(absent)} for a {vendor} connector"]
         webhook = data.get("webhook")
         if webhook is not None:
             errors.update(_webhook_problems(vendor, webhook))
@@ -237,11 +234,12 @@ def resolve_options(
     options: Mapping[str, Any], env: Mapping[str, str], base_dir: Path
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Options are plain values, or `{env: NAME}` / `{file: path}` for values that differ per
-    environment without being secret (a sandbox's generated DingTalk agent id)."""
+    environment without being secret (a sandbox's generated DingTalk agent id). Their types
+    are checked after, by the connector's OPTIONS schema (config/options.py)."""
     resolved: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
     for name, value in options.items():
-        if not (isinstance(value, Mapping) and set(value) in ({"env"}, {"file"})):
+        if not is_reference(value):
             resolved[name] = value
             continue
         ref = CredentialRef(env=value.get("env"), file=value.get("file"))

@@ -4,8 +4,8 @@ Layout: `<config_dir>/connectors.yaml` (name -> connector) and `<config_dir>/flo
 (one flow per file; its name defaults to the file stem). Problems print as
 `config/flows/x.yaml: source.stream: Missing data for required field.`, so `syncctl check`
 can show them as they are. A byte that is not UTF-8, a character YAML refuses, a syntax
-error or a duplicate key names its line and column. Each flow's streams are checked against
-what its connectors declare they can do (connectors/registry.py).
+error or a duplicate key names its line and column. Each connector's options and each flow's
+streams are checked against what its connector class declares (connectors/registry.py).
 """
 
 from __future__ import annotations
@@ -24,14 +24,21 @@ from marshmallow import ValidationError
 from sync_pipeline.config.connector import (
     ConnectorConfig,
     ConnectorSchema,
+    CredentialRefSchema,
     RateLimit,
     Vendor,
     resolve_credentials,
     resolve_options,
 )
 from sync_pipeline.config.flow import Flow, FlowSchema
+from sync_pipeline.config.options import (
+    ConnectorOptions,
+    OptionsSchema,
+    check_written,
+    is_reference,
+)
 from sync_pipeline.connectors.base import StreamCapabilities
-from sync_pipeline.connectors.registry import capabilities
+from sync_pipeline.connectors.registry import capabilities, option_schema
 from sync_pipeline.errors import ConfigError, SyncError
 from sync_pipeline.stages.transform import UserField
 
@@ -121,6 +128,7 @@ def load_config(
         if flow is None:
             continue
         file_problems = list(_cross_checks(flow, vendors, connectors_path))
+        file_problems += _option_checks(flow, vendors, raw_connectors, connectors_path)
         if flow.name in defined_in:
             file_problems.append(
                 ("name", f"expected a unique name; {defined_in[flow.name]} has it")
@@ -162,9 +170,13 @@ def _connectors(
                 found.append((f"{name}.base_url", f"expected the variable {unset} to be set"))
                 continue
         try:
-            data = ConnectorSchema().load(body)
+            data: dict[str, Any] | None = ConnectorSchema().load(body)
         except ValidationError as exc:
+            data = None
             found += [(f"{name}.{key}", msg) for key, msg in flatten(exc.messages)]
+        schema, unusable = _written_options(name, body)
+        found += unusable
+        if data is None or schema is None:
             continue
         limits = {
             api: tuple(RateLimit(count, per_s) for count, per_s in windows)
@@ -173,22 +185,65 @@ def _connectors(
         data = {**data, "rate_limits": limits}
         if env is None:
             connectors[name] = ConnectorConfig(
-                name=name, **{**data, "credentials": {}}, resolved=False
+                name=name, **{**data, "credentials": {}, "options": None}, resolved=False
             )
             continue
         secrets, missing = resolve_credentials(data["credentials"], env, path.parent)
         found += [(f"{name}.credentials.{key}", msg) for key, msg in missing]
-        options, missing = resolve_options(data["options"], env, path.parent)
+        options, missing = _options(schema, data["options"], env, path.parent)
         found += [(f"{name}.options.{key}", msg) for key, msg in missing]
         if webhook_secrets and data["webhook"] is not None:
             _, missing = resolve_credentials(data["webhook"].secrets, env, path.parent)
             found += [(f"{name}.webhook.{key}", msg) for key, msg in missing]
-        connectors[name] = ConnectorConfig(
-            name=name, **{**data, "credentials": secrets, "options": options}
-        )
+        if options is not None:
+            connectors[name] = ConnectorConfig(
+                name=name, **{**data, "credentials": secrets, "options": options}
+            )
     if found:
         problems.setdefault(str(path), []).extend(found)
     return connectors
+
+
+def _written_options(
+    name: str, body: Mapping[str, Any]
+) -> tuple[type[OptionsSchema] | None, list[tuple[str, str]]]:
+    """The options the vendor's connector declares (connectors/registry.py), and the problems
+    of the options as written, a `{env: NAME}` value's NAME included; (None, []) when the
+    vendor or the options' shape is wrong, which ConnectorSchema reports."""
+    vendor, written = body.get("vendor"), body.get("options", {})
+    if vendor not in tuple(str(v) for v in Vendor) or not isinstance(written, Mapping):
+        return None, []
+    try:
+        schema = option_schema(Vendor(vendor), name)
+    except ConfigError as exc:  # this build lacks the vendor's connector
+        return None, exc.problems
+    problems: list[tuple[str, str]] = []
+    for key, value in written.items():
+        if is_reference(value):
+            try:
+                CredentialRefSchema().load(value)
+            except ValidationError as exc:
+                problems += [(f"{name}.options.{key}.{k}", m) for k, m in flatten(exc.messages)]
+    try:
+        check_written(schema, written)
+    except ValidationError as exc:
+        problems += [(f"{name}.options.{key}", msg) for key, msg in flatten(exc.messages)]
+    return (None if problems else schema), problems
+
+
+def _options(
+    schema: type[OptionsSchema], written: Mapping[str, Any], env: Mapping[str, str], base: Path
+) -> tuple[ConnectorOptions | None, list[tuple[str, str]]]:
+    """The options with their references read, loaded by the vendor's schema, which checks
+    what was read as it checked the values written; problems are keyed under `options`."""
+    values, missing = resolve_options(written, env, base)
+    if missing:
+        return None, missing
+    try:
+        options: ConnectorOptions = schema().load(values)
+    except ValidationError as exc:
+        return None, list(flatten(exc.messages))
+    return options, []
 
 
 ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -288,6 +343,30 @@ def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str
                     f"{stream} can only be {can.roles()}"
                 ),
             )
+
+
+def _option_checks(
+    flow: Flow, vendors: Mapping[str, str], raw: Mapping[str, Any], connectors_path: Path
+) -> list[tuple[str, str]]:
+    """A stream that needs an option of its connector (StreamCapabilities.option) only on a
+    connector whose options, as written, have it: without, every run would fail."""
+    problems = []
+    for side, endpoint in (("source", flow.source), ("target", flow.target)):
+        streams = _streams(vendors.get(endpoint.connector, ""))
+        can = streams.get(endpoint.stream) if isinstance(streams, Mapping) else None
+        if can is None or can.option is None:
+            continue
+        body = raw.get(endpoint.connector)
+        options = body.get("options") if isinstance(body, Mapping) else None
+        if not isinstance(options, Mapping) or can.option not in options:
+            problems.append(
+                (
+                    f"{side}.stream",
+                    f"expected option {can.option} of connector {endpoint.connector} in "
+                    f"{connectors_path} for stream {endpoint.stream}",
+                )
+            )
+    return problems
 
 
 def _source_checks(

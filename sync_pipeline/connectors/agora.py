@@ -23,15 +23,20 @@ import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from marshmallow import validate
+
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Text, Whole
 from sync_pipeline.connectors.base import (
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
     build_client,
+    options_of,
 )
 from sync_pipeline.connectors.markup import PLAIN, Unit, link
 from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
@@ -105,35 +110,49 @@ def parse_target(target_id: str) -> tuple[str, str] | None:
     return (username, msg_id) if sep and USERNAME.fullmatch(username) and msg_id else None
 
 
+@dataclass(frozen=True)
+class AgoraOptions(ConnectorOptions):
+    org_name: str  # with app_name, the App Key's two halves and the REST path's prefix
+    app_name: str
+    sender: str = DEFAULT_SENDER  # the `from` of our messages
+    token_ttl_s: int = MAX_TOKEN_TTL_S
+    # Usernames are lower case by Agora's rule; a deployment that derives them from the
+    # employee number says how to get it back, so the directory can match people.
+    employee_no_from_username: str | None = None
+
+
+class AgoraOptionsSchema(OptionsSchema):
+    BUILDS = AgoraOptions
+    org_name = Text(required=True)
+    app_name = Text(required=True)
+    sender = Text(validate=validate.Regexp(USERNAME, error="expected an Agora username"))
+    # A token must outlive the margin at which the cache refreshes it, and Agora's 24 h.
+    token_ttl_s = Whole(
+        validate=validate.Range(
+            min=TOKEN_REFRESH_MARGIN_S, max=MAX_TOKEN_TTL_S, min_inclusive=False
+        )
+    )
+    employee_no_from_username = Text(validate=validate.OneOf(EMPLOYEE_NO_FROM_USERNAME))
+
+
 class AgoraConnector:
-    """One Agora Chat app: `base_url` is the REST host; options `org_name`, `app_name`, and
-    optionally `sender` (default "admin"), `token_ttl_s` and `employee_no_from_username`."""
+    """One Agora Chat app: `base_url` is the REST host; options as `AgoraOptions` declares
+    them (`org_name` and `app_name` required)."""
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE}))}
     )
+    OPTIONS = AgoraOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config
         self._app_id = config.credentials["app_id"].reveal()
-        options = config.options
-        self.prefix = f"{options['org_name']}/{options['app_name']}"
-        self.sender = str(options.get("sender", DEFAULT_SENDER))
-        self.token_ttl_s = min(MAX_TOKEN_TTL_S, int(options.get("token_ttl_s", MAX_TOKEN_TTL_S)))
-        # Usernames are lower case by Agora's rule; a deployment that derives them from the
-        # employee number says how to get it back, so the directory can match people.
-        self.employee_no_from_username = options.get("employee_no_from_username")
-        if self.employee_no_from_username not in (None, *EMPLOYEE_NO_FROM_USERNAME):
-            raise ConfigError(
-                "connectors.yaml",
-                [
-                    (
-                        f"{config.name}.options.employee_no_from_username",
-                        f"expected one of {', '.join(EMPLOYEE_NO_FROM_USERNAME)}",
-                    )
-                ],
-            )
+        options = options_of(config, AgoraOptions)
+        self.prefix = f"{options.org_name}/{options.app_name}"
+        self.sender = options.sender
+        self.token_ttl_s = options.token_ttl_s
+        self.employee_no_from_username = options.employee_no_from_username
         self.tokens = TokenCache(
             ctx.redis,
             f"token:{VENDOR}:{self._app_id}",

@@ -11,12 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import redis
 import requests
 
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import ConnectorOptions, OptionsSchema
 from sync_pipeline.errors import SyncError
 from sync_pipeline.http import CircuitBreaker, Classify, HttpClient, QuotaBudget, TokenProvider
 from sync_pipeline.records import EventKind, Page, ReadWindow, Record, WriteRequest, WriteResult
@@ -47,6 +48,9 @@ class StreamCapabilities:
     # sync_pipeline/events: approval_changed re-reads the record (the class is ReadsOne),
     # message takes the record from the event (and hydrates it).
     events: frozenset[EventKind] = frozenset()
+    # The connector option this stream cannot work without (the process codes a read of
+    # approvals lists): a flow on the stream is refused at load while its connector lacks it.
+    option: str | None = None
 
     def roles(self) -> str:
         """What the stream can do, as words: "read, written", "written", ..."""
@@ -62,6 +66,7 @@ WRITE_ONLY = StreamCapabilities(write=True)
 class Connector(Protocol):
     vendor: str  # "oa", "wecom", "dingtalk", "feishu", "agora"
     STREAMS: ClassVar[Mapping[str, StreamCapabilities]]  # stream -> what it can do
+    OPTIONS: ClassVar[type[OptionsSchema]]  # what it reads under `options:` (config/options.py)
 
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
@@ -162,6 +167,17 @@ class ConnectorContext:
     redis: redis.Redis
     database_url: str | None
     session: requests.Session
+
+
+Options = TypeVar("Options", bound=ConnectorOptions)
+
+
+def options_of(config: ConnectorConfig, kind: type[Options]) -> Options:
+    """The connector's options, as its OPTIONS schema loaded them. Only a config loaded with
+    the environment holds them (make_connector refuses any other), so anything else is a bug."""
+    if not isinstance(config.options, kind):
+        raise TypeError(f"connector {config.name}: options not loaded as {kind.__name__}")
+    return config.options
 
 
 # Config spells "every other API" and "all APIs together" as words; the HTTP layer as "*".

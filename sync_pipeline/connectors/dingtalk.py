@@ -20,6 +20,11 @@ the time since today's midnight in China: within it both handles hold.
 
 Streams: write "messages" (a card, a work notification, or an update of a card sent earlier);
 read "approvals" (instances of the processes listed in the `process_codes` option).
+
+Two hosts: DingTalk serves the new API from https://api.dingtalk.com (`base_url`) and the old
+one from https://oapi.dingtalk.com (option `oapi_base_url`; it defaults to `base_url`, since
+the sandbox serves both on one port). Both go through one client, so the app has one token,
+breaker, quota and set of rate limits whichever host a call goes to.
 """
 
 from __future__ import annotations
@@ -34,16 +39,31 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from marshmallow import fields, validate
+
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import (
+    ConnectorOptions,
+    OptionsSchema,
+    Text,
+    Texts,
+    Url,
+    Whole,
+)
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
-    READ_ONLY,
     WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
+    StreamCapabilities,
     build_client,
+    options_of,
 )
-from sync_pipeline.connectors.dingtalk_process_centre import DEFAULT_NAME, ProcessCentre
+from sync_pipeline.connectors.dingtalk_process_centre import (
+    ProcessCentre,
+    ProcessCentreOptions,
+    ProcessCentreOptionsSchema,
+)
 from sync_pipeline.connectors.markup import DINGTALK_MARKDOWN, PLAIN, Unit, link
 from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -92,7 +112,8 @@ TEXT_MAX_BYTES = 1800  # the whole `msg` may hold 2048 bytes
 TITLE_BYTES, TEXT_BYTES, LABEL_BYTES = 512, 4096, 256
 LIST_PAGE_SIZE = 20  # instanceIds/query `maxResults`: at most 20
 MAX_SPAN_MS = 120 * 86_400_000  # instanceIds/query: a window of at most 120 days
-DEFAULT_HISTORY_DAYS = 364  # ... starting at most 365 days ago
+MAX_HISTORY_DAYS = 365  # ... starting at most 365 days ago
+DEFAULT_HISTORY_DAYS = MAX_HISTORY_DAYS - 1
 USERS_PAGE_SIZE = 100
 ROOT_DEPARTMENT = 1
 # A card template is made in DingTalk's card builder; a deployment names its own in the
@@ -173,25 +194,53 @@ def out_track_id(effect_key: str) -> str:
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:OUT_TRACK_ID_LEN]
 
 
+@dataclass(frozen=True)
+class DingTalkOptions(ConnectorOptions):
+    agent_id: str  # the app's AgentId, which work notifications name
+    oapi_base_url: str | None = None  # the old API's host; None: base_url (the sandbox's)
+    process_codes: tuple[str, ...] = ()  # the approval processes stream "approvals" reads
+    card_template_id: str = DEFAULT_CARD_TEMPLATE
+    robot_code: str | None = None  # None: the app key, an internal app's robot code
+    history_days: int = DEFAULT_HISTORY_DAYS  # how far a full sync reaches back
+    # stream "approval_center"
+    process_centre: ProcessCentreOptions = field(default_factory=ProcessCentreOptions)
+
+
+class DingTalkOptionsSchema(OptionsSchema):
+    BUILDS = DingTalkOptions
+    agent_id = Text(required=True)
+    oapi_base_url = Url()
+    process_codes = Texts(validate=validate.Length(min=1))
+    card_template_id = Text()
+    robot_code = Text()
+    history_days = Whole(validate=validate.Range(min=1, max=MAX_HISTORY_DAYS))
+    process_centre = fields.Nested(ProcessCentreOptionsSchema)
+
+
 class DingTalkConnector:
-    """One DingTalk internal app: credentials app_key and app_secret; option `agent_id`, and
-    optionally `process_codes`, `card_template_id`, `robot_code` (an internal app's robot code
-    is its app key) and `history_days`."""
+    """One DingTalk internal app: credentials app_key and app_secret; options as
+    `DingTalkOptions` declares them (`agent_id` required)."""
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
-        {MESSAGES: WRITE_ONLY, APPROVAL_CENTER: WRITE_ONLY, APPROVALS: READ_ONLY}
+        {
+            MESSAGES: WRITE_ONLY,
+            APPROVAL_CENTER: WRITE_ONLY,
+            APPROVALS: StreamCapabilities(read=True, option="process_codes"),
+        }
     )
+    OPTIONS = DingTalkOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config
         self._app_key = config.credentials["app_key"].reveal()
-        options = config.options
-        self.agent_id = str(options["agent_id"])
-        self.process_codes = tuple(str(c) for c in options.get("process_codes", ()))
-        self.card_template_id = str(options.get("card_template_id", DEFAULT_CARD_TEMPLATE))
-        self.robot_code = str(options.get("robot_code", self._app_key))
-        self.history_days = int(options.get("history_days", DEFAULT_HISTORY_DAYS))
+        options = options_of(config, DingTalkOptions)
+        self.agent_id = options.agent_id
+        self.oapi_base_url = options.oapi_base_url or config.base_url
+        self.process_codes = options.process_codes
+        self.card_template_id = options.card_template_id
+        self.robot_code = options.robot_code or self._app_key
+        self.history_days = options.history_days
         limit = config.monthly_quota.get(CONFIG_ALL_APIS, STANDARD_MONTHLY_CALLS)
         self._classify = partial(classify, monthly_limit=limit)
         self.tokens = TokenCache(
@@ -202,9 +251,9 @@ class DingTalkConnector:
             vendor=VENDOR,
         )
         self.client = build_client(config, ctx, self._classify, self.tokens, app=self._app_key)
-        centre = options.get("process_centre") or {}  # stream "approval_center"
-        name = str(centre.get("name") or DEFAULT_NAME) if isinstance(centre, Mapping) else ""
-        self.process_centre = ProcessCentre(self._centre_call, ctx.redis, self._app_key, name)
+        self.process_centre = ProcessCentre(
+            self._centre_call, ctx.redis, self._app_key, options.process_centre.name
+        )
 
     # -- the connector seam --------------------------------------------------------------------
     def classify(
@@ -321,14 +370,9 @@ class DingTalkConnector:
         return WriteResult(request.effect_key, WriteStatus.DONE, track)
 
     def _notify(self, request: WriteRequest, to: str, content: Mapping[str, Any]) -> WriteResult:
-        _, body, _ = self.client.request(
-            "POST",
+        body = self._old(
             "topapi/message/corpconversation/asyncsend_v2",
-            api="message/corpconversation/asyncsend_v2",
-            # DingTalk drops the same content to the same user for the rest of the day only,
-            # so a lost answer becomes OutcomeUnknown and the write step checks the window.
-            idempotent=False,
-            json={
+            {
                 "agent_id": self.agent_id,
                 "userid_list": to,
                 "msg": {
@@ -336,7 +380,9 @@ class DingTalkConnector:
                     "text": {"content": message_text(content, PLAIN, TEXT_MAX_BYTES)},
                 },
             },
-            auth=OLD_API,
+            # DingTalk drops the same content to the same user for the rest of the day only,
+            # so a lost answer becomes OutcomeUnknown and the write step checks the window.
+            idempotent=False,
         )
         task_id = body.get("task_id")
         if not task_id:
@@ -413,14 +459,18 @@ class DingTalkConnector:
         )
         return answer
 
-    def _old(self, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _old(
+        self, path: str, payload: Mapping[str, Any], *, idempotent: bool = True
+    ) -> Mapping[str, Any]:
+        """A call of the old API: its own host, the token in the query."""
         _, body, _ = self.client.request(
             "POST",
             path,
             api=path.removeprefix("topapi/"),
-            idempotent=True,
+            idempotent=idempotent,
             json=dict(payload),
             auth=OLD_API,
+            base_url=self.oapi_base_url,
         )
         return body
 

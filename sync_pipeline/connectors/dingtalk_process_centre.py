@@ -19,8 +19,8 @@ raises OutcomeUnknown and the write step parks it for an operator, never resends
 Redis key, taken with SET NX before an instance is created, keeps two writes of one request
 (a pull and a webhook at once) from creating two instances.
 
-Options (`process_centre:` of the connector): `name` (the schema's name, default "OA
-approvals").
+Options (`process_centre:` of the connector, `ProcessCentreOptionsSchema`): `name` (the
+schema's name, default "OA approvals").
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from sync_pipeline.config.options import OptionsSchema, Text
 from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import OutcomeUnknown, VendorRejected, VendorUnavailable
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
@@ -49,6 +50,16 @@ CREATING_TTL_S = 60  # how long a create may take before another write may try
 # (method, path under v1.0/workflow/processCentres, api bucket, body, idempotent) -> answer;
 # a GET's body goes as its query
 Call = Callable[[str, str, str, Any, bool], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ProcessCentreOptions:
+    name: str = DEFAULT_NAME  # the schema DingTalk shows the instances under, found by name
+
+
+class ProcessCentreOptionsSchema(OptionsSchema):
+    BUILDS = ProcessCentreOptions
+    name = Text()
 
 
 @dataclass

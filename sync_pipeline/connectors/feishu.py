@@ -25,16 +25,23 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from marshmallow import fields, validate
+
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Texts
 from sync_pipeline.connectors.base import (
-    READ_ONLY,
-    WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
     build_client,
+    options_of,
 )
-from sync_pipeline.connectors.feishu_approval_center import ApprovalCenter, center_config
+from sync_pipeline.connectors.feishu_approval_center import (
+    ApprovalCenter,
+    ApprovalCenterOptions,
+    ApprovalCenterOptionsSchema,
+    center_config,
+)
 from sync_pipeline.connectors.markup import FEISHU_MARKDOWN, PLAIN, Unit, link
 from sync_pipeline.connectors.notify import notification, plain_message, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -134,17 +141,31 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class FeishuOptions(ConnectorOptions):
+    approval_codes: tuple[str, ...] = ()  # the approval definitions stream "approvals" reads
+    approval_center: ApprovalCenterOptions | None = None  # stream "approval_center"
+
+
+class FeishuOptionsSchema(OptionsSchema):
+    BUILDS = FeishuOptions
+    approval_codes = Texts(validate=validate.Length(min=1))
+    approval_center = fields.Nested(ApprovalCenterOptionsSchema)
+
+
 class FeishuConnector:
-    """One Feishu app (app_id, app_secret) at `config.base_url` (`.../open-apis` is added)."""
+    """One Feishu app (app_id, app_secret) at `config.base_url` (`.../open-apis` is added);
+    options as `FeishuOptions` declares them."""
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
             MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
-            APPROVALS: READ_ONLY,
-            APPROVAL_CENTER: WRITE_ONLY,
+            APPROVALS: StreamCapabilities(read=True, option="approval_codes"),
+            APPROVAL_CENTER: StreamCapabilities(write=True, option="approval_center"),
         }
     )
+    OPTIONS = FeishuOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config
@@ -157,14 +178,10 @@ class FeishuConnector:
             vendor=VENDOR,
         )
         self.client = build_client(config, ctx, classify, self.tokens, app=self._app_id)
-        codes = config.options.get("approval_codes", [])
-        if not isinstance(codes, list | tuple):
-            raise ConfigError(
-                "connectors.yaml",
-                [(f"{config.name}.options.approval_codes", "expected a list of approval codes")],
-            )
-        self.approval_codes = tuple(str(c) for c in codes)
-        center = center_config(config)  # stream "approval_center" (feishu_approval_center.py)
+        options = options_of(config, FeishuOptions)
+        self.approval_codes = options.approval_codes
+        # stream "approval_center" (feishu_approval_center.py)
+        center = center_config(config, options.approval_center)
         self.approval_center = None if center is None else ApprovalCenter(center, self._data)
 
     # -- the connector seam --------------------------------------------------------------------

@@ -22,11 +22,11 @@ Feishu only lets a task's own approver act on it, and its callback names them by
 which our directory does not hold. The callback's token and key are the app's Verification
 Token and Encrypt Key, so the webhook service needs no other secret.
 
-Options (`approval_center:` of the connector): `approval_code`, `approval_name`,
-`group_code`, and `action_callback_url` (the webhook service's `.../webhooks/<connector>
-?callback=quick_approval`; without it the tasks only link to the OA). Credentials
-`action_callback_token` and `action_callback_key` (the same variables as the webhook's
-`verification_token` and `encrypt_key`) go with the URL.
+Options (`approval_center:` of the connector, `ApprovalCenterOptionsSchema`):
+`approval_code`, `approval_name`, `group_code`, and `action_callback_url` (the webhook
+service's `.../webhooks/<connector>?callback=quick_approval`; without it the tasks only
+link to the OA). Credentials `action_callback_token` and `action_callback_key` (the same
+variables as the webhook's `verification_token` and `encrypt_key`) go with the URL.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import OptionsSchema, Text, Url
 from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus, parse_iso_utc
@@ -60,6 +61,22 @@ Call = Callable[[str, str, str, Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
+class ApprovalCenterOptions:
+    approval_code: str  # our definition's code
+    approval_name: str | None = None  # None: the code
+    group_code: str = "sync_pipeline"
+    action_callback_url: str | None = None  # None: tasks only link to the OA
+
+
+class ApprovalCenterOptionsSchema(OptionsSchema):
+    BUILDS = ApprovalCenterOptions
+    approval_code = Text(required=True)
+    approval_name = Text()
+    group_code = Text()
+    action_callback_url = Url()
+
+
+@dataclass(frozen=True)
 class CenterConfig:
     approval_code: str
     approval_name: str
@@ -69,25 +86,24 @@ class CenterConfig:
     callback_key: str | None
 
 
-def center_config(config: ConnectorConfig) -> CenterConfig | None:
-    """The connector's `approval_center` option, or None when it has none."""
-    option = config.options.get("approval_center")
+def center_config(
+    config: ConnectorConfig, option: ApprovalCenterOptions | None
+) -> CenterConfig | None:
+    """The connector's `approval_center` option with the credentials it names, or None when
+    it has none."""
     if option is None:
         return None
-    where = f"{config.name}.options.approval_center"
-    if not isinstance(option, Mapping) or not option.get("approval_code"):
-        raise ConfigError("connectors.yaml", [(where, "expected a mapping with approval_code")])
-    url = option.get("action_callback_url")
+    url = option.action_callback_url
     secrets = {k: config.credentials.get(f"action_callback_{k}") for k in ("token", "key")}
     if url and secrets["token"] is None:
         problem = "expected credentials action_callback_token with action_callback_url"
+        where = f"{config.name}.options.approval_center"
         raise ConfigError("connectors.yaml", [(where, problem)])
-    code = str(option["approval_code"])
     return CenterConfig(
-        approval_code=code,
-        approval_name=str(option.get("approval_name") or code),
-        group_code=str(option.get("group_code") or "sync_pipeline"),
-        callback_url=str(url) if url else None,
+        approval_code=option.approval_code,
+        approval_name=option.approval_name or option.approval_code,
+        group_code=option.group_code,
+        callback_url=url,
         callback_token=secrets["token"].reveal() if secrets["token"] else None,
         callback_key=secrets["key"].reveal() if secrets["key"] else None,
     )

@@ -41,11 +41,12 @@ import binascii
 import json
 import logging
 import math
+import string
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Any
@@ -54,8 +55,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from marshmallow import ValidationError, fields, validate
 
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Text, Whole
 from sync_pipeline.connectors.base import (
     WRITE_ONLY,
     ConnectorContext,
@@ -63,6 +66,7 @@ from sync_pipeline.connectors.base import (
     DirectoryUser,
     StreamCapabilities,
     build_client,
+    options_of,
 )
 from sync_pipeline.connectors.notify import notification, rejected
 from sync_pipeline.errors import (
@@ -193,18 +197,49 @@ def approval_status(item: Mapping[str, Any]) -> str:
     return "pending"
 
 
-def _timezone(name: str, setting: str) -> tzinfo:
+class _Timezone(fields.Field[tzinfo]):
     """An IANA zone name ("Asia/Shanghai") or a fixed offset ("+08:00")."""
+
+    expected = "expected a timezone name or +HH:MM"
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tzinfo:
+        if not isinstance(value, str):
+            raise ValidationError(self.expected)
+        try:
+            if value[:1] in "+-" and ":" in value:
+                hours, minutes = value[1:].split(":", 1)
+                offset = timedelta(hours=int(hours), minutes=int(minutes))
+                return timezone(offset if value[0] == "+" else -offset)
+            return ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValidationError(self.expected) from None
+
+
+def _link_template(template: str) -> None:
+    """`request_url` may name only {base_url} and {id}; anything else would fail every link."""
     try:
-        if name[:1] in "+-" and ":" in name:
-            hours, minutes = name[1:].split(":", 1)
-            offset = timedelta(hours=int(hours), minutes=int(minutes))
-            return timezone(offset if name[0] == "+" else -offset)
-        return ZoneInfo(name)
-    except (ValueError, ZoneInfoNotFoundError):
-        raise ConfigError(
-            "connectors.yaml", [(setting, f"expected a timezone name or +HH:MM, got {name!r}")]
-        ) from None
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        names = {""}
+    if not names <= {"base_url", "id"}:
+        raise ValidationError("expected a link with no placeholder but {base_url} and {id}")
+
+
+@dataclass(frozen=True)
+class OAOptions(ConnectorOptions):
+    userid: str  # the OA user the sync acts as
+    timezone: tzinfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
+    token_ttl_s: int = DEFAULT_TOKEN_TTL_S
+    request_url: str = DEFAULT_REQUEST_URL  # the link to a request: {base_url} and {id}
+
+
+class OAOptionsSchema(OptionsSchema):
+    BUILDS = OAOptions
+    userid = Text(required=True)
+    timezone = _Timezone()
+    # A token must outlive the margin at which the cache refreshes it.
+    token_ttl_s = Whole(validate=validate.Range(min=TOKEN_REFRESH_MARGIN_S, min_inclusive=False))
+    request_url = Text(validate=_link_template)
 
 
 def _given(value: Any) -> str | None:
@@ -268,21 +303,20 @@ class OAConnector:
             PROJECT_PROGRESS: WRITE_ONLY,  # comments appended; there is no read of its own
         }
     )
+    OPTIONS = OAOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config
         credentials = config.credentials
         self._appid = credentials["appid"].reveal()
         self._spk = self._public_key(credentials["spk"].reveal())
-        options = config.options
-        self.timezone = _timezone(
-            str(options.get("timezone", DEFAULT_TIMEZONE)), f"{config.name}.options.timezone"
-        )
-        self.token_ttl_s = int(options.get("token_ttl_s", DEFAULT_TOKEN_TTL_S))
-        self.request_url = str(options.get("request_url", DEFAULT_REQUEST_URL))
+        options = options_of(config, OAOptions)
+        self.timezone = options.timezone
+        self.token_ttl_s = options.token_ttl_s
+        self.request_url = options.request_url
         # PKCS#1 v1.5 is randomised: encrypt once, so E9 sees one stable header per instance.
-        self._userid = self._encrypt(str(options["userid"]))
-        self._acting_user = str(options["userid"])
+        self._userid = self._encrypt(options.userid)
+        self._acting_user = options.userid
         self._userids_as: dict[str, str] = {}  # OA user id -> its userid header, for authors
         # (request id, version) -> (monotonic time read, detail): read_one's reads, for hydrate
         self._fresh: OrderedDict[tuple[str, str], tuple[float, Mapping[str, Any]]] = OrderedDict()

@@ -1,8 +1,8 @@
 """One connector class per vendor, found by the vendor's name in the connector config.
 
-Modules are imported only when a connector of their vendor is made, or its streams are
-asked for (`capabilities`, by the config's checks), so a process loads the vendors its
-configuration names (and their SDKs) and nothing else.
+Modules are imported only when a connector of their vendor is made, or its streams or
+options are asked for (`capabilities`, `option_schema`, by the config's checks), so a process
+loads the vendors its configuration names (and their SDKs) and nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol, cast
 
 from sync_pipeline.config.connector import ConnectorConfig, Vendor
+from sync_pipeline.config.options import OptionsSchema
 from sync_pipeline.connectors.base import Connector, ConnectorContext, StreamCapabilities
 from sync_pipeline.errors import ConfigError
 
@@ -39,10 +40,17 @@ def capabilities(vendor: Vendor, name: str = "") -> Mapping[str, StreamCapabilit
     return streams
 
 
+def option_schema(vendor: Vendor, name: str = "") -> type[OptionsSchema]:
+    """The options `vendor`'s connector reads, as its class declares them (imported, never
+    made), which the config checks `options:` against (config/options.py)."""
+    return connector_class(vendor, name).OPTIONS
+
+
 class ConnectorClass(Protocol):
-    """A connector class: its declared streams, and how it is made."""
+    """A connector class: its declared streams and options, and how it is made."""
 
     STREAMS: Mapping[str, StreamCapabilities]
+    OPTIONS: type[OptionsSchema]
 
     def __call__(self, config: ConnectorConfig, ctx: ConnectorContext) -> Connector: ...
 

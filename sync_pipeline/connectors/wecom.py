@@ -21,17 +21,22 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from marshmallow import validate
+
 from sync_pipeline.config.connector import ConnectorConfig
+from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Text, Whole
 from sync_pipeline.connectors.base import (
     READ_ONLY,
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
     build_client,
+    options_of,
 )
 from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
 from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
@@ -118,9 +123,23 @@ def task_id_for(effect_key: str) -> str:
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class WeComOptions(ConnectorOptions):
+    agentid: int  # the app's AgentId
+    employee_no_attr: str = DEFAULT_EMPLOYEE_NO_ATTR  # the extattr holding employee numbers
+    history_days: int = DEFAULT_HISTORY_DAYS
+
+
+class WeComOptionsSchema(OptionsSchema):
+    BUILDS = WeComOptions
+    agentid = Whole(required=True, validate=validate.Range(min=1))
+    employee_no_attr = Text()
+    history_days = Whole(validate=validate.Range(min=1))
+
+
 class WeComConnector:
-    """One WeCom app: credentials corpid and corpsecret; option `agentid`, optionally
-    `employee_no_attr` (the extattr holding employee numbers) and `history_days`."""
+    """One WeCom app: credentials corpid and corpsecret; options as `WeComOptions` declares
+    them (`agentid` required)."""
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
@@ -129,15 +148,15 @@ class WeComConnector:
             APPROVALS: READ_ONLY,  # its change events come without a way to re-read one
         }
     )
+    OPTIONS = WeComOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         self.config = config
         self._corpid = config.credentials["corpid"].reveal()
-        self.agentid = int(config.options["agentid"])
-        self.employee_no_attr = str(
-            config.options.get("employee_no_attr", DEFAULT_EMPLOYEE_NO_ATTR)
-        )
-        self.history_days = int(config.options.get("history_days", DEFAULT_HISTORY_DAYS))
+        options = options_of(config, WeComOptions)
+        self.agentid = options.agentid
+        self.employee_no_attr = options.employee_no_attr
+        self.history_days = options.history_days
         app = f"{self._corpid}:{self.agentid}"  # a token belongs to one app of one corp
         self.tokens = TokenCache(
             ctx.redis,

@@ -87,7 +87,12 @@ def header_token(name: str) -> Auth:
 
 
 class HttpClient:
-    """Calls one vendor app at `base_url`; one client per (vendor, app) per worker process."""
+    """Calls one vendor app at `base_url`; one client per (vendor, app) per worker process.
+
+    A vendor that serves one app's API from two hosts (DingTalk: api. and oapi.dingtalk.com)
+    names the other host per request (`request(base_url=...)`), so the app keeps one token,
+    one breaker, one quota and one set of rate limits whichever host a call goes to.
+    """
 
     def __init__(
         self,
@@ -136,13 +141,16 @@ class HttpClient:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
+        base_url: str | None = None,
     ) -> Response:
         """Send until answered, retrying per policy; raises the last `SyncError`.
 
         `api` names the quota and rate-limit bucket. `idempotent` says a resend cannot double
         an effect (a read, or a write carrying the vendor's dedupe handle). `auth` places the
-        token; None sends no token (the token endpoint itself).
+        token; None sends no token (the token endpoint itself). `base_url`: the app's other
+        host, for this request only (None: the client's).
         """
+        url = f"{(base_url or self.base_url).rstrip('/')}/{path.lstrip('/')}"
         where = path.split("?", 1)[0]  # for logs: never the query, which may hold a token
         attempt = 1
         token_refreshed = False
@@ -150,7 +158,7 @@ class HttpClient:
             token, breaker_held = self._before_send(api, auth)
             outcome = self._send(
                 method,
-                path,
+                url,
                 api=api,
                 idempotent=idempotent,
                 params=params,
@@ -219,7 +227,7 @@ class HttpClient:
     def _send(
         self,
         method: str,
-        path: str,
+        url: str,
         *,
         api: str,
         idempotent: bool,
@@ -243,7 +251,7 @@ class HttpClient:
         try:
             response = self._session.request(
                 method,
-                f"{self.base_url}/{path.lstrip('/')}",
+                url,
                 params=all_params,
                 json=json,
                 data=data,

@@ -15,11 +15,12 @@ import redis
 
 from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
 from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.connectors.registry import option_schema
 from sync_pipeline.http import make_session
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.emulator import Emulator
 from sync_pipeline.sandbox.world import World
-from tests.sandbox.conftest import serve, store  # noqa: F401 - the emulators' own fixtures
+from tests.sandbox.conftest import serve, serve_app, store  # noqa: F401 - the emulators' own fixtures
 
 SEED = 7
 E = TypeVar("E", bound=Emulator)
@@ -41,7 +42,8 @@ def connector_config(
     credentials: Mapping[str, str],
     options: Mapping[str, Any] | None = None,
 ) -> ConnectorConfig:
-    """The config a connectors.yaml entry for this served emulator would load into."""
+    """The config a connectors.yaml entry for this served emulator would load into, its
+    options loaded by the vendor's schema as load_config loads them."""
     return ConnectorConfig(
         name=f"test_{vendor.value}",
         vendor=vendor,
@@ -50,7 +52,7 @@ def connector_config(
         rate_limits={},
         monthly_quota={},
         timeout_s=10.0,
-        options=dict(options or {}),
+        options=option_schema(vendor)().load(dict(options or {})),
     )
 
 

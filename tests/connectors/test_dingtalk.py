@@ -4,12 +4,13 @@ notifications, monthly quotas, directory, approvals."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
+from starlette.applications import Starlette
 
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
@@ -22,6 +23,7 @@ from sync_pipeline.errors import (
     VendorUnavailable,
 )
 from sync_pipeline.http import make_session
+from sync_pipeline.processes import free_port
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
 from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.sandbox.dingtalk import (
@@ -197,6 +199,88 @@ def test_a_message_is_sent_as_a_work_notification(connector, store) -> None:
     assert sent["userid_list"] == to
     assert sent["agent_id"] == connector.agent_id
     assert sent["msg"] == {"msgtype": "text", "text": {"content": "Your request: Approved."}}
+
+
+# -- two hosts -------------------------------------------------------------------------------
+@dataclass
+class Host:
+    """One of DingTalk's two hosts: where it is served and the paths it was asked for."""
+
+    url: str
+    paths: list[str] = field(default_factory=list)
+
+    def app(self, routes: list[Any]) -> Any:
+        """`routes` served, each request's path noted first (the others answer 404)."""
+        served = Starlette(routes=routes)
+
+        async def noting(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.paths.append(scope["path"])
+            await served(scope, receive, send)
+
+        return noting
+
+
+@pytest.fixture
+def hosts(serve_app, store: SandboxStore) -> tuple[DingTalkEmulator, Host, Host]:
+    """The emulator served as DingTalk serves it: the new API (/v1.0/...) on one host, as
+    api.dingtalk.com, and the old one (/topapi/..., /gettoken) on another, as oapi."""
+    new_port, old_port = free_port(), free_port()
+    new, old = Host(f"http://127.0.0.1:{new_port}"), Host(f"http://127.0.0.1:{old_port}")
+    emulator = DingTalkEmulator(store, new.url)
+    emulator.seed(World(SEED), approvals=APPROVALS, checkin_days=0)
+    routes = emulator.routes()
+    serve_app(new.app([r for r in routes if family(r.path) == "new"]), new_port)
+    serve_app(old.app([r for r in routes if family(r.path) == "old"]), old_port)
+    return emulator, new, old
+
+
+def family(path: str) -> str:
+    """Which of DingTalk's API families a path belongs to (platform-apis.md section 2)."""
+    return "new" if path.startswith("/v1.0/") else "old"
+
+
+def two_host_config(emulator: DingTalkEmulator, new: Host, old: Host, **changes: Any) -> Any:
+    """connectors.yaml's entry for DingTalk itself: base_url the new API's host,
+    oapi_base_url the old one's."""
+    creds = emulator.credentials()
+    config = connector_config(
+        Vendor.DINGTALK,
+        emulator,
+        {"app_key": creds["appKey"], "app_secret": creds["appSecret"]},
+        {"agent_id": creds["agentId"], "oapi_base_url": old.url},
+    )
+    return replace(config, base_url=new.url, **changes)
+
+
+def test_given_two_hosts_each_api_family_is_sent_to_its_own(hosts, ctx, store) -> None:
+    emulator, new, old = hosts
+    connector = DingTalkConnector(two_host_config(emulator, new, old), ctx)
+
+    card = connector.write("messages", card_request(user(2), "k1"))
+    message = connector.write("messages", message_request(user(3), "k2"))
+    users = connector.list_users()
+
+    assert (card.status, message.status) == (WriteStatus.DONE, WriteStatus.DONE), message.reason
+    assert users
+    assert {family(path) for path in new.paths} == {"new"}
+    assert {family(path) for path in old.paths} == {"old"}
+    assert len(ledger(store, CARD)) == len(ledger(store, NOTIFY)) == 1
+
+
+def test_given_two_hosts_the_monthly_quota_counts_the_calls_to_both(
+    hosts, ctx_with_db, store
+) -> None:
+    emulator, new, old = hosts
+    config = two_host_config(emulator, new, old, monthly_quota={"all": 3})
+    connector = DingTalkConnector(config, ctx_with_db)
+    connector.write("messages", card_request(user(2), "k1"))  # token + card: the new host
+    connector.write("messages", message_request(user(3), "k2"))  # the old host
+
+    with pytest.raises(QuotaExhausted):
+        connector.write("messages", message_request(user(4), "k3"))
+
+    assert len(new.paths) + len(old.paths) == 3
 
 
 # -- quotas ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def config(vendor: Vendor, credentials: dict[str, str], options: dict[str, str])
         rate_limits={},
         monthly_quota={},
         timeout_s=5.0,
-        options=options,
+        options=registry.option_schema(vendor)().load(options),
     )
 
 
@@ -53,6 +53,7 @@ def test_every_vendor_has_a_connector_entry() -> None:
 def test_given_a_vendor_whose_module_is_missing_the_error_names_the_connector(
     ctx: ConnectorContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    oa = config(Vendor.OA, {}, {"userid": "1"})
     monkeypatch.setitem(
         registry.CONNECTORS,
         Vendor.OA,
@@ -60,6 +61,6 @@ def test_given_a_vendor_whose_module_is_missing_the_error_names_the_connector(
     )
 
     with pytest.raises(ConfigError) as caught:
-        registry.make_connector(config(Vendor.OA, {}, {}), ctx)
+        registry.make_connector(oa, ctx)
 
     assert caught.value.problems == [("my_oa.vendor", "no oa connector in this build")]

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -22,14 +23,11 @@ def store(tmp_path: Path) -> SandboxStore:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[type[Emulator], SandboxStore], Emulator]]:
-    """Serve one emulator's bare routes through uvicorn in a thread; yields a factory."""
+def serve_app() -> Iterator[Callable[[Any, int], None]]:
+    """Serve an ASGI app through uvicorn in a thread on a loopback port; yields a factory."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(cls: type[Emulator], store: SandboxStore) -> Emulator:
-        port = free_port()
-        emulator = cls(store, f"http://127.0.0.1:{port}")
-        app = Starlette(routes=emulator.routes())
+    def start(app: Any, port: int) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
@@ -37,12 +35,26 @@ def serve() -> Iterator[Callable[[type[Emulator], SandboxStore], Emulator]]:
         deadline = time.monotonic() + 10
         while not server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{cls.platform} emulator did not start on port {port}")
+                raise RuntimeError(f"no server started on port {port}")
             time.sleep(0.02)
         servers.append((server, thread))
-        return emulator
 
     yield start
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve(
+    serve_app: Callable[[Any, int], None],
+) -> Callable[[type[Emulator], SandboxStore], Emulator]:
+    """Serve one emulator's bare routes on a free port; a factory."""
+
+    def start(cls: type[Emulator], store: SandboxStore) -> Emulator:
+        port = free_port()
+        emulator = cls(store, f"http://127.0.0.1:{port}")
+        serve_app(Starlette(routes=emulator.routes()), port)
+        return emulator
+
+    return start

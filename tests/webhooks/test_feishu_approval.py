@@ -14,6 +14,8 @@ import redis
 
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.feishu import FeishuOptions
+from sync_pipeline.connectors.feishu_approval_center import ApprovalCenterOptions
 from sync_pipeline.connectors.registry import make_connector
 from sync_pipeline.http import make_session
 from sync_pipeline.records import EventKind, WriteOp, WriteRequest
@@ -29,10 +31,7 @@ def center(service: Service) -> Iterator[Connector]:
     """Our Feishu connector, its approval center's callback URL at this test's service."""
     config = load_config(CONFIG_DIR, service.env).connectors["sandbox_feishu"]
     url = f"{service.endpoint('feishu')}?callback=quick_approval"
-    options = {
-        **config.options,
-        "approval_center": {"approval_code": "oa", "action_callback_url": url},
-    }
+    options = FeishuOptions(approval_center=ApprovalCenterOptions("oa", action_callback_url=url))
     client = redis.Redis.from_url(service.settings.urls()[0])
     session = make_session()
     yield make_connector(replace(config, options=options), ConnectorContext(client, None, session))

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from sync_pipeline.config.connector import RateLimit, Secret, Vendor
+from sync_pipeline.connectors.wecom import WeComOptions
 
 from .conftest import CONNECTORS, ENV
 
@@ -82,7 +83,7 @@ def test_options_may_come_from_the_environment_too(tree) -> None:
 
     wecom = tree.load({**ENV, "WECOM_AGENTID": "1000005"}).connectors["wecom"]
 
-    assert wecom.options["agentid"] == "1000005"
+    assert wecom.options == WeComOptions(agentid=1000005)
 
 
 def test_rate_limits_and_quotas_load_as_values(tree) -> None:
@@ -134,7 +135,7 @@ def test_rate_limits_and_quotas_load_as_values(tree) -> None:
             "wecom.credentials.corpid",
             "expected exactly one of env: VAR_NAME or file: path",
         ),
-        ({"options": {}}, "wecom.options", "expected agentid for a wecom connector"),
+        ({"options": {}}, "wecom.options.agentid", "expected a value (required)"),
         ({"agent": 1}, "wecom.agent", "Unknown field."),
     ],
 )

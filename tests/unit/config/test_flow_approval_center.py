@@ -21,6 +21,7 @@ def tree(tree):
         "vendor": "feishu",
         "base_url": "http://127.0.0.1:18604",
         "credentials": {"app_id": {"env": "OA_APPID"}, "app_secret": {"env": "OA_SECRET"}},
+        "options": {"approval_center": {"approval_code": "oa"}},
     }
     tree.connectors({**CONNECTORS, "feishu": feishu})
     return tree
