@@ -17,9 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	@$(BIN)/syncctl demo
 
-# The whole suite: lint, types, import contracts, then every test.
+# The whole suite: lint, types, import contracts, then every test. Most tests wait on real
+# processes (workers, servers, the sandbox), so two run at once, a test file to a worker.
+TEST_WORKERS ?= 2
 test: lint
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check --quiet .

@@ -24,7 +24,17 @@ import redis
 from sync_pipeline.state.db import with_search_path
 
 ROOT = Path(__file__).resolve().parent.parent
-_redis_dbs = itertools.cycle(range(1, 16))
+
+
+def _shared_redis_dbs() -> list[int]:
+    """Databases 1-15 of the shared Redis, split between pytest-xdist's workers (`make test`
+    runs two), so that no two tests running at once ever share one."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return list(range(1, 16))[index::count]
+
+
+_redis_dbs = itertools.cycle(_shared_redis_dbs())
 
 
 def _with_database(url: str, database: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -143,31 +142,6 @@ def test_an_approval_updated_while_a_sync_runs_is_neither_skipped_nor_sent_twice
 
     assert kinds(edited["read"]) == {"card", "message"}  # the card, then the decision
     assert kinds(edited["unread"]) == {"message"}  # first read already decided
-
-
-def test_sigkill_of_the_worker_mid_page_then_a_new_worker_sends_every_message_once(
-    sandbox_env, sandbox, tmp_path: Path
-) -> None:
-    # A short visibility timeout, so the killed worker's unacknowledged task comes back soon.
-    env = {**sandbox_env, "SYNC_TASK_TIME_LIMIT_S": "30", "SYNC_VISIBILITY_TIMEOUT_S": "60"}
-    sandbox.fault("wecom", "latency", params={"ms": 40})
-    first = start_worker(env, tmp_path / "first.log")
-    queued = syncctl("run", FLOW, env=env)
-    assert queued.returncode == 0, queued.stderr
-    wait_for(lambda: len(sandbox.ledger("wecom")) >= 40, 120, what="writes to begin")
-
-    os.killpg(first.pid, signal.SIGKILL)  # the whole worker, mid-page
-    first.wait()
-    sandbox.clear_faults("wecom")
-    second = start_worker(env, tmp_path / "second.log")
-    try:
-        wait_for(lambda: _last_run_done(env), 180, interval_s=1, what="the run to finish")
-        sync(env)  # and a scheduled pull after it changes nothing
-    finally:
-        stop(second)
-
-    sent = wecom_sends(sandbox)
-    assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)
 
 
 def test_redis_restarted_empty_mid_run_loses_nothing_and_doubles_nothing(
