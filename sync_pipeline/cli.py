@@ -643,7 +643,7 @@ def bench_sandbox_command(approvals: int, runs: int, json_path: str) -> None:
     """Seed the sandbox, then list every OA approval through a server pinned to one CPU."""
     from statistics import median
 
-    from sync_pipeline.sandbox.bench import bench_sandbox
+    from sync_pipeline.devtools.sandbox.bench import bench_sandbox
 
     results = []
     for i in range(1, runs + 1):
@@ -705,7 +705,7 @@ def report_path(json_path: Path | None, resolved: Services, bench_name: str) -> 
 def bench_spine_command(approvals: int, runs: int, json_path: Path | None) -> None:
     """First sync of the approvals and a no-change sync through a real worker, beside a raw
     loop (no Celery, no PostgreSQL) measured in the same run."""
-    from sync_pipeline.bench.spine import bench_spine
+    from sync_pipeline.devtools.bench.spine import bench_spine
 
     settings = settings_from_env()
     with services(settings) as resolved:
@@ -733,7 +733,7 @@ def bench_events_command(rates: str, duration: float, runs: int, json_path: Path
     """Webhook-to-IM-delivery latency (p50, p99) at steady rates of OA change webhooks,
     through the webhook service and a real worker, beside a direct receiver measured in the
     same run."""
-    from sync_pipeline.bench.events import bench_events
+    from sync_pipeline.devtools.bench.events import bench_events
 
     try:
         chosen = sorted({int(r) for r in rates.split(",") if r.strip()})
@@ -762,7 +762,7 @@ def bench_events_command(rates: str, duration: float, runs: int, json_path: Path
 def bench_redact_command(size: int, runs: int, json_path: Path | None) -> None:
     """Log redaction on hostile inputs (long URL-like, key=value-like and whitespace-free
     text), beside one plain pass over the same text measured in the same run."""
-    from sync_pipeline.bench.redact import bench_redact
+    from sync_pipeline.devtools.bench.redact import bench_redact
 
     settings = settings_from_env()  # no servers: only SYNC_DATA_DIR, for the JSON's place
     target = json_path or settings.data_dir / "bench" / "redact.json"
@@ -782,7 +782,7 @@ def bench_redact_command(size: int, runs: int, json_path: Path | None) -> None:
 def demo(approvals: int) -> None:
     """The main job end to end: the stack, the sandbox, a real worker and Beat syncing every
     shipped flow, and a summary that sets run counts beside the IM ledgers."""
-    from sync_pipeline.demo import run_demo
+    from sync_pipeline.devtools.demo import run_demo
 
     run_demo(console, approvals)
 
@@ -792,7 +792,7 @@ def _register_subcommands() -> None:
 
     main.add_command(webhooks)
     try:
-        from sync_pipeline.sandbox.cli import sandbox
+        from sync_pipeline.devtools.sandbox.cli import sandbox
     except ImportError:  # the sandbox CLI lands with its own issue
         return
     main.add_command(sandbox)

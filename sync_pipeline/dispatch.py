@@ -24,7 +24,7 @@ from sync_pipeline.settings import Settings
 CeleryApp = Celery  # for modules that hold an app from `client` but may not import celery
 
 # The "events" queue carries one small task per webhook delivery, handled in micro-batches
-# (sync_pipeline/events): it runs in a worker of its own (`syncctl worker --queues events
+# (sync_pipeline/pipeline/events): it runs in a worker of its own (`syncctl worker --queues events
 # --no-task-events`), so a long pull never holds it up, and that worker publishes no live
 # task events for Flower (three Redis publishes per task; inbound_events and `syncctl
 # webhooks stats` account for every event). These trailing arguments of `celery worker` say so.

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from sync_pipeline.embedded import die_with_parent
+from sync_pipeline.devtools.embedded import die_with_parent
 from sync_pipeline.services import Services, export_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

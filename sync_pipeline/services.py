@@ -93,7 +93,7 @@ def services(settings: Settings, *, need_redis: bool = True) -> Iterator[Service
             check_database(settings.urls()[1], settings.connect_timeout_s)
         yield Services(settings, ())
         return
-    from sync_pipeline.embedded import EmbeddedStack
+    from sync_pipeline.devtools.embedded import EmbeddedStack
 
     stack = EmbeddedStack(
         settings.data_dir,

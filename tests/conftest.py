@@ -48,7 +48,7 @@ def base_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     redis_url, database_url = os.environ.get("REDIS_URL"), os.environ.get("DATABASE_URL")
     stack = None
     if not (redis_url and database_url):
-        from sync_pipeline.embedded import EmbeddedStack
+        from sync_pipeline.devtools.embedded import EmbeddedStack
 
         stack = EmbeddedStack(tmp_path_factory.mktemp("engines"))
         urls = stack.start()

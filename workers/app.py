@@ -15,8 +15,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from sync_pipeline.devtools.embedded import die_with_parent
 from sync_pipeline.dispatch import celery_config
-from sync_pipeline.embedded import die_with_parent
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.services import export_env, services
 from sync_pipeline.settings import Settings, load_settings

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers; the logic lives in sync_pipeline.steps.
+"""Celery tasks: thin wrappers; the logic lives in sync_pipeline.pipeline.steps.
 
 A run is `pull.start` (lock, run row, read and store pages) and, per page, the chain
 `pull.plan -> write.page -> pull.commit`. Tasks pass ids and re-read state, so a redelivered
@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 from celery import Task, chain, signals
 
-from sync_pipeline import events, health, replay, steps
+from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import Transient
+from sync_pipeline.pipeline import events, replay, steps
+from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.presence import Presence
-from sync_pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
 

@@ -45,7 +45,7 @@ class StreamCapabilities:
     read: bool = False  # read_page: the source of a pull (Beat's schedule, `syncctl run`)
     write: bool = False  # write: the target of a flow
     # Webhook events that sync a flow reading this stream (trigger.webhook), each handled by
-    # sync_pipeline/events: approval_changed re-reads the record (the class is ReadsOne),
+    # sync_pipeline/pipeline/events: approval_changed re-reads the record (the class is ReadsOne),
     # message takes the record from the event (and hydrates it).
     events: frozenset[EventKind] = frozenset()
     # The connector option this stream cannot work without (the process codes a read of

@@ -16,10 +16,10 @@ import redis
 from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.registry import option_schema
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import Emulator
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.http import make_session
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.emulator import Emulator
-from sync_pipeline.sandbox.world import World
 from tests.sandbox.conftest import serve, serve_app, store  # noqa: F401 - the emulators' own fixtures
 
 SEED = 7

@@ -12,6 +12,9 @@ import pytest
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.agora import AgoraConnector, classify, message_target
 from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.errors import (
     QuotaExhausted,
     RateLimited,
@@ -21,9 +24,6 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import RetryPolicy
 from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
-from sync_pipeline.sandbox.agora import AgoraEmulator
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.world import World
 from tests.connectors.conftest import SEED, connector_config, seeded
 
 SEND = "POST /messages/users"

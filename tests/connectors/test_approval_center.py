@@ -14,11 +14,11 @@ from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.dingtalk import DingTalkConnector
 from sync_pipeline.connectors.feishu import FeishuConnector
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.dingtalk import DingTalkEmulator
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.errors import ConfigError, QuotaExhausted
 from sync_pipeline.records import WriteOp, WriteRequest, WriteResult, WriteStatus
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.dingtalk import DingTalkEmulator
-from sync_pipeline.sandbox.feishu import FeishuEmulator
 from tests.connectors.conftest import connector_config, seeded
 
 STREAM = "approval_center"

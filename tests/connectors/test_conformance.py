@@ -21,6 +21,13 @@ from sync_pipeline.connectors.feishu import FeishuConnector
 from sync_pipeline.connectors.oa import OAConnector
 from sync_pipeline.connectors.registry import capabilities
 from sync_pipeline.connectors.wecom import WeComConnector
+from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
+from sync_pipeline.devtools.sandbox.dingtalk import PROCESS_CODES, DingTalkEmulator
+from sync_pipeline.devtools.sandbox.emulator import Emulator
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
+from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
+from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import ConfigError, VendorRejected
 from sync_pipeline.records import (
     EventKind,
@@ -31,13 +38,6 @@ from sync_pipeline.records import (
     WriteStatus,
     iso_utc,
 )
-from sync_pipeline.sandbox.agora import AgoraEmulator
-from sync_pipeline.sandbox.dingtalk import PROCESS_CODES, DingTalkEmulator
-from sync_pipeline.sandbox.emulator import Emulator
-from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
-from sync_pipeline.sandbox.wecom import WeComEmulator, userid_for
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from tests.connectors.conftest import SEED, connector_config, seeded
 
 MAX_PAGES = 200  # a pull of the seeded world ends well before this

@@ -15,6 +15,14 @@ from starlette.applications import Starlette
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.dingtalk import DingTalkConnector, classify, out_track_id
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.dingtalk import (
+    PROCESS_CODES,
+    DingTalkEmulator,
+    instance_kind,
+    userid_for,
+)
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     QuotaExhausted,
     RateLimited,
@@ -25,14 +33,6 @@ from sync_pipeline.errors import (
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import free_port
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.dingtalk import (
-    PROCESS_CODES,
-    DingTalkEmulator,
-    instance_kind,
-    userid_for,
-)
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.state.migrate import migrate
 from tests.connectors.conftest import SEED, connector_config, seeded
 

@@ -14,6 +14,9 @@ import pytest
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.feishu import FeishuConnector, classify, feishu_uuid
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     ConfigError,
     RateLimited,
@@ -23,9 +26,6 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import RetryPolicy
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from tests.connectors.conftest import SEED, connector_config, seeded
 from tests.rendering import feishu_markdown, is_plain, visible
 

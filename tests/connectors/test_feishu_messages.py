@@ -11,10 +11,10 @@ from starlette.routing import BaseRoute, Mount
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.feishu import FeishuConnector
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
+from sync_pipeline.devtools.sandbox.server import FaultCache, FaultInjector
 from sync_pipeline.records import Record
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.server import FaultCache, FaultInjector
 from tests.connectors.conftest import connector_config, seeded
 
 CHATS = "GET /open-apis/im/v1/chats"

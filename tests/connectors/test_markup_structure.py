@@ -24,16 +24,16 @@ from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.dingtalk import DingTalkConnector
 from sync_pipeline.connectors.feishu import FeishuConnector
 from sync_pipeline.connectors.wecom import WeComConnector
+from sync_pipeline.devtools.sandbox import dingtalk as dingtalk_sandbox
+from sync_pipeline.devtools.sandbox import wecom as wecom_sandbox
+from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.dingtalk import DingTalkEmulator
+from sync_pipeline.devtools.sandbox.emulator import Emulator
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
+from sync_pipeline.devtools.sandbox.wecom import WeComEmulator
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
-from sync_pipeline.sandbox import dingtalk as dingtalk_sandbox
-from sync_pipeline.sandbox import wecom as wecom_sandbox
-from sync_pipeline.sandbox.agora import AgoraEmulator
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.dingtalk import DingTalkEmulator
-from sync_pipeline.sandbox.emulator import Emulator
-from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.wecom import WeComEmulator
-from sync_pipeline.sandbox.world import World
 from tests.connectors.conftest import SEED, connector_config
 from tests.hostile import PIECES
 from tests.structure import STRUCTURES, Structure

@@ -14,6 +14,10 @@ from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.markup import link
 from sync_pipeline.connectors.oa import OAConnector, approval_status, classify
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import ADMIN_USER_ID, OAEmulator, oa_user_id
+from sync_pipeline.devtools.sandbox.server import FaultCache, FaultInjector
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     ConfigError,
     RateLimited,
@@ -29,10 +33,6 @@ from sync_pipeline.records import (
     iso_utc,
     minus_seconds,
 )
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import ADMIN_USER_ID, OAEmulator, oa_user_id
-from sync_pipeline.sandbox.server import FaultCache, FaultInjector
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from tests.connectors.conftest import SEED, connector_config, seeded
 
 APPROVALS = 500

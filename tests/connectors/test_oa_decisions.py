@@ -8,10 +8,10 @@ import pytest
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import ConnectorContext, Decision
 from sync_pipeline.connectors.oa import OAConnector
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
 from sync_pipeline.errors import VendorRejected
 from sync_pipeline.records import ReadWindow
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
 from tests.connectors.conftest import connector_config, seeded
 
 APPLICANT, FIRST, SECOND = oa_user_id("E00010"), oa_user_id("E00011"), oa_user_id("E00012")

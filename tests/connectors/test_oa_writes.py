@@ -9,10 +9,10 @@ import pytest
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.oa import OAConnector
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
 from tests.connectors.conftest import connector_config, seeded
 
 SENT_AT = "2026-03-02T09:30:00Z"

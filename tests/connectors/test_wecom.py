@@ -18,11 +18,11 @@ from sync_pipeline.connectors.wecom import (
     parse_button_key,
     task_id_for,
 )
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import RateLimited, TokenExpired, VendorRejected, VendorUnavailable
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.wecom import WeComEmulator, userid_for
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
 from tests.connectors.conftest import SEED, connector_config
 
 SEND = "message/send"

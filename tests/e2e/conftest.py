@@ -46,7 +46,7 @@ def settings(migrated: dict[str, str]):
 @pytest.fixture
 def sandbox(tmp_path):
     """The sandbox as a real server on free ports, seeded with the spine tests' world."""
-    from sync_pipeline.sandbox.client import seeded_sandbox
+    from sync_pipeline.devtools.sandbox.client import seeded_sandbox
     from tests.e2e.spine import APPROVALS, SEED
 
     data = tmp_path / "sandbox"
@@ -59,8 +59,8 @@ def sandbox(tmp_path):
 @pytest.fixture
 def sandbox_store(sandbox, tmp_path):
     """The running sandbox's own store, for changes no API offers (a user who left)."""
-    from sync_pipeline.sandbox.core import SandboxStore
-    from sync_pipeline.sandbox.server import store_path
+    from sync_pipeline.devtools.sandbox.core import SandboxStore
+    from sync_pipeline.devtools.sandbox.server import store_path
 
     return SandboxStore(store_path(tmp_path / "sandbox"))
 

@@ -20,12 +20,12 @@ from typing import Any
 import redis
 import requests
 
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.oa import oa_user_id as _oa_user_id
+from sync_pipeline.devtools.sandbox.wecom import userid_for
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.dispatch import QUEUES
 from sync_pipeline.processes import free_port
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.oa import oa_user_id as _oa_user_id
-from sync_pipeline.sandbox.wecom import userid_for
-from sync_pipeline.sandbox.world import World
 from tests.conftest import wait_for
 
 FLOW = "approvals_to_wecom"

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import steps
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.server import store_path
+from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import build_runtime
 from sync_pipeline.records import WriteOp, WriteRequest
-from sync_pipeline.runtime import build_runtime
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.server import store_path
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import pages as pages_table

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sync_pipeline.bench.spine import FIGURES
-from sync_pipeline.sandbox.seed import DEFAULT_SEED
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.bench.spine import FIGURES
+from sync_pipeline.devtools.sandbox.seed import DEFAULT_SEED
+from sync_pipeline.devtools.sandbox.world import World
 from tests.conftest import ROOT, syncctl
 from tests.e2e.spine import expected_wecom_messages
 

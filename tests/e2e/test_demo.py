@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, load_registry
-from sync_pipeline.sandbox.server import build_emulators, describe, store_path
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.registry import DEFAULT_PORT_BASE, load_registry
+from sync_pipeline.devtools.sandbox.server import build_emulators, describe, store_path
 from tests.conftest import syncctl
 
 STEP = re.compile(r"^(\d+)/(\d+) ", re.MULTILINE)

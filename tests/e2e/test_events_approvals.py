@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.sandbox import dingtalk as sandbox_dingtalk
-from sync_pipeline.sandbox import wecom as sandbox_wecom
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox import dingtalk as sandbox_dingtalk
+from sync_pipeline.devtools.sandbox import wecom as sandbox_wecom
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.oa import oa_user_id
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import inbound_events

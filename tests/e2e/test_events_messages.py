@@ -18,13 +18,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from sync_pipeline.sandbox import wecom as sandbox_wecom
-from sync_pipeline.sandbox.agora import callback_security as agora_security
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.server import store_path
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox import wecom as sandbox_wecom
+from sync_pipeline.devtools.sandbox.agora import callback_security as agora_security
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import oa_user_id
+from sync_pipeline.devtools.sandbox.server import store_path
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.state import deadletters, inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.inbound import EventStatus

@@ -36,9 +36,9 @@ from typing import Any
 import pytest
 import redis
 
+from sync_pipeline.devtools.sandbox.registry import free_port_base
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.processes import free_port
-from sync_pipeline.sandbox.registry import free_port_base
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.state.migrate import current_revision, head_revision
 from tests.compose import (
     dockerfile,

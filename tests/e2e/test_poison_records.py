@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.state import runs
 from sync_pipeline.state.db import engine_for
 from tests.conftest import next_second, syncctl

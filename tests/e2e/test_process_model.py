@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.processes import free_port
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.state import runs
 from sync_pipeline.state.db import engine_for
 from tests.conftest import ROOT, syncctl, wait_for

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import redis
 
-from sync_pipeline import steps
+from sync_pipeline.devtools.sandbox.wecom import userid_for
+from sync_pipeline.devtools.sandbox.world import Approval, World
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import build_runtime
 from sync_pipeline.processes import free_port
-from sync_pipeline.runtime import build_runtime
-from sync_pipeline.sandbox.wecom import userid_for
-from sync_pipeline.sandbox.world import Approval, World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import locks, pages, runs
 from sync_pipeline.state.db import engine_for

@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from sync_pipeline import events
+from sync_pipeline.devtools.sandbox import dingtalk as sandbox_dingtalk
+from sync_pipeline.devtools.sandbox import wecom as sandbox_wecom
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import oa_user_id
+from sync_pipeline.devtools.sandbox.server import store_path
+from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.pipeline import events
+from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.records import EventKind, InboundEvent, iso_utc
-from sync_pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.sandbox import dingtalk as sandbox_dingtalk
-from sync_pipeline.sandbox import wecom as sandbox_wecom
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.server import store_path
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import inbound, migrate
 from sync_pipeline.state.inbound import EventStatus

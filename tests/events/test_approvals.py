@@ -6,11 +6,11 @@ by the event or by the scheduled pull that backs it up.
 
 from __future__ import annotations
 
-from sync_pipeline import steps
 from sync_pipeline.connectors.base import ReadsOne
-from sync_pipeline.events.approvals import wanting
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.events.approvals import wanting
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import EventKind, InboundEvent
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import cursors, deadletters, idmap, pages, runs
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.status import flow_statuses
@@ -144,7 +144,7 @@ def test_two_deliveries_of_one_change_send_one_card(rt, sandbox) -> None:
 
 
 def test_a_redelivered_task_finds_the_event_handled_and_does_nothing(rt, sandbox) -> None:
-    from sync_pipeline import events
+    from sync_pipeline.pipeline import events
 
     request_id, title = new_approval(sandbox, "E00010", ["E00011"])
     row = record(rt, approval_changed(request_id))

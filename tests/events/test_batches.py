@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from sync_pipeline import events
+from sync_pipeline.devtools.sandbox.server import FAULT_CACHE_S
 from sync_pipeline.errors import RateLimited
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.server import FAULT_CACHE_S
+from sync_pipeline.pipeline import events
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import deadletters, inbound, runs
 from sync_pipeline.state.inbound import EventStatus
 from tests.events.approval_scene import (

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 
-from sync_pipeline import directory, events, steps
 from sync_pipeline.connectors.base import ReadsOne
-from sync_pipeline.events import cards
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.pipeline import directory, events, steps
+from sync_pipeline.pipeline.events import cards
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state.inbound import EventStatus
 from tests.conftest import next_second
 from tests.events.approval_scene import (

@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from sync_pipeline import steps
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state.schema import effects
 from tests.conftest import next_second
 from tests.events.approval_scene import (

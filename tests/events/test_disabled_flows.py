@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from sync_pipeline import steps
-from sync_pipeline.runtime import Runtime
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import runs
 from tests.events.approval_scene import (

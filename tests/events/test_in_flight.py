@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import events, steps
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.server import FAULT_CACHE_S
 from sync_pipeline.errors import RateLimited
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.server import FAULT_CACHE_S
+from sync_pipeline.pipeline import events, steps
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import inbound
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.schema import effects, inbound_events

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from sync_pipeline import events
+from sync_pipeline.devtools.sandbox.client import SandboxClient, running_sandbox, seeded_store
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import oa_user_id
+from sync_pipeline.devtools.sandbox.registry import free_port_base
+from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.pipeline import events
+from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.records import EventKind, InboundEvent
-from sync_pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.sandbox.client import SandboxClient, running_sandbox, seeded_store
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import oa_user_id
-from sync_pipeline.sandbox.registry import free_port_base
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import deadletters, effects, inbound
 from sync_pipeline.state.inbound import EventStatus

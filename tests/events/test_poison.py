@@ -14,12 +14,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import steps
-from sync_pipeline.events.approvals import wanting
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.events.approvals import wanting
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import WriteOp, WriteRequest
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.state import cursors, deadletters, effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.untrusted import bounded_id

@@ -46,15 +46,15 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipeline import events
 from sync_pipeline.connectors.oa import clip_chars
+from sync_pipeline.devtools.sandbox.agora import callback_security
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.feishu import encrypt_event, sign_event
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 from sync_pipeline.errors import Transient
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.agora import callback_security
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.feishu import encrypt_event, sign_event
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.pipeline import events
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import deadletters, inbound
 from sync_pipeline.state.inbound import EventStatus, StoredEvent
 from sync_pipeline.state.schema import inbound_events

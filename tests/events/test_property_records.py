@@ -25,11 +25,11 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipeline import steps
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import Record
-from sync_pipeline.runtime import Runtime
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.core import SandboxStore
 from sync_pipeline.state import cursors, deadletters, pages, runs
 from sync_pipeline.untrusted import bounded_id, clean_text
 from tests.conftest import next_second

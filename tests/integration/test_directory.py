@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import directory
 from sync_pipeline.connectors.base import DirectoryUser
+from sync_pipeline.pipeline import directory
 from sync_pipeline.state.db import engine_for, sqlalchemy_url
 from sync_pipeline.state.migrate import migrate
 

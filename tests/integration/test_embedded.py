@@ -31,7 +31,7 @@ import pytest
 import redis
 
 import sync_pipeline
-from sync_pipeline.embedded import EmbeddedStack, EmbeddedUrls
+from sync_pipeline.devtools.embedded import EmbeddedStack, EmbeddedUrls
 
 pytestmark = [pytest.mark.embedded, pytest.mark.timeout(60)]
 
@@ -44,7 +44,7 @@ OTHER_COMMAND = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from sync_pipeline.embedded import EmbeddedStack
+    from sync_pipeline.devtools.embedded import EmbeddedStack
     from sync_pipeline.errors import ServiceUnavailable
 
     stack = EmbeddedStack(Path(sys.argv[1]))

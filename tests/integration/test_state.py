@@ -207,8 +207,8 @@ def test_concurrent_directory_refreshes_of_one_system_do_not_collide(engine) -> 
     """Pages of one run refresh the directory on several workers at once."""
     import threading
 
-    from sync_pipeline import directory
     from sync_pipeline.connectors.base import DirectoryUser
+    from sync_pipeline.pipeline import directory
 
     users = [DirectoryUser(str(n), f"E{n}", f"u{n}@x.cn", None, f"U{n}") for n in range(200)]
     errors: list[BaseException] = []

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipeline import directory
 from sync_pipeline.connectors.base import DirectoryUser
+from sync_pipeline.pipeline import directory
 from sync_pipeline.records import EventKind, InboundEvent, Record
 from sync_pipeline.state import deadletters, effects, idmap, inbound, pages, runs
 from sync_pipeline.state.db import engine_for

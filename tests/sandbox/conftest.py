@@ -12,9 +12,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import Emulator
 from sync_pipeline.processes import free_port
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.emulator import Emulator
 
 
 @pytest.fixture

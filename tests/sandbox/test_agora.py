@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import requests
 
-from sync_pipeline.sandbox.agora import (
+from sync_pipeline.devtools.sandbox.agora import (
     AgoraEmulator,
     build_app_token,
     build_user_token,
     parse_access_token,
 )
-from sync_pipeline.sandbox.core import SandboxStore, now_ms
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore, now_ms
+from sync_pipeline.devtools.sandbox.world import World
 
 with warnings.catch_warnings():  # the package imports its own deprecated DynamicKey modules
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sync_pipeline.sandbox.bench import bench_sandbox
+from sync_pipeline.devtools.sandbox.bench import bench_sandbox
 
 APPROVALS = 50
 

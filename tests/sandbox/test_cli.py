@@ -16,9 +16,9 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from sync_pipeline.sandbox.cli import sandbox
-from sync_pipeline.sandbox.registry import free_port_base
-from sync_pipeline.sandbox.server import SandboxServer, store_path
+from sync_pipeline.devtools.sandbox.cli import sandbox
+from sync_pipeline.devtools.sandbox.registry import free_port_base
+from sync_pipeline.devtools.sandbox.server import SandboxServer, store_path
 from tests.conftest import wait_for
 
 COMMANDS = ("up", "info", "env", "seed", "ledger", "calls", "fault", "press", "settings")
@@ -220,7 +220,7 @@ def test_press_with_a_json_that_is_not_an_object_is_a_usage_error(server: Sandbo
 def test_given_up_it_names_each_credential_and_where_to_read_it_but_prints_no_value(
     tmp_path: Path,
 ) -> None:
-    command = [sys.executable, "-m", "sync_pipeline.sandbox.cli", "up"]
+    command = [sys.executable, "-m", "sync_pipeline.devtools.sandbox.cli", "up"]
     command += ["--port-base", str(free_port_base()), "--data-dir", str(tmp_path)]
     out = tmp_path / "up.txt"
     with out.open("wb") as stdout:  # wide, so that nothing is cut to fit 80 columns

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.dingtalk import (
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.dingtalk import (
     PROCESS_CODES,
     WORLD_END_MS,
     DingTalkEmulator,
@@ -27,9 +27,9 @@ from sync_pipeline.sandbox.dingtalk import (
     instance_id_for,
     userid_for,
 )
-from sync_pipeline.sandbox.emulator import PressError
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, Approval, World
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.devtools.sandbox.emulator import PressError
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, Approval, World
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 
 SEED, APPROVALS, CHECKIN_DAYS = 7, 400, 14
 MONTH_MS = 30 * DAY_MS

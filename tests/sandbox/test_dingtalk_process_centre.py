@@ -15,9 +15,9 @@ from alibabacloud_dingtalk.workflow_1_0 import models as wf
 from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_util import models as util_models
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.dingtalk import DingTalkEmulator
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.dingtalk import DingTalkEmulator
+from sync_pipeline.devtools.sandbox.world import World
 
 CENTRE = "/v1.0/workflow/processCentres"
 FORM = [{"componentType": "TextField", "props": {"componentId": "TextField_1", "label": "Days"}}]

@@ -29,9 +29,9 @@ from lark_oapi.event.callback.model.p2_card_action_trigger import (  # type: ign
     P2CardActionTriggerResponse,
 )
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.feishu import FeishuEmulator, encrypt_event, sign_event
-from sync_pipeline.sandbox.world import EPOCH_MS, World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator, encrypt_event, sign_event
+from sync_pipeline.devtools.sandbox.world import EPOCH_MS, World
 
 API = "/open-apis"
 FAR_FUTURE_MS = EPOCH_MS + 400 * 86_400_000

@@ -29,10 +29,10 @@ from lark_oapi.api.approval.v4 import (  # type: ignore[import-untyped]
 )
 from lark_oapi.core.utils import AESCipher  # type: ignore[import-untyped]
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.emulator import PressError
-from sync_pipeline.sandbox.feishu import FeishuEmulator
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import PressError
+from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
+from sync_pipeline.devtools.sandbox.world import World
 
 API = "/open-apis"
 CODE = "oa-approvals"

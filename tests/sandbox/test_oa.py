@@ -17,9 +17,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import OAEmulator, oa_user_id
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
+from sync_pipeline.devtools.sandbox.world import World
 
 PA = "/api/workflow/paService"
 SEED = 7
@@ -865,6 +865,6 @@ def test_seed_counts_every_kind(store: SandboxStore, serve) -> None:
 
 
 def time_text(ms: int) -> str:
-    from sync_pipeline.sandbox.oa import fmt_time
+    from sync_pipeline.devtools.sandbox.oa import fmt_time
 
     return fmt_time(ms)

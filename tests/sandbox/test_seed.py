@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import load_registry
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.registry import load_registry
+from sync_pipeline.devtools.sandbox.seed import seed_all
+from sync_pipeline.devtools.sandbox.world import World
 
 APPROVAL_PLATFORMS = ("oa", "wecom", "dingtalk", "feishu")
 

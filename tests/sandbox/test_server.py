@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import requests
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import free_port_base
-from sync_pipeline.sandbox.server import store_path
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.registry import free_port_base
+from sync_pipeline.devtools.sandbox.server import store_path
 from tests.sandbox.test_oa import E9, receiver, wait_for
 
 __all__ = ["receiver"]  # a fixture these tests use, shared with the OA contract tests

@@ -17,11 +17,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.emulator import PressError
-from sync_pipeline.sandbox.wecom import CST_MS, WeComEmulator, sp_no_for, userid_for
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, World
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import PressError
+from sync_pipeline.devtools.sandbox.wecom import CST_MS, WeComEmulator, sp_no_for, userid_for
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 
 SEED, APPROVALS, CHECKIN_DAYS = 7, 400, 14
 START_S = EPOCH_MS // 1000  # 2026-01-01T00:00:00Z

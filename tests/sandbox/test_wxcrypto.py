@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from sync_pipeline.sandbox.wxcrypto import (
+from sync_pipeline.devtools.sandbox.wxcrypto import (
     BLOCK,
     CryptoError,
     ReceiveIdMismatch,

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from sync_pipeline.bench.redact import INPUTS
+from sync_pipeline.devtools.bench.redact import INPUTS
 from tests.conftest import syncctl
 
 SIZE = 2_000

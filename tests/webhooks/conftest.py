@@ -79,7 +79,7 @@ def redis_url(private_redis: str) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The sandbox as a real server (a child process) on free ports, with a small world."""
-    from sync_pipeline.sandbox.client import seeded_sandbox
+    from sync_pipeline.devtools.sandbox.client import seeded_sandbox
 
     data = tmp_path_factory.mktemp("sandbox")
     with seeded_sandbox(

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from sync_pipeline.devtools.sandbox.agora import callback_security
 from sync_pipeline.records import EventKind
-from sync_pipeline.sandbox.agora import callback_security
 from sync_pipeline.state.inbound import EventStatus
 from tests.webhooks.conftest import Captured, capture, post
 
@@ -69,7 +69,7 @@ def signed(service, **fields: Any) -> bytes:
 
 
 def group_id() -> str:
-    from sync_pipeline.sandbox.agora import _group_id
+    from sync_pipeline.devtools.sandbox.agora import _group_id
 
     return _group_id(7, "g1")
 

@@ -44,8 +44,8 @@ def test_a_pressed_card_button_is_recorded_once_and_enqueued_once(
 
 
 def test_a_refused_task_records_the_task_and_the_finished_instance(sandbox, service) -> None:
-    from sync_pipeline.sandbox.dingtalk import instance_id_for
-    from sync_pipeline.sandbox.world import World
+    from sync_pipeline.devtools.sandbox.dingtalk import instance_id_for
+    from sync_pipeline.devtools.sandbox.world import World
 
     world = World(7)
     pending = next(a for a in world.approvals(20) if a.state == "pending")

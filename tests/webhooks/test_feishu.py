@@ -83,8 +83,8 @@ def test_a_message_mentioning_the_bot_is_recorded_without_it(sandbox, service, c
 
 
 def test_an_approval_instance_event_is_recorded_as_approval_changed(sandbox, service) -> None:
-    from sync_pipeline.sandbox.feishu import _approval_code, _uuid_like
-    from sync_pipeline.sandbox.world import World
+    from sync_pipeline.devtools.sandbox.feishu import _approval_code, _uuid_like
+    from sync_pipeline.devtools.sandbox.world import World
 
     pending = next(a for a in World(7).approvals(20) if a.state == "pending")
     subscribe(sandbox, _approval_code(7, pending.template))

@@ -17,9 +17,9 @@ from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.feishu import FeishuOptions
 from sync_pipeline.connectors.feishu_approval_center import ApprovalCenterOptions
 from sync_pipeline.connectors.registry import make_connector
+from sync_pipeline.devtools.sandbox.feishu import encrypt_event
 from sync_pipeline.http import make_session
 from sync_pipeline.records import EventKind, WriteOp, WriteRequest
-from sync_pipeline.sandbox.feishu import encrypt_event
 from sync_pipeline.webhooks.feishu_approval import decode
 from tests.webhooks.conftest import CONFIG_DIR, Service, im_user, post
 

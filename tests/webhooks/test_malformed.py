@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 from sync_pipeline.untrusted import MAX_ID_CHARS
 from tests.webhooks.conftest import Service, post
 

@@ -33,8 +33,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync_pipeline.sandbox.feishu import encrypt_event, sign_event
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.devtools.sandbox.feishu import encrypt_event, sign_event
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 from sync_pipeline.webhooks.app import MAX_BODY_BYTES
 from sync_pipeline.webhooks.delivery import MAX_DEPTH
 from tests.webhooks.conftest import FIXTURES, Service

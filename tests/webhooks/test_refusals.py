@@ -19,11 +19,11 @@ import pytest
 import requests
 from lark_oapi.core.utils import AESCipher  # type: ignore[import-untyped]
 
-from sync_pipeline.sandbox.dingtalk import instance_id_for
-from sync_pipeline.sandbox.feishu import encrypt_event, sign_event
-from sync_pipeline.sandbox.wecom import userid_for
-from sync_pipeline.sandbox.world import World
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt
+from sync_pipeline.devtools.sandbox.dingtalk import instance_id_for
+from sync_pipeline.devtools.sandbox.feishu import encrypt_event, sign_event
+from sync_pipeline.devtools.sandbox.wecom import userid_for
+from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt
 from sync_pipeline.state import inbound
 from tests.conftest import wait_for
 from tests.webhooks.conftest import Captured, capture

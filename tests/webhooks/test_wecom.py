@@ -36,8 +36,8 @@ def test_a_pressed_card_button_is_recorded_once_and_enqueued_once(
 
 
 def test_a_decided_approval_is_recorded_as_approval_changed(sandbox, service) -> None:
-    from sync_pipeline.sandbox.wecom import sp_no_for
-    from sync_pipeline.sandbox.world import World
+    from sync_pipeline.devtools.sandbox.wecom import sp_no_for
+    from sync_pipeline.devtools.sandbox.world import World
 
     pending = next(a for a in World(7).approvals(20) if a.state == "pending")
 

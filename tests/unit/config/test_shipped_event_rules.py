@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from sync_pipeline.config.loader import Config, load_config
-from sync_pipeline.events.messages import MESSAGE_VERSION, message_record, wanted, without_unmapped
+from sync_pipeline.pipeline.events.messages import (
+    MESSAGE_VERSION,
+    message_record,
+    wanted,
+    without_unmapped,
+)
 from sync_pipeline.records import EventKind, InboundEvent, Record
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync_pipeline.sandbox.core import (
+from sync_pipeline.devtools.sandbox.core import (
     SandboxStore,
     SlidingWindow,
     TokenState,
@@ -55,8 +55,8 @@ from sync_pipeline.sandbox.core import (
     now_ms,
     scaled_limit,
 )
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.world import EPOCH_MS, World
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.world import EPOCH_MS, World
 
 PLATFORM = "agora"
 AT2_VERSION = "007"
@@ -162,7 +162,7 @@ def build_app_token(
     ChatTokenBuilder2.build_app_token makes it; REST calls take only these.
 
     `expire_s` counts from issue time (at most 24 h). For curl dry-runs:
-    `python -c "from sync_pipeline.sandbox.agora import build_app_token as b;
+    `python -c "from sync_pipeline.devtools.sandbox.agora import build_app_token as b;
     print(b(APP_ID, APP_CERT, 3600))"`.
     """
     return _build(app_id, app_certificate, expire_s, PRIVILEGE_APP, "", issue_ts, salt)

@@ -23,12 +23,12 @@ from typing import Any
 
 import requests
 
-from sync_pipeline.sandbox.client import running_sandbox
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.oa import rsa_encrypt
-from sync_pipeline.sandbox.registry import free_port_base, load_registry
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.server import build_emulators, store_path
+from sync_pipeline.devtools.sandbox.client import running_sandbox
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.oa import rsa_encrypt
+from sync_pipeline.devtools.sandbox.registry import free_port_base, load_registry
+from sync_pipeline.devtools.sandbox.seed import seed_all
+from sync_pipeline.devtools.sandbox.server import build_emulators, store_path
 
 PAGE_SIZE = 100
 

@@ -47,7 +47,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.bench.harness import (
+from sync_pipeline.config.loader import FLOWS_DIR
+from sync_pipeline.devtools.bench.harness import (
     FLOW,
     PLATFORMS,
     SENT,
@@ -58,12 +59,11 @@ from sync_pipeline.bench.harness import (
     wait_for_worker,
     write_report,
 )
-from sync_pipeline.config.loader import FLOWS_DIR
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.seed import DEFAULT_SEED
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES
 from sync_pipeline.processes import celery_argv, child_env, free_port, session_process
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.seed import DEFAULT_SEED
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.services import Services
 from sync_pipeline.settings import Settings, mask_url
 from sync_pipeline.state.db import engine_for
@@ -280,7 +280,7 @@ def _receiver(
     else:
         env = {**os.environ, **sandbox_env, "SYNC_CONFIG_DIR": str(config_dir)}
         env["REDIS_URL"] = settings.urls()[0]
-        serve = [sys.executable, "-m", "sync_pipeline.bench.direct", "--port", str(port)]
+        serve = [sys.executable, "-m", "sync_pipeline.devtools.bench.direct", "--port", str(port)]
         with _server(serve, env, workdir / "direct.log", f"http://127.0.0.1:{port}/sent"):
             yield f"http://127.0.0.1:{port}/webhooks/sandbox_oa", _direct_finder(port)
 

@@ -79,15 +79,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync_pipeline.sandbox.core import (
+from sync_pipeline.devtools.sandbox.core import (
     SandboxStore,
     TokenState,
     deliver_callback,
     now_ms,
     scaled_limit,
 )
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.world import DAY_MS, Approval, Checkin, World
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.world import DAY_MS, Approval, Checkin, World
 
 PLATFORM = "feishu"
 API = "/open-apis"

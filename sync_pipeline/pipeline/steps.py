@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sync_pipeline import directory
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
 from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.http.client import requests_sent
+from sync_pipeline.pipeline import directory
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
     Page,
     ReadWindow,
@@ -51,7 +52,6 @@ from sync_pipeline.records import (
     iso_utc,
     minus_seconds,
 )
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.stages.dedupe import dedupe
 from sync_pipeline.stages.isolate import isolated
 from sync_pipeline.stages.plan import plan_writes
@@ -344,7 +344,7 @@ def _follow_ups(
 ) -> list[WriteRequest]:
     """The cards of requests decided elsewhere, brought up to date (events/cards.py, which
     uses these steps: imported here, not at the top)."""
-    from sync_pipeline.events.cards import follow_ups
+    from sync_pipeline.pipeline.events.cards import follow_ups
 
     return follow_ups(rt, flow, records, shown, users)
 

@@ -75,7 +75,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync_pipeline.sandbox.core import (
+from sync_pipeline.devtools.sandbox.core import (
     SandboxStore,
     SlidingWindow,
     TokenState,
@@ -84,9 +84,14 @@ from sync_pipeline.sandbox.core import (
     now_ms,
     scaled_limit,
 )
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.world import DAY_MS, EPOCH_MS, Approval, Checkin, Person, World
-from sync_pipeline.sandbox.wxcrypto import CryptoError, WXBizMsgCrypt, new_aes_key, random_text
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, Approval, Checkin, Person, World
+from sync_pipeline.devtools.sandbox.wxcrypto import (
+    CryptoError,
+    WXBizMsgCrypt,
+    new_aes_key,
+    random_text,
+)
 
 PLATFORM = "dingtalk"
 TOKEN_TTL_S = 7200

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sync_pipeline import steps
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import ReadsOne
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import Record
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import deadletters, runs
 from sync_pipeline.state.deadletters import DeadLetter
 
@@ -135,7 +135,7 @@ def _sync(rt: Runtime, flow: Flow, record: Record, read_at: datetime) -> None:
     """A record of the flow synced again: a message through its message flow (each mention
     judged anew), anything else through the pipeline's stages."""
     if flow.source.stream == MESSAGES:
-        from sync_pipeline.events.messages import sync_message
+        from sync_pipeline.pipeline.events.messages import sync_message
 
         sync_message(rt, flow, record, read_at, replay=True)
     else:

@@ -19,10 +19,10 @@ from typing import Any, TypedDict, Unpack
 
 import requests
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.registry import free_port_base, load_registry, port_for
-from sync_pipeline.sandbox.seed import seed_all
-from sync_pipeline.sandbox.server import build_emulators, env_vars, store_path
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.registry import free_port_base, load_registry, port_for
+from sync_pipeline.devtools.sandbox.seed import seed_all
+from sync_pipeline.devtools.sandbox.server import build_emulators, env_vars, store_path
 
 START_TIMEOUT_S = 60.0
 
@@ -131,7 +131,7 @@ def running_sandbox(
 ) -> Iterator[SandboxClient]:
     """`syncctl sandbox up` as a child process in its own session (pinned to one CPU when
     `cpu` is given), stopped with SIGTERM on the way out."""
-    command = [sys.executable, "-m", "sync_pipeline.sandbox.cli", "up"]
+    command = [sys.executable, "-m", "sync_pipeline.devtools.sandbox.cli", "up"]
     command += ["--port-base", str(port_base), "--data-dir", str(data_dir)]
     data_dir.mkdir(parents=True, exist_ok=True)
     token = SandboxStore(store_path(data_dir)).admin_token()  # the server finds it there

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.world import World
 
 
 class PressError(Exception):

@@ -5,8 +5,8 @@ and send the message, all before answering: no queue, no PostgreSQL, no effect k
 retry. It is what a hand-written integration does, and what the pipeline's durability is
 measured against. `GET /sent` tells the bench which WeCom message each approval became.
 
-Run as `python -m sync_pipeline.bench.direct --port P` with the config and sandbox variables
-in the environment (the bench does that).
+Run as `python -m sync_pipeline.devtools.bench.direct --port P` with the config and sandbox
+variables in the environment (the bench does that).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipeline.bench.harness import FLOW, RawLoop
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.devtools.bench.harness import FLOW, RawLoop
 from sync_pipeline.http import make_session
 from sync_pipeline.records import WriteStatus
 from sync_pipeline.webhooks.verify import oa_signature, same

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync_pipeline.sandbox.core import (
+from sync_pipeline.devtools.sandbox.core import (
     SandboxStore,
     SlidingWindow,
     TokenState,
@@ -42,9 +42,9 @@ from sync_pipeline.sandbox.core import (
     now_ms,
     scaled_limit,
 )
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.world import DAY_MS, Approval, Checkin, Person, World
-from sync_pipeline.sandbox.wxcrypto import WXBizMsgCrypt, new_aes_key, random_text
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.world import DAY_MS, Approval, Checkin, Person, World
+from sync_pipeline.devtools.sandbox.wxcrypto import WXBizMsgCrypt, new_aes_key, random_text
 
 PLATFORM = "wecom"
 TOKEN_TTL_S = 7200

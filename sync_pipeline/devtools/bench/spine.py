@@ -45,7 +45,9 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.bench.harness import (
+from sync_pipeline.config.loader import FLOWS_DIR, Config, load_config
+from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.devtools.bench.harness import (
     FLOW,
     SENT,
     BenchError,
@@ -57,16 +59,14 @@ from sync_pipeline.bench.harness import (
     wait_for_worker,
     write_report,
 )
-from sync_pipeline.config.loader import FLOWS_DIR, Config, load_config
-from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.seed import DEFAULT_SEED
+from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.dispatch import QUEUES
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.follow import trigger_run
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import celery_argv, child_env, session_process
-from sync_pipeline.sandbox.client import SandboxClient
-from sync_pipeline.sandbox.seed import DEFAULT_SEED
-from sync_pipeline.sandbox.world import World
 from sync_pipeline.services import Services
 from sync_pipeline.settings import Settings, mask_url
 from sync_pipeline.state import locks, runs

@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.bench.harness import BenchError, write_report
+from sync_pipeline.devtools.bench.harness import BenchError, write_report
 from sync_pipeline.logging import redact
 
 SECRET = "planted-s3cret"  # noqa: S105 - the value the bench checks is masked

@@ -48,7 +48,7 @@ from sync_pipeline.state.db import engine_for, with_search_path
 from sync_pipeline.state.migrate import migrate
 
 if TYPE_CHECKING:
-    from sync_pipeline.sandbox.client import SandboxClient
+    from sync_pipeline.devtools.sandbox.client import SandboxClient
 
 HEALTH_TIMEOUT_S = 120.0
 SYNC_TIMEOUT_S = 600.0
@@ -158,8 +158,8 @@ def _demo_services(resolved: Services) -> Services:
 def _sync_on_sandbox(
     console: Console, demo: Services, approvals: int, steps: list[tuple[str, str]]
 ) -> tuple[list[FlowResult], list[Moment], dict[str, Any]]:
-    from sync_pipeline.sandbox.client import running_sandbox, seeded_store
-    from sync_pipeline.sandbox.registry import free_port_base
+    from sync_pipeline.devtools.sandbox.client import running_sandbox, seeded_store
+    from sync_pipeline.devtools.sandbox.registry import free_port_base
 
     settings = demo.settings
     data = settings.data_dir / "demo"
@@ -228,8 +228,8 @@ def _wait_until_up(proc: Any, url: str, log: Path) -> None:
 def _real_time(sandbox: SandboxClient) -> list[Moment]:
     """A new OA request, then its approver's press of Approve on the WeCom card: each timed
     from the act to the effect appearing in the emulators' ledgers."""
-    from sync_pipeline.sandbox.wecom import userid_for
-    from sync_pipeline.sandbox.world import World
+    from sync_pipeline.devtools.sandbox.wecom import userid_for
+    from sync_pipeline.devtools.sandbox.world import World
 
     world = World(DEMO_SEED)
     approver, applicant = world.person(DEMO_APPROVER), world.person(DEMO_APPLICANT)

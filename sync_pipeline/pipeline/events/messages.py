@@ -32,12 +32,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sync_pipeline import steps
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config
-from sync_pipeline.events import Handled
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.events import Handled
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import InboundEvent, Record
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.stages import MESSAGE_STREAM
 from sync_pipeline.stages.rules import filter_batch, paths
 from sync_pipeline.stages.transform import RecordMapping, UserDirectory, UserField, transform

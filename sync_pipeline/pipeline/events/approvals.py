@@ -13,14 +13,14 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from sync_pipeline import steps
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import ReadsOne
 from sync_pipeline.errors import Transient
-from sync_pipeline.events import Handled, Outcome
 from sync_pipeline.failures import describe
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.events import Handled, Outcome
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import InboundEvent, Record
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.state.inbound import EventStatus
 
 log = logging.getLogger(__name__)

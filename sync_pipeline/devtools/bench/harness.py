@@ -25,18 +25,18 @@ from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import CONNECTORS_FILE, FLOWS_DIR, Config
 from sync_pipeline.connectors.base import ConnectorContext, DirectoryUser
 from sync_pipeline.connectors.registry import make_connector
-from sync_pipeline.directory import MATCH_ORDER, DirectorySnapshot
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.dispatch import run_health_check
 from sync_pipeline.errors import ConfigError, SyncError
+from sync_pipeline.pipeline.directory import MATCH_ORDER, DirectorySnapshot
+from sync_pipeline.pipeline.steps import read_window
 from sync_pipeline.records import Record, WriteRequest, WriteStatus
-from sync_pipeline.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.sandbox.seed import DEFAULT_SEED
 from sync_pipeline.settings import Settings
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
 from sync_pipeline.state.db import engine_for, with_search_path
-from sync_pipeline.steps import read_window
 
 FLOW = "approvals_to_wecom"
 PLATFORMS = ("oa", "wecom")  # the flow's two ends; the other emulators stay empty

@@ -26,22 +26,22 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from sync_pipeline.sandbox.core import FAULT_KINDS, SandboxStore, stored_admin_token
-from sync_pipeline.sandbox.registry import (
+from sync_pipeline.devtools.sandbox.core import FAULT_KINDS, SandboxStore, stored_admin_token
+from sync_pipeline.devtools.sandbox.registry import (
     DEFAULT_PORT_BASE,
     EMULATORS,
     RegistryError,
     load_registry,
     port_for,
 )
-from sync_pipeline.sandbox.seed import (
+from sync_pipeline.devtools.sandbox.seed import (
     DEFAULT_APPROVALS,
     DEFAULT_CHECKIN_DAYS,
     DEFAULT_PROGRESS_PER_PROJECT,
     DEFAULT_SEED,
     seed_all,
 )
-from sync_pipeline.sandbox.server import (
+from sync_pipeline.devtools.sandbox.server import (
     PortInUse,
     SandboxServer,
     build_emulators,

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Mapping
 
-from sync_pipeline.sandbox.core import SandboxStore
-from sync_pipeline.sandbox.emulator import Emulator
-from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, load_registry, port_for
-from sync_pipeline.sandbox.world import World
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import Emulator
+from sync_pipeline.devtools.sandbox.registry import DEFAULT_PORT_BASE, load_registry, port_for
+from sync_pipeline.devtools.sandbox.world import World
 
 log = logging.getLogger(__name__)
 

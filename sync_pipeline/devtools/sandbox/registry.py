@@ -14,7 +14,7 @@ import random
 import socket
 from dataclasses import dataclass
 
-from sync_pipeline.sandbox.emulator import Emulator
+from sync_pipeline.devtools.sandbox.emulator import Emulator
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,11 @@ CONTROL_PORT_OFFSET = 0
 
 # platform -> (module:Class, port offset); the offsets are part of the documented contract.
 EMULATORS: dict[str, tuple[str, int]] = {
-    "oa": ("sync_pipeline.sandbox.oa:OAEmulator", 1),
-    "wecom": ("sync_pipeline.sandbox.wecom:WeComEmulator", 2),
-    "dingtalk": ("sync_pipeline.sandbox.dingtalk:DingTalkEmulator", 3),
-    "feishu": ("sync_pipeline.sandbox.feishu:FeishuEmulator", 4),
-    "agora": ("sync_pipeline.sandbox.agora:AgoraEmulator", 5),
+    "oa": ("sync_pipeline.devtools.sandbox.oa:OAEmulator", 1),
+    "wecom": ("sync_pipeline.devtools.sandbox.wecom:WeComEmulator", 2),
+    "dingtalk": ("sync_pipeline.devtools.sandbox.dingtalk:DingTalkEmulator", 3),
+    "feishu": ("sync_pipeline.devtools.sandbox.feishu:FeishuEmulator", 4),
+    "agora": ("sync_pipeline.devtools.sandbox.agora:AgoraEmulator", 5),
 }
 
 

@@ -61,9 +61,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sync_pipeline.sandbox.core import SandboxStore, TokenState, deliver_callback, now_ms
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.world import Approval, World
+from sync_pipeline.devtools.sandbox.core import SandboxStore, TokenState, deliver_callback, now_ms
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.world import Approval, World
 
 log = logging.getLogger(__name__)
 

@@ -45,11 +45,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync_pipeline.sandbox.core import FAULT_KINDS, Fault, SandboxStore
-from sync_pipeline.sandbox.emulator import Emulator, PressError
-from sync_pipeline.sandbox.oa import OAEmulator
-from sync_pipeline.sandbox.registry import DEFAULT_PORT_BASE, Registry, load_registry, port_for
-from sync_pipeline.sandbox.seed import seed_all
+from sync_pipeline.devtools.sandbox.core import FAULT_KINDS, Fault, SandboxStore
+from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
+from sync_pipeline.devtools.sandbox.oa import OAEmulator
+from sync_pipeline.devtools.sandbox.registry import (
+    DEFAULT_PORT_BASE,
+    Registry,
+    load_registry,
+    port_for,
+)
+from sync_pipeline.devtools.sandbox.seed import seed_all
 
 log = logging.getLogger(__name__)
 

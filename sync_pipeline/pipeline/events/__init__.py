@@ -44,8 +44,8 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import Transient
 from sync_pipeline.failures import describe
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import EventKind, InboundEvent
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.state import inbound
 from sync_pipeline.state.inbound import EventStatus, StoredEvent
 
@@ -73,8 +73,8 @@ Resend = Callable[[int, float], None]
 def handlers() -> Mapping[EventKind, Handler]:
     """The handler of each event kind (imported here, so that each handler module may use
     the pipeline's steps without an import cycle)."""
-    from sync_pipeline.events import approvals, cards
-    from sync_pipeline.events.messages import handle_message
+    from sync_pipeline.pipeline.events import approvals, cards
+    from sync_pipeline.pipeline.events.messages import handle_message
 
     return {
         EventKind.APPROVAL_CHANGED: approvals.handle,
@@ -86,7 +86,7 @@ def handlers() -> Mapping[EventKind, Handler]:
 def batch_handlers() -> Mapping[EventKind, BatchHandler]:
     """Kinds whose queued events are handled together (a card press stays alone: each one
     is judged against the state the press before it left)."""
-    from sync_pipeline.events import approvals
+    from sync_pipeline.pipeline.events import approvals
 
     return {EventKind.APPROVAL_CHANGED: approvals.handle_batch}
 

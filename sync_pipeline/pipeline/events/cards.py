@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sync_pipeline import steps
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import (
     Connector,
@@ -42,11 +41,12 @@ from sync_pipeline.connectors.base import (
     ReadsOne,
     UpdatesCards,
 )
-from sync_pipeline.directory import DirectorySnapshot
 from sync_pipeline.errors import OutcomeUnknown, Transient, VendorRejected
-from sync_pipeline.events import Handled
+from sync_pipeline.pipeline import steps
+from sync_pipeline.pipeline.directory import DirectorySnapshot
+from sync_pipeline.pipeline.events import Handled
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import InboundEvent, Record, WriteOp, WriteRequest, parse_iso_utc
-from sync_pipeline.runtime import Runtime
 from sync_pipeline.stages.plan import NotifyKind, effect_key
 from sync_pipeline.state import effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
