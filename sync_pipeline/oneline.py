@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import NoReturn, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg2
+import requests
 import sqlalchemy as sa
 from rich.console import Console
 from rich.markup import escape
@@ -48,5 +50,20 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
                     2,
                 )
             fail(failures.describe(exc), 1)
+        except requests.RequestException as exc:
+            # A server we call directly (the sandbox's control API in the demo, a health
+            # URL) went away: say which, without its query (it may carry a token).
+            log.debug("a request failed", exc_info=True)
+            where = _where(exc)
+            fail(f"{where}did not answer: {type(exc).__name__}", 1)
 
     return wrapper
+
+
+def _where(exc: requests.RequestException) -> str:
+    request = exc.request
+    if request is None or not request.url:
+        return ""
+    parts = urlsplit(str(request.url))
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path} "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -440,3 +442,38 @@ def test_a_second_sandbox_on_the_same_ports_exits_2_with_one_line(
     assert code == 2
     assert len(lines) == 1
     assert f"port {sandbox.port_base}" in lines[0]
+
+
+def test_given_an_emulator_port_taken_the_sandbox_exits_before_its_control_port_answers(
+    tmp_path: Path,
+) -> None:
+    base = free_port_base()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 3))  # DingTalk's port, held by someone else
+        taken.listen(1)
+        sandbox = Sandbox(tmp_path, base)
+        code = sandbox.proc.wait(timeout=60)
+    assert code != 0
+    assert refused(f"{sandbox.control}/_sandbox/health")
+    assert f"port {base + 3}" in sandbox.stderr.read_text()
+
+
+def test_port_bases_lie_below_the_kernels_ephemeral_ports() -> None:
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    bases = {free_port_base() for _ in range(20)}
+    assert all(base + 10 < ephemeral_low for base in bases), sorted(bases)
+
+
+def test_the_control_api_keeps_an_idle_connection_open_past_uvicorns_five_seconds(
+    sandbox: Sandbox,
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", sandbox.port_base, timeout=5)
+    conn.request("GET", "/_sandbox/health")
+    assert conn.getresponse().read() is not None  # read whole: nothing left on the socket
+    assert conn.sock is not None
+    conn.sock.settimeout(7)
+    with pytest.raises(TimeoutError):  # still open and silent past 5 s: not closed
+        conn.sock.recv(1, socket.MSG_PEEK)
+    conn.request("GET", "/_sandbox/health")
+    assert conn.getresponse().status == 200
+    conn.close()

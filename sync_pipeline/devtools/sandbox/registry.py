@@ -8,11 +8,13 @@ missing platform.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import random
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from sync_pipeline.devtools.sandbox.emulator import Emulator
 
@@ -68,6 +70,16 @@ def load_registry() -> Registry:
     return Registry(classes, tuple(missing))
 
 
+def _listening_range() -> tuple[int, int]:
+    """Port bases below the kernel's ephemeral range: there, an outgoing connection of any
+    process can take a port between our choice and our bind (seen under load in the suite)."""
+    ephemeral_low = 32_768
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    high = ephemeral_low - 10 * (1 + max(offset for _, offset in EMULATORS.values()))
+    return (10_000, high) if high > 11_000 else (20_000, 60_000)
+
+
 def port_for(platform: str, port_base: int) -> int:
     if platform == "control":
         return port_base + CONTROL_PORT_OFFSET
@@ -77,8 +89,9 @@ def port_for(platform: str, port_base: int) -> int:
 def free_port_base(attempts: int = 50) -> int:
     """A base whose control port and every emulator port are free on loopback."""
     offsets = [CONTROL_PORT_OFFSET, *(offset for _, offset in EMULATORS.values())]
+    low, high = _listening_range()
     for _ in range(attempts):
-        base = random.randrange(20_000, 60_000, 10)
+        base = random.randrange(low, high, 10)
         try:
             for offset in offsets:
                 with socket.socket() as sock:

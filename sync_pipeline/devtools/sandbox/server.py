@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 FAULT_CACHE_S = 0.3  # how stale a fault may be on the request path
 SUPERVISE_EVERY_S = 0.2  # how soon `down` takes effect and ends
+CONTROL_KEEP_ALIVE_S = 120  # idle keep-alive of the control API (uvicorn's default is 5 s)
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 
 
@@ -220,11 +221,26 @@ class SandboxServer:
         for sig in signals:
             loop.add_signal_handler(sig, self._stop.set)
         self.store.set_setting("sandbox", "port_base", str(self.port_base))
+        # Every port is bound before any of them answers: a port someone else took between
+        # the caller's choice of base and now stops the sandbox before its control port says
+        # it is up, rather than after (the caller would see a healthy sandbox, then none).
+        up = [p for p in self.emulators if "down" not in self.faults.get(p)]
+        bound: dict[str, socket.socket] = {}
         try:
-            await self._start("control", self._control_app(), "127.0.0.1")
-            for platform, emulator in self.emulators.items():
-                if "down" not in self.faults.get(platform):
-                    await self._start(platform, self._emulator_app(emulator), self.host)
+            for platform in ("control", *up):
+                bound[platform] = self._bind(
+                    platform, "127.0.0.1" if platform == "control" else self.host
+                )
+        except PortInUse:
+            for sock in bound.values():
+                sock.close()
+            raise
+        try:
+            await self._start("control", self._control_app(), bound.pop("control"))
+            for platform in up:
+                await self._start(
+                    platform, self._emulator_app(self.emulators[platform]), bound.pop(platform)
+                )
             if on_ready is not None:
                 on_ready()
             while not self._stop.is_set():
@@ -242,7 +258,7 @@ class SandboxServer:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    async def _start(self, platform: str, app: ASGIApp, host: str) -> None:
+    def _bind(self, platform: str, host: str) -> socket.socket:
         port = port_for(platform, self.port_base)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when their
@@ -256,12 +272,19 @@ class SandboxServer:
             raise PortInUse(platform, port, exc.strerror or str(exc)) from None
         sock.listen(1024)
         sock.setblocking(False)
+        return sock
+
+    async def _start(self, platform: str, app: ASGIApp, sock: socket.socket) -> None:
+        port = port_for(platform, self.port_base)
         config = uvicorn.Config(
             app,
             lifespan="off",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=3,
+            # The control API's clients (tests, the demo) sit idle between calls for longer
+            # than uvicorn's 5 s: a connection closed as a client reuses it is a reset request.
+            timeout_keep_alive=CONTROL_KEEP_ALIVE_S if platform == "control" else 5,
         )
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"sandbox-{platform}")
@@ -290,7 +313,9 @@ class SandboxServer:
                 await self._halt(platform)
             elif not down and platform not in self._servers:
                 try:
-                    await self._start(platform, self._emulator_app(emulator), self.host)
+                    await self._start(
+                        platform, self._emulator_app(emulator), self._bind(platform, self.host)
+                    )
                 except PortInUse as exc:  # someone took the port meanwhile: try again soon
                     log.warning("sandbox: %s", exc)
                 else:
