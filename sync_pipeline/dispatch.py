@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 
-from sync_pipeline.settings import Settings
+from sync_pipeline.errors import ServiceUnavailable
+from sync_pipeline.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,19 @@ def client(settings: Settings) -> Celery:
     app = Celery("sync_pipeline", set_as_current=False)
     app.conf.update(celery_config(settings))
     return app
+
+
+BROKER_HINT = "Check BROKER_URL, or unset it to use REDIS_URL as the broker."
+
+
+def check_amqp_broker(url: str, timeout_s: float = 3.0) -> None:
+    """A broker other than Redis (RabbitMQ), checked through kombu, which speaks its protocol:
+    ServiceUnavailable with one clear reason when it cannot be reached."""
+    with Connection(url, connect_timeout=timeout_s) as conn:
+        try:
+            conn.ensure_connection(max_retries=1, timeout=max(1, round(timeout_s)))
+        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific classes
+            raise ServiceUnavailable("broker", mask_url(url), str(exc), BROKER_HINT) from None
 
 
 def call(settings: Settings, task: str, args: Sequence[Any] = (), timeout_s: float = 60.0) -> Any:
