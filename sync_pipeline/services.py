@@ -20,7 +20,6 @@ from sync_pipeline.settings import Settings, mask_url
 from sync_pipeline.state.db import check_database
 
 REDIS_HINT = "Check REDIS_URL, or unset it to use the embedded Redis."
-BROKER_HINT = "Check BROKER_URL, or unset it to use REDIS_URL as the broker."
 
 
 @dataclass(frozen=True)
@@ -60,17 +59,13 @@ def check_redis(url: str, timeout_s: float = 3.0, *, role: str = "Redis") -> str
 
 
 def check_broker(url: str, timeout_s: float = 3.0) -> None:
-    """A non-Redis broker (RabbitMQ) is checked through kombu, which speaks its protocol."""
+    """A Redis broker is checked as Redis; another (RabbitMQ) by dispatch, through kombu."""
     if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
         check_redis(url, timeout_s, role="broker (Redis)")
-        return
-    from kombu import Connection
+    else:
+        from sync_pipeline.dispatch import check_amqp_broker  # Celery and kombu only for it
 
-    with Connection(url, connect_timeout=timeout_s) as conn:
-        try:
-            conn.ensure_connection(max_retries=1, timeout=max(1, round(timeout_s)))
-        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific classes
-            raise ServiceUnavailable("broker", mask_url(url), str(exc), BROKER_HINT) from None
+        check_amqp_broker(url, timeout_s)
 
 
 def check_services(settings: Settings) -> tuple[str, str]:

@@ -19,7 +19,14 @@ import requests
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.config.options import ConnectorOptions, OptionsSchema
 from sync_pipeline.errors import SyncError
-from sync_pipeline.http import CircuitBreaker, Classify, HttpClient, QuotaBudget, TokenProvider
+from sync_pipeline.http import (
+    CircuitBreaker,
+    Classify,
+    HttpClient,
+    QuotaBudget,
+    QuotaStore,
+    TokenProvider,
+)
 from sync_pipeline.records import EventKind, Page, ReadWindow, Record, WriteRequest, WriteResult
 
 
@@ -161,11 +168,12 @@ class DecidesApprovals(Protocol):
 
 @dataclass(frozen=True)
 class ConnectorContext:
-    """What a connector gets from the process: shared Redis, the database for monthly quotas,
-    and one pooled HTTP session."""
+    """What a connector gets from the process: shared Redis, where monthly quotas are counted
+    (the runtime's PostgreSQL store; None: quotas are not metered) and one pooled HTTP
+    session."""
 
     redis: redis.Redis
-    database_url: str | None
+    quotas: QuotaStore | None
     session: requests.Session
 
 
@@ -201,11 +209,11 @@ def build_client(
         for api, windows in config.rate_limits.items()
     }
     quota = None
-    if config.monthly_quota and ctx.database_url:
+    if config.monthly_quota and ctx.quotas is not None:
         monthly = {
             ("*" if api == CONFIG_ALL_APIS else api): n for api, n in config.monthly_quota.items()
         }
-        quota = QuotaBudget(ctx.database_url, config.vendor.value, app, monthly)
+        quota = QuotaBudget(ctx.quotas, config.vendor.value, app, monthly)
     return HttpClient(
         config.vendor.value,
         app,

@@ -2,7 +2,8 @@
 
 Connectors build one `HttpClient` per (vendor, app) and pass their `classify`; everything
 shared between workers (tokens, rate-limit windows, breaker state) lives in Redis, and monthly
-quota counters in PostgreSQL. Nothing here knows Celery.
+quota counters behind a `QuotaStore` the runtime hands in (PostgreSQL, state/quotas.py).
+Nothing here knows Celery or PostgreSQL.
 """
 
 from sync_pipeline.http.breaker import BreakerState, CircuitBreaker
@@ -16,7 +17,7 @@ from sync_pipeline.http.client import (
     header_token,
     query_token,
 )
-from sync_pipeline.http.quota import QuotaBudget
+from sync_pipeline.http.quota import QuotaBudget, QuotaCounter, QuotaStore
 from sync_pipeline.http.ratelimit import RateLimiter, RateLimitKey
 from sync_pipeline.http.retry import RetryPolicy
 from sync_pipeline.http.session import DEFAULT_TIMEOUT, Timeout, make_session
@@ -31,6 +32,8 @@ __all__ = [
     "Classify",
     "HttpClient",
     "QuotaBudget",
+    "QuotaCounter",
+    "QuotaStore",
     "RateLimitKey",
     "RateLimiter",
     "Response",

@@ -1,31 +1,56 @@
-"""Monthly call quotas per (vendor, app, API), counted in PostgreSQL so no worker overspends.
+"""Monthly call quotas per (vendor, app, API), counted where no worker can overspend them.
 
 Per-second and per-minute caps are the rate limiter's (Redis may forget them; they refill
 anyway). A monthly quota must survive restarts and a Redis flush (DESIGN.md section 1), and
 when it runs out the vendor refuses until the month ends (DingTalk standard edition: 10,000
-metered calls a month, error 90020), so each call is charged here *before* it is sent, with
-one atomic upsert whose WHERE clause refuses to pass the limit. A run that would exceed it
-stops with `QuotaExhausted` instead of burning retries (DESIGN.md section 7).
+metered calls a month, error 90020), so each call is charged *before* it is sent, and a
+charge that would pass the limit is refused whole. A run that would exceed it stops with
+`QuotaExhausted` instead of burning retries (DESIGN.md section 7).
+
+The counters live behind `QuotaStore`: the HTTP layer and the connectors know nothing of
+PostgreSQL. The runtime hands them `state.quotas.PostgresQuotaStore` in the ConnectorContext.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
-
-from sync_pipeline.errors import QuotaExhausted, ServiceUnavailable
-from sync_pipeline.settings import mask_url
-from sync_pipeline.state.db import HINT, _reason, engine_for
-from sync_pipeline.state.schema import quota_usage
+from sync_pipeline.errors import QuotaExhausted
 
 ALL_APIS = "*"  # a quota every call counts against, whatever its API
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, order=True)
+class QuotaCounter:
+    """The calls of one (vendor, app) charged to `api` in one period. Ordered, so that two
+    workers charging the same counters take them in the same order."""
+
+    vendor: str
+    app: str
+    api: str  # an API's name, or ALL_APIS
+    period: str  # a calendar month in UTC: "2026-11"
+
+
+@runtime_checkable
+class QuotaStore(Protocol):
+    """Where the counters live: shared by every worker, kept across restarts and a Redis
+    flush. A store that cannot be reached raises ServiceUnavailable."""
+
+    def charge(self, limits: Mapping[QuotaCounter, int], n: int) -> QuotaCounter | None:
+        """Add `n` to every counter in `limits`, all or none, never taking one past its limit.
+        None when all were charged; otherwise a counter that refused, and none was charged."""
+        ...
+
+    def used(self, counters: Sequence[QuotaCounter]) -> Mapping[QuotaCounter, int]:
+        """How many calls each of `counters` holds (0 for one never charged)."""
+        ...
 
 
 class QuotaBudget:
@@ -37,15 +62,14 @@ class QuotaBudget:
 
     def __init__(
         self,
-        database_url: str,
+        store: QuotaStore,
         vendor: str,
         app: str,
         monthly: Mapping[str, int],
         *,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._engine = engine_for(database_url)
-        self._where = mask_url(database_url)
+        self._store = store
         self.vendor, self.app = vendor, app
         self.monthly = dict(monthly)
         self._now = now
@@ -55,56 +79,25 @@ class QuotaBudget:
 
     def spend(self, api: str, n: int = 1) -> None:
         """Charge `n` calls, or raise QuotaExhausted and charge nothing."""
-        period = self.period()
-        # Sorted, so two workers charging the same rows lock them in the same order.
-        charged = sorted({name for name in (api, ALL_APIS) if name in self.monthly})
-        try:
-            with self._engine.begin() as conn:
-                for name in charged:
-                    limit = self.monthly[name]
-                    # n > limit first: a first insert of the period has no WHERE to stop it.
-                    if (
-                        n > limit
-                        or conn.execute(self._charge(name, period, n, limit)).first() is None
-                    ):
-                        raise QuotaExhausted(self.vendor, name, limit, period)  # rolls back
-        except sa.exc.OperationalError as exc:
-            raise ServiceUnavailable("PostgreSQL", self._where, _reason(exc), HINT) from None
+        limits = self._limits(api, self.period())
+        if not limits:
+            return
+        refused = self._store.charge(limits, n)
+        if refused is not None:
+            raise QuotaExhausted(self.vendor, refused.api, limits[refused], refused.period)
 
     def remaining(self, api: str) -> int | None:
         """Calls left this month for `api` (the tighter of its own and "*"); None: unmetered."""
-        names = [name for name in (api, ALL_APIS) if name in self.monthly]
-        if not names:
+        limits = self._limits(api, self.period())
+        if not limits:
             return None
-        used = self._used(names, self.period())
-        return min(self.monthly[name] - used.get(name, 0) for name in names)
+        used = self._store.used(sorted(limits))
+        return min(limit - used.get(counter, 0) for counter, limit in limits.items())
 
-    def _charge(self, api: str, period: str, n: int, limit: int) -> sa.Executable:
-        """INSERT ... ON CONFLICT DO UPDATE ... WHERE used + n <= limit RETURNING used."""
-        stmt = insert(quota_usage).values(
-            vendor=self.vendor, app=self.app, api=api, period=period, used=n
-        )
-        total = quota_usage.c.used + stmt.excluded.used
-        return stmt.on_conflict_do_update(
-            index_elements=[
-                quota_usage.c.vendor,
-                quota_usage.c.app,
-                quota_usage.c.api,
-                quota_usage.c.period,
-            ],
-            set_={"used": total},
-            where=total <= limit,
-        ).returning(quota_usage.c.used)
-
-    def _used(self, apis: list[str], period: str) -> dict[str, int]:
-        query = sa.select(quota_usage.c.api, quota_usage.c.used).where(
-            quota_usage.c.vendor == self.vendor,
-            quota_usage.c.app == self.app,
-            quota_usage.c.period == period,
-            quota_usage.c.api.in_(apis),
-        )
-        try:
-            with self._engine.connect() as conn:
-                return {str(api): int(used) for api, used in conn.execute(query)}
-        except sa.exc.OperationalError as exc:
-            raise ServiceUnavailable("PostgreSQL", self._where, _reason(exc), HINT) from None
+    def _limits(self, api: str, period: str) -> dict[QuotaCounter, int]:
+        """The counters a call to `api` is charged to this period, with their limits."""
+        return {
+            QuotaCounter(self.vendor, self.app, name, period): self.monthly[name]
+            for name in (api, ALL_APIS)
+            if name in self.monthly
+        }

@@ -22,6 +22,7 @@ from sync_pipeline.errors import ConfigError
 from sync_pipeline.http import make_session
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.quotas import PostgresQuotaStore
 
 
 @dataclass
@@ -45,7 +46,8 @@ class Runtime:
 
     def connector(self, name: str) -> Connector:
         if name not in self._connectors:
-            context = ConnectorContext(self.redis, self.settings.urls()[1], self.session)
+            quotas = PostgresQuotaStore(self.settings.urls()[1], self.settings.connect_timeout_s)
+            context = ConnectorContext(self.redis, quotas, self.session)
             self._connectors[name] = make_connector(self.config.connectors[name], context)
         return self._connectors[name]
 

@@ -11,12 +11,9 @@ Every delivery goes the same way, whatever the vendor (DESIGN.md section 5):
    echoes of our own messages) is recorded as ignored and not enqueued, so its id is taken;
 4. the vendor gets its answer in its format;
 5. then `events.handle` is sent with the row id (after the answer, so a slow broker never
-   delays it) by the process's one sending thread (`Sender`), which keeps a producer and its
-   broker connection between sends, and sends the rows recorded within SEND_LINGER_S of the
-   first as one task (the worker handles them one by one, events.handle_all); if the broker
-   is down the rows stay `queued` and the sweeper (sweep.py) sends them later. The service
-   publishes no "task-sent" monitoring event per send: inbound_events and `syncctl webhooks
-   stats` account for every event.
+   delays it) by the process's one sending thread (`dispatch.EventSender`, the service's only
+   Celery producer), which sends the rows recorded close together as one task; if the broker
+   is down the rows stay `queued` and the sweeper (sweep.py) sends them later.
 Nothing here calls a vendor: a handler does that later, in a worker, so every answer is within
 the vendors' deadlines (1 to 5 s).
 Refusals (forged, stale, replayed, malformed, incomplete) get a 4xx, are counted per connector
@@ -35,8 +32,6 @@ import hashlib
 import logging
 import math
 import os
-import queue
-import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -83,17 +78,6 @@ RECEIVERS: Mapping[Vendor, Receiver] = {
 }
 MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
 CLOSE = {"connection": "close"}  # after an answer given before the body was read whole
-SEND_TIMEOUT_S = 2.0  # how long a send waits for the broker before leaving it to the sweeper
-SEND_BACKLOG = 10_000  # rows waiting for the sending thread; past it they wait for the sweeper
-CLOSE_WAIT_S = 10.0  # how long closing waits for the sends still waiting
-SEND_RUN = 100  # sends made on one producer checkout before it goes back to the pool
-# Rows that arrive within SEND_LINGER_S of the first go out as one task (up to TASK_ROWS): a
-# worker then handles them one after another, as their own tasks would, at a fraction of the
-# broker round trips and task overhead per event, and in batches as large (events.handle).
-# A lone event waits SEND_LINGER_S at most. bench events: at 200 events/s on 2 cores, 20 ms
-# gave a p99 of 277 ms, 50 ms 189 ms.
-SEND_LINGER_S = 0.05
-TASK_ROWS = 50
 # Deliveries verified and recorded at once, each on a pooled PostgreSQL connection: no more
 # than the pool keeps (engine_for: 5), or every burst would open and close connections beyond
 # it, each a new PostgreSQL backend. More wait on the event loop, a few milliseconds each.
@@ -133,105 +117,9 @@ def _key_problems(endpoint: Endpoint) -> list[tuple[str, str]]:
     return []
 
 
-class Sender:
-    """Sends `events.handle` from one thread, in arrival order, with one producer kept from a
-    send to the next: no thread hop and no producer-pool checkout per delivery, and one task
-    for the rows that arrive within SEND_LINGER_S of the first (at most TASK_ROWS). A send that
-    fails (broker down: each try waits SEND_TIMEOUT_S) leaves its row queued for the sweeper;
-    so does a row that finds SEND_BACKLOG rows waiting."""
-
-    def __init__(self, celery: dispatch.CeleryApp) -> None:
-        self.celery = celery
-        self._waiting: queue.Queue[tuple[str, int] | None] = queue.Queue(maxsize=SEND_BACKLOG)
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def put(self, connector: str, row_id: int) -> None:
-        """Queue a send; never blocks."""
-        self._start()
-        try:
-            self._waiting.put_nowait((connector, row_id))
-        except queue.Full:
-            log.warning(
-                "webhook %s: event row %s recorded; %d sends wait already, the sweeper sends it",
-                connector,
-                row_id,
-                SEND_BACKLOG,
-            )
-
-    def close(self) -> None:
-        """Send what waits (for CLOSE_WAIT_S at most), then stop the thread."""
-        with self._start_lock:
-            thread = self._thread
-            if thread is None:
-                return
-            self._waiting.put(None)
-        thread.join(CLOSE_WAIT_S)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="events-sender", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._waiting.get()
-            if item is None:
-                return
-            sends = [item]
-            until = time.monotonic() + SEND_LINGER_S
-            while len(sends) < SEND_RUN:  # what arrives meanwhile goes out with it
-                try:
-                    more = self._waiting.get(timeout=max(0.0, until - time.monotonic()))
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                sends.append(more)
-            self._send_all(sends)
-
-    def _send_all(self, sends: list[tuple[str, int]]) -> None:
-        """One task per TASK_ROWS rows, all on one producer checkout."""
-        runs = [sends[i : i + TASK_ROWS] for i in range(0, len(sends), TASK_ROWS)]
-        try:
-            with self.celery.producer_or_acquire() as producer:
-                for run in runs:
-                    self._send(producer, run)
-        except Exception as exc:  # noqa: BLE001 - the thread must outlive a broken broker
-            log.warning(
-                "webhook sender: %d event rows recorded but maybe not enqueued (%s);"
-                " the sweeper re-sends them",
-                len(sends),
-                type(exc).__name__,
-            )
-
-    def _send(self, producer: Any, run: list[tuple[str, int]]) -> None:
-        row_ids = [row_id for _, row_id in run]
-        try:
-            self.celery.send_task(
-                dispatch.EVENT_TASK,
-                args=[row_ids[0], row_ids[1:]] if len(row_ids) > 1 else [row_ids[0]],
-                queue="events",
-                producer=producer,
-                retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
-            )
-        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
-            log.warning(
-                "webhook %s: event rows %s recorded but not enqueued (%s); the sweeper re-sends"
-                " them",
-                ", ".join(sorted({connector for connector, _ in run})),
-                ", ".join(map(str, row_ids)),
-                type(exc).__name__,
-            )
-
-
 class WebhookService:
-    """The process's long-lived clients (PostgreSQL pool, Redis, a sending-only Celery app)
-    and what one delivery goes through."""
+    """The process's long-lived clients (PostgreSQL pool, Redis, the sending thread) and what
+    one delivery goes through."""
 
     def __init__(self, settings: Settings, endpoints: Mapping[str, Endpoint]) -> None:
         redis_url, database_url = settings.urls()
@@ -241,22 +129,12 @@ class WebhookService:
         self.redis = redis.Redis.from_url(
             redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
-        self.celery = dispatch.client(settings)
-        # Sends happen after the answer, but must not pile up behind a dead broker either.
-        self.celery.conf.broker_connection_timeout = SEND_TIMEOUT_S
-        self.celery.conf.broker_transport_options = {
-            **self.celery.conf.broker_transport_options,
-            "socket_connect_timeout": SEND_TIMEOUT_S,
-            "socket_timeout": SEND_TIMEOUT_S,
-        }
-        self.celery.conf.task_send_sent_event = False  # see the module docstring
-        self.sender = Sender(self.celery)
+        self.sender = dispatch.EventSender(settings)
         self.admin = admin_token(settings)  # guards /metrics (auth.py says why a token)
         self._delivering: anyio.CapacityLimiter | None = None  # made on the event loop
 
     def close(self) -> None:
         self.sender.close()
-        self.celery.close()
         self.redis.close()
 
     # -- one delivery --------------------------------------------------------------------------

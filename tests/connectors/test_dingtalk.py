@@ -34,6 +34,7 @@ from sync_pipeline.http import make_session
 from sync_pipeline.processes import free_port
 from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
 from sync_pipeline.state.migrate import migrate
+from sync_pipeline.state.quotas import PostgresQuotaStore
 from tests.connectors.conftest import SEED, connector_config, seeded
 
 CARD = "card/instances/createAndDeliver"
@@ -77,7 +78,7 @@ def ctx_with_db(redis_url: str, database_url: str) -> Iterator[ConnectorContext]
     migrate(database_url)
     client = redis.Redis.from_url(redis_url)
     session = make_session()
-    yield ConnectorContext(client, database_url, session)
+    yield ConnectorContext(client, PostgresQuotaStore(database_url), session)
     session.close()
     client.close()
 

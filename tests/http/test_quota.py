@@ -1,4 +1,5 @@
-"""Monthly quotas counted in PostgreSQL: a run stops before it would overspend."""
+"""Monthly quotas counted in PostgreSQL (the runtime's QuotaStore): a run stops before it
+would overspend."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sync_pipeline.http.quota import QuotaBudget
 from sync_pipeline.http.session import make_session
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
+from sync_pipeline.state.quotas import PostgresQuotaStore
 from sync_pipeline.state.schema import quota_usage
 from tests.http.conftest import ScriptedServer, classify
 
@@ -32,7 +34,7 @@ def used(database_url: str) -> dict[tuple[str, str], int]:
 
 
 def test_given_a_spent_quota_then_spend_raises_before_exceeding_it(db: str) -> None:
-    budget = QuotaBudget(db, "dingtalk", "app1", {"*": 3})
+    budget = QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {"*": 3})
     for _ in range(3):
         budget.spend("listids")
 
@@ -46,7 +48,7 @@ def test_given_a_spent_quota_then_spend_raises_before_exceeding_it(db: str) -> N
 
 
 def test_given_concurrent_spenders_then_they_never_overspend(db: str) -> None:
-    budget = QuotaBudget(db, "dingtalk", "app1", {"*": 100})
+    budget = QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {"*": 100})
     granted: list[int] = []
 
     def spender() -> None:
@@ -68,7 +70,7 @@ def test_given_concurrent_spenders_then_they_never_overspend(db: str) -> None:
 
 
 def test_given_an_api_quota_and_a_shared_one_then_a_refusal_charges_neither(db: str) -> None:
-    budget = QuotaBudget(db, "dingtalk", "app1", {"*": 10, "attendance": 2})
+    budget = QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {"*": 10, "attendance": 2})
     budget.spend("attendance")
     budget.spend("listids", n=3)
 
@@ -80,12 +82,12 @@ def test_given_an_api_quota_and_a_shared_one_then_a_refusal_charges_neither(db: 
     assert used(db) == {("*", period): 4, ("attendance", period): 1}  # "*" was rolled back
     assert budget.remaining("attendance") == 1
     assert budget.remaining("listids") == 6  # "*" meters every API
-    assert QuotaBudget(db, "dingtalk", "app1", {}).remaining("listids") is None
+    assert QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {}).remaining("listids") is None
 
 
 def test_given_a_new_month_then_the_count_starts_again(db: str) -> None:
     now = [datetime(2026, 11, 30, 23, 59, tzinfo=UTC)]
-    budget = QuotaBudget(db, "dingtalk", "app1", {"*": 1}, now=lambda: now[0])
+    budget = QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {"*": 1}, now=lambda: now[0])
     budget.spend("listids")
     with pytest.raises(QuotaExhausted):
         budget.spend("listids")
@@ -120,7 +122,7 @@ def test_given_a_client_with_a_quota_then_it_stops_before_the_call_that_would_ex
         session=make_session(),
         redis=redis_client,
         classify=classify,
-        quota=QuotaBudget(db, "dingtalk", "app1", {"*": 2}),
+        quota=QuotaBudget(PostgresQuotaStore(db), "dingtalk", "app1", {"*": 2}),
     )
     http.request("GET", "/listids", api="listids", idempotent=True)
     http.request("GET", "/listids", api="listids", idempotent=True)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sync_pipeline.dispatch import QUEUES, celery_config
+from sync_pipeline.errors import ServiceUnavailable
+from sync_pipeline.processes import free_port
+from sync_pipeline.services import check_broker
 from sync_pipeline.settings import load_settings
 
 SETTINGS = load_settings(
@@ -42,3 +47,14 @@ def test_queue_per_kind_of_work_routed_by_task_name() -> None:
 
 def test_results_are_kept_only_where_asked_for() -> None:
     assert celery_config(SETTINGS)["task_ignore_result"] is True
+
+
+def test_given_an_unreachable_rabbitmq_broker_then_the_check_names_it_in_one_masked_line() -> None:
+    url = f"amqp://guest:s3cret@127.0.0.1:{free_port()}//"
+
+    with pytest.raises(ServiceUnavailable) as down:
+        check_broker(url, timeout_s=1.0)
+
+    assert down.value.service == "broker"
+    assert "s3cret" not in str(down.value)
+    assert "\n" not in str(down.value)

@@ -37,6 +37,7 @@ from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.migrate import migrate
+from sync_pipeline.state.quotas import PostgresQuotaStore
 from sync_pipeline.state.schema import inbound_events
 from sync_pipeline.webhooks.app import build_app
 from sync_pipeline.webhooks.server import uvicorn_options
@@ -240,7 +241,7 @@ def connectors(service: Service) -> Iterator[dict[str, Connector]]:
     config = load_config(CONFIG_DIR, service.env)
     client = redis.Redis.from_url(service.settings.urls()[0])
     session = make_session()
-    ctx = ConnectorContext(client, service.settings.urls()[1], session)
+    ctx = ConnectorContext(client, PostgresQuotaStore(service.settings.urls()[1]), session)
     yield {
         platform: make_connector(config.connectors[name], ctx)
         for platform, name in CONNECTOR.items()

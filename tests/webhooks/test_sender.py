@@ -12,21 +12,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from sync_pipeline import dispatch
-from sync_pipeline.webhooks.app import SEND_LINGER_S, TASK_ROWS, Sender
+from sync_pipeline.dispatch import SEND_LINGER_S, TASK_ROWS, EventSender
 from tests.conftest import wait_for
 from tests.webhooks.conftest import queued_rows, queued_tasks, service_settings
 
 
 @pytest.fixture
-def sender(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[Sender]:
-    celery = dispatch.client(service_settings(redis_url, database_url, tmp_path))
-    sending = Sender(celery)
+def sender(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[EventSender]:
+    sending = EventSender(service_settings(redis_url, database_url, tmp_path))
     try:
         yield sending
     finally:
         sending.close()
-        celery.close()
 
 
 @pytest.fixture
@@ -34,7 +31,7 @@ def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def test_every_row_put_is_sent_once_in_order(sender: Sender, client: redis.Redis) -> None:
+def test_every_row_put_is_sent_once_in_order(sender: EventSender, client: redis.Redis) -> None:
     for row_id in range(1, 121):
         sender.put("sandbox_oa", row_id)
 
@@ -44,7 +41,7 @@ def test_every_row_put_is_sent_once_in_order(sender: Sender, client: redis.Redis
 
 
 def test_rows_that_arrive_together_share_a_task_of_at_most_task_rows(
-    sender: Sender, client: redis.Redis
+    sender: EventSender, client: redis.Redis
 ) -> None:
     for row_id in range(1, 121):
         sender.put("sandbox_oa", row_id)
@@ -56,7 +53,9 @@ def test_rows_that_arrive_together_share_a_task_of_at_most_task_rows(
     assert len(sizes) < 120 / 2
 
 
-def test_a_lone_row_goes_out_alone_within_the_linger(sender: Sender, client: redis.Redis) -> None:
+def test_a_lone_row_goes_out_alone_within_the_linger(
+    sender: EventSender, client: redis.Redis
+) -> None:
     sender.put("sandbox_oa", 7)
     wait_for(lambda: client.llen("events") >= 1, 20, what="a task on 'events'")
     time.sleep(SEND_LINGER_S * 5)
@@ -68,13 +67,11 @@ def test_a_lone_row_goes_out_alone_within_the_linger(sender: Sender, client: red
 
 
 def test_closing_sends_what_still_waits(redis_url: str, database_url: str, tmp_path: Path) -> None:
-    celery = dispatch.client(service_settings(redis_url, database_url, tmp_path))
-    sender = Sender(celery)
+    sender = EventSender(service_settings(redis_url, database_url, tmp_path))
     client = redis.Redis.from_url(redis_url)
     for row_id in range(1, 21):
         sender.put("sandbox_oa", row_id)
 
     sender.close()
-    celery.close()
 
     assert queued_rows(client) == list(range(1, 21))

@@ -30,7 +30,7 @@ the batch's locks and statuses back: the rows stay queued for their redelivered 
 sweeper), and their effect keys keep whatever the batch made from being made twice.
 
 Tasks of several rows. The webhook service sends the rows recorded within 50 ms of the
-first as one task (webhooks/app.py, Sender); `handle_all` takes them one by one, each
+first as one task (dispatch.EventSender); `handle_all` takes them one by one, each
 exactly as its own task would, and sends a row that must wait for a retry back alone.
 """
 
