@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors import agora, dingtalk, feishu, oa, wecom
@@ -71,6 +71,7 @@ from sync_pipeline.records import (
     iso_utc,
 )
 from tests.connectors.conftest import SEED, connector_config
+from tests.stuck import StuckOn
 
 MAX_PAGES = 500  # a read of the seeded world ends well before this
 Classify = Callable[[int, Mapping[str, Any], Mapping[str, str]], SyncError | None]
@@ -841,32 +842,6 @@ def test_the_same_page_token_reads_the_same_page(vendor: Vendor, stream: str, ma
     assert first.next_token is not None
     assert again.records == once_more.records
     assert again.next_token == once_more.next_token
-
-
-class StuckOn:
-    """A vendor stuck on one page: every call of `path` after the first gets the first's
-    answer, whatever page it asks for, and so the same next-page token again."""
-
-    def __init__(self, path: str, app: ASGIApp) -> None:
-        self.path, self.app = path, app
-        self.first: list[Message] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
-        if self.first is not None:
-            for message in self.first:
-                await send(message)
-            return
-        answer: list[Message] = []
-
-        async def keep(message: Message) -> None:
-            answer.append(message)
-            await send(message)
-
-        await self.app(scope, receive, keep)
-        self.first = answer
 
 
 @pytest.mark.parametrize(("vendor", "stream"), declared(lambda can: can.read))
