@@ -778,6 +778,11 @@ def test_the_suite_has_no_harness_for_a_connector_the_registry_does_not_know() -
     assert set(HARNESS) <= set(CONNECTORS)
 
 
+@pytest.mark.parametrize("vendor", list(CONNECTORS))
+def test_the_connector_names_its_vendor(vendor: Vendor, make: Make) -> None:
+    assert make(vendor).connector.vendor == vendor.value
+
+
 # -- declared roles work, undeclared ones are refused ----------------------------------------
 def read_to_end(connector: Connector, stream: str, window: ReadWindow, limit: int) -> list[Page]:
     """Every page of `stream` in `window`, the tokens followed as the pull follows them."""
@@ -898,7 +903,6 @@ def test_given_a_stream_not_declared_writable_no_vendor_dedupe_is_claimed_for_it
 ) -> None:
     served = make(vendor)
 
-    assert served.connector.vendor == vendor.value
     assert served.connector.dedupe_window_s(stream) is None
 
 
