@@ -48,6 +48,7 @@ from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     ConfigError,
+    OutcomeUnknown,
     PagingLoop,
     QuotaExhausted,
     RateLimited,
@@ -122,11 +123,15 @@ class Answer:
 @dataclass(frozen=True)
 class Probe:
     """One call that reaches the vendor (a read, or a write with a new effect key each time):
-    the API the client meters it as, and the objects it makes (None for a read)."""
+    the API the client meters it as, its stream, the objects it makes (None for a read), and
+    what a garbled answer to it is: VendorUnavailable when a resend is safe (a read, a write
+    under the vendor's dedupe handle), else OutcomeUnknown, which is never resent blindly."""
 
     api: str
+    stream: str
     call: Callable[[Connector, Emulator, str], Any]  # (connector, emulator, effect key)
     made: Callable[[SandboxStore], int] | None = None
+    garbled: type[VendorError] = VendorUnavailable
 
 
 @dataclass(frozen=True)
@@ -434,7 +439,9 @@ HARNESS: Mapping[Vendor, Harness] = {
         throttled=Answer(429, {}, RateLimited, "REQUEST_FREQUENCY_LIMIT", 1.0),
         probes={
             "read": Probe(
-                "workflow/getAllWorkflowRequestList", read_probe("approvals", days(0, 320))
+                "workflow/getAllWorkflowRequestList",
+                "approvals",
+                read_probe("approvals", days(0, 320)),
             )
         },
     ),
@@ -489,6 +496,7 @@ HARNESS: Mapping[Vendor, Harness] = {
         probes={
             "send": Probe(
                 "message/send",
+                "messages",
                 write_probe("messages", lambda e: card(wecom_member(e))),
                 ledger("wecom", WECOM_SEND),
             )
@@ -555,13 +563,17 @@ HARNESS: Mapping[Vendor, Harness] = {
         probes={
             "new": Probe(
                 DINGTALK_CARD,
+                "messages",
                 write_probe("messages", lambda e: card(users(e, "dingtalk", "userid")[0])),
                 ledger("dingtalk", DINGTALK_CARD),
             ),
             "old": Probe(
                 DINGTALK_NOTIFY,
+                "messages",
                 write_probe("messages", lambda e: message(users(e, "dingtalk", "userid")[1])),
                 ledger("dingtalk", DINGTALK_NOTIFY),
+                # Never resent by the HTTP layer: the effect protocol resends it, in its window.
+                garbled=OutcomeUnknown,
             ),
         },
     ),
@@ -628,6 +640,7 @@ HARNESS: Mapping[Vendor, Harness] = {
         probes={
             "send": Probe(
                 "im/v1/messages",
+                "messages",
                 write_probe("messages", lambda e: card(users(e, "feishu", "open_id")[0])),
                 ledger("feishu", FEISHU_SEND),
             )
@@ -660,8 +673,10 @@ HARNESS: Mapping[Vendor, Harness] = {
         probes={
             "send": Probe(
                 "messages/users",
+                "messages",
                 write_probe("messages", lambda e: card("e00002")),
                 ledger("agora", AGORA_SEND),
+                garbled=OutcomeUnknown,
             )
         },
     ),
@@ -1012,6 +1027,25 @@ def test_given_an_expired_token_the_call_gets_a_new_one_and_succeeds(
     assert served.calls(call.api) == 3  # the first, the refused one, then its retry
     if call.made is not None:
         assert call.made(served.store) == 2
+
+
+@pytest.mark.parametrize(("vendor", "probe"), probes())
+def test_given_a_garbled_answer_the_call_is_retryable_only_if_a_resend_is_safe(
+    vendor: Vendor, probe: str, make: Make
+) -> None:
+    served = make(vendor)
+    served.without_retries()
+    call = harness(vendor).probes[probe]
+    call.call(served.connector, served.emulator, "k1")  # the token comes while answers are whole
+    served.fault("malformed")
+
+    with pytest.raises(call.garbled) as caught:
+        call.call(served.connector, served.emulator, "k2")
+
+    assert caught.value.code == "bad_body"
+    if call.made is not None and served.connector.dedupe_window_s(call.stream) is None:
+        # Sent, and nothing at the vendor would drop a second copy: never resend it blindly.
+        assert isinstance(caught.value, OutcomeUnknown)
 
 
 # -- writes idempotent under their key -------------------------------------------------------
