@@ -7,8 +7,9 @@ same promises, proven here once rather than copied into each vendor's tests:
 - a readable stream is paged to its end, each record once, and a vendor stuck on one page
   stops the read with a clear error instead of looping (records.PageTrail, as the pull uses);
 - the cursor of successive records never goes back, and stays within the window read;
-- the vendor's error answers, and its faults (throttle with its wait, 5xx, an expired token),
-  become the right error class with the vendor's code and wait;
+- the vendor's error answers, and its faults (throttle with its wait, 5xx, an expired token,
+  a garbled body), become the right error class with the vendor's code and wait, and only a
+  call that is safe to resend is retryable;
 - the same write twice makes one object at the vendor, or the connector says the vendor has
   no dedupe (`dedupe_window_s` is None), which is what stops the effect protocol from ever
   resending an effect whose outcome it does not know.
