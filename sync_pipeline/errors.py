@@ -6,6 +6,7 @@ SyncError                  retryable = False
 + VendorError
   + VendorRejected         the vendor refused this request; a retry gets the same answer
   + QuotaExhausted         a monthly call quota would be exceeded: stop the run, not retry
+  + PagingLoop             a source handed back a page token already followed: stop the run
 + Transient                retryable = True; mixed into concrete classes, as dlt does
   + ServiceUnavailable     Redis/Postgres unreachable: URL named, password masked
   + VendorUnavailable, RateLimited, TokenExpired, OutcomeUnknown   (also VendorError)
@@ -115,6 +116,18 @@ class QuotaExhausted(VendorError):
         super().__init__(vendor, "quota_exhausted", detail)
         self.args = (vendor, api, limit, period)  # Celery rebuilds it as cls(*args)
         self.api, self.limit, self.period = api, limit, period
+
+
+class PagingLoop(VendorError):
+    """A source handed back a page token this read had followed already. The same token reads
+    the same page (Connector.read_page), so following it would go round forever: the run stops
+    instead, and a retry would loop the same way."""
+
+    def __init__(self, vendor: str, stream: str, code: str = "page_token_repeated") -> None:
+        detail = f"stream {stream}: a page token came back after it was followed"
+        super().__init__(vendor, code, detail)
+        self.args = (vendor, stream, code)  # Celery rebuilds it as cls(*args)
+        self.stream = stream
 
 
 class VendorUnavailable(VendorError, Transient):

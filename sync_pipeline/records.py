@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sync_pipeline.errors import PagingLoop
 from sync_pipeline.untrusted import clean_json, clean_text
 
 
@@ -93,6 +94,24 @@ class Page:
         """The page with every record cleaned (`Record.cleaned`); the token is the connector's
         own and is kept as it is."""
         return replace(self, records=tuple(record.cleaned() for record in self.records))
+
+
+class PageTrail:
+    """The page tokens one read of a stream has followed, which is what keeps a read from
+    going round forever: a source that hands back a token already followed (the same token
+    reads the same page) raises PagingLoop instead of being followed again."""
+
+    def __init__(self, vendor: str, stream: str, start: str | None = None) -> None:
+        self.vendor, self.stream = vendor, stream
+        self._followed: set[str] = set() if start is None else {start}
+
+    def follow(self, token: str | None) -> str | None:
+        """`token`, the next page's, once it is known to be new; None (the end) passes."""
+        if token is not None:
+            if token in self._followed:
+                raise PagingLoop(self.vendor, self.stream)
+            self._followed.add(token)
+        return token
 
 
 class WriteOp(StrEnum):

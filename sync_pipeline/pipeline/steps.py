@@ -43,6 +43,7 @@ from sync_pipeline.pipeline import directory
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
     Page,
+    PageTrail,
     ReadWindow,
     Record,
     WriteOp,
@@ -137,11 +138,13 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     for page_id in unfinished:
         enqueue(page_id)
     seq, token = resume if resume is not None else (0, None)
+    trail = PageTrail(source.vendor, flow.source.stream, token)
     finished_reading = resume is not None and token is None
     stored = 0
     while not finished_reading:
         read_at = read_clock(rt)
         page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
+        trail.follow(page.next_token)  # a token followed before: stop before storing the page
         page_id = _store_page(rt, run, seq, page, read_at)
         stored += 1
         if page.records:

@@ -1,5 +1,6 @@
 """The Agora Chat connector against the Agora emulator: app tokens, custom-message cards,
-no vendor dedupe, recall-and-resend updates, limits, rejections."""
+recall-and-resend updates, limits, rejections (the conformance suite holds what every connector
+must do, Agora's lack of a dedupe handle included)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,11 @@ from typing import Any
 import pytest
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.agora import AgoraConnector, classify, message_target
-from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.agora import AgoraConnector, message_target
+from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.world import World
-from sync_pipeline.errors import (
-    QuotaExhausted,
-    RateLimited,
-    TokenExpired,
-    VendorRejected,
-    VendorUnavailable,
-)
 from sync_pipeline.http import RetryPolicy
 from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
 from tests.connectors.conftest import SEED, connector_config, seeded
@@ -102,17 +96,6 @@ def test_given_two_connectors_on_one_redis_one_app_token_is_built_and_shared(
     assert len(sends(store)) == 2
 
 
-def test_given_an_expired_token_the_write_rebuilds_it_and_succeeds(connector, store) -> None:
-    connector.write("messages", card_request(key="k1"))
-    store.expire_tokens("agora")
-
-    result = connector.write("messages", card_request(key="k2"))
-
-    assert result.status is WriteStatus.DONE
-    assert tokens_seen(store) == 2
-    assert len(sends(store)) == 2
-
-
 # -- messages --------------------------------------------------------------------------------
 def test_a_card_lands_once_as_a_custom_message_with_our_effect_key(connector, store) -> None:
     request = card_request()
@@ -145,18 +128,6 @@ def test_a_message_is_sent_as_text_with_its_link(connector, store) -> None:
     (sent,) = sends(store)
     assert sent["type"] == "txt"
     assert sent["body"] == {"msg": "Approved.\nhttps://x"}
-
-
-def test_given_the_same_request_twice_agora_sends_two_messages(connector, store) -> None:
-    """Agora has no dedupe handle: only our effect table may stop the second send."""
-    request = card_request()
-
-    first = connector.write("messages", request)
-    again = connector.write("messages", request)
-
-    assert connector.dedupe_window_s("messages") is None
-    assert len(sends(store)) == 2
-    assert first.target_id != again.target_id
 
 
 def test_update_card_recalls_the_card_and_sends_its_successor(connector, store) -> None:
@@ -211,18 +182,6 @@ def test_given_a_rate_limit_answer_the_client_waits_and_sends(connector, store) 
     assert connector.client.call_counts()["messages/users"] == 3  # one 429, then its retry
 
 
-def test_given_no_retries_left_a_rate_limit_surfaces_with_a_wait(connector, store) -> None:
-    store.set_setting("agora", "rate_limit_scale", "0.01")
-    connector.client.retry_policy = RetryPolicy(max_attempts=1)
-    connector.write("messages", card_request(key="k1"))
-
-    with pytest.raises(RateLimited) as caught:
-        connector.write("messages", card_request(key="k2"))
-
-    assert caught.value.code == "reach_limit"
-    assert caught.value.retry_after == 1.0
-
-
 # -- directory -------------------------------------------------------------------------------
 def test_list_users_returns_every_person_with_their_employee_number(connector) -> None:
     connector.client.retry_policy = RetryPolicy(max_attempts=1)
@@ -232,28 +191,5 @@ def test_list_users_returns_every_person_with_their_employee_number(connector) -
     assert sorted(u.employee_no for u in users) == sorted(p.employee_no for p in World(SEED).people)
 
 
-# -- the seam --------------------------------------------------------------------------------
-def test_the_connector_fits_the_seam(connector) -> None:
-    seam: Connector = connector
-    assert seam.vendor == "agora"
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (200, {"data": {"u1": "123"}}, None),
-        (401, {"error": "unauthorized"}, TokenExpired),
-        (401, {"error": "auth_bad_access_token"}, TokenExpired),
-        (429, {"error": "reach_limit"}, RateLimited),
-        (429, {"error": "resource_limited"}, QuotaExhausted),
-        (408, {}, VendorUnavailable),
-        (503, {}, VendorUnavailable),
-        (400, {"error": "illegal_argument"}, VendorRejected),
-        (404, {"error": "service_resource_not_found"}, VendorRejected),
-        (413, {}, VendorRejected),
-    ],
-)
-def test_classify_follows_the_documented_error_table(status, body, expected) -> None:
-    error = classify(status, body, {})
-
-    assert (error is None) if expected is None else isinstance(error, expected)
+# Paging to the end, cursor order, error classes (codes, waits, faults), token refresh and
+# writes idempotent under their key: tests/connectors/test_conformance.py, for every vendor.

@@ -13,7 +13,7 @@ import redis
 from starlette.applications import Starlette
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.dingtalk import DingTalkConnector, classify, out_track_id
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.dingtalk import (
@@ -25,10 +25,6 @@ from sync_pipeline.devtools.sandbox.dingtalk import (
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     QuotaExhausted,
-    RateLimited,
-    TokenExpired,
-    VendorRejected,
-    VendorUnavailable,
 )
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import free_port
@@ -128,28 +124,17 @@ def test_given_two_connectors_on_one_redis_the_token_is_fetched_once(connect, st
     assert len(ledger(store, CARD)) == len(ledger(store, NOTIFY)) == 1
 
 
-@pytest.mark.parametrize("request_for", [card_request, message_request], ids=["new", "old"])
-def test_given_an_expired_token_both_api_families_refresh_it(connector, store, request_for) -> None:
-    connector.write("messages", request_for(user(2), "k1"))
-    store.expire_tokens("dingtalk")
-
-    result = connector.write("messages", request_for(user(3), "k2"))
-
-    assert result.status is WriteStatus.DONE
-    assert connector.client.call_counts()[TOKEN_API] == 2
-
-
 # -- cards -----------------------------------------------------------------------------------
-def test_a_card_is_created_once_per_out_track_id_even_if_written_twice(connector, store) -> None:
+def test_a_card_is_created_under_the_out_track_id_of_its_effect_key(connector, store) -> None:
+    """One card however often it is written: the conformance suite (test_conformance.py)."""
     to = user(2)
     request = card_request(to)
 
     first = connector.write("messages", request)
-    again = connector.write("messages", request)
 
     (created,) = ledger(store, CARD)
-    assert first.status is again.status is WriteStatus.DONE
-    assert first.target_id == again.target_id == out_track_id(request.effect_key)
+    assert first.status is WriteStatus.DONE
+    assert first.target_id == out_track_id(request.effect_key)
     assert created["outTrackId"] == first.target_id
     assert created["openSpaceId"] == f"dtv1.card//IM_ROBOT.{to}"
     params = created["cardData"]["cardParamMap"]
@@ -157,7 +142,6 @@ def test_a_card_is_created_once_per_out_track_id_even_if_written_twice(connector
     assert params["source_id"] == "8812"
     assert params["can_decide"] == "true"
     assert all(isinstance(v, str) for v in params.values())
-    assert connector.dedupe_window_s("messages") is not None
 
 
 def test_given_an_unknown_recipient_the_card_is_rejected_not_raised(connector) -> None:
@@ -364,16 +348,15 @@ def created_within(store: SandboxStore, since_day: int, until_day: int) -> set[s
     }
 
 
-def test_approvals_of_every_process_page_through_once_in_creation_order(connector, store) -> None:
+def test_approvals_of_every_process_are_read_with_their_template_and_status(
+    connector, store
+) -> None:
+    """Each once, in cursor order, within the window: the conformance suite."""
     store.set_setting("dingtalk", "rate_limit_scale", "0")
 
     records = read_all(connector, window(10, 290), limit=7)
 
-    ids = [r.source_id for r in records]
-    assert len(ids) == len(set(ids))
-    assert set(ids) == created_within(store, 10, 290)
-    cursors = [r.cursor_value for r in records]
-    assert cursors == sorted(cursors)
+    assert {r.source_id for r in records} == created_within(store, 10, 290)
     assert {r.payload["template"] for r in records} == set(PROCESS_CODES.values())
     for record in records:
         assert record.payload["status"] in {"pending", "approved", "rejected", "revoked"}
@@ -382,48 +365,13 @@ def test_approvals_of_every_process_page_through_once_in_creation_order(connecto
 
 
 # -- the seam --------------------------------------------------------------------------------
-def test_the_connector_fits_the_seam(connector) -> None:
-    seam: Connector = connector
-    assert seam.vendor == "dingtalk"
-    assert seam.dedupe_window_s("approvals") is None
-    window_s = seam.dedupe_window_s("messages")
-    assert window_s is not None
-    assert 0 <= window_s <= 86_400
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (200, {"errcode": 0, "errmsg": "ok"}, None),
-        (200, {"accessToken": "t", "expireIn": 7200}, None),
-        (200, {"errcode": 40014, "errmsg": "不合法的access_token"}, TokenExpired),
-        (200, {"errcode": 42001, "errmsg": "access_token超时"}, TokenExpired),
-        (400, {"code": "InvalidAuthentication", "message": "不合法的access_token"}, TokenExpired),
-        (401, {"code": "Unauthorized"}, TokenExpired),
-        (200, {"errcode": 90018, "errmsg": "qps"}, RateLimited),
-        (200, {"errcode": 90002, "errmsg": "global"}, RateLimited),
-        (403, {"code": "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"}, RateLimited),
-        (200, {"status": 1111, "wait": 5, "punish": "deny"}, RateLimited),
-        (200, {"errcode": 90020, "errmsg": "超出月度调用量"}, QuotaExhausted),
-        (403, {"code": "Forbidden.AccessDenied.ApiCountLimitForOrg"}, QuotaExhausted),
-        (200, {"errcode": -1, "errmsg": "busy"}, VendorUnavailable),
-        (503, {}, VendorUnavailable),
-        (200, {"errcode": 88, "sub_code": "90002", "errmsg": "failure"}, RateLimited),
-        (200, {"errcode": 60011, "errmsg": "no permission"}, VendorRejected),
-        (400, {"code": "InvalidParameter", "message": "bad"}, VendorRejected),
-    ],
-)
-def test_classify_reads_both_api_families(status, body, expected) -> None:
-    error = classify(status, body, {})
-
-    assert (error is None) if expected is None else isinstance(error, expected)
-
-
-def test_classify_waits_at_least_a_second_on_throttles_and_never_retries_quotas() -> None:
-    throttled = classify(200, {"errcode": 90018}, {})
+def test_classify_names_the_monthly_limit_of_a_spent_quota_and_never_retries_it() -> None:
+    """The wait of a throttle (90018: a second) is in the conformance suite's answers."""
     spent = classify(200, {"errcode": 90020}, {}, monthly_limit=500)
 
-    assert isinstance(throttled, RateLimited)
-    assert throttled.retry_after == 1.0
     assert isinstance(spent, QuotaExhausted)
     assert (spent.retryable, spent.limit) == (False, 500)
+
+
+# Paging to the end, cursor order, error classes (codes, waits, faults), token refresh and
+# writes idempotent under their key: tests/connectors/test_conformance.py, for every vendor.

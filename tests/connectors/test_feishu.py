@@ -1,5 +1,5 @@
-"""The Feishu connector against the Feishu emulator: tokens, cards, dedupe, limits, directory,
-approvals."""
+"""The Feishu connector against the Feishu emulator: tokens, cards, limits, directory, the
+approval record's shape (the conformance suite holds what every connector must do)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,15 @@ from typing import Any
 import pytest
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.base import Connector, ConnectorContext
-from sync_pipeline.connectors.feishu import FeishuConnector, classify, feishu_uuid
+from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.connectors.feishu import FeishuConnector, feishu_uuid
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     ConfigError,
-    RateLimited,
-    TokenExpired,
-    VendorRejected,
-    VendorUnavailable,
 )
-from sync_pipeline.http import RetryPolicy
-from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import ReadWindow, WriteOp, WriteRequest, WriteStatus, iso_utc
 from tests.connectors.conftest import SEED, connector_config, seeded
 from tests.rendering import feishu_markdown, is_plain, visible
 
@@ -99,17 +94,6 @@ def test_given_two_connectors_on_one_redis_the_token_is_fetched_once(connect, st
 
     assert first.client.call_counts()[TOKEN_API] == 1
     assert TOKEN_API not in second.client.call_counts()
-    assert len(sends(store)) == 2
-
-
-def test_given_an_expired_token_the_write_refreshes_it_and_succeeds(connector, store) -> None:
-    connector.write("messages", card_request(open_id(store, "E00002"), "k1"))
-    store.expire_tokens("feishu")
-
-    result = connector.write("messages", card_request(open_id(store, "E00003"), "k2"))
-
-    assert result.status is WriteStatus.DONE
-    assert connector.client.call_counts()[TOKEN_API] == 2
     assert len(sends(store)) == 2
 
 
@@ -190,17 +174,6 @@ def test_given_a_message_with_an_at_all_it_is_one_text_element(connector, store)
     assert json.loads(sent["content"])["zh_cn"]["content"] == [[{"tag": "text", "text": text}]]
 
 
-def test_given_the_same_effect_key_twice_feishu_sends_one_message(connector, store) -> None:
-    request = card_request(open_id(store, "E00002"))
-
-    first = connector.write("messages", request)
-    again = connector.write("messages", request)
-
-    assert len(sends(store)) == 1
-    assert again.target_id == first.target_id
-    assert 0 < connector.dedupe_window_s("messages") < 3600
-
-
 def test_update_card_changes_the_sent_card_in_place(connector, store) -> None:
     sent = connector.write("messages", card_request(open_id(store, "E00002")))
     decided = card_request("", key="k-update", status="approved")
@@ -262,20 +235,6 @@ def test_given_a_rate_limit_answer_the_client_waits_the_reset_and_sends(connecto
     assert connector.client.call_counts()["im/v1/messages"] == 3  # one 429, then its retry
 
 
-def test_given_no_retries_left_a_rate_limit_surfaces_with_the_reset(connector, store) -> None:
-    store.set_setting("feishu", "rate_limit_scale", "0.02")
-    connector.client.retry_policy = RetryPolicy(max_attempts=1)
-    to = open_id(store, "E00002")
-    connector.write("messages", card_request(to, "k1"))
-
-    with pytest.raises(RateLimited) as caught:
-        connector.write("messages", card_request(to, "k2"))
-
-    assert caught.value.code == "99991400"
-    assert caught.value.retry_after is not None
-    assert caught.value.retry_after >= 1
-
-
 # -- directory -------------------------------------------------------------------------------
 def test_list_users_returns_every_person_with_their_employee_number(connector) -> None:
     world = World(SEED)
@@ -293,47 +252,11 @@ def test_list_users_returns_every_person_with_their_employee_number(connector) -
 
 
 # -- approvals -------------------------------------------------------------------------------
-def read_all(connector: FeishuConnector, window: ReadWindow, limit: int) -> list[list[Record]]:
-    pages, token = [], None
-    while True:
-        page = connector.read_page("approvals", window, token, limit)
-        pages.append(list(page.records))
-        token = page.next_token
-        if token is None:
-            return pages
-
-
-def started_within(store: SandboxStore, since_ms: int, until_ms: int) -> list[str]:
-    """Instance codes whose start time falls in [since, until): what Feishu filters on."""
-    rows = store.conn().execute(
-        "SELECT id FROM objects WHERE platform = 'feishu' AND kind = 'instance'"
-        " AND created_ms >= ? AND created_ms < ?",
-        (since_ms, until_ms),
-    )
-    return [str(code) for (code,) in rows]
-
-
 def window(since_ms: int, until_ms: int) -> ReadWindow:
     def iso(ms: int) -> str:
         return iso_utc(datetime.fromtimestamp(ms / 1000, UTC))
 
     return ReadWindow(iso(since_ms), iso(until_ms))
-
-
-def test_approvals_page_through_every_instance_in_the_window_once_in_cursor_order(
-    connector, store
-) -> None:
-    store.set_setting("feishu", "rate_limit_scale", "0")  # detail calls are 50/s at Feishu
-    since_ms, until_ms = EPOCH_MS + 60 * DAY_MS, EPOCH_MS + 240 * DAY_MS
-
-    pages = read_all(connector, window(since_ms, until_ms), limit=7)
-
-    ids = [r.source_id for page in pages for r in page]
-    assert len(ids) == len(set(ids))
-    assert sorted(ids) == sorted(started_within(store, since_ms, until_ms))
-    cursors = [r.cursor_value for page in pages for r in page]
-    assert cursors == sorted(cursors)  # across pages too: the cursor commits per page
-    assert all(len(page) == 7 for page in pages[:-1])
 
 
 def test_an_approval_record_has_the_canonical_shape(connector, store) -> None:
@@ -351,49 +274,5 @@ def test_an_approval_record_has_the_canonical_shape(connector, store) -> None:
     assert page.calls >= len(page.records)
 
 
-def test_the_same_page_token_reads_the_same_page(connector, store) -> None:
-    store.set_setting("feishu", "rate_limit_scale", "0")
-    whole = window(EPOCH_MS, EPOCH_MS + 301 * DAY_MS)
-    first = connector.read_page("approvals", whole, None, 5)
-
-    again = connector.read_page("approvals", whole, first.next_token, 5)
-    once_more = connector.read_page("approvals", whole, first.next_token, 5)
-
-    assert again.records == once_more.records
-    assert again.next_token == once_more.next_token
-
-
-# -- the seam --------------------------------------------------------------------------------
-def test_the_connector_fits_the_seam(connector) -> None:
-    seam: Connector = connector
-    assert seam.vendor == "feishu"
-    assert seam.dedupe_window_s("approvals") is None
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "expected"),
-    [
-        (200, {"code": 0, "msg": "success"}, {}, None),
-        (400, {"code": 99991663, "msg": "invalid token"}, {}, TokenExpired),
-        (400, {"code": 99991664, "msg": "invalid token"}, {}, TokenExpired),
-        (400, {"code": 99991400}, {"x-ogw-ratelimit-reset": "3"}, RateLimited),
-        (429, {}, {}, RateLimited),
-        (200, {"code": 1395001, "msg": "service busy"}, {}, VendorUnavailable),
-        (502, {}, {}, VendorUnavailable),
-        (400, {"code": 230013, "msg": "no availability"}, {}, VendorRejected),
-        (400, {"code": 230020, "msg": "frequency limit"}, {}, RateLimited),  # per message
-        (200, {"code": 10003, "msg": "invalid param"}, {}, VendorRejected),
-        (404, {}, {}, VendorRejected),  # the gateway's plain-text 404: a wrong base URL
-    ],
-)
-def test_classify_decides_by_the_body_code_first(status, body, headers, expected) -> None:
-    error = classify(status, body, headers)
-
-    assert (error is None) if expected is None else isinstance(error, expected)
-
-
-def test_classify_takes_the_wait_from_the_ratelimit_reset_header() -> None:
-    error = classify(429, {"code": 99991400}, {"x-ogw-ratelimit-reset": "7"})
-
-    assert isinstance(error, RateLimited)
-    assert error.retry_after == 7.0
+# Paging to the end, cursor order, error classes (codes, waits, faults), token refresh and
+# writes idempotent under their key: tests/connectors/test_conformance.py, for every vendor.

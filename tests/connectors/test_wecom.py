@@ -1,5 +1,5 @@
-"""The WeCom connector against the WeCom emulator: tokens, cards, duplicate check, limits,
-directory, approvals."""
+"""The WeCom connector against the WeCom emulator: a shared token, cards, directory, the
+approval record's shape (the conformance suite holds what every connector must do)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,17 @@ from typing import Any
 import pytest
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.wecom import (
     WeComConnector,
     button_key,
-    classify,
     parse_button_key,
     task_id_for,
 )
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
-from sync_pipeline.errors import RateLimited, TokenExpired, VendorRejected, VendorUnavailable
-from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import ReadWindow, WriteOp, WriteRequest, WriteStatus, iso_utc
 from tests.connectors.conftest import SEED, connector_config
 
 SEND = "message/send"
@@ -96,18 +94,6 @@ def test_given_two_connectors_on_one_redis_the_token_is_fetched_once(connect, st
     assert len(sends(store)) == 2
 
 
-def test_given_an_expired_token_42001_refreshes_it_and_the_write_succeeds(connector, store) -> None:
-    connector.write("messages", card_request(member(2), "k1"))
-    store.expire_tokens("wecom")
-
-    result = connector.write("messages", card_request(member(3), "k2"))
-
-    assert result.status is WriteStatus.DONE
-    assert connector.client.call_counts()[TOKEN_API] == 2
-    assert connector.client.call_counts()[SEND] == 3  # the 42001, then its retry
-    assert len(sends(store)) == 2
-
-
 # -- messages --------------------------------------------------------------------------------
 def test_a_card_lands_once_with_the_template_card_fields(connector, store) -> None:
     to = member(2)
@@ -131,18 +117,6 @@ def test_a_card_lands_once_with_the_template_card_fields(connector, store) -> No
     assert [b.get("key") for b in card["button_list"]] == ["approve:8812", "reject:8812", None]
     assert card["button_list"][2]["url"] == "https://oa.example/req/8812"
     assert card["card_action"] == {"type": 1, "url": "https://oa.example/req/8812"}
-
-
-def test_given_the_same_request_twice_wecom_keeps_one_message(connector, store) -> None:
-    request = card_request(member(2))
-
-    first = connector.write("messages", request)
-    again = connector.write("messages", request)
-
-    assert len(sends(store)) == 1
-    assert again.status is WriteStatus.DONE
-    assert again.target_id == first.target_id
-    assert 3600 < connector.dedupe_window_s("messages") < 4 * 3600
 
 
 def test_a_message_is_sent_as_text_with_its_link(connector, store) -> None:
@@ -229,20 +203,6 @@ def test_given_an_id_with_colons_the_button_key_keeps_its_action(action, source_
     assert parse_button_key(button_key(action, source_id)) == (action, source_id)
 
 
-# -- limits ----------------------------------------------------------------------------------
-def test_given_a_45009_rate_limit_it_surfaces_as_rate_limited_with_the_wait(
-    connector, store
-) -> None:
-    store.set_setting("wecom", "rate_limit_scale", "0.0001")  # one approval call a minute
-
-    with pytest.raises(RateLimited) as caught:
-        connector.read_page("approvals", window(0, 300), None, 10)
-
-    assert caught.value.code == "45009"
-    assert caught.value.retry_after == 60.0
-    assert caught.value.retryable is True
-
-
 # -- directory -------------------------------------------------------------------------------
 def test_list_users_returns_every_person_with_their_employee_number(connector) -> None:
     world = World(SEED)
@@ -266,41 +226,6 @@ def window(since_day: int, until_day: int) -> ReadWindow:
     return ReadWindow(iso(since_day), iso(until_day))
 
 
-def read_all(connector: WeComConnector, window: ReadWindow, limit: int) -> list[list[Record]]:
-    pages, token = [], None
-    while True:
-        page = connector.read_page("approvals", window, token, limit)
-        pages.append(list(page.records))
-        token = page.next_token
-        if token is None:
-            return pages
-
-
-def applied_within(store: SandboxStore, since_day: int, until_day: int) -> list[str]:
-    rows = store.list(
-        "wecom",
-        "approval",
-        time_field="created_ms",
-        from_ms=EPOCH_MS + since_day * DAY_MS,
-        to_ms=EPOCH_MS + until_day * DAY_MS,
-    )
-    return [str(r["sp_no"]) for r in rows]
-
-
-def test_approvals_over_many_31_day_spans_page_through_once_in_apply_order(
-    connector, store
-) -> None:
-    store.set_setting("wecom", "rate_limit_scale", "0")
-
-    pages = read_all(connector, window(20, 200), limit=9)
-
-    ids = [r.source_id for page in pages for r in page]
-    assert ids == applied_within(store, 20, 200)
-    cursors = [r.cursor_value for page in pages for r in page]
-    assert cursors == sorted(cursors)
-    assert all(len(page) == 9 for page in pages[:-2])
-
-
 def test_an_approval_record_has_the_canonical_shape(connector, store) -> None:
     store.set_setting("wecom", "rate_limit_scale", "0")
 
@@ -319,29 +244,5 @@ def test_an_approval_record_has_the_canonical_shape(connector, store) -> None:
     assert page.calls == 1 + len(page.records)
 
 
-# -- the seam --------------------------------------------------------------------------------
-def test_the_connector_fits_the_seam(connector) -> None:
-    seam: Connector = connector
-    assert seam.vendor == "wecom"
-    assert seam.dedupe_window_s("approvals") is None
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (200, {"errcode": 0, "errmsg": "ok"}, None),
-        (200, {"errcode": 40014, "errmsg": "invalid access_token"}, TokenExpired),
-        (200, {"errcode": 42001, "errmsg": "access_token expired"}, TokenExpired),
-        (200, {"errcode": 45009, "errmsg": "api freq out of limit"}, RateLimited),
-        (200, {"errcode": 45033, "errmsg": "api concurrent out of limit"}, RateLimited),
-        (200, {"errcode": -1, "errmsg": "system busy"}, VendorUnavailable),
-        (200, {"errcode": 301022, "errmsg": "checkin fetch failed"}, VendorUnavailable),
-        (502, {}, VendorUnavailable),
-        (200, {"errcode": 81013, "errmsg": "user & party & tag all invalid"}, VendorRejected),
-        (200, {"errcode": 60011, "errmsg": "no privilege"}, VendorRejected),
-    ],
-)
-def test_classify_decides_by_errcode(status, body, expected) -> None:
-    error = classify(status, body, {})
-
-    assert (error is None) if expected is None else isinstance(error, expected)
+# Paging to the end, cursor order, error classes (codes, waits, faults), token refresh and
+# writes idempotent under their key: tests/connectors/test_conformance.py, for every vendor.

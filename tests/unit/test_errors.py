@@ -7,6 +7,7 @@ import pytest
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
+    PagingLoop,
     RateLimited,
     RecordError,
     ServiceUnavailable,
@@ -26,6 +27,7 @@ EXAMPLES: list[SyncError] = [
     RateLimited("feishu", "99991400", "frequency limit", retry_after=3.0),
     TokenExpired("dingtalk", "42001"),
     OutcomeUnknown("wecom", "read timeout"),
+    PagingLoop("feishu", "approvals"),
 ]
 
 
@@ -45,6 +47,7 @@ def test_rebuilt_from_args_equals_original(error: SyncError) -> None:
         (RateLimited("x", "429"), True),
         (TokenExpired("x", "401"), True),
         (OutcomeUnknown("x", "timeout"), True),
+        (PagingLoop("x", "approvals"), False),
         (ServiceUnavailable("Redis", "u", "r"), True),
     ],
 )
@@ -58,3 +61,11 @@ def test_service_unavailable_reads_as_one_line() -> None:
 
     assert str(error) == "cannot reach Redis at redis://h:1: Connection refused. Check REDIS_URL."
     assert "\n" not in str(error)
+
+
+def test_a_paging_loop_names_the_source_and_stream_on_one_line() -> None:
+    error = PagingLoop("feishu", "approvals")
+
+    assert str(error) == (
+        "feishu page_token_repeated: stream approvals: a page token came back after it was followed"
+    )
