@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner
+from starlette.applications import Starlette
 
 from sync_pipeline.devtools.sandbox.cli import sandbox as sandbox_cli
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
-from sync_pipeline.devtools.sandbox.wecom import userid_for
+from sync_pipeline.devtools.sandbox.core import SandboxStore
+from sync_pipeline.devtools.sandbox.server import FaultCache, FaultInjector
+from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.processes import free_port
 
 SEED = 7
 RECIPIENT = userid_for(World(SEED).person("E00010"))
@@ -45,9 +49,8 @@ def sandbox(running: SandboxClient) -> Iterator[SandboxClient]:
 class WeCom:
     """A WeCom client of the emulator: a token, and text messages under duplicate check."""
 
-    def __init__(self, sandbox: SandboxClient) -> None:
-        entry = sandbox.info()["wecom"]
-        self.url, creds = str(entry["base_url"]), entry["credentials"]
+    def __init__(self, url: str, creds: Mapping[str, str]) -> None:
+        self.url = url
         self.agentid = int(creds["agentid"])
         self.token = requests.get(
             f"{self.url}/cgi-bin/gettoken",
@@ -73,6 +76,11 @@ class WeCom:
         return dict(answer.json())
 
 
+def wecom_of(sandbox: SandboxClient) -> WeCom:
+    entry = sandbox.info()["wecom"]
+    return WeCom(str(entry["base_url"]), entry["credentials"])
+
+
 def sent(sandbox: SandboxClient, text: str) -> list[dict[str, Any]]:
     """The ledger's entries of WeCom messages with this text."""
     return [
@@ -89,7 +97,7 @@ def a_text() -> str:
 def test_a_write_is_applied_and_its_connection_dropped_without_an_answer(
     sandbox: SandboxClient,
 ) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("wecom", FAULT)
 
     with pytest.raises(requests.ConnectionError, match="without response"):
@@ -101,7 +109,7 @@ def test_a_write_is_applied_and_its_connection_dropped_without_an_answer(
 def test_a_resend_the_vendor_dedupes_is_answered_with_the_first_sends_message(
     sandbox: SandboxClient,
 ) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("wecom", FAULT)
     with pytest.raises(requests.ConnectionError):
         wecom.send(text)
@@ -115,13 +123,13 @@ def test_a_resend_the_vendor_dedupes_is_answered_with_the_first_sends_message(
 def test_a_call_that_writes_nothing_keeps_its_answer(sandbox: SandboxClient) -> None:
     sandbox.fault("wecom", FAULT)
 
-    wecom = WeCom(sandbox)  # gettoken: a read
+    wecom = wecom_of(sandbox)  # gettoken: a read
 
     assert wecom.token
 
 
 def test_the_late_variant_answers_after_the_clients_read_timeout(sandbox: SandboxClient) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("wecom", FAULT, params={"how": "late", "delay_ms": 1500})
 
     started = time.monotonic()
@@ -133,7 +141,7 @@ def test_the_late_variant_answers_after_the_clients_read_timeout(sandbox: Sandbo
 
 
 def test_the_late_variant_answers_a_patient_client(sandbox: SandboxClient) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("wecom", FAULT, params={"how": "late", "delay_ms": 300})
 
     started = time.monotonic()
@@ -147,7 +155,7 @@ def test_the_late_variant_answers_a_patient_client(sandbox: SandboxClient) -> No
 def test_a_count_loses_that_many_answers_and_then_the_fault_ends(
     sandbox: SandboxClient,
 ) -> None:
-    wecom, first, second = WeCom(sandbox), a_text(), a_text()
+    wecom, first, second = wecom_of(sandbox), a_text(), a_text()
     sandbox.fault("wecom", FAULT, params={"count": 1})
 
     with pytest.raises(requests.ConnectionError):
@@ -160,14 +168,14 @@ def test_a_count_loses_that_many_answers_and_then_the_fault_ends(
 
 
 def test_a_rate_of_zero_loses_no_answer(sandbox: SandboxClient) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("wecom", FAULT, rate=0.0)
 
     assert wecom.send(text)["errcode"] == 0
 
 
 def test_the_fault_is_per_platform(sandbox: SandboxClient) -> None:
-    wecom, text = WeCom(sandbox), a_text()
+    wecom, text = wecom_of(sandbox), a_text()
     sandbox.fault("oa", FAULT)
 
     assert wecom.send(text)["errcode"] == 0
@@ -201,3 +209,19 @@ def test_syncctl_sandbox_fault_sets_it_for_a_count_of_writes(
     assert "wecom: applied_no_answer at rate 1 for 2 write(s)" in result.output
     [fault] = [f for f in sandbox.faults() if f["kind"] == FAULT]
     assert fault["params"] == {"count": 2, "how": "drop"}
+
+
+def test_served_without_a_way_to_hang_up_the_answer_is_cut_after_its_headers(
+    store: SandboxStore, serve_app: Callable[[Any, int], None]
+) -> None:
+    port = free_port()
+    emulator = WeComEmulator(store, f"http://127.0.0.1:{port}")
+    emulator.seed(World(SEED), 5, 1)
+    serve_app(FaultInjector(Starlette(routes=emulator.routes()), emulator, FaultCache(store)), port)
+    store.set_fault("wecom", FAULT)
+    wecom, text = WeCom(emulator.base_url, emulator.credentials()), a_text()
+
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        wecom.send(text)
+
+    assert [e.body["text"] for e in store.ledger("wecom")] == [{"content": text}]
