@@ -39,6 +39,7 @@ WORLD = World(SEED)
 APPLICANT, APPROVER = "E00010", "E00011"
 FAULT = "applied_no_answer"
 RUN_TIMEOUT_S = "180"
+LATE_MS = 11_000  # past the shipped connectors' read timeout (timeout_s: 10)
 # An OA decision whose answer was lost is reconciled once its in-flight window (120 s) ends.
 RECONCILE_DEADLINE_S = 240
 # What a vendor makes up for each write it accepts: two sends of one effect differ only here.
@@ -70,11 +71,19 @@ def faults_cleared(sandbox: SandboxClient) -> Iterator[SandboxClient]:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def lose_next_answer(sandbox: SandboxClient, platform: str) -> int:
-    """The next write `platform` applies loses its answer; returns the ledger's seq before."""
+def lose_next_answer(sandbox: SandboxClient, platform: str, **how: Any) -> int:
+    """The next write `platform` applies loses its answer (`how`: the fault's params); returns
+    the ledger's seq before."""
     mark = sandbox.last_seq()
-    sandbox.fault(platform, FAULT, params={"count": 1})
+    sandbox.fault(platform, FAULT, params={"count": 1, **how})
     return mark
+
+
+def new_approval(sandbox: SandboxClient) -> str:
+    """A new pending request in the OA; returns its title, which no other test uses."""
+    title = f"Leave request {uuid.uuid4().hex[:8]}"
+    sandbox.create_approval(applicant=APPLICANT, approvers=[APPROVER], title=title)
+    return title
 
 
 def struck(sandbox: SandboxClient, platform: str) -> bool:
@@ -133,24 +142,32 @@ def unknown_effects(env: dict[str, str], flow: str) -> list[Mapping[str, Any]]:
 
 # -- inside the vendor's dedupe window --------------------------------------------------------
 @pytest.mark.parametrize(
-    ("flow", "platform"),
+    ("flow", "platform", "how"),
     [
-        ("approvals_to_feishu", "feishu"),
-        ("approvals_to_wecom", "wecom"),
-        ("approvals_to_dingtalk", "dingtalk"),
+        ("approvals_to_feishu", "feishu", {}),
+        ("approvals_to_wecom", "wecom", {}),
+        ("approvals_to_dingtalk", "dingtalk", {}),
+        ("approvals_to_wecom", "wecom", {"how": "late", "delay_ms": LATE_MS}),
     ],
+    ids=["feishu", "wecom", "dingtalk", "wecom-answered-late"],
 )
 def test_given_a_lost_answer_inside_the_vendors_dedupe_window_the_effect_is_made_once(
-    sandbox_env, faults_cleared: SandboxClient, sandbox_worker, flow: str, platform: str
+    sandbox_env,
+    faults_cleared: SandboxClient,
+    sandbox_worker,
+    flow: str,
+    platform: str,
+    how: dict[str, Any],
 ) -> None:
-    mark = lose_next_answer(faults_cleared, platform)
+    title = new_approval(faults_cleared)  # something new to send, whatever ran before
+    mark = lose_next_answer(faults_cleared, platform, **how)
 
     run(flow, sandbox_env)
 
     assert struck(faults_cleared, platform)
     made = deliveries(faults_cleared.ledger(platform, since_seq=mark))
-    assert made, f"{flow} made no effect"
     assert [d for d, n in Counter(made).items() if n > 1] == []  # the lost one included
+    assert [d for d in made if title in d[2]], f"{flow} sent nothing for the new approval"
     made_statuses = statuses(sandbox_env, flow)
     assert set(made_statuses) == {"done"}, made_statuses
 
