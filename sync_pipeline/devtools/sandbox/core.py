@@ -495,15 +495,15 @@ class SandboxStore:
             params = json.loads(row[1])
             if "count" not in params:
                 return True
-            left = int(params["count"]) - 1
-            if left <= 0:
-                conn.execute("DELETE FROM faults WHERE platform = ? AND kind = ?", (platform, kind))
-            else:
+            left = int(params["count"])
+            if left > 1:
                 conn.execute(
                     "UPDATE faults SET params = ? WHERE platform = ? AND kind = ?",
-                    (json.dumps({**params, "count": left}), platform, kind),
+                    (json.dumps({**params, "count": left - 1}), platform, kind),
                 )
-            return left >= 0
+            else:
+                conn.execute("DELETE FROM faults WHERE platform = ? AND kind = ?", (platform, kind))
+            return left >= 1
 
     def clear_faults(self, platform: str | None = None, kind: str | None = None) -> int:
         sql = "DELETE FROM faults WHERE 1 = 1"

@@ -170,7 +170,9 @@ class FaultInjector:
         strikes = (
             bool(written)
             and random.random() < fault.rate
-            and await to_thread.run_sync(self.emulator.store.spend_fault, *_key(fault))
+            and await to_thread.run_sync(
+                self.emulator.store.spend_fault, fault.platform, fault.kind
+            )
         )
         if strikes:
             self.faults.invalidate()  # a counted fault may have ended
@@ -183,10 +185,6 @@ class FaultInjector:
                 await held.cut_short(send)
                 return
         await held.replay(send)
-
-
-def _key(fault: Fault) -> tuple[str, str]:
-    return fault.platform, fault.kind
 
 
 async def _until_disconnected(receive: Receive) -> None:
@@ -397,7 +395,9 @@ class SandboxServer:
 
     def _hang_up(self, platform: str, scope: Scope) -> bool:
         """Close the connection that `scope` came on, answering nothing: a vendor whose answer
-        was lost on the way. Whether that connection was found among the server's."""
+        was lost on the way. Whether that connection was found among the server's (uvicorn
+        keeps its open connections, each with the scope of its current request, in
+        `server_state`; ASGI itself has no way to close a connection unanswered)."""
         served = self._servers.get(platform)
         if served is None:
             return False
