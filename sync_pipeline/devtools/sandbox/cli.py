@@ -355,7 +355,8 @@ def fault(
     clear: bool,
 ) -> None:
     """Inject (or --clear) a fault: latency, error5xx, ratelimit, token_expire, malformed,
-    truncated, duplicate_webhook, out_of_order or down."""
+    truncated, duplicate_webhook, out_of_order, down or applied_no_answer (a write is made,
+    its answer lost: --param how=drop|late, delay_ms=N, count=N)."""
     control = Control(port_base, data_dir)
     if clear:
         query = {"platform": platform, **({"kind": kind} if kind else {})}
@@ -379,6 +380,8 @@ def fault(
         console.print(f"expired {answer['expired_tokens']} {platform} token(s)")
     else:
         until = f"for {for_s:g} s" if for_s is not None else "until cleared"
+        if "count" in parsed:
+            until = f"for {parsed['count']} write(s), {until}"
         console.print(f"{platform}: {kind} at rate {rate:g} {until}")
 
 

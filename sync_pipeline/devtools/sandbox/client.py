@@ -100,6 +100,13 @@ class SandboxClient:
             body["for_s"] = for_s
         return self._post("/_sandbox/fault", body)
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults in force: {platform, kind, rate, until_ms, params} each."""
+        answer = self.session.get(f"{self.url}/_sandbox/faults", timeout=self.timeout_s)
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()["faults"]
+        return found
+
     def clear_faults(self, platform: str | None = None) -> None:
         params = {"platform": platform} if platform else {}
         answer = self.session.delete(f"{self.url}/_sandbox/fault", params=params, timeout=30)

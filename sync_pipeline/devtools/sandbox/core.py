@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -89,7 +90,14 @@ FAULT_KINDS = (
     "duplicate_webhook",  # a share `rate` of callbacks the emulator sends is sent twice
     "out_of_order",  # callbacks are held back at random so that later ones overtake
     "down",  # the platform's port refuses connections until the fault ends
+    # A share `rate` of writes is applied (in the ledger) and its answer lost. params:
+    # {"how": "drop" (default; the connection closes with no answer) or "late" (the answer
+    # comes after `delay_ms`, default LATE_ANSWER_MS: past the client's read timeout),
+    # "count": n (only the next n such writes; the fault then ends)}.
+    "applied_no_answer",
 )
+LOST_ANSWER_HOWS = ("drop", "late")
+LATE_ANSWER_MS = 30_000  # past every connector's read timeout (config: timeout_s 10)
 
 
 ADMIN_TOKEN_SETTING = ("sandbox", "admin_token")  # (platform, key) in the settings table
@@ -115,6 +123,23 @@ def batched(rows: Iterable[Any], size: int = SEED_BATCH) -> Iterator[list[Any]]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# The ledger seqs recorded while serving the current request: set by the server's fault layer
+# around one request (a context variable reaches the thread pool Starlette runs endpoints in),
+# so that it can tell a write that was applied from a call that changed nothing.
+_WRITES_SEEN: ContextVar[list[int] | None] = ContextVar("sandbox_writes_seen", default=None)
+
+
+@contextmanager
+def watching_writes() -> Iterator[list[int]]:
+    """The ledger seqs of the writes recorded inside the block, in this context."""
+    seen: list[int] = []
+    token = _WRITES_SEEN.set(seen)
+    try:
+        yield seen
+    finally:
+        _WRITES_SEEN.reset(token)
 
 
 @dataclass(frozen=True)
@@ -339,7 +364,11 @@ class SandboxStore:
                     json.dumps(body, ensure_ascii=False),
                 ),
             )
-            return int(cur.lastrowid or 0)
+            seq = int(cur.lastrowid or 0)
+        seen = _WRITES_SEEN.get()
+        if seen is not None:
+            seen.append(seq)
+        return seq
 
     def find_write(self, platform: str, idem_key: str, window_s: float) -> LedgerEntry | None:
         """The write with this vendor dedupe key inside the vendor's window, if any."""
@@ -442,6 +471,8 @@ class SandboxStore:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be between 0 and 1, not {rate}")
+        if kind == "applied_no_answer":
+            _check_lost_answer(params or {})
         until = None if for_s is None else now_ms() + int(for_s * 1000)
         with self.write() as conn:
             conn.execute(
@@ -450,6 +481,29 @@ class SandboxStore:
                 (platform, kind, rate, until, json.dumps(dict(params or {}))),
             )
         return Fault(platform, kind, rate, until, dict(params or {}))
+
+    def spend_fault(self, platform: str, kind: str) -> bool:
+        """Whether the fault may strike once more, counting the strike: a fault with a
+        `count` param strikes that many times and then ends; one without, until cleared."""
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT until_ms, params FROM faults WHERE platform = ? AND kind = ?",
+                (platform, kind),
+            ).fetchone()
+            if row is None or (row[0] is not None and now_ms() >= row[0]):
+                return False
+            params = json.loads(row[1])
+            if "count" not in params:
+                return True
+            left = int(params["count"])
+            if left > 1:
+                conn.execute(
+                    "UPDATE faults SET params = ? WHERE platform = ? AND kind = ?",
+                    (json.dumps({**params, "count": left - 1}), platform, kind),
+                )
+            else:
+                conn.execute("DELETE FROM faults WHERE platform = ? AND kind = ?", (platform, kind))
+            return left >= 1
 
     def clear_faults(self, platform: str | None = None, kind: str | None = None) -> int:
         sql = "DELETE FROM faults WHERE 1 = 1"
@@ -504,6 +558,18 @@ class SandboxStore:
             .fetchone()
         )
         return default if row is None else str(row[0])
+
+
+def _check_lost_answer(params: Mapping[str, Any]) -> None:
+    how = params.get("how", "drop")
+    if how not in LOST_ANSWER_HOWS:
+        raise ValueError(f"how must be one of {', '.join(LOST_ANSWER_HOWS)}, not {how!r}")
+    delay = params.get("delay_ms", LATE_ANSWER_MS)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        raise ValueError(f"delay_ms must be a number of milliseconds, not {delay!r}")
+    count = params.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a whole number of writes from 1, not {count!r}")
 
 
 def stored_admin_token(path: Path) -> str | None:

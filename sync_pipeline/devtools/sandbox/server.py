@@ -4,6 +4,11 @@ Each emulator's bare routes are wrapped by `FaultInjector`, which counts calls a
 generic faults (latency, 5xx, the vendor's own throttle answer, malformed or truncated JSON),
 so emulators never implement those themselves. Token expiry is one-shot (it expires every
 token issued so far); `down` closes the platform's listening socket until the fault ends.
+`applied_no_answer` lets a write through and then loses its answer: the connection is closed
+with no answer, or the answer comes after the client stopped waiting. A write is a request
+during which the emulator recorded an entry in its ledger, whatever its method (vendors read
+with POST too); a call that changed nothing, a resend the vendor deduped among them, is
+answered as usual, as a vendor answers a retry.
 
 The control app listens on 127.0.0.1 only, answers only requests whose Host is loopback (so a
 web page cannot reach it through DNS rebinding), and wants `Authorization: Bearer <admin
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -45,7 +51,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync_pipeline.devtools.sandbox.core import FAULT_KINDS, Fault, SandboxStore
+from sync_pipeline.devtools.sandbox.core import (
+    FAULT_KINDS,
+    LATE_ANSWER_MS,
+    Fault,
+    SandboxStore,
+    watching_writes,
+)
 from sync_pipeline.devtools.sandbox.emulator import Emulator, PressError
 from sync_pipeline.devtools.sandbox.oa import OAEmulator
 from sync_pipeline.devtools.sandbox.registry import (
@@ -59,6 +71,7 @@ from sync_pipeline.devtools.sandbox.seed import seed_all
 log = logging.getLogger(__name__)
 
 FAULT_CACHE_S = 0.3  # how stale a fault may be on the request path
+HANG_UP_WAIT_S = 5.0  # how long a hung-up request waits for the server to see the close
 SUPERVISE_EVERY_S = 0.2  # how soon `down` takes effect and ends
 CONTROL_KEEP_ALIVE_S = 120  # idle keep-alive of the control API (uvicorn's default is 5 s)
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
@@ -102,11 +115,19 @@ class FaultCache:
         self._cached.clear()
 
 
-class FaultInjector:
-    """ASGI middleware in front of one emulator: counts the call, then applies its faults."""
+HangUp = Callable[[Scope], bool]  # close the connection a request came on, with no answer
 
-    def __init__(self, app: ASGIApp, emulator: Emulator, faults: FaultCache) -> None:
-        self.app, self.emulator, self.faults = app, emulator, faults
+
+class FaultInjector:
+    """ASGI middleware in front of one emulator: counts the call, then applies its faults.
+
+    `hang_up` closes a request's connection without answering (the SandboxServer's; without
+    one, a lost answer is cut short after its headers instead)."""
+
+    def __init__(
+        self, app: ASGIApp, emulator: Emulator, faults: FaultCache, hang_up: HangUp | None = None
+    ) -> None:
+        self.app, self.emulator, self.faults, self.hang_up = app, emulator, faults, hang_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,10 +153,74 @@ class FaultInjector:
             await self.emulator.throttle_response()(scope, receive, send)
             return
         mangle = "malformed" if hit("malformed") else "truncated" if hit("truncated") else None
-        if mangle is None:
-            await self.app(scope, receive, send)
+        answer = send if mangle is None else _Mangler(send, mangle)
+        lost = faults.get("applied_no_answer")
+        if lost is None:
+            await self.app(scope, receive, answer)
             return
-        await self.app(scope, receive, _Mangler(send, mangle))
+        await self._perhaps_lose_answer(lost, scope, receive, answer)
+
+    async def _perhaps_lose_answer(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve the request holding its answer back; if it wrote to the ledger and the fault
+        strikes, lose the answer (drop the connection, or answer after `delay_ms`)."""
+        held = _Held()
+        with watching_writes() as written:
+            await self.app(scope, receive, held)
+        strikes = (
+            bool(written)
+            and random.random() < fault.rate
+            and await to_thread.run_sync(
+                self.emulator.store.spend_fault, fault.platform, fault.kind
+            )
+        )
+        if strikes:
+            self.faults.invalidate()  # a counted fault may have ended
+            if fault.params.get("how", "drop") == "late":
+                await asyncio.sleep(float(fault.params.get("delay_ms", LATE_ANSWER_MS)) / 1000)
+            elif self.hang_up is not None and self.hang_up(scope):
+                await _until_disconnected(receive)
+                return
+            else:
+                await held.cut_short(send)
+                return
+        await held.replay(send)
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Wait until the server has seen the connection close, so that it neither answers the
+    request nor reports it unanswered."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(HANG_UP_WAIT_S):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+
+class _AnswerLost(Exception):
+    """Raised after a response's headers: the server then closes the connection."""
+
+
+class _Held:
+    """An ASGI `send` that keeps the messages of one response until told what to do."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    async def replay(self, send: Send) -> None:
+        for message in self.messages:
+            await send(message)
+
+    async def cut_short(self, send: Send) -> None:
+        """The headers only, then the connection closes mid-answer."""
+        for message in self.messages:
+            if message["type"] == "http.response.start":
+                await send(message)
+                break
+        raise _AnswerLost("applied_no_answer: the answer is cut after its headers")
 
 
 class _Mangler:
@@ -328,7 +413,25 @@ class SandboxServer:
         return expired
 
     def _emulator_app(self, emulator: Emulator) -> ASGIApp:
-        return FaultInjector(Starlette(routes=emulator.routes()), emulator, self.faults)
+        app = Starlette(routes=emulator.routes())
+        return FaultInjector(
+            app, emulator, self.faults, functools.partial(self._hang_up, emulator.platform)
+        )
+
+    def _hang_up(self, platform: str, scope: Scope) -> bool:
+        """Close the connection that `scope` came on, answering nothing: a vendor whose answer
+        was lost on the way. Whether that connection was found among the server's (uvicorn
+        keeps its open connections, each with the scope of its current request, in
+        `server_state`; ASGI itself has no way to close a connection unanswered)."""
+        served = self._servers.get(platform)
+        if served is None:
+            return False
+        for connection in list(served[0].server_state.connections):
+            if getattr(connection, "scope", None) is scope:
+                transport: asyncio.BaseTransport = connection.transport
+                transport.close()
+                return True
+        return False
 
     # -- control API -------------------------------------------------------------------------
     def _control_app(self) -> ASGIApp:
