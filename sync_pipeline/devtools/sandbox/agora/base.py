@@ -189,7 +189,7 @@ class AgoraBase(Emulator):
         self.store.put(PLATFORM, "message", msg_id, message, created_ms=stamp)
         return message
 
-    # -- what one family asks of another --------------------------------------------------------
+    # -- what one family asks of another ------------------------------------------------------
     @abstractmethod
     def _authenticate(self, header: str, registration: bool) -> None:
         """Accept only an unexpired app token signed with this app's certificate (auth.py)."""

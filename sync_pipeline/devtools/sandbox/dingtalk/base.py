@@ -234,7 +234,7 @@ class DingTalkBase(Emulator):
             self._quota[(app, month)] = used + 1
             return True
 
-    # -- what one family asks of another --------------------------------------------------------
+    # -- what one family asks of another -----------------------------------------------------
     @abstractmethod
     def _load_instance(self, instance_id: str) -> dict[str, Any] | None:
         """An approval instance by id, with its `result` (workflow.py)."""

@@ -351,7 +351,7 @@ class FeishuBase(Emulator):
             raise _param_error("page_token is invalid") from None
         return int(offset)
 
-    # -- what one family asks of another --------------------------------------------------------
+    # -- what one family asks of another ------------------------------------------------------
     @abstractmethod
     def _instance(self, instance_code: str) -> dict[str, Any] | None:
         """An approval instance as the API shows it (approvals.py)."""

@@ -36,7 +36,7 @@ OA_TZ = timezone(timedelta(hours=8))  # E9 answers in server local time; ours is
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000  # larger pageSize is capped, as gateways do (unconfirmed for E9)
-RATE_LIMIT_PER_S = 100  # sandbox-chosen, see module docstring
+RATE_LIMIT_PER_S = 100  # sandbox-chosen, see the package docstring (oa/__init__.py)
 PA = "/api/workflow/paService"
 
 
@@ -234,7 +234,7 @@ class OABase(Emulator):
                 return str(found[0]["id"])
         return None
 
-    # -- what one family asks of another --------------------------------------------------------
+    # -- what one family asks of another -----------------------------------------------------
     @abstractmethod
     def _notify(self, event: str, body: Mapping[str, Any]) -> None:
         """Post the change webhook for `body` (webhook.py)."""

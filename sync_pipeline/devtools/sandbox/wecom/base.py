@@ -191,7 +191,7 @@ class WeComBase(Emulator):
         """A stored row without the sandbox's own bookkeeping fields (leading underscore)."""
         return {k: v for k, v in row.items() if not k.startswith("_")}
 
-    # -- what one family asks of another --------------------------------------------------------
+    # -- what one family asks of another -----------------------------------------------------
     @abstractmethod
     def _info(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """An approval's `info` (approvals.py)."""
