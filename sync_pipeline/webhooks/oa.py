@@ -1,4 +1,4 @@
-"""The OA's change webhook (Weaver E9, sandbox-documented extension; sandbox/oa.py docstring).
+"""The OA's change webhook (Weaver E9, sandbox-documented extension; sandbox/oa/webhook.py).
 
 On every approval change the OA POSTs JSON `{event: "request.<created|approved|rejected|
 revoked|commented>", eventId, requestId, workflowId, status, nodeName, operatorId,

@@ -2,7 +2,7 @@
 exact InboundEvent: the `data` fields are what records.py documents, no more, no less.
 
 Fixtures are the decrypted plaintexts, shaped after the vendors' documented samples
-(platform-apis.md §1.2, §2.2, §3.2, §6 and the OA webhook in sandbox/oa.py).
+(platform-apis.md §1.2, §2.2, §3.2, §6 and the OA webhook in sandbox/oa/webhook.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ too deep, XML with a DTD or nested too deep, timestamps that are not finite numb
 too long to keep are bounded before anything is parsed or stored (issue 9, points 4 and 5).
 
 The bodies that need a signature are signed with the vendor's scheme as the sandbox implements
-it (sandbox/wxcrypto.py, sandbox/feishu.py), never with the service's own verify.py.
+it (sandbox/wxcrypto.py, sandbox/feishu/callbacks.py), never with the service's own verify.py.
 """
 
 from __future__ import annotations

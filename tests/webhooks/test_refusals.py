@@ -2,8 +2,8 @@
 
 Every case starts from a genuine callback the sandbox signed (caught by a recorder before the
 service saw it), then sends it as it was, tampered with, or signed again with the vendor's
-scheme as the sandbox implements it (sandbox/wxcrypto.py, sandbox/feishu.py): never with the
-service's own verify.py, which would agree with itself.
+scheme as the sandbox implements it (sandbox/wxcrypto.py, sandbox/feishu/callbacks.py): never
+with the service's own verify.py, which would agree with itself.
 """
 
 from __future__ import annotations
