@@ -5,6 +5,10 @@ section 5). The webhook service records every verified delivery here under the v
 event id before it enqueues anything: a second delivery of that id finds the row and is
 acknowledged without a second task. The row also carries the event to the worker, so the task
 passes only the row id (Celery messages stay small and hold no vendor payload).
+
+A task handling a row holds it by a lease (`owner`, `lease_until`), claimed in a short
+committed statement, never by a row lock held open while vendors are called
+(pipeline/events: leases, not locks).
 """
 
 from __future__ import annotations

@@ -65,13 +65,13 @@ class IdleInTransaction:
     in a transaction itself): every session of the database found `idle in transaction` for
     longer than HELD_MS, with the last statement it ran."""
 
-    QUERY = f"""
+    QUERY = """
         SELECT pid, left(query, 120)
         FROM pg_stat_activity
         WHERE datname = current_database()
           AND pid <> pg_backend_pid()
           AND state IN ('idle in transaction', 'idle in transaction (aborted)')
-          AND state_change < clock_timestamp() - interval '{HELD_MS} milliseconds'
+          AND state_change < clock_timestamp() - make_interval(secs => %s)
     """
 
     def __init__(self, database_url: str) -> None:
@@ -96,7 +96,7 @@ class IdleInTransaction:
     def _sample(self) -> None:
         while not self._stop.is_set():
             with self._conn.cursor() as cur:
-                cur.execute(self.QUERY)
+                cur.execute(self.QUERY, (HELD_MS / 1000,))
                 self.seen |= {f"{pid}: {query}" for pid, query in cur.fetchall()}
             self.samples += 1
             self._stop.wait(SAMPLE_EVERY_S)
