@@ -21,10 +21,11 @@ import pytest
 
 from sync_pipeline.devtools.sandbox import wecom as sandbox_wecom
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
+from sync_pipeline.devtools.sandbox.oa import oa_user_id
 from sync_pipeline.devtools.sandbox.world import World
 from tests.conftest import wait_for
 from tests.e2e.spine import webhook_service
-from tests.events.approval_scene import wecom_sends
+from tests.events.approval_scene import oa_actions, wecom_card, wecom_sends
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +103,16 @@ class IdleInTransaction:
             self._stop.wait(SAMPLE_EVERY_S)
 
 
+def new_approvals(sandbox: SandboxClient, count: int) -> list[tuple[str, str]]:
+    """(request id, title) of `count` new requests at APPROVER, each with a title of its own."""
+    made = []
+    for _ in range(count):
+        title = f"Leave request {uuid.uuid4().hex[:8]}"
+        answer = sandbox.create_approval(applicant=APPLICANT, approvers=[APPROVER], title=title)
+        made.append((str(answer["requestId"]), title))
+    return made
+
+
 def test_no_session_is_idle_in_transaction_while_events_wait_on_a_slow_vendor(
     sandbox_env, sandbox, webhooks, sandbox_worker
 ) -> None:
@@ -110,11 +121,7 @@ def test_no_session_is_idle_in_transaction_while_events_wait_on_a_slow_vendor(
 
     with IdleInTransaction(sandbox_env["DATABASE_URL"]) as watch:
         started = time.monotonic()
-        titles = []
-        for _ in range(EVENTS):
-            title = f"Leave request {uuid.uuid4().hex[:8]}"
-            sandbox.create_approval(applicant=APPLICANT, approvers=[APPROVER], title=title)
-            titles.append(title)
+        titles = [title for _, title in new_approvals(sandbox, EVENTS)]
         wait_for(
             lambda: all(wecom_sends(sandbox, t) for t in titles),
             DEADLINE_S,
@@ -128,3 +135,34 @@ def test_no_session_is_idle_in_transaction_while_events_wait_on_a_slow_vendor(
     assert sorted(watch.seen) == []
     for title in titles:
         assert wecom_sends(sandbox, title) == [("card", approver)]
+
+
+def test_no_session_is_idle_in_transaction_while_card_presses_wait_on_a_slow_oa(
+    sandbox_env, sandbox, webhooks, sandbox_worker
+) -> None:
+    approver = sandbox_wecom.userid_for(WORLD.person(APPROVER))
+    made = new_approvals(sandbox, EVENTS)
+    wait_for(
+        lambda: all(wecom_sends(sandbox, title) for _, title in made),
+        DEADLINE_S,
+        interval_s=0.5,
+        what="a card for every approval",
+    )
+    cards = [wecom_card(sandbox, title, approver) for _, title in made]
+    sandbox.fault("oa", "latency", params={"ms": SLOW_MS})
+
+    with IdleInTransaction(sandbox_env["DATABASE_URL"]) as watch:
+        for (request_id, _), card in zip(made, cards, strict=True):
+            press = {"kind": "button", "task_id": card["task_id"], "userid": approver}
+            sandbox.press("wecom", {**press, "key": f"approve:{request_id}"})
+        wait_for(
+            lambda: all(oa_actions(sandbox, request_id) for request_id, _ in made),
+            DEADLINE_S,
+            interval_s=0.5,
+            what="every press applied in the OA",
+        )
+
+    assert watch.samples > 10
+    assert sorted(watch.seen) == []
+    for request_id, _ in made:
+        assert oa_actions(sandbox, request_id) == [("approve", oa_user_id(APPROVER))]

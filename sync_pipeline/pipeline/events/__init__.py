@@ -67,7 +67,7 @@ from sync_pipeline.state.inbound import EventStatus, Lease, StoredEvent
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and its transaction
+BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and what it holds
 MAX_ATTEMPTS = 9  # a row's first try and 8 retries, as the task's MAX_RETRIES allows
 MAX_BACKOFF_S = 60.0
 # How long a claim holds its rows before another task may take them over. It must outlast the
@@ -243,7 +243,7 @@ def _renewing(rt: Runtime, row_ids: Sequence[int], lease: Lease) -> Iterator[Non
                 with rt.engine.begin() as conn:
                     inbound.renew(conn, row_ids, lease)
             except Exception as exc:  # noqa: BLE001 - the next turn tries again
-                log.warning("renewing the lease of inbound events failed (%s)", exc)
+                log.warning("renewing the lease of inbound events failed (%s)", describe(exc))
 
     renewer = threading.Thread(target=renew, name="inbound-lease", daemon=True)
     renewer.start()
