@@ -1,10 +1,12 @@
 """End to end: no PostgreSQL transaction is held across a vendor's HTTP call (issue 11, point 4).
 
-The OA's change webhook goes through the webhook service (a real process) to a real worker
-while WeCom answers every call slowly (the sandbox's `latency` fault). The worker claims its
-events with a lease committed first, calls the vendors with no transaction open, and records
-the outcomes in a short transaction: sampled all the while, PostgreSQL's `pg_stat_activity`
-never shows a session of the test's database `idle in transaction`.
+The OA's change webhook and WeCom's card presses go through the webhook service (a real
+process) to a real worker while a vendor answers every call slowly (the sandbox's `latency`
+fault). The worker claims its events with a lease committed first, calls the vendors with no
+transaction open, and records the outcomes in a short transaction: sampled all the while,
+PostgreSQL's `pg_stat_activity` never shows a session of the test's database `idle in
+transaction` for longer than a moment between two statements. A scheduled pull's read, plan
+and write steps, against slow vendors, are held to the same.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sync_pipeline.devtools.sandbox import wecom as sandbox_wecom
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.devtools.sandbox.oa import oa_user_id
 from sync_pipeline.devtools.sandbox.world import World
-from tests.conftest import wait_for
+from tests.conftest import next_second, syncctl, wait_for
 from tests.e2e.spine import webhook_service
 from tests.events.approval_scene import oa_actions, wecom_card, wecom_sends
 
@@ -166,3 +168,25 @@ def test_no_session_is_idle_in_transaction_while_card_presses_wait_on_a_slow_oa(
     assert sorted(watch.seen) == []
     for request_id, _ in made:
         assert oa_actions(sandbox, request_id) == [("approve", oa_user_id(APPROVER))]
+
+
+def test_no_session_is_idle_in_transaction_while_a_pull_waits_on_slow_vendors(
+    sandbox_env, sandbox, webhooks, sandbox_worker
+) -> None:
+    approver = sandbox_wecom.userid_for(WORLD.person(APPROVER))
+    sandbox.settings("oa", {"webhook_url": "http://127.0.0.1:1/lost"})  # the pull's to sync
+    made = new_approvals(sandbox, 2)
+    next_second()
+    for platform in ("oa", "wecom"):
+        sandbox.fault(platform, "latency", params={"ms": SLOW_MS})
+
+    with IdleInTransaction(sandbox_env["DATABASE_URL"]) as watch:
+        result = syncctl(
+            "run", "approvals_to_wecom", "--wait", "--timeout", str(DEADLINE_S), env=sandbox_env
+        )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert watch.samples > 10
+    assert sorted(watch.seen) == []
+    for _, title in made:
+        assert wecom_sends(sandbox, title) == [("card", approver)]
