@@ -227,9 +227,10 @@ def test_a_holder_whose_lease_was_taken_over_does_not_overwrite_the_new_holders_
 ) -> None:
     monkeypatch.setattr(events, "RENEWALS_PER_LEASE", 0.01)  # its renewals stall (a frozen VM)
     row, title = one_event(rt, sandbox)
-    taken_over = threading.Event()
+    at_work, taken_over = threading.Event(), threading.Event()
 
     def stale(real: BatchHandler, rt: Runtime, batch: Sequence[InboundEvent]) -> Sequence[Outcome]:
+        at_work.set()
         assert taken_over.wait(30), "the new holder did not finish"
         return [RuntimeError("the stale holder's failure")] * len(batch)
 
@@ -238,7 +239,7 @@ def test_a_holder_whose_lease_was_taken_over_does_not_overwrite_the_new_holders_
     stale_task = threading.Thread(target=lambda: statuses.append(events.handle(rt, row)))
     stale_task.start()
     try:
-        wait_for(lambda: stored(rt, row).owner is not None, 10, what="the first claim")
+        assert at_work.wait(30), "the first holder did not start"
         lease_ran_out(rt, row)
         new_holder = events.handle(rt, row)
     finally:
