@@ -160,9 +160,11 @@ def _resend_event(event_row_id: int, countdown: float) -> None:
 @app.task(name=sweep.SWEEP_TASK, acks_late=True)
 def sweep_events() -> int:
     """Send `events.handle` again for inbound events the broker never got (it was down when
-    the webhook service recorded them); Beat runs this every SWEEP_EVERY_S."""
+    the webhook service recorded them), and for those whose task's lease ran out before it
+    finished them (a crashed worker); Beat runs this every SWEEP_EVERY_S."""
     rt = get_runtime()
-    return len(sweep.sweep(rt.engine, rt.redis, handle_event.delay))
+    sent = len(sweep.sweep(rt.engine, rt.redis, handle_event.delay))
+    return sent + events.sweep_expired(rt, _resend_event)
 
 
 @app.task(name=REPLAY_TASK, ignore_result=False, acks_late=True)

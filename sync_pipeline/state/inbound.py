@@ -5,13 +5,17 @@ section 5). The webhook service records every verified delivery here under the v
 event id before it enqueues anything: a second delivery of that id finds the row and is
 acknowledged without a second task. The row also carries the event to the worker, so the task
 passes only the row id (Celery messages stay small and hold no vendor payload).
+
+A task handling a row holds it by a lease (`owner`, `lease_until`), claimed in a short
+committed statement, never by a row lock held open while vendors are called
+(pipeline/events: leases, not locks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +42,8 @@ class StoredEvent:
     attempts: int
     error: str | None
     received_at: datetime
+    owner: str | None = None  # the task holding the row (or that finished it)
+    lease_until: datetime | None = None  # until when it holds it
 
 
 def record(conn: Connection, event: InboundEvent) -> int | None:
@@ -75,43 +81,65 @@ def get(conn: Connection, event_row_id: int) -> StoredEvent | None:
     return None if row is None else _stored(row)
 
 
-def claim(conn: Connection, event_row_id: int) -> StoredEvent | None:
-    """Lock the row until `conn`'s transaction ends; None when it does not exist or another
-    transaction holds it (a task handling it right now, alone or in a batch)."""
-    stored, claimed = claim_or_peek(conn, event_row_id)
-    return stored if claimed else None
+@dataclass(frozen=True)
+class Lease:
+    """Who holds rows (a token of one task's one try) and for how long at a time."""
+
+    owner: str
+    seconds: float
+
+    def until(self) -> Any:
+        """The end of the lease, on PostgreSQL's clock (every worker's lease reads one clock)."""
+        return sa.func.now() + sa.literal(timedelta(seconds=self.seconds), sa.Interval())
 
 
-def claim_or_peek(conn: Connection, event_row_id: int) -> tuple[StoredEvent | None, bool]:
-    """(the row, True) locked until `conn`'s transaction ends, or (the row as committed,
-    False) when another transaction holds it; (None, False) when it does not exist. One
-    statement: the task of a row already in another task's batch costs one round trip."""
-    locked = (
-        sa.select(inbound_events.c.id)
-        .where(inbound_events.c.id == event_row_id)
-        .with_for_update(skip_locked=True)
-        .cte("locked")
+def _free() -> sa.ColumnElement[bool]:
+    """A queued row nobody holds: never leased, released, or its lease ran out (its holder
+    crashed, or hung past its lease: the effect keys keep a takeover from doubling anything)."""
+    until = inbound_events.c.lease_until
+    return sa.and_(
+        inbound_events.c.status == EventStatus.QUEUED.value,
+        sa.or_(until.is_(None), until < sa.func.now()),
     )
+
+
+def claim(conn: Connection, event_row_id: int, lease: Lease) -> StoredEvent | None:
+    """Lease the row to `lease.owner` when it is queued and free; None otherwise (it does
+    not exist, it is handled, or another task holds it). The caller commits the claim before
+    it calls any vendor: the lease, not a lock held open, keeps other tasks off the row."""
     row = conn.execute(
-        sa.select(inbound_events, locked.c.id.is_not(None).label("claimed"))
-        .select_from(inbound_events.outerjoin(locked, locked.c.id == inbound_events.c.id))
-        .where(inbound_events.c.id == event_row_id)
+        inbound_events.update()
+        .where(inbound_events.c.id == event_row_id, _free())
+        .values(owner=lease.owner, lease_until=lease.until())
+        .returning(*inbound_events.c)
     ).one_or_none()
-    return (None, False) if row is None else (_stored(row), bool(row.claimed))
+    return None if row is None else _stored(row)
+
+
+def claim_or_peek(
+    conn: Connection, event_row_id: int, lease: Lease
+) -> tuple[StoredEvent | None, bool]:
+    """(the row, True) leased to `lease.owner`, or (the row as committed, False) when it is
+    not free (handled, or held by another task); (None, False) when it does not exist."""
+    claimed = claim(conn, event_row_id, lease)
+    if claimed is not None:
+        return claimed, True
+    return get(conn, event_row_id), False
 
 
 def claim_queued(
-    conn: Connection, kind: str, connector: str, *, besides: int, limit: int
+    conn: Connection, kind: str, connector: str, *, besides: int, limit: int, lease: Lease
 ) -> list[StoredEvent]:
-    """Lock up to `limit` other queued, never-tried rows of one kind and connector, oldest
-    first, until `conn`'s transaction ends; rows another transaction holds are skipped. A row
-    tried before (attempts > 0) waits for its own task's retry and backoff."""
+    """Lease up to `limit` other free, never-tried rows of one kind and connector, oldest
+    first; a row another transaction is claiming at this moment is skipped (SKIP LOCKED, in
+    this one short statement). A row tried before (attempts > 0) waits for its own task's
+    retry and backoff."""
     if limit < 1:
         return []
-    rows = conn.execute(
-        sa.select(inbound_events)
+    free = (
+        sa.select(inbound_events.c.id)
         .where(
-            inbound_events.c.status == EventStatus.QUEUED.value,
+            _free(),
             inbound_events.c.attempts == 0,
             inbound_events.c.kind == kind,
             inbound_events.c.connector == connector,
@@ -120,8 +148,96 @@ def claim_queued(
         .order_by(inbound_events.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
-    return [_stored(row) for row in rows]
+    rows = conn.execute(
+        inbound_events.update()
+        .where(inbound_events.c.id.in_(free))
+        .values(owner=lease.owner, lease_until=lease.until())
+        .returning(*inbound_events.c)
+    )
+    return sorted((_stored(row) for row in rows), key=lambda s: s.id)
+
+
+def renew(conn: Connection, event_row_ids: Sequence[int], lease: Lease) -> list[int]:
+    """Extend the lease of the rows `lease.owner` still holds; those rows."""
+    if not event_row_ids:
+        return []
+    rows = conn.execute(
+        inbound_events.update()
+        .where(
+            inbound_events.c.id.in_(list(event_row_ids)),
+            inbound_events.c.owner == lease.owner,
+            inbound_events.c.status == EventStatus.QUEUED.value,
+        )
+        .values(lease_until=lease.until())
+        .returning(inbound_events.c.id)
+    )
+    return sorted(int(row_id) for (row_id,) in rows)
+
+
+def held(conn: Connection, event_row_ids: Sequence[int], owner: str) -> set[int]:
+    """The rows `owner` still holds, locked until `conn`'s (short) transaction ends, so that
+    no task takes one over while its outcome is recorded. A row whose lease ran out but that
+    nobody took over is still held: the outcome of its holder is as good as any."""
+    if not event_row_ids:
+        return set()
+    rows = conn.execute(
+        sa.select(inbound_events.c.id)
+        .where(
+            inbound_events.c.id.in_(list(event_row_ids)),
+            inbound_events.c.owner == owner,
+            inbound_events.c.status == EventStatus.QUEUED.value,
+        )
+        .with_for_update()
+    )
+    return {int(row_id) for (row_id,) in rows}
+
+
+def release(conn: Connection, event_row_ids: Sequence[int], owner: str) -> None:
+    """Give back rows `owner` holds that stay queued (for a retry): free for the next task."""
+    if not event_row_ids:
+        return
+    conn.execute(
+        inbound_events.update()
+        .where(
+            inbound_events.c.id.in_(list(event_row_ids)),
+            inbound_events.c.owner == owner,
+            inbound_events.c.status == EventStatus.QUEUED.value,
+        )
+        .values(owner=None, lease_until=None)
+    )
+
+
+def expired(conn: Connection, limit: int) -> list[int]:
+    """Queued rows whose lease ran out: their holder stopped (crashed) before finishing."""
+    rows = conn.execute(
+        sa.select(inbound_events.c.id)
+        .where(
+            inbound_events.c.status == EventStatus.QUEUED.value,
+            inbound_events.c.lease_until < sa.func.now(),
+        )
+        .order_by(inbound_events.c.id)
+        .limit(limit)
+    )
+    return [int(row_id) for (row_id,) in rows]
+
+
+def release_expired(conn: Connection, event_row_ids: Sequence[int]) -> list[int]:
+    """Free rows whose lease ran out (and that nobody took over since): those rows."""
+    if not event_row_ids:
+        return []
+    rows = conn.execute(
+        inbound_events.update()
+        .where(
+            inbound_events.c.id.in_(list(event_row_ids)),
+            inbound_events.c.status == EventStatus.QUEUED.value,
+            inbound_events.c.lease_until < sa.func.now(),
+        )
+        .values(owner=None, lease_until=None)
+        .returning(inbound_events.c.id)
+    )
+    return sorted(int(row_id) for (row_id,) in rows)
 
 
 def _stored(row: sa.Row[Any]) -> StoredEvent:
@@ -136,7 +252,14 @@ def _stored(row: sa.Row[Any]) -> StoredEvent:
         }
     )
     return StoredEvent(
-        row.id, event, EventStatus(row.status), int(row.attempts), row.error, row.received_at
+        row.id,
+        event,
+        EventStatus(row.status),
+        int(row.attempts),
+        row.error,
+        row.received_at,
+        row.owner,
+        row.lease_until,
     )
 
 
@@ -161,12 +284,31 @@ def finish(
 def finish_many(
     conn: Connection, event_row_ids: Sequence[int], status: EventStatus, error: str | None = None
 ) -> None:
-    """Rows ended with one status and reason (a batch's done rows share theirs)."""
+    """Rows ended with one status and reason (a batch's done rows share theirs); their lease
+    ends with them (`owner` stays: the task that finished them)."""
     conn.execute(
         inbound_events.update()
         .where(inbound_events.c.id.in_(list(event_row_ids)))
-        .values(status=status.value, error=error, handled_at=sa.func.now())
+        .values(status=status.value, error=error, handled_at=sa.func.now(), lease_until=None)
     )
+
+
+def give_up(conn: Connection, event_row_id: int, error: str) -> bool:
+    """Mark a queued row FAILED (its task's retries are spent) unless a task holds it now;
+    whether it was marked."""
+    row = conn.execute(
+        inbound_events.update()
+        .where(inbound_events.c.id == event_row_id, _free())
+        .values(
+            status=EventStatus.FAILED.value,
+            error=error,
+            handled_at=sa.func.now(),
+            owner=None,
+            lease_until=None,
+        )
+        .returning(inbound_events.c.id)
+    ).one_or_none()
+    return row is not None
 
 
 def still_queued(conn: Connection, event_row_ids: Sequence[int]) -> list[int]:
@@ -187,7 +329,13 @@ def requeue(conn: Connection, event_row_ids: list[int]) -> None:
     conn.execute(
         inbound_events.update()
         .where(inbound_events.c.id.in_(event_row_ids))
-        .values(status=EventStatus.QUEUED.value, error=None, handled_at=None)
+        .values(
+            status=EventStatus.QUEUED.value,
+            error=None,
+            handled_at=None,
+            owner=None,
+            lease_until=None,
+        )
     )
 
 

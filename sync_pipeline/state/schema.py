@@ -230,6 +230,9 @@ inbound_events = sa.Table(
         "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
+    # Added in 0010: the task handling the row and until when (pipeline/events, leases).
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("connector", "event_id", name="inbound_events_once"),
     sa.CheckConstraint(
         "status IN ('queued', 'done', 'ignored', 'failed')", name="inbound_events_status_known"

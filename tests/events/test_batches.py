@@ -160,9 +160,10 @@ def test_an_event_in_another_tasks_batch_is_left_to_that_batch(rt, sandbox) -> N
     [(request_id, title)] = approvals(sandbox, 1)
     [row] = queue(rt, [request_id])
 
-    with rt.engine.connect() as other, other.begin():
-        assert inbound.claim(other, row) is not None  # another task is handling it
-        status = events.handle(rt, row)
+    with rt.engine.begin() as conn:  # another task holds it, at work on it now
+        assert inbound.claim(conn, row, inbound.Lease("another task", 600)) is not None
+
+    status = events.handle(rt, row)
 
     assert status is EventStatus.QUEUED
     assert stored(rt, row).attempts == 0

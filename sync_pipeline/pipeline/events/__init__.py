@@ -12,22 +12,33 @@ A handler returns the event's final status (DONE, or IGNORED with a reason: no f
 rule filtered it out); it raises a Transient error for the task to retry, and any other error
 marks the event FAILED with its reason, to be replayed with `syncctl events replay`.
 
-Micro-batches. A task holds its row locked (SELECT ... FOR UPDATE) while it handles it, so two
-tasks never handle one row at once. For kinds with a batch handler (approval changes), the task
-also locks the other queued, never-tried rows of the same kind and connector (SKIP LOCKED, up
-to BATCH_LIMIT) and handles them together: one re-read per record, one run, one pass through
-the stages and the effect keys, a few transactions for the lot instead of a dozen per event.
-Batches form only under load (when the rows wait for a free worker); a task that finds its row
-in another task's batch returns at once, and the batch records every row's outcome when it
-commits. A row a batch could not finish (a Transient error) stays queued: the task of its own
-retries it, or, for the other rows, it is sent back to the queue through `resend` with the same
-backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as FAILED,
-as the task's retries do. Waiting for an effect another attempt is making is not a try
-(steps.EffectInFlight): the row is sent back to look again shortly, spending nothing, until
-that attempt's outcome is recorded or its in-flight window is over, and then settles from
-what the effect records (done, or failed and made by this row's next try). A crash rolls
-the batch's locks and statuses back: the rows stay queued for their redelivered tasks (and the
-sweeper), and their effect keys keep whatever the batch made from being made twice.
+Leases, not locks (issue 11, point 4). No transaction or row lock is held while a vendor is
+called: a vendor's retries may sleep for tens of seconds, and a connection idle in a
+transaction meanwhile would drain the pool (5 + 5 per process) and stall every worker. A task
+claims its row in one short committed statement, leasing it to itself (`owner`, a token of
+this try, and `lease_until`, LEASE_S ahead on PostgreSQL's clock); it handles the row with no
+transaction open (the handlers take connections only for their own short transactions), and
+records the outcome in one short transaction that first checks it still holds the row. A
+task that finds the row held by another returns at once, that task being answerable for it.
+A holder that crashed leaves its lease to run out: the next task for the row (a redelivery, a
+retry) takes it over, and so does `sweep_expired`, which re-sends such rows; the effect keys
+keep whatever the crashed holder made from being made twice. A holder whose lease ran out
+and was taken over while it was still at work (hung past LEASE_S) records nothing: the new
+holder's outcome stands. A long batch renews its lease while it works (`_renewing`).
+
+Micro-batches. For kinds with a batch handler (approval changes), the task also leases the
+other free, never-tried rows of the same kind and connector (up to BATCH_LIMIT) and handles
+them together: one re-read per record, one run, one pass through the stages and the effect
+keys, a few transactions for the lot instead of a dozen per event. Batches form only under
+load (when the rows wait for a free worker); a task that finds its row in another task's
+batch returns at once, and the batch records every row's outcome when it finishes. A row a
+batch could not finish (a Transient error) is released, still queued: the task of its own
+retries it, or, for the other rows, it is sent back to the queue through `resend` with the
+same backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as
+FAILED, as the task's retries do. Waiting for an effect another attempt is making is not a
+try (steps.EffectInFlight): the row is sent back to look again shortly, spending nothing,
+until that attempt's outcome is recorded or its in-flight window is over, and then settles
+from what the effect records (done, or failed and made by this row's next try).
 
 Tasks of several rows. The webhook service sends the rows recorded within 50 ms of the
 first as one task (dispatch.EventSender); `handle_all` takes them one by one, each
@@ -37,7 +48,12 @@ exactly as its own task would, and sends a row that must wait for a retry back a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -47,13 +63,23 @@ from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.state import inbound
-from sync_pipeline.state.inbound import EventStatus, StoredEvent
+from sync_pipeline.state.inbound import EventStatus, Lease, StoredEvent
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and its transaction
+BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and what it holds
 MAX_ATTEMPTS = 9  # a row's first try and 8 retries, as the task's MAX_RETRIES allows
 MAX_BACKOFF_S = 60.0
+# How long a claim holds its rows before another task may take them over. It must outlast the
+# longest vendor call with its in-process retries, so that a live holder is never taken over
+# between two renewals: http/client.py makes up to 4 attempts (RetryPolicy.max_attempts), each
+# waiting up to 30 s for a rate-limit slot, 3 s to connect and 30 s for the answer
+# (DEFAULT_TIMEOUT), with up to 30 s of sleep between them (max_sleep_s): 4 * 63 + 3 * 30 =
+# 342 s, and a token fetch may come before a call. Ten minutes covers that with room; a crashed
+# holder's rows wait that long at most for the sweeper (or their next task).
+LEASE_S = 600.0
+RENEWALS_PER_LEASE = 4  # a batch at work renews its lease every LEASE_S / 4
+SWEEP_LIMIT = 500  # expired rows one sweep re-sends
 
 
 @dataclass(frozen=True)
@@ -94,32 +120,34 @@ def batch_handlers() -> Mapping[EventKind, BatchHandler]:
 def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> EventStatus:
     """Handle one recorded event, with the queued events of its kind that wait beside it.
 
-    A redelivered task finds its event handled and does nothing; a task whose event is in
-    another task's batch right now returns its status (queued), the batch being answerable
-    for it. `resend` gets the other rows of the batch that a Transient error left queued,
-    and this row when it waits for another attempt's effect (then the status is QUEUED);
-    without it (a direct call) they stay queued for their own tasks, and a wait is raised.
+    A redelivered task finds its event handled and does nothing; a task whose event another
+    task holds right now (alone or in a batch) returns its status (queued), that task being
+    answerable for it. `resend` gets the other rows of the batch that a Transient error left
+    queued, and this row when it waits for another attempt's effect (then the status is
+    QUEUED); without it (a direct call) they stay queued for their own tasks, and a wait is
+    raised.
     """
-    with rt.engine.connect() as conn, conn.begin():  # the row locks last until the commit
-        stored, claimed = inbound.claim_or_peek(conn, event_row_id)
+    lease = Lease(_owner(), LEASE_S)
+    with rt.engine.begin() as conn:  # committed before any vendor call: the lease holds the rows
+        stored, claimed = inbound.claim_or_peek(conn, event_row_id, lease)
         if stored is None:
             raise LookupError(f"inbound event {event_row_id} does not exist")
-        if not claimed or stored.status in (EventStatus.DONE, EventStatus.IGNORED):
+        if not claimed:
             return stored.status
-        batch = [stored, *_companions(conn, stored)]
-        outcomes = _outcomes(rt, batch)
-        tried = [s.id for s, o in zip(batch, outcomes, strict=True) if not _waits(o)]
-        inbound.start_attempts(conn, tried)  # committed with the outcomes, as one
-        left = [
-            (s, o)
-            for s, o in zip(batch, outcomes, strict=True)
-            if isinstance(o, Exception) and _retry(s, o)
-        ]
-        _finish(conn, [(r, o) for r, o in zip(batch, outcomes, strict=True) if not _retry(r, o)])
+        batch = [stored, *_companions(conn, stored, lease)]
+    with _renewing(rt, [s.id for s in batch], lease):
+        outcomes = _outcomes(rt, batch)  # no transaction open: handlers keep theirs short
+    held = _finish(rt, lease.owner, batch, outcomes)
+    if stored.id not in held:
+        with rt.engine.connect() as conn:
+            now = inbound.get(conn, stored.id)
+        return EventStatus.QUEUED if now is None else now.status  # its new holder's to say
     own = outcomes[0]
-    for row, error in left:
-        if row.id != event_row_id and resend is not None:
-            _resend(resend, row, error)
+    for row, outcome in zip(batch, outcomes, strict=True):  # the others left for a retry
+        if row.id == event_row_id or row.id not in held or resend is None:
+            continue
+        if isinstance(outcome, Exception) and _retry(row, outcome):
+            _resend(resend, row, outcome)
     if isinstance(own, Handled):
         return own.status
     if _retry(stored, own):
@@ -166,12 +194,67 @@ def handle_all(rt: Runtime, event_row_ids: Sequence[int], resend: Resend) -> Non
 
 
 def give_up(rt: Runtime, event_row_id: int, error: Exception) -> None:
-    """Mark an event FAILED with its reason (retries spent, or not retryable): replayable."""
+    """Mark an event FAILED with its reason (retries spent, or not retryable): replayable. A
+    row another task holds now is left to that task."""
     with rt.engine.begin() as conn:
-        inbound.finish(conn, event_row_id, EventStatus.FAILED, describe(error))
+        inbound.give_up(conn, event_row_id, describe(error))
 
 
-def _companions(conn: Connection, stored: StoredEvent) -> list[StoredEvent]:
+def sweep_expired(rt: Runtime, resend: Resend) -> int:
+    """Send `events.handle` again for rows whose lease ran out before they were finished
+    (their holder crashed, or its worker was killed); how many were sent. The row is freed
+    once sent, so a later sweep does not send it again while its task waits in the queue (a
+    row whose task is lost with the broker is then the webhook sweep's, webhooks/sweep.py); a
+    task that took it over meanwhile keeps it. Whichever task runs first takes it over."""
+    with rt.engine.connect() as conn:
+        rows = inbound.expired(conn, SWEEP_LIMIT)
+    sent = []
+    for row_id in rows:
+        try:
+            resend(row_id, 0.0)
+        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+            log.warning("inbound event %s not re-sent (%s): next sweep", row_id, type(exc).__name__)
+            continue
+        sent.append(row_id)
+    if sent:
+        with rt.engine.begin() as conn:
+            inbound.release_expired(conn, sent)
+        log.info("re-sent %d inbound events whose lease ran out: %s", len(sent), sent)
+    return len(sent)
+
+
+def _owner() -> str:
+    """A token naming this try of this task: host, process and a random part, so that no two
+    claims (even of one process) ever share one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def _renewing(rt: Runtime, row_ids: Sequence[int], lease: Lease) -> Iterator[None]:
+    """Renew the lease of `row_ids` every LEASE_S / RENEWALS_PER_LEASE while the block runs
+    (a thread of its own, each renewal a short transaction), so that a long batch keeps its
+    rows; a crashed process renews nothing, and its lease runs out. A renewal that fails (the
+    database away for a moment) is tried at the next turn."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease.seconds / RENEWALS_PER_LEASE):
+            try:
+                with rt.engine.begin() as conn:
+                    inbound.renew(conn, row_ids, lease)
+            except Exception as exc:  # noqa: BLE001 - the next turn tries again
+                log.warning("renewing the lease of inbound events failed (%s)", describe(exc))
+
+    renewer = threading.Thread(target=renew, name="inbound-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+
+
+def _companions(conn: Connection, stored: StoredEvent, lease: Lease) -> list[StoredEvent]:
     """The queued rows this task takes on beside its own (none for kinds handled alone)."""
     if stored.event.kind not in batch_handlers():
         return []
@@ -181,6 +264,7 @@ def _companions(conn: Connection, stored: StoredEvent) -> list[StoredEvent]:
         stored.event.connector,
         besides=stored.id,
         limit=BATCH_LIMIT - 1,
+        lease=lease,
     )
 
 
@@ -211,7 +295,30 @@ def _waits(outcome: Outcome) -> bool:
     return isinstance(outcome, Transient) and not outcome.spends_retries
 
 
-def _finish(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> None:
+def _finish(
+    rt: Runtime, owner: str, batch: Sequence[StoredEvent], outcomes: Sequence[Outcome]
+) -> set[int]:
+    """Record the outcomes of the rows `owner` still holds, in one short transaction: a try
+    counted for each row tried, a final status for each row ended, and the rest released
+    (still queued, for a retry). Returns the rows it held; a row taken over by another task
+    (this one's lease ran out) keeps what that task records."""
+    pairs = list(zip(batch, outcomes, strict=True))
+    with rt.engine.begin() as conn:
+        held = inbound.held(conn, [s.id for s in batch], owner)
+        inbound.start_attempts(conn, [s.id for s, o in pairs if s.id in held and not _waits(o)])
+        _record(conn, [(s, o) for s, o in pairs if s.id in held and not _retry(s, o)])
+        inbound.release(conn, [s.id for s, o in pairs if s.id in held and _retry(s, o)], owner)
+    lost = [s.id for s in batch if s.id not in held]
+    if lost:
+        log.warning(
+            "inbound events %s: the lease ran out and another task took them over; its"
+            " outcome stands, this one is not recorded",
+            lost,
+        )
+    return held
+
+
+def _record(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> None:
     """Record each row's final status and reason: one statement per distinct pair (a
     batch's done rows share theirs)."""
     groups: dict[tuple[EventStatus, str | None], list[int]] = {}
