@@ -266,7 +266,7 @@ def _settle(
                 _record(conn, request, keys.EffectStatus.UNKNOWN, error=CRASH_WINDOW)
                 reason = (
                     "an earlier attempt may have been delivered (no vendor dedupe to resend"
-                    " under, no way to look it up): check the target, then settle it"
+                    " under, no way to look it up): check the target, then replay"
                 )
                 return Outcome(WriteStatus.REJECTED, Via.PARKED, reason=reason)
             if isinstance(found, WriteResult):
@@ -336,7 +336,7 @@ def _raised(conn: Connection, request: WriteRequest, exc: Exception, *, sent: bo
         raise exc
     log.warning("effect for %s failed on its content: %s", request.source_id, reason)
     if parked:
-        reason = f"outcome unknown after {reason}: check the target, then settle it"
+        reason = f"outcome unknown after {reason}: check the target, then replay"
         return Outcome(WriteStatus.REJECTED, Via.PARKED, reason=reason)
     return Outcome(WriteStatus.REJECTED, Via.SENT, reason=reason)
 
