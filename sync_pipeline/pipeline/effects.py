@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -269,8 +269,9 @@ def _settle(
                     " under, no way to look it up): check the target, then replay"
                 )
                 return Outcome(WriteStatus.REJECTED, Via.PARKED, reason=reason)
-            if isinstance(found, WriteResult):
-                return _recorded(conn, effector, request, found, about, Via.FOUND)
+            if isinstance(found, WriteResult):  # kept with what the earlier attempt meant
+                earlier = replace(about, detail={**about.detail, **before.detail})
+                return _recorded(conn, effector, request, found, earlier, Via.FOUND)
             # not at the vendor: making it now is safe
     if about.detail:
         with conn.begin():  # the intent, for settling a lost answer later

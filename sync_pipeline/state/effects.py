@@ -93,6 +93,7 @@ def claim(
                 "source_id": about.get(k, About()).source_id,
                 "kind": about.get(k, About()).kind,
                 "recipient": about.get(k, About()).recipient,
+                "detail": dict(about.get(k, About()).detail) or sa.null(),
             }
             for k in keys
         ]

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.connectors.base import Decision, DecisionRequest
 from sync_pipeline.pipeline import effects as protocol
+from sync_pipeline.pipeline.events import cards
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import Record, WriteOp, WriteRequest, WriteStatus
 from sync_pipeline.state import deadletters, effects, runs
@@ -25,9 +26,13 @@ from sync_pipeline.state.schema import effects as effects_table
 from tests.events.approval_scene import (
     OA,
     WECOM_FLOW,
+    approval_changed,
+    deliver,
     new_approval,
     oa_actions,
     oa_id,
+    press_wecom,
+    wecom_card,
     wecom_id,
     wecom_sends,
 )
@@ -210,3 +215,32 @@ def test_given_a_parked_key_then_it_is_not_made_and_blocks_nothing(rt, sandbox) 
     assert made.written == 1
     assert wecom_sends(sandbox, parked_title) == []
     assert wecom_sends(sandbox, fresh_title) == [("message", wecom_id(COLLEAGUE))]
+
+
+# -- a press whose decision lost its answer -------------------------------------------------
+def test_given_a_press_whose_oa_answer_was_lost_then_handling_it_again_settles_from_the_oa(
+    rt, sandbox
+) -> None:
+    request_id, title = new_approval(sandbox, APPLICANT, [APPROVER])
+    deliver(rt, approval_changed(request_id))
+    card = wecom_card(sandbox, title, wecom_id(APPROVER))
+    pressed = press_wecom(
+        sandbox, str(card["task_id"]), wecom_id(APPROVER), f"approve:{request_id}"
+    )
+    cards.handle(rt, pressed)  # the OA approved it ...
+    with rt.engine.begin() as conn:  # ... and the worker died before recording the answer
+        conn.execute(
+            effects_table.update()
+            .where(effects_table.c.source_id == request_id, effects_table.c.kind == "oa_action")
+            .values(status="pending", updated_at=sa.func.now() - LOST)
+        )
+
+    cards.handle(rt, pressed)  # the press, redelivered
+
+    assert oa_actions(sandbox, request_id) == [("approve", oa_id(APPROVER))]
+    with rt.engine.connect() as conn:
+        [decided] = effects.tried_for_source(conn, WECOM_FLOW, request_id, "oa_action")
+    assert (decided.status, decided.detail["event"]) == (
+        effects.EffectStatus.DONE,
+        pressed.event_id,
+    )

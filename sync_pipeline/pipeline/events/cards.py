@@ -254,9 +254,12 @@ def _settle_lost(scene: Scene, unsettled: Sequence[effects.Effect]) -> None:
     requests, intents = [], {}
     for effect in unsettled:
         state = str(effect.detail.get("state") or "")
+        decided = _decision(str(effect.detail.get("decision") or ""))
+        if decided is None:  # no intent kept with it: nothing to look it up by
+            continue
         decision = DecisionRequest(
             source_id=scene.press.source_id,
-            decision=Decision(str(effect.detail.get("decision"))),
+            decision=decided,
             as_user=effect.recipient or "",
             node=state.partition("|")[2],
             comment=str(effect.detail.get("comment") or ""),
