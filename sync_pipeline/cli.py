@@ -772,8 +772,13 @@ def effects_settle(effect_id: int, verdict: str | None, timeout: float) -> None:
             console.print(f"effect {effect_id} recorded done; {len(letters)} dead letter(s) closed")
             return
         if not letters:
+            by = (
+                "the approver's next press"
+                if effect.kind == "oa_action"
+                else "the next run or event"
+            )
             console.print(
-                f"effect {effect_id} may be made again: the next run or event of"
+                f"effect {effect_id} may be made again: {by} of"
                 f" {escape(effect.source_id or '?')} makes it once"
             )
             return
