@@ -12,14 +12,17 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import sqlalchemy as sa
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import Connection
 
 from sync_pipeline import __version__
 from sync_pipeline.config.loader import load_config
@@ -30,6 +33,7 @@ from sync_pipeline.oneline import fail, one_line_errors
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
+from sync_pipeline.state.effects import Effect
 from sync_pipeline.state.instances import Instance
 from sync_pipeline.state.migrate import MigrationResult, migrate
 from sync_pipeline.state.runs import Run
@@ -627,6 +631,174 @@ def events_replay(event_ids: tuple[int, ...]) -> None:
         f"queued {len(requeued)} failed event(s) again"
         + (f"; not failed, left alone: {', '.join(map(str, skipped))}" if skipped else "")
     )
+
+
+@main.group(name="effects")
+def effects_group() -> None:
+    """Remote effects: those parked because their outcome is unknown, and settling them."""
+
+
+EFFECT_STATUSES = ("unknown", "pending", "failed", "done")
+
+
+@effects_group.command(name="list")
+@click.option(
+    "--status",
+    type=click.Choice(EFFECT_STATUSES),
+    default="unknown",
+    show_default=True,
+    help="unknown: parked for an operator to check at the vendor.",
+)
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Show the newest N.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
+def effects_list(status: str, limit: int, as_json: bool) -> None:
+    """Effects with a status (by default those parked as unknown), with the flow, the record,
+    the target, their age and what to do next."""
+    from sync_pipeline.state import effects
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        found = effects.listed(conn, effects.EffectStatus(status), limit)
+        now = _db_now(conn)
+    rows = [_effect_view(e, now) for e in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"Effects: {status} ({len(rows)})")
+    for column in ("id", "flow", "record", "target", "kind", "age", "error", "next"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["flow"],
+            escape(r["record"]),
+            escape(r["target"]),
+            r["kind"],
+            _age(r["age_s"]),
+            escape(r["error"] or ""),
+            escape(r["next"]),
+        )
+    console.print(table)
+
+
+def _db_now(conn: Connection) -> datetime:
+    """PostgreSQL's clock, which stamped the effects."""
+    now: datetime = conn.execute(sa.select(sa.func.now())).scalar_one()
+    return now
+
+
+def _effect_view(effect: Effect, now: datetime) -> dict[str, Any]:
+    """One effect as `effects list --json` shows it (one object per effect)."""
+    target = effect.target_system + (f" {effect.recipient}" if effect.recipient else "")
+    return {
+        "id": effect.id,
+        "key": effect.key,
+        "flow": effect.flow,
+        "record": effect.source_id or "",
+        "target": target,
+        "kind": effect.kind or "",
+        "status": effect.status.value,
+        "age_s": round(max(0.0, (now - effect.created_at).total_seconds()), 3),
+        "error": effect.last_error,
+        "next": _next_step(effect, target),
+    }
+
+
+def _next_step(effect: Effect, target: str) -> str:
+    """What the operator does about an effect in this status."""
+    status = effect.status.value
+    record = effect.source_id or "?"
+    if status == "unknown":
+        return (
+            f"check {target} for the {effect.kind or 'effect'} of {record}; then"
+            f" `syncctl effects settle {effect.id} --done` if it is there,"
+            f" else `syncctl effects settle {effect.id} --retry`"
+        )
+    if status == "pending":
+        return "on its way, or its answer was lost: the next attempt settles it by itself"
+    if status == "failed":
+        return f"see `syncctl dlq list --flow {effect.flow}`; fix the cause, then replay"
+    return "nothing: it was made"
+
+
+@effects_group.command(name="settle")
+@click.argument("effect_id", type=int)
+@click.option("--done", "verdict", flag_value="done", help="It is there: record it made.")
+@click.option(
+    "--retry", "verdict", flag_value="retry", help="It is not there: make it again, once."
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for a worker.")
+@one_line_errors
+def effects_settle(effect_id: int, verdict: str | None, timeout: float) -> None:
+    """Close a parked (unknown) effect after checking the vendor: --done records it made;
+    --retry makes it sendable again and replays its dead letter, so it is made once."""
+    from sync_pipeline.state import deadletters, effects
+    from sync_pipeline.state.db import engine_for
+
+    if verdict is None:
+        raise click.UsageError("say what you found at the vendor: --done or --retry")
+    settings = settings_from_env()
+    with services(settings, need_redis=verdict == "retry") as resolved:
+        with engine_for(resolved.settings.urls()[1]).begin() as conn:
+            effect = effects.by_id(conn, effect_id)
+            if effect is None:
+                fail(f"no effect {effect_id} (see: syncctl effects list)", 2)
+            if effect.status is not effects.EffectStatus.UNKNOWN:
+                fail(
+                    f"effect {effect_id} is {effect.status.value}, not parked: nothing to settle", 2
+                )
+            who = clean_text(_os_user())
+            status = effects.EffectStatus.DONE if verdict == "done" else effects.EffectStatus.FAILED
+            effects.settle(conn, effect_id, status, f"settled {verdict} by {who}")
+            letters = [
+                d.id
+                for d in deadletters.open_letters(conn, effect.flow)
+                if d.record.get("effect_key") == effect.key
+            ]
+            if verdict == "done":
+                deadletters.close(conn, letters)
+        if verdict == "done":
+            console.print(f"effect {effect_id} recorded done; {len(letters)} dead letter(s) closed")
+            return
+        if not letters:
+            by = (
+                "the approver's next press"
+                if effect.kind == "oa_action"
+                else "the next run or event"
+            )
+            console.print(
+                f"effect {effect_id} may be made again: {by} of"
+                f" {escape(effect.source_id or '?')} makes it once"
+            )
+            return
+        _replay_letters(resolved.settings, effect.flow, letters, timeout)
+        console.print(f"effect {effect_id} made again through its dead letter(s) {letters}")
+
+
+def _replay_letters(settings: Settings, flow: str, letters: list[int], timeout: float) -> None:
+    """The letters replayed by a worker through their flow; exit 1 if one still fails."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from sync_pipeline.dispatch import REPLAY_TASK, call
+
+    try:
+        found = call(settings, REPLAY_TASK, [flow, letters], timeout)
+    except CeleryTimeout:
+        fail(f"no worker answered within {timeout:g} s; start one with: syncctl worker", 1)
+    if any(r["failing"] or r["skipped"] for r in found):
+        notes = "; ".join(n for r in found for n in r["notes"])
+        fail(f"the replay failed again: see `syncctl dlq list --flow {flow}` {notes}".strip(), 1)
 
 
 @main.group()

@@ -36,7 +36,7 @@ class Transient(SyncError):
 
     retryable = True
     # False when the retry only waits for another attempt's outcome, a wait that attempt's own
-    # window bounds: it spends none of the caller's retries (steps.EffectInFlight).
+    # window bounds: it spends none of the caller's retries (errors.EffectInFlight).
     spends_retries: ClassVar[bool] = True
 
 
@@ -155,3 +155,30 @@ class MigrationError(SyncError):
 
     def __str__(self) -> str:
         return f"migration failed: {self.reason}"
+
+
+class EffectInFlight(Transient):
+    """Another attempt is making some of these effects: not a failure. Wait for its outcome
+    (`retry_after`: the next look, never past the effects' in-flight window), then settle from
+    what the effect records. The wait spends no retry: the window bounds it."""
+
+    spends_retries = False
+
+    def __init__(self, flow: str, count: int, retry_after: float | None = None) -> None:
+        super().__init__(flow, count, retry_after)
+        self.flow, self.count, self.retry_after = flow, count, retry_after
+
+    def __str__(self) -> str:
+        return f"{self.flow}: {self.count} effect(s) are being made by another attempt"
+
+
+class WriteFailed(Transient):
+    """A connector answered a write with a transient failure (its result, not an exception):
+    the effect is recorded failed, and the write is retried later under the same key."""
+
+    def __init__(self, connector: str, reason: str) -> None:
+        super().__init__(connector, reason)
+        self.connector, self.reason = connector, reason
+
+    def __str__(self) -> str:
+        return f"{self.connector}: {self.reason}"

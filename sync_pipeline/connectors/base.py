@@ -27,7 +27,15 @@ from sync_pipeline.http import (
     QuotaStore,
     TokenProvider,
 )
-from sync_pipeline.records import EventKind, Page, ReadWindow, Record, WriteRequest, WriteResult
+from sync_pipeline.records import (
+    EventKind,
+    Page,
+    ReadWindow,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteResult,
+)
 
 
 @dataclass(frozen=True)
@@ -146,9 +154,61 @@ class UpdatesCards(Protocol):
         ...
 
 
+@runtime_checkable
+class LooksUpEffects(Protocol):
+    """Connectors that can read back, at the vendor, whether an effect we may have made is
+    there: how an effect whose answer was lost, past the vendor's dedupe window (or with no
+    such window), is settled without sending it blindly (DESIGN.md section 3, step 4)."""
+
+    def looks_up(self, stream: str) -> bool:
+        """Whether `look_up` can answer for the effects of `stream`."""
+        ...
+
+    def look_up(self, stream: str, request: WriteRequest) -> WriteResult | None:
+        """What the vendor holds of `request`: a DONE result (with the vendor's id) when the
+        effect is there; None when it is not and sending it now is safe; a REJECTED result
+        when it is not there and can no longer be made (the reason says why)."""
+        ...
+
+
 class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+DECISION_KIND = "oa_action"  # the effect kind of a decision made in the source as the approver
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """An approval decided in the source as its approver, as the effect protocol carries it
+    (a WriteRequest of kind "oa_action"): which decision, by whom, at which node of the
+    request, with what comment. The node is how a lost answer is looked up (`look_up`)."""
+
+    source_id: str
+    decision: Decision
+    as_user: str
+    node: str
+    comment: str = ""
+
+    def request(self, effect_key: str) -> WriteRequest:
+        content = {"decision": self.decision.value, "node": self.node, "comment": self.comment}
+        payload = {"kind": DECISION_KIND, "to": self.as_user, "content": content}
+        return WriteRequest(effect_key, self.source_id, WriteOp.UPDATE, payload)
+
+    @classmethod
+    def of(cls, request: WriteRequest) -> DecisionRequest:
+        """The decision a request carries; ValueError if it carries none."""
+        content = request.payload.get("content")
+        if request.payload.get("kind") != DECISION_KIND or not isinstance(content, Mapping):
+            raise ValueError(f"effect {request.effect_key[:16]} is not an approval decision")
+        return cls(
+            source_id=request.source_id,
+            decision=Decision(str(content.get("decision"))),
+            as_user=str(request.payload.get("to") or ""),
+            node=str(content.get("node") or ""),
+            comment=str(content.get("comment") or ""),
+        )
 
 
 @runtime_checkable

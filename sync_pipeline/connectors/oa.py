@@ -63,6 +63,7 @@ from sync_pipeline.connectors.base import (
     WRITE_ONLY,
     ConnectorContext,
     Decision,
+    DecisionRequest,
     DirectoryUser,
     StreamCapabilities,
     build_client,
@@ -104,6 +105,9 @@ PROGRESS_COMMENT_PATH = "api/proj/progress/comment"
 PROGRESS_PAGE_SIZE = 100
 TODO_NAME_MAX = 200  # characters of the todo's title (requestname)
 REF_LENGTH = 16  # hex digits of the effect key a project comment carries as its reference
+# Sign-log types (workflowRequestLogs.logtype) that record a decision: 0 批准 and 2 提交 approve
+# (submitRequest), 3 退回 rejects; 1 保存 (save) and 9 批注 (comment) decide nothing.
+DECIDED_LOGTYPES = {Decision.APPROVE: frozenset({"0", "2"}), Decision.REJECT: frozenset({"3"})}
 PA = "api/workflow/paService"
 LIST_PATH = f"{PA}/getAllWorkflowRequestList"  # every request the acting user may see
 DETAIL_PATH = f"{PA}/getWorkflowRequest"
@@ -545,6 +549,52 @@ class OAConnector:
         if decision is Decision.APPROVE:
             form["otherParams"] = {"src": "submit"}  # "save" would only save the form
         self._post(path, api, form, self._auth_as(as_user), False)
+
+    # -- reading back what we may have made (connectors.base.LooksUpEffects) -------------------
+    def looks_up(self, stream: str) -> bool:
+        return stream in (APPROVALS, PROJECT_PROGRESS)
+
+    def look_up(self, stream: str, request: WriteRequest) -> WriteResult | None:
+        """A decision: the request's sign log says whether the approver decided it at that
+        node. A project comment: whether a record or comment of the project carries its
+        reference. None when it is not there and may be made now."""
+        if stream == PROJECT_PROGRESS:
+            _, project, _ = notification(request.payload)
+            ref = f"[ref {request.effect_key[:REF_LENGTH]}]"
+            records = self._progress_records(project) if project else []
+            done = next((r for r in records if _carries(r, ref)), None)
+            if done is None:
+                return None
+            return WriteResult(request.effect_key, WriteStatus.DONE, str(done["recordId"]))
+        self._expect_stream(stream)
+        return self._look_up_decision(DecisionRequest.of(request), request)
+
+    def _look_up_decision(
+        self, decision: DecisionRequest, request: WriteRequest
+    ) -> WriteResult | None:
+        detail = self._detail(decision.source_id)
+        if not detail:
+            return rejected(request, "the request is gone or out of our user's sight")
+        for entry in detail.get("workflowRequestLogs") or []:
+            if (
+                isinstance(entry, Mapping)
+                and str(entry.get("operator") or "") == decision.as_user
+                and str(entry.get("nodeid") or "") == decision.node
+                and str(entry.get("logtype") or "") in DECIDED_LOGTYPES[decision.decision]
+            ):
+                at = f"{entry.get('operatedate') or ''} {entry.get('operatetime') or '00:00:00'}"
+                extra = {"at": self._iso(at)} if entry.get("operatedate") else {}
+                return WriteResult(
+                    request.effect_key, WriteStatus.DONE, decision.as_user, extra=extra
+                )
+        now = self._list_record(_as_list_row(detail)).payload
+        if (
+            now["status"] == "pending"
+            and str(now.get("node") or "") == decision.node
+            and decision.as_user in self._current_approvers(decision.source_id)
+        ):
+            return None  # still theirs to decide at that node: not made, safe to make now
+        return rejected(request, "the request moved on without this decision")
 
     # -- approvals ------------------------------------------------------------------------------
     def _step(

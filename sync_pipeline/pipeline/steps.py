@@ -18,9 +18,10 @@ Invariants kept here (DESIGN.md sections 2-5):
   same transaction as the pages' id-map rows, and only while the run holds the newest fence;
 - pages are read inside [cursor - lookback, signpost), the signpost being the run's start, so
   a record edited while we page is read again next time rather than skipped;
-- an effect key is claimed (committed as pending) before the vendor is called, and its answer
-  is recorded before the next effect; an effect that another attempt created as we claimed it
-  (a pull and an event on one record) is left to that attempt;
+- every effect goes through the one effect protocol (pipeline/effects.py): its key is claimed
+  (committed as pending) before the vendor is called, and its answer is recorded before the
+  next effect; an effect that another attempt created as we claimed it (a pull and an event on
+  one record) is left to that attempt;
 - the id map never goes back: every read is stamped with PostgreSQL's clock, and a record read
   before the version the id map holds is superseded (not planned, not linked).
 """
@@ -31,24 +32,21 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sync_pipeline.config.flow import Flow, Mode
-from sync_pipeline.connectors.base import Connector
-from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
+from sync_pipeline.errors import QuotaExhausted, SyncError, Transient
 from sync_pipeline.failures import about_record, describe
-from sync_pipeline.http.client import requests_sent
 from sync_pipeline.pipeline import directory
+from sync_pipeline.pipeline.effects import Made, make_effects, request_from_json, request_json
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
     Page,
     PageTrail,
     ReadWindow,
     Record,
-    WriteOp,
     WriteRequest,
-    WriteStatus,
     content_hash,
     iso_utc,
     minus_seconds,
@@ -58,17 +56,12 @@ from sync_pipeline.stages.isolate import isolated
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
-from sync_pipeline.state import cursors, deadletters, effects, idmap, locks, pages, runs
+from sync_pipeline.state import cursors, deadletters, idmap, locks, pages, runs
 from sync_pipeline.untrusted import MAX_ID_CHARS, REPLACEMENT
 
 log = logging.getLogger(__name__)
 
 LOCK_TTL_S = 900.0  # renewed by every page; a lost holder frees the flow after this
-# How long a pending effect may still be on its way to the vendor: a call with its in-process
-# retries (4 attempts of at most ~13 s, backoffs of at most 20 s) ends well within it.
-IN_FLIGHT_S = 120.0
-IN_FLIGHT_POLL_S = 5.0  # how often a caller waiting for another attempt's effect looks again
-MIN_WAIT_S = 0.5  # past the end of a window, so the look after it finds the window over
 
 
 @dataclass(frozen=True)
@@ -402,246 +395,6 @@ def _dead_rows(
     return [(r.source_id, r.as_json(), reason, "RecordError") for r, reason in planned.dead]
 
 
-@dataclass(frozen=True)
-class Made:
-    """What making a batch of effects came to."""
-
-    written: int  # effects made by this call (0 for those found already done)
-    dead: int  # refusals dead-lettered now
-    target_ids: Mapping[str, str]  # source id -> the target object made for it
-
-
-def make_effects(
-    rt: Runtime,
-    flow: Flow,
-    requests: Sequence[WriteRequest],
-    run_id: int,
-    *,
-    patient: bool = False,
-) -> Made:
-    """Make planned effects, each exactly once: every key is claimed (committed as pending)
-    before any vendor call, and each answer is recorded before the next effect.
-
-    A key another attempt claimed while we claimed it (a pull and an event, or two events, on
-    one record at once) is left to that attempt; so is, when `patient` (events, which never run
-    alone), a key another attempt claimed within its in-flight window and has not finished.
-    Both raise `EffectInFlight` once the other effects are made, and the retry settles from
-    what that attempt recorded. Raises a Transient error (after recording what is known) when
-    the vendor should be tried again later; the effects already done are not repeated by the
-    retry, and the keys this call claimed but never tried are released, not left in flight.
-    """
-    if not requests:
-        return Made(0, 0, {})
-    target_sys = _systems(rt, flow)[1]
-    target = rt.connector(flow.target.connector)
-    keys = [r.effect_key for r in requests]
-    # One connection for the batch's transactions (each still commits on its own).
-    with rt.engine.connect() as conn:
-        with conn.begin():
-            before = effects.get(conn, keys)
-            # committed before any vendor call
-            claimed = effects.claim(
-                conn, flow.name, target_sys, keys, {r.effect_key: _about(r) for r in requests}
-            )
-        written, dead = 0, 0
-        target_ids: dict[str, str] = {}
-        waiting: list[effects.Effect] = []  # claimed by another attempt, which is making them
-        for n, request in enumerate(requests):
-            prior = before.get(request.effect_key)
-            if claimed_by_another(prior, claimed[request.effect_key], patient):
-                waiting.append(claimed[request.effect_key])
-                continue
-            try:
-                outcome = _write_one(conn, flow, target, request, prior)
-            except Exception:
-                _release(conn, requests[n + 1 :], before, claimed, patient)
-                raise
-            if outcome.status is WriteStatus.DONE:
-                written += outcome.fresh
-                if outcome.target_id:
-                    target_ids.setdefault(request.source_id, outcome.target_id)
-            elif outcome.status is WriteStatus.REJECTED:
-                letter = (request.source_id, _request_json(request), outcome.reason)
-                with conn.begin():
-                    dead += deadletters.add(conn, flow.name, run_id, [(*letter, "VendorRejected")])
-    if waiting:
-        raise EffectInFlight.waiting_on(flow.name, waiting)
-    return Made(written, dead, target_ids)
-
-
-def _release(
-    conn: Any,
-    untried: Sequence[WriteRequest],
-    before: Mapping[str, effects.Effect],
-    claimed: Mapping[str, effects.Effect],
-    patient: bool,
-) -> None:
-    """Give back the keys this attempt took (new, or failed before) and never tried, so that
-    nobody waits out an in-flight window for a call nobody is making. A key another attempt
-    holds, or one pending before (a crash being recovered), stays as it was."""
-    taken = []
-    for request in untried:
-        prior = before.get(request.effect_key)
-        ours = not claimed_by_another(prior, claimed[request.effect_key], patient)
-        if ours and (prior is None or prior.status is not effects.EffectStatus.PENDING):
-            taken.append(request.effect_key)  # a done or unknown key is left alone by release
-    with conn.begin():
-        effects.release(conn, taken, "not tried: an earlier effect of its batch stopped it")
-
-
-def claimed_by_another(
-    prior: effects.Effect | None, claimed: effects.Effect, patient: bool
-) -> bool:
-    """Whether another attempt may be making this effect right now.
-
-    Claiming bumps `attempts` once per claim: more than one bump since our read means another
-    attempt claimed it between our read and our claim. A pending key from before is a crash
-    to recover from, except for a patient caller while the key is inside its in-flight window.
-    """
-    if claimed.attempts > (0 if prior is None else prior.attempts) + 1:
-        return True
-    return patient and prior is not None and in_flight_left_s(prior) > 0
-
-
-def in_flight_left_s(effect: effects.Effect) -> float:
-    """Seconds the attempt that claimed a pending effect may still be making it; 0 when it is
-    not pending or that attempt's window is over (it crashed, or lost its answer)."""
-    if effect.status is not effects.EffectStatus.PENDING:
-        return 0.0
-    age = (datetime.now(UTC) - effect.claimed_at).total_seconds()
-    return max(0.0, IN_FLIGHT_S - age)
-
-
-class EffectInFlight(Transient):
-    """Another attempt is making some of these effects: not a failure. Wait for its outcome
-    (`retry_after`: the next look, never past the effects' in-flight window), then settle from
-    what the effect records. The wait spends no retry: the window bounds it."""
-
-    spends_retries = False
-
-    def __init__(self, flow: str, count: int, retry_after: float | None = None) -> None:
-        super().__init__(flow, count, retry_after)
-        self.flow, self.count, self.retry_after = flow, count, retry_after
-
-    @classmethod
-    def waiting_on(cls, flow: str, waiting: Sequence[effects.Effect]) -> EffectInFlight:
-        """The error for these effects: look again after IN_FLIGHT_POLL_S, or just after the
-        first window ends if that comes sooner."""
-        ends = min((in_flight_left_s(e) for e in waiting), default=0.0)
-        return cls(flow, len(waiting), min(IN_FLIGHT_POLL_S, ends + MIN_WAIT_S))
-
-    def __str__(self) -> str:
-        return f"{self.flow}: {self.count} effect(s) are being made by another attempt"
-
-
-def _about(request: WriteRequest) -> effects.About:
-    """What a planned notification is, for the effects table (card updates look cards up)."""
-    to = request.payload.get("to")
-    return effects.About(
-        source_id=request.source_id,
-        kind=str(request.payload.get("kind") or request.op.value),
-        recipient=None if to in (None, "") else str(to),
-    )
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: WriteStatus
-    target_id: str | None = None
-    reason: str = ""
-    fresh: int = 0  # 1 when this call made the effect, 0 when it was already done
-
-
-def _write_one(
-    conn: Any,
-    flow: Flow,
-    target: Connector,
-    request: WriteRequest,
-    before: effects.Effect | None,
-) -> _Outcome:
-    """One effect, its answer committed on `conn` (outside a transaction) before returning."""
-    if before is not None and before.status is effects.EffectStatus.DONE:
-        return _Outcome(WriteStatus.DONE, before.vendor_ref)
-    if before is not None and before.status is effects.EffectStatus.UNKNOWN:
-        return _Outcome(WriteStatus.REJECTED, reason="outcome unknown; parked for reconciliation")
-    if before is not None and before.status is effects.EffectStatus.PENDING:
-        # An earlier attempt may have reached the vendor. Resend only under the vendor's own
-        # dedupe handle and inside its window; otherwise park it, never resend blindly.
-        window = target.dedupe_window_s(flow.target.stream)
-        if window is None or _age_s(before) > window:
-            with conn.begin():
-                effects.finish(
-                    conn, request.effect_key, effects.EffectStatus.UNKNOWN, error="crash window"
-                )
-            return _Outcome(
-                WriteStatus.REJECTED,
-                reason="an earlier attempt may have been delivered (no vendor dedupe to resend"
-                " under): check the target, then replay",
-            )
-    sent_before = requests_sent()
-    try:
-        result = target.write(flow.target.stream, request)
-    except OutcomeUnknown:
-        raise  # stays pending: the retry resends under the vendor's handle or parks it
-    except Exception as exc:  # noqa: BLE001 - _write_raised re-raises errors about the run
-        return _write_raised(conn, request, exc, sent=requests_sent() > sent_before)
-    status = {
-        WriteStatus.DONE: effects.EffectStatus.DONE,
-        WriteStatus.REJECTED: effects.EffectStatus.FAILED,
-        WriteStatus.FAILED: effects.EffectStatus.FAILED,
-    }[result.status]
-    with conn.begin():
-        effects.finish(
-            conn,
-            request.effect_key,
-            status,
-            vendor_ref=result.target_id,
-            error=result.reason,
-            detail=result.extra,
-        )
-    if result.status is WriteStatus.FAILED:
-        raise _WriteFailed(flow.target.connector, result.reason)
-    return _Outcome(result.status, result.target_id, result.reason, fresh=1)
-
-
-def _write_raised(conn: Any, request: WriteRequest, exc: Exception, *, sent: bool) -> _Outcome:
-    """What a connector's write that raised comes to (DESIGN.md section 3).
-
-    Our own errors say whether the effect was made: the HTTP layer raises OutcomeUnknown
-    (handled by the caller) when a request may have taken effect, and its other errors, a
-    vendor's refusal, a quota or the config mean it was not, so the effect failed. Any other
-    error (a bug, content the connector did not expect) failed the effect when no request had
-    left, and is parked as unknown when one had: it may come after the vendor made the
-    effect, which is then never resent blindly. An error about this record is its dead
-    letter; an error about the run propagates, for the run to stop or retry.
-    """
-    reason = describe(exc)
-    parked = sent and not isinstance(exc, SyncError)
-    status = effects.EffectStatus.UNKNOWN if parked else effects.EffectStatus.FAILED
-    with conn.begin():
-        effects.finish(conn, request.effect_key, status, error=reason)
-    if not about_record(exc):
-        raise exc
-    log.warning("write of %s failed on its content: %s", request.source_id, reason)
-    if parked:
-        reason = f"outcome unknown after {reason}: check the target, then replay"
-    return _Outcome(WriteStatus.REJECTED, reason=reason)
-
-
-class _WriteFailed(Transient):
-    def __init__(self, connector: str, reason: str) -> None:
-        super().__init__(connector, reason)
-        self.connector, self.reason = connector, reason
-
-    def __str__(self) -> str:
-        return f"{self.connector}: {self.reason}"
-
-
-def _age_s(effect: effects.Effect) -> float:
-    """Seconds since the effect was first claimed (the vendor's window starts at the send)."""
-    return (datetime.now(UTC) - effect.created_at).total_seconds()
-
-
 def _links(
     rt: Runtime,
     flow: Flow,
@@ -676,27 +429,6 @@ def _seen_json(record: Record) -> dict[str, Any]:
     }
 
 
-def _request_json(request: WriteRequest) -> dict[str, Any]:
-    return {
-        "effect_key": request.effect_key,
-        "source_id": request.source_id,
-        "op": request.op.value,
-        "payload": dict(request.payload),
-        "target_id": request.target_id,
-    }
-
-
-def request_from_json(data: Mapping[str, Any]) -> WriteRequest:
-    """A planned write as pages and dead letters store it."""
-    return WriteRequest(
-        effect_key=data["effect_key"],
-        source_id=data["source_id"],
-        op=WriteOp(data["op"]),
-        payload=data["payload"],
-        target_id=data.get("target_id"),
-    )
-
-
 # -- a pull's pages: plan, then write ---------------------------------------------------------
 def plan(rt: Runtime, page_id: int) -> StepCounts:
     """Plan one stored page and save the plan, so the write step (and its retries) make
@@ -708,7 +440,7 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     flow = rt.flow(page.flow)
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
-        "requests": [_request_json(r) for r in planned.requests],
+        "requests": [request_json(r) for r in planned.requests],
         "seen": [_seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:

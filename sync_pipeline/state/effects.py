@@ -46,6 +46,9 @@ class Effect:
     kind: str | None = None
     recipient: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    id: int = 0  # the number an operator names it by
+    flow: str = ""
+    target_system: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class About:
     source_id: str | None = None
     kind: str | None = None
     recipient: str | None = None
+    # Kept with the key from the attempt that makes it on (the intent of an OA decision, for
+    # settling a lost answer), and in its done record with the vendor's handles.
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 def claim(
@@ -72,7 +78,7 @@ def claim(
     while this one calls the vendor sees it in flight instead of making it a second time. A
     pending, done or unknown key keeps its status and claim time: it is not ours to take.
     The caller commits this transaction before calling the vendor; an attempt whose claim
-    raced another's finds `attempts` bumped twice (see steps.make_effects).
+    raced another's finds `attempts` bumped twice (see pipeline/effects.py).
     """
     if not keys:
         return {}
@@ -87,6 +93,7 @@ def claim(
                 "source_id": about.get(k, About()).source_id,
                 "kind": about.get(k, About()).kind,
                 "recipient": about.get(k, About()).recipient,
+                "detail": dict(about.get(k, About()).detail) or sa.null(),
             }
             for k in keys
         ]
@@ -131,6 +138,9 @@ def _effect(row: Any) -> Effect:
         row.kind,
         row.recipient,
         dict(row.detail or {}),
+        int(row.id),
+        row.flow,
+        row.target_system,
     )
 
 
@@ -217,3 +227,32 @@ def count_by_status(conn: Connection, flow: str) -> dict[str, int]:
         .group_by(effects.c.status)
     )
     return {str(status): int(n) for status, n in rows}
+
+
+# -- what an operator sees and settles (`syncctl effects`) ---------------------------------------
+def listed(conn: Connection, status: EffectStatus, limit: int) -> list[Effect]:
+    """The newest `limit` effects with `status`, oldest first."""
+    newest = (
+        sa.select(effects)
+        .where(effects.c.status == status.value)
+        .order_by(effects.c.updated_at.desc(), effects.c.id.desc())
+        .limit(limit)
+    )
+    return sorted((_effect(row) for row in conn.execute(newest)), key=lambda e: e.id)
+
+
+def by_id(conn: Connection, effect_id: int) -> Effect | None:
+    row = conn.execute(sa.select(effects).where(effects.c.id == effect_id)).one_or_none()
+    return None if row is None else _effect(row)
+
+
+def settle(conn: Connection, effect_id: int, status: EffectStatus, note: str) -> bool:
+    """An operator's verdict on a parked (unknown) effect: DONE, they saw it at the vendor;
+    FAILED, it is not there and may be made again (a failed key is claimed again). False when
+    the effect is not parked (unknown) any more."""
+    changed = conn.execute(
+        effects.update()
+        .where(effects.c.id == effect_id, effects.c.status == EffectStatus.UNKNOWN.value)
+        .values(status=status.value, last_error=note, updated_at=sa.func.now())
+    )
+    return changed.rowcount == 1

@@ -85,6 +85,9 @@ effects.append_column(sa.Column("kind", sa.Text, nullable=True))
 effects.append_column(sa.Column("recipient", OutsideId(), nullable=True))
 effects.append_column(sa.Column("detail", JSONB, nullable=True))
 sa.Index("effects_by_source", effects.c.flow, effects.c.source_id)
+# Added in 0009: a number for the operator to name an effect by (`syncctl effects settle ID`).
+effects.append_column(sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False))
+effects.append_constraint(sa.UniqueConstraint(effects.c.id, name="effects_id_key"))
 
 runs = sa.Table(
     "runs",

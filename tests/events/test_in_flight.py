@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sync_pipeline.devtools.sandbox.client import SandboxClient
 from sync_pipeline.devtools.sandbox.server import FAULT_CACHE_S
 from sync_pipeline.errors import RateLimited
-from sync_pipeline.pipeline import events, steps
+from sync_pipeline.pipeline import effects as effects_protocol
+from sync_pipeline.pipeline import events
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import inbound
 from sync_pipeline.state.inbound import EventStatus
@@ -147,7 +148,7 @@ def test_given_another_attempt_is_sending_the_card_then_the_event_waits_without_
 
     assert status is EventStatus.QUEUED
     assert [row for row, _ in resent] == [second]
-    assert 0 < resent[0][1] <= steps.IN_FLIGHT_POLL_S
+    assert 0 < resent[0][1] <= effects_protocol.IN_FLIGHT_POLL_S
     assert stored(rt, second).attempts == 0
 
 
@@ -214,7 +215,7 @@ def test_given_the_attempt_sending_a_card_died_then_an_event_waits_no_longer_tha
     first, second = queue(rt, [request_id, request_id])
     with faulted(sandbox, "ratelimit"), pytest.raises(RateLimited):
         events.handle(rt, first)
-    lost = timedelta(seconds=steps.IN_FLIGHT_S + 1)
+    lost = timedelta(seconds=effects_protocol.IN_FLIGHT_S + 1)
     with rt.engine.begin() as conn:  # a worker took it again and died, a window ago
         conn.execute(
             effects.update()

@@ -36,7 +36,7 @@ batch could not finish (a Transient error) is released, still queued: the task o
 retries it, or, for the other rows, it is sent back to the queue through `resend` with the
 same backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as
 FAILED, as the task's retries do. Waiting for an effect another attempt is making is not a
-try (steps.EffectInFlight): the row is sent back to look again shortly, spending nothing,
+try (errors.EffectInFlight): the row is sent back to look again shortly, spending nothing,
 until that attempt's outcome is recorded or its in-flight window is over, and then settles
 from what the effect records (done, or failed and made by this row's next try).
 

@@ -4,11 +4,12 @@ The press is applied only if the presser, mapped to their OA user through the di
 current approver of the request as the OA shows it now. Then the OA acts as that user, once:
 the action's effect key is (flow, request, its state and node, "oa_action", approver), and a
 claim another attempt holds (a double press handled at the same moment, a redelivered task) is
-waited for, not repeated. A pending key whose request has moved on is reconciled from the OA's
-own record of who acted last, never by acting again (DESIGN.md section 3). Every card of the
-request in that flow is then updated in place to show the outcome, each update an effect of
-its own. Any other press (not an approver, a second press, a request decided elsewhere or gone)
-changes nothing and gets the presser one clear message, keyed by the press event.
+waited for, not repeated. The decision is an effect like any other (pipeline/effects.py): a
+pending one whose answer was lost is looked up in the OA's sign log, never made again blindly
+(DESIGN.md section 3). Every card of the request in that flow is then updated in place to show
+the outcome, each update an effect of its own. Any other press (not an approver, a second
+press, a request decided elsewhere or gone) changes nothing and gets the presser one clear
+message, keyed by the press event.
 
 Vendor handles stay at the edge: the card effects keep what each IM needs to update a card
 (WeCom's response_code, DingTalk's outTrackId, Feishu's message id), and the press brings the
@@ -35,23 +36,33 @@ from typing import Any
 
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import (
+    DECISION_KIND,
     Connector,
     DecidesApprovals,
     Decision,
+    DecisionRequest,
     ReadsOne,
     UpdatesCards,
 )
-from sync_pipeline.errors import OutcomeUnknown, Transient, VendorRejected
+from sync_pipeline.pipeline import effects as protocol
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.directory import DirectorySnapshot
+from sync_pipeline.pipeline.effects import Via
 from sync_pipeline.pipeline.events import Handled
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import InboundEvent, Record, WriteOp, WriteRequest, parse_iso_utc
+from sync_pipeline.records import (
+    InboundEvent,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    parse_iso_utc,
+)
 from sync_pipeline.stages.plan import NotifyKind, effect_key
 from sync_pipeline.state import effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 
-OA_ACTION = "oa_action"  # effect kind of a decision made in the source as the approver
+OA_ACTION = DECISION_KIND  # effect kind of a decision made in the source as the approver
 CARD, UPDATE_CARD = NotifyKind.CARD.value, NotifyKind.UPDATE_CARD.value
 PRESSABLE = (CARD, NotifyKind.APPROVAL_CENTER.value)  # what an approver can press on
 REPLY = "press_reply"  # the state part of a reply's key is the press event's id
@@ -173,16 +184,12 @@ def _respond(scene: Scene) -> tuple[str, int]:
     record = _current(scene)
     if record is None:
         return "the request is gone", _reply(scene, None, "this request no longer exists.")
-    tried = _tried(scene, approver)
     status = str(record.payload.get("status") or "")
     if status == "pending" and approver in _approvers(record):
         return _decide(scene, record, approver)
-    on_its_way = [e for e in tried if steps.in_flight_left_s(e) > 0]
-    if on_its_way:  # our own press, still on its way
-        raise steps.EffectInFlight.waiting_on(scene.flow.name, on_its_way)
-    for effect in tried:
-        if effect.status is effects.EffectStatus.PENDING:
-            _reconcile(scene, effect, record, approver)
+    unsettled = [e for e in _tried(scene, approver) if e.status is effects.EffectStatus.PENDING]
+    if unsettled:  # our own press, on its way or with its answer lost: the protocol settles it
+        _settle_lost(scene, unsettled)
     return _settled(scene, record, approver)
 
 
@@ -212,60 +219,73 @@ def _settled(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
 
 
 def _decide(scene: Scene, record: Record, approver: str) -> tuple[str, int]:
-    """Act in the source as the approver, once, then update the cards."""
+    """Act in the source as the approver, once (the effect protocol), then update the cards."""
     press = scene.press
     assert press.decision is not None  # noqa: S101 - handle() checked it
     source_sys = scene.systems[0]
-    state = f"{record.payload.get('status')}|{record.payload.get('node') or ''}"
+    node = str(record.payload.get("node") or "")
+    state = f"{record.payload.get('status')}|{node}"
     key = effect_key(scene.flow.name, source_sys, press.source_id, state, OA_ACTION, approver)
-    about = effects.About(source_id=press.source_id, kind=OA_ACTION, recipient=approver)
-    intent = {"decision": press.decision.value, "event": press.event.event_id, "state": state}
-    with scene.rt.engine.begin() as conn:
-        prior = effects.get(conn, [key]).get(key)
-        claimed = effects.claim(conn, scene.flow.name, source_sys, [key], {key: about})[key]
-    if prior is not None and prior.status is effects.EffectStatus.DONE:
-        return _settled(scene, record, approver)  # acted at this node, and the OA lags
-    if steps.claimed_by_another(prior, claimed, patient=True):  # a double press, being applied now
-        raise steps.EffectInFlight.waiting_on(scene.flow.name, [claimed])
-    with scene.rt.engine.begin() as conn:  # the intent, for reconciling a lost answer
-        effects.finish(conn, key, effects.EffectStatus.PENDING, detail=intent)
-    try:
-        scene.source.decide(
-            scene.flow.source.stream, press.source_id, press.decision, approver, press.comment
-        )
-    except VendorRejected as exc:  # it stopped being their turn between our read and the act
-        with scene.rt.engine.begin() as conn:
-            effects.finish(conn, key, effects.EffectStatus.FAILED, error=str(exc)[:500])
+    decision = DecisionRequest(press.source_id, press.decision, approver, node, press.comment)
+    intent = {
+        "decision": press.decision.value,
+        "event": press.event.event_id,
+        "state": state,
+        "comment": press.comment,
+    }
+    outcome = _make_decisions(scene, [decision.request(key)], {key: intent})[key]
+    if outcome.status is WriteStatus.REJECTED:  # no longer their turn, between our read and now
         now = _current(scene)
         if now is None:
             return "the request is gone", _reply(scene, None, "this request no longer exists.")
         return _settled(scene, now, approver)
-    except OutcomeUnknown:
-        raise  # stays pending: the retry reads the request and reconciles, never resends
-    except Transient as exc:
-        with scene.rt.engine.begin() as conn:
-            effects.finish(conn, key, effects.EffectStatus.FAILED, error=str(exc)[:500])
-        raise
-    done = {**intent, "at": _now_iso()}
-    with scene.rt.engine.begin() as conn:
-        effects.finish(conn, key, effects.EffectStatus.DONE, vendor_ref=approver, detail=done)
+    if outcome.via is not Via.SENT:  # acted at this node earlier, and the OA lags
+        return _settled(scene, record, approver)
+    with scene.rt.engine.connect() as conn:
         decided = effects.get(conn, [key])[key]
     word = DECIDED[press.decision.value]
     return f"{word} as OA user {approver}", 1 + _update_cards(scene, decided, approver)
 
 
-def _reconcile(scene: Scene, effect: effects.Effect, record: Record, approver: str) -> None:
-    """An action whose answer was lost, on a request that has moved on: the OA's own record
-    of who acted last says whether it was ours. If it was not, the key is parked as unknown
-    for an operator; it is never sent again."""
-    ours = record.payload.get("last_operator") == approver
-    with scene.rt.engine.begin() as conn:
-        if ours:
-            detail = {**effect.detail, "at": str(record.payload.get("updated_at") or "")}
-            effects.finish(conn, effect.key, effects.EffectStatus.DONE, approver, None, detail)
-        else:
-            reason = "answer lost and the request moved on: check the OA's log"
-            effects.finish(conn, effect.key, effects.EffectStatus.UNKNOWN, error=reason)
+def _settle_lost(scene: Scene, unsettled: Sequence[effects.Effect]) -> None:
+    """Decisions of ours still pending on a request that has moved on: waited for while their
+    attempt may still be making them, then looked up in the source (pipeline/effects.py),
+    never made again blindly."""
+    requests, intents = [], {}
+    for effect in unsettled:
+        state = str(effect.detail.get("state") or "")
+        decided = _decision(str(effect.detail.get("decision") or ""))
+        if decided is None:  # no intent kept with it: nothing to look it up by
+            continue
+        decision = DecisionRequest(
+            source_id=scene.press.source_id,
+            decision=decided,
+            as_user=effect.recipient or "",
+            node=state.partition("|")[2],
+            comment=str(effect.detail.get("comment") or ""),
+        )
+        requests.append(decision.request(effect.key))
+        intents[effect.key] = dict(effect.detail)
+    _make_decisions(scene, requests, intents)
+
+
+def _make_decisions(
+    scene: Scene, requests: Sequence[WriteRequest], intents: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, protocol.Outcome]:
+    """Decisions made in the source through the effect protocol, each kept with its intent
+    (decision, press event, state): outcomes by key. Raises EffectInFlight while another
+    attempt (a double press handled at the same moment) may be making one."""
+    source_sys = scene.systems[0]
+    decides = protocol.Decides(
+        scene.source, scene.flow.source.stream, scene.flow.source.connector, source_sys
+    )
+    about = {
+        r.effect_key: replace(protocol.about_of(r), detail=intents[r.effect_key]) for r in requests
+    }
+    settled = protocol.make(scene.rt, scene.flow.name, decides, requests, patient=True, about=about)
+    if settled.waiting:
+        raise protocol.waiting_on(scene.flow.name, settled.waiting)
+    return settled.outcomes
 
 
 # -- effects in the IM --------------------------------------------------------------------------
@@ -295,7 +315,7 @@ def _update_cards(scene: Scene, decided: effects.Effect, approver: str) -> int:
             scene.flow.name, target_sys, scene.press.source_id, state, UPDATE_CARD, recipient
         )
         requests.append(_card_update(key, scene.press.source_id, card, content, code))
-    return steps.make_effects(scene.rt, scene.flow, requests, scene.run_id, patient=True).written
+    return protocol.make_effects(scene.rt, scene.flow, requests, scene.run_id, patient=True).written
 
 
 def _card_update(
@@ -350,7 +370,7 @@ def _reply(scene: Scene, record: Record | None, text: str) -> int:
     )
     # Through the IM's messages, also when the flow's own target is an approval center.
     flow = replace(scene.flow, target=replace(scene.flow.target, stream=MESSAGES))
-    return steps.make_effects(scene.rt, flow, [request], scene.run_id, patient=True).written
+    return protocol.make_effects(scene.rt, flow, [request], scene.run_id, patient=True).written
 
 
 # -- cards of requests decided elsewhere --------------------------------------------------------
@@ -556,7 +576,3 @@ def _clock(iso: str, zone: tzinfo, *, seconds: bool = False) -> str:
     today = datetime.now(zone).date()
     shown = moment.strftime("%H:%M:%S" if seconds else "%H:%M")
     return shown if moment.date() == today else f"{moment:%Y-%m-%d} {shown}"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
