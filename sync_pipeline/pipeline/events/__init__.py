@@ -70,14 +70,13 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 50  # rows one task handles together: bounds a batch's time and what it holds
 MAX_ATTEMPTS = 9  # a row's first try and 8 retries, as the task's MAX_RETRIES allows
 MAX_BACKOFF_S = 60.0
-# How long a claim holds its rows before another task may take them over. It must outlast the
-# longest vendor call with its in-process retries, so that a live holder is never taken over
-# between two renewals: http/client.py makes up to 4 attempts (RetryPolicy.max_attempts), each
-# waiting up to 30 s for a rate-limit slot, 3 s to connect and 30 s for the answer
-# (DEFAULT_TIMEOUT), with up to 30 s of sleep between them (max_sleep_s): 4 * 63 + 3 * 30 =
-# 342 s, and a token fetch may come before a call. Ten minutes covers that with room; a crashed
-# holder's rows wait that long at most for the sweeper (or their next task).
-LEASE_S = 600.0
+# How long a claim holds its rows before another task may take them over. A thread renews the
+# lease every LEASE_S / RENEWALS_PER_LEASE while the batch works, whatever the vendor call on
+# the main thread is doing (http/client.py may take 342 s for one call with its retries and
+# rate-limit waits), so the lease need only outlast a few missed renewals: a worker that stops
+# renewing has died or hung, and its rows are taken over a minute later, not when the longest
+# call would have ended.
+LEASE_S = 60.0
 RENEWALS_PER_LEASE = 4  # a batch at work renews its lease every LEASE_S / 4
 SWEEP_LIMIT = 500  # expired rows one sweep re-sends
 
