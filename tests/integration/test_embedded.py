@@ -232,7 +232,8 @@ def build_site(dest: Path, packages: list[str]) -> Path:
     site_packages = Path(redis.__file__).parents[1]
     ours = dest / "sync_pipeline"
     ours.mkdir(parents=True)
-    for name in ("__init__.py", "errors.py", "embedded.py"):
+    (ours / "devtools").mkdir()
+    for name in ("__init__.py", "errors.py", "devtools/__init__.py", "devtools/embedded.py"):
         shutil.copy(Path(sync_pipeline.__file__).parent / name, ours / name)
     for name in packages:
         shutil.copytree(site_packages / name, dest / name)
