@@ -20,6 +20,9 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from sync_pipeline.settings import Settings
+from sync_pipeline.state import requests
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.requests import RequestKind, WorkRequest
 
 CeleryApp = Celery  # for modules that hold an app from `client` but may not import celery
 
@@ -99,6 +102,52 @@ def call(settings: Settings, task: str, args: Sequence[Any] = (), timeout_s: flo
     app = client(settings)
     try:
         result = app.send_task(task, args=list(args), queue="admin", ignore_result=False)
+        answer = result.get(timeout=timeout_s, propagate=True)
+        result.forget()
+        return answer
+    finally:
+        app.close()
+
+
+def send_request(
+    settings: Settings, kind: RequestKind, flow: str | None, task: requests.Task
+) -> WorkRequest:
+    """Record the request in PostgreSQL, then send its task under the request's task id.
+
+    The broker may lose the message (a worker killed between popping it and recording it as
+    unacknowledged); the recorded request is what the sweeper sends again (state/requests.py).
+    """
+    engine = engine_for(settings.urls()[1], settings.connect_timeout_s)
+    try:
+        with engine.begin() as conn:
+            request = requests.record(conn, kind, flow, task)
+        app = client(settings)
+        try:
+            app.send_task(
+                task.name, args=list(task.args), task_id=request.task_id, queue=task.queue
+            )
+        finally:
+            app.close()
+        with engine.begin() as conn:
+            requests.mark_sent(conn, request.id)
+    finally:
+        engine.dispose()
+    return request
+
+
+def ask(
+    settings: Settings,
+    kind: RequestKind,
+    flow: str | None,
+    task: requests.Task,
+    timeout_s: float = 60.0,
+) -> Any:
+    """Send a recorded request (`send_request`) and wait for a worker's answer, which a copy
+    the sweeper sent again gives under the same task id."""
+    request = send_request(settings, kind, flow, task)
+    app = client(settings)
+    try:
+        result = app.AsyncResult(request.task_id)
         answer = result.get(timeout=timeout_s, propagate=True)
         result.forget()
         return answer
