@@ -8,7 +8,10 @@ acknowledged only after it ran (`task_acks_late`), a task whose worker child was
 requeued (`task_reject_on_worker_lost`), a worker holds one unacknowledged message per process
 (`worker_prefetch_multiplier=1`), and the broker's visibility timeout is above the longest task
 so a task still running is not handed to a second worker. Effects are idempotent, so a
-redelivered task does no harm.
+redelivered task does no harm. Recovery does not wait for that timeout: work carries leases in
+PostgreSQL, and the sweeper sends again what a dead worker or a lost message left unfinished
+(pipeline/sweeper.py); manual runs and replays are recorded before their task is sent
+(`send_request`).
 """
 
 from __future__ import annotations
