@@ -299,3 +299,15 @@ def test_a_request_the_worker_turned_away_is_never_sent_again(rt) -> None:
 
     assert request_now(rt, request.id).status is RequestStatus.TURNED_AWAY
     assert swept.requests == later.requests == 0
+
+
+def test_a_request_is_begun_once_however_many_copies_of_its_task_arrive(rt) -> None:
+    task = requests.Task("admin.replay_dead_letters", "admin", (FLOW, None))
+    with rt.engine.begin() as conn:
+        request = requests.record(conn, RequestKind.REPLAY, FLOW, task)
+
+    with rt.engine.begin() as conn:
+        begun = [requests.start(conn, request.task_id) for _ in range(3)]
+
+    assert begun == [True, False, False]
+    assert request_now(rt, request.id).status is RequestStatus.STARTED
