@@ -108,13 +108,23 @@ def start_run(
         return None
     token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
     if token is None:
-        if request_id is not None and locks.holder(rt.redis, flow.name) == request_id:
-            with rt.engine.connect() as conn:
-                return runs.by_lock_token(conn, flow.name, request_id)
-        log.info("flow %s is already being pulled; this %s trigger is skipped", flow.name, trigger)
-        _turn_away(rt, request_id)
-        return None
+        if request_id is None or locks.holder(rt.redis, flow.name) != request_id:
+            log.info(
+                "flow %s is already being pulled; this %s trigger is skipped", flow.name, trigger
+            )
+            _turn_away(rt, request_id)
+            return None
+        with rt.engine.connect() as conn:
+            opened = runs.by_lock_token(conn, flow.name, request_id)
+            recorded = work_requests.by_task_id(conn, request_id) is not None
+        if opened is not None or not recorded:
+            return opened
+        # An earlier copy of a recorded request took the lock and died before it opened its
+        # run: this copy opens it, under the request's row lock (below).
+        token = request_id
     with rt.engine.begin() as conn:
+        if request_id is not None and not work_requests.lock_requested(conn, request_id):
+            return None  # a copy running beside this one opened the run: it pulls it
         fence = cursors.next_fence(conn, flow.name)
         runs.supersede_running(conn, flow.name, fence)
         cursor = cursors.get(conn, flow.name).cursor

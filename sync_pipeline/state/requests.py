@@ -99,6 +99,18 @@ def get(conn: Connection, request_id: int) -> WorkRequest | None:
     return None if row is None else _request(row)
 
 
+def lock_requested(conn: Connection, task_id: str) -> bool:
+    """Lock the request's row for the caller's transaction: True when it is not a recorded
+    request, or is one no copy of its task has begun (copies running at once take turns
+    here, and the second finds it begun)."""
+    status = conn.execute(
+        sa.select(work_requests.c.status)
+        .where(work_requests.c.task_id == task_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    return status in (None, RequestStatus.REQUESTED.value)
+
+
 def start(conn: Connection, task_id: str, run_id: int | None = None) -> bool:
     """Mark the request of this task started (with the run it opened); False if it was
     started or turned away already, or is not a recorded request."""

@@ -22,7 +22,7 @@ from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.pipeline import leases, steps, sweeper
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
-from sync_pipeline.state import idmap, migrate, requests, runs
+from sync_pipeline.state import idmap, locks, migrate, requests, runs
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import RequestKind, RequestStatus, WorkRequest
@@ -311,3 +311,16 @@ def test_a_request_is_begun_once_however_many_copies_of_its_task_arrive(rt) -> N
 
     assert begun == [True, False, False]
     assert request_now(rt, request.id).status is RequestStatus.STARTED
+
+
+def test_a_request_whose_first_copy_died_holding_the_flows_lock_is_opened_by_the_next(
+    rt,
+) -> None:
+    request = recorded_run(rt)
+    # The first copy took the flow's lock under the request's task id, then was killed.
+    assert locks.acquire(rt.redis, FLOW, steps.LOCK_TTL_S, token=request.task_id)
+
+    run_id = steps.start_run(rt, FLOW, "manual", request_id=request.task_id)
+
+    assert run_id is not None
+    assert request_now(rt, request.id).run_id == run_id
