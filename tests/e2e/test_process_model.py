@@ -28,6 +28,7 @@ import requests
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient
 from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.pipeline import sweeper
 from sync_pipeline.processes import free_port
 from sync_pipeline.state import runs
 from sync_pipeline.state.db import engine_for
@@ -244,7 +245,9 @@ def test_given_the_flower_process_is_sigkilled_then_nothing_is_left(
 
 
 # -- a worker killed mid-run, a request lost: recovery with the default settings ---------------
-RECOVERY_S = 120  # the bound: LEASE_S (60) + the sweep interval (30) + the rest of the run
+RECOVERY_S = 120  # issue 11's bound: a lease runs out, the next sweep, the rest of the run
+# A lost request is sent again once it has waited REQUEST_START_S, at the next sweep.
+RESENT_S = sweeper.REQUEST_START_S + sweeper.SWEEP_EVERY_S + 60
 
 
 def run_done(env: dict[str, str]) -> bool:
@@ -314,7 +317,7 @@ def test_given_the_broker_lost_a_manual_runs_task_then_the_sweeper_sends_it_and_
     with sweeping_beat(env, tmp_path):
         worker = start(env, tmp_path / "worker.log", "worker", "--concurrency", "2")
         try:
-            wait_for(lambda: run_done(env), RECOVERY_S, interval_s=1, what="the run to finish")
+            wait_for(lambda: run_done(env), RESENT_S, interval_s=1, what="the run to finish")
         finally:
             worker.terminate()
             worker.wait(timeout=60)

@@ -4,7 +4,7 @@ disabled flow, whatever its trigger says."""
 from __future__ import annotations
 
 from sync_pipeline.config.loader import load_config
-from sync_pipeline.pipeline import sweeper
+from sync_pipeline.pipeline import leases, sweeper
 from tests.unit.config.test_examples import CONFIG_DIR
 from workers.beat import SWEEPS, flow_schedule
 
@@ -27,3 +27,9 @@ def test_beat_runs_the_sweeper_of_unfinished_work_every_30_s_on_the_admin_queue(
 
     assert entry["schedule"] == sweeper.SWEEP_EVERY_S == 30.0
     assert entry["options"]["queue"] == "admin"
+
+
+def test_a_dead_workers_work_is_sent_again_within_90_s_of_its_death_by_default() -> None:
+    """A heartbeat renews a lease three times in its life; the lease runs out LEASE_S after
+    the last beat, and the next sweep comes within SWEEP_EVERY_S."""
+    assert leases.LEASE_S + sweeper.SWEEP_EVERY_S == 90.0
