@@ -4,6 +4,10 @@ released at the end (state/leases.py says what a lease is and who reads it).
 The bound a killed worker's work waits before it is sent again is LEASE_S (the lease runs
 out) plus the sweeper's interval (sweeper.py); the heartbeat renews three times a lease, so a
 slow database answer or a long pause of the process does not lose a live lease.
+
+A lease names its holder's host and process. A step that finds a live lease held by a process
+of its own host that is gone (a pool process SIGKILLed alone, whose task Celery gave straight
+back) takes it over at once rather than leaving the work to the sweeper.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
 
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.runtime import Runtime
@@ -37,7 +43,7 @@ def held(
     """Yields True while this holder holds the lease, renewed in the background; False (and
     nothing is held) when another holder's lease is live: the work is theirs."""
     with rt.engine.begin() as conn:
-        if not leases.take(conn, kind, work_id, holder, lease_s):
+        if not _take(conn, kind, work_id, holder, lease_s):
             yield False
             return
     stop = threading.Event()
@@ -55,6 +61,31 @@ def held(
         beat.join()
         with rt.engine.begin() as conn:
             leases.release(conn, kind, work_id, holder)
+
+
+def _take(conn: Connection, kind: Leased, work_id: int, holder: str, lease_s: float) -> bool:
+    if leases.take(conn, kind, work_id, holder, lease_s):
+        return True
+    current = leases.holder(conn, kind, work_id)
+    if current is None or not _gone(current):
+        return False
+    log.info("%s %s: its holder %s is gone; taking its lease over", kind.value, work_id, current)
+    return leases.take_from(conn, kind, work_id, current, holder, lease_s)
+
+
+def _gone(holder: str) -> bool:
+    """Whether a lease's holder is a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _heartbeat(

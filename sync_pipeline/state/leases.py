@@ -55,6 +55,29 @@ def take(conn: Connection, kind: Leased, work_id: int, owner: str, lease_s: floa
     return result.rowcount == 1
 
 
+def holder(conn: Connection, kind: Leased, work_id: int) -> str | None:
+    """Who holds the lease now (a live or a lapsed one), if anyone."""
+    table = _table(kind)
+    found: str | None = conn.execute(
+        sa.select(table.c.owner).where(table.c.id == work_id)
+    ).scalar_one_or_none()
+    return found
+
+
+def take_from(
+    conn: Connection, kind: Leased, work_id: int, dead: str, owner: str, lease_s: float
+) -> bool:
+    """Take over the lease of a holder known to be dead (its process is gone), if it still
+    holds it."""
+    table = _table(kind)
+    result = conn.execute(
+        table.update()
+        .where(table.c.id == work_id, table.c.owner == dead)
+        .values(owner=owner, lease_until=_expires(lease_s))
+    )
+    return result.rowcount == 1
+
+
 def renew(conn: Connection, kind: Leased, work_id: int, owner: str, lease_s: float) -> bool:
     """The heartbeat: push the lease out; False if it is no longer this owner's."""
     table = _table(kind)

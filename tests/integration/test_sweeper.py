@@ -8,6 +8,8 @@ them; `now` is moved past a lease or a bound instead of waiting for it.
 from __future__ import annotations
 
 import collections
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -157,6 +159,36 @@ def test_a_held_lease_is_renewed_while_the_step_works(rt) -> None:
         wait_for(lambda: lease_until(rt, page_id) > first, 10, interval_s=0.05, what="a beat")
 
 
+def lease_taken(conn: Connection, page_id: int, owner: str) -> bool:
+    return lease_rows.take(conn, Leased.PAGE, page_id, owner, leases.LEASE_S)
+
+
+def process_gone() -> int:
+    """The pid of a process of this host that has ended (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_lease_of_a_process_of_this_host_that_is_gone_is_taken_over_at_once(rt) -> None:
+    _, [page_id, *_] = pulled_but_lost(rt)
+    dead = f"{socket.gethostname()}:{process_gone()}:a-task-whose-pool-process-was-killed"
+    with rt.engine.begin() as conn:
+        assert lease_taken(conn, page_id, dead)
+
+    with leases.held(rt, Leased.PAGE, page_id, leases.owner("its-redelivery")) as mine:
+        assert mine
+
+
+def test_a_live_lease_of_a_running_process_of_this_host_is_left_to_it(rt) -> None:
+    _, [page_id, *_] = pulled_but_lost(rt)
+    with rt.engine.begin() as conn:
+        assert lease_taken(conn, page_id, leases.owner("a-step-still-working"))
+
+    with leases.held(rt, Leased.PAGE, page_id, leases.owner("another-copy")) as mine:
+        assert not mine
+
+
 # -- what the sweeper sends again ------------------------------------------------------------
 def test_a_page_whose_worker_died_mid_step_is_sent_again_once_its_lease_runs_out(
     rt, sandbox
@@ -177,10 +209,6 @@ def test_a_page_whose_worker_died_mid_step_is_sent_again_once_its_lease_runs_out
     assert ("page planned", dying) in inline.sent
     assert run_of(rt, run_id).status is runs.RunStatus.SUCCEEDED
     assert sends(sandbox) == expected()
-
-
-def lease_taken(conn: Connection, page_id: int, owner: str) -> bool:
-    return lease_rows.take(conn, Leased.PAGE, page_id, owner, leases.LEASE_S)
 
 
 def test_a_lapsed_lease_is_sent_again_once_not_at_every_sweep(rt) -> None:
