@@ -284,15 +284,25 @@ def _print_health(answer: dict[str, Any]) -> None:
 @click.option("--wait", is_flag=True, help="Follow the run to its end; exit 1 if it failed.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to follow it.")
 @click.option(
+    "--start-timeout",
+    default=300.0,
+    show_default=True,
+    help="With --wait: seconds for a worker to begin the run before giving up (exit 3).",
+)
+@click.option(
     "--even-if-disabled",
     is_flag=True,
     help="Run a flow whose file says enabled: false (asks first on a terminal).",
 )
 @one_line_errors
-def run(flow: str, wait: bool, timeout: float, even_if_disabled: bool) -> None:
+def run(
+    flow: str, wait: bool, timeout: float, start_timeout: float, even_if_disabled: bool
+) -> None:
     """Trigger a pull of FLOW now (a worker runs it). A disabled flow runs only with
-    --even-if-disabled."""
-    from sync_pipeline.follow import follow_run, trigger_run
+    --even-if-disabled. The request is recorded first, so a task the broker loses is sent
+    again (while Beat runs). With --wait: exit 0 when the run succeeds, 1 when it failed or
+    was turned away, 3 when waiting gave up (the run may still happen)."""
+    from sync_pipeline.follow import Outcome, follow_run, trigger_run
 
     settings = settings_from_env()
     config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
@@ -310,16 +320,33 @@ def run(flow: str, wait: bool, timeout: float, even_if_disabled: bool) -> None:
     if not chosen.enabled:
         _confirm_disabled(flow, even_if_disabled)
     with services(settings) as resolved:
-        task_id = trigger_run(resolved.settings, flow, even_if_disabled=even_if_disabled)
+        request = trigger_run(resolved.settings, flow, even_if_disabled=even_if_disabled)
         if not wait:
             console.print(
-                f"queued a run of {flow} (task {task_id}); follow it with: syncctl status"
+                f"queued a run of {flow} (request {request.id}, task {request.task_id}); "
+                "follow it with: syncctl status"
             )
             return
-        final = follow_run(resolved.settings, flow, task_id, timeout, console)
-    if final is None:
-        fail(f"no run of {flow} finished within {timeout:g} s; is a worker running?", 1)
-    elif final.status.value != "succeeded":
+        followed = follow_run(
+            resolved.settings, flow, request, timeout, console, start_timeout_s=start_timeout
+        )
+    final = followed.run
+    if followed.outcome is Outcome.NOT_STARTED:
+        fail(
+            f"no worker began the run of {flow} within {min(start_timeout, timeout):g} s;"
+            f" gave up waiting (request {request.id} stays queued and is sent again while"
+            " Beat runs): is a worker running? check with: syncctl health",
+            3,
+        )
+    elif followed.outcome is Outcome.TURNED_AWAY:
+        fail(f"the worker turned the run of {flow} away (see its log); nothing was run", 1)
+    elif followed.outcome is Outcome.NOT_FINISHED and final is not None:
+        fail(
+            f"run {final.id} of {flow} did not finish within {timeout:g} s; gave up waiting"
+            " (it goes on: follow it with syncctl status)",
+            3,
+        )
+    elif final is not None and final.status.value != "succeeded":
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
 
 
@@ -517,12 +544,14 @@ def dlq_replay(
     their cause is fixed. A worker does it; letters that fail again stay open (exit 1)."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from sync_pipeline.dispatch import REPLAY_TASK, call
+    from sync_pipeline.dispatch import REPLAY_TASK, ask
+    from sync_pipeline.state.requests import RequestKind, Task
 
     settings = settings_from_env()
+    task = Task(REPLAY_TASK, "admin", (flow, list(letter_ids) or None))
     with services(settings) as resolved:
         try:
-            found = call(resolved.settings, REPLAY_TASK, [flow, list(letter_ids) or None], timeout)
+            found = ask(resolved.settings, RequestKind.REPLAY, flow, task, timeout)
         except CeleryTimeout:
             fail(f"no worker answered within {timeout:g} s; start one with: syncctl worker", 1)
     if as_json:

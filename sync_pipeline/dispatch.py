@@ -10,7 +10,10 @@ acknowledged only after it ran (`task_acks_late`), a task whose worker child was
 requeued (`task_reject_on_worker_lost`), a worker holds one unacknowledged message per process
 (`worker_prefetch_multiplier=1`), and the broker's visibility timeout is above the longest task
 so a task still running is not handed to a second worker. Effects are idempotent, so a
-redelivered task does no harm.
+redelivered task does no harm. Recovery does not wait for that timeout: work carries leases in
+PostgreSQL, and the sweeper sends again what a dead worker or a lost message left unfinished
+(pipeline/sweeper.py); manual runs and replays are recorded before their task is sent
+(`send_request`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from kombu import Connection, Exchange, Queue
 
 from sync_pipeline.errors import ServiceUnavailable
 from sync_pipeline.settings import Settings, mask_url
+from sync_pipeline.state import requests
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.requests import RequestKind, WorkRequest
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,52 @@ def call(settings: Settings, task: str, args: Sequence[Any] = (), timeout_s: flo
     app = client(settings)
     try:
         result = app.send_task(task, args=list(args), queue="admin", ignore_result=False)
+        answer = result.get(timeout=timeout_s, propagate=True)
+        result.forget()
+        return answer
+    finally:
+        app.close()
+
+
+def send_request(
+    settings: Settings, kind: RequestKind, flow: str | None, task: requests.Task
+) -> WorkRequest:
+    """Record the request in PostgreSQL, then send its task under the request's task id.
+
+    The broker may lose the message (a worker killed between popping it and recording it as
+    unacknowledged); the recorded request is what the sweeper sends again (state/requests.py).
+    """
+    engine = engine_for(settings.urls()[1], settings.connect_timeout_s)
+    try:
+        with engine.begin() as conn:
+            request = requests.record(conn, kind, flow, task)
+        app = client(settings)
+        try:
+            app.send_task(
+                task.name, args=list(task.args), task_id=request.task_id, queue=task.queue
+            )
+        finally:
+            app.close()
+        with engine.begin() as conn:
+            requests.mark_sent(conn, request.id)
+    finally:
+        engine.dispose()
+    return request
+
+
+def ask(
+    settings: Settings,
+    kind: RequestKind,
+    flow: str | None,
+    task: requests.Task,
+    timeout_s: float = 60.0,
+) -> Any:
+    """Send a recorded request (`send_request`) and wait for a worker's answer, which a copy
+    the sweeper sent again gives under the same task id."""
+    request = send_request(settings, kind, flow, task)
+    app = client(settings)
+    try:
+        result = app.AsyncResult(request.task_id)
         answer = result.get(timeout=timeout_s, propagate=True)
         result.forget()
         return answer

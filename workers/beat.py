@@ -17,6 +17,7 @@ from celery.schedules import crontab
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.errors import ConfigError
+from sync_pipeline.pipeline import sweeper
 from sync_pipeline.presence import Presence
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
@@ -47,13 +48,19 @@ def flow_schedule(flows: Iterable[Flow]) -> dict[str, dict[str, Any]]:
     return entries
 
 
-# Inbound events recorded while the broker was down get their task (sync_pipeline/webhooks).
+# Inbound events recorded while the broker was down get their task (sync_pipeline/webhooks);
+# the work of workers that died, and requests the broker lost, are sent again (pipeline/sweeper).
 SWEEPS: dict[str, dict[str, Any]] = {
     "sweep inbound events": {
         "task": SWEEP_TASK,
         "schedule": SWEEP_EVERY_S,
         "options": {"queue": "admin"},
-    }
+    },
+    "sweep unfinished work": {
+        "task": sweeper.SWEEP_TASK,
+        "schedule": sweeper.SWEEP_EVERY_S,
+        "options": {"queue": "admin", "expires": sweeper.SWEEP_EVERY_S},
+    },
 }
 
 

@@ -4,6 +4,11 @@ A run is `pull.start` (lock, run row, read and store pages) and, per page, the c
 `pull.plan -> write.page -> pull.commit`. Tasks pass ids and re-read state, so a redelivered
 task continues where a lost one stopped. Only Transient errors retry; a vendor's own wait
 (`RateLimited.retry_after`) sets the countdown, capped far below the visibility timeout.
+
+A pull holds its run's lease and a plan or write step its page's, renewed while it works
+(pipeline/leases.py): the sweeper (`admin.sweep_work`, on Beat) sends again the work of a
+worker that died, without waiting for the broker's visibility timeout (pipeline/sweeper.py).
+A step that finds another holder's live lease leaves the page to it and stops its chain.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from functools import partial
 from typing import Any, TypeVar
 
 from celery import Task, chain, signals
+from celery.exceptions import Ignore
 
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import Transient
-from sync_pipeline.pipeline import events, replay, steps
+from sync_pipeline.pipeline import events, leases, replay, steps, sweeper
 from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.presence import Presence
+from sync_pipeline.state import requests
+from sync_pipeline.state.leases import Leased
+from sync_pipeline.state.requests import WorkRequest
 from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
 
@@ -86,11 +95,20 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
         raise  # a failed task stops its chain: the next pull starts from the committed cursor
 
 
-def _page_chain(flow: str, run_id: int, page_id: int) -> None:
-    """plan -> write -> commit of one page; each task names its flow in its keyword
+def _page_chain(flow: str, run_id: int, page_id: int, status: str = "pulled") -> None:
+    """plan -> write -> commit of one page, from where it stands (`status`: a page sent again
+    by the sweeper may be planned or done already); each task names its flow in its keyword
     arguments, which is what Flower shows of a task (the ids alone say nothing there)."""
+    steps_left = {
+        "pulled": [plan_page.si(run_id, page_id, flow=flow)],
+        "planned": [],
+        "done": None,
+    }[status]
+    if steps_left is None:
+        commit_run.apply_async((run_id,), {"flow": flow})
+        return
     chain(
-        plan_page.si(run_id, page_id, flow=flow),
+        *steps_left,
         write_page.si(run_id, page_id, flow=flow),
         commit_run.si(run_id, flow=flow),
     ).apply_async()
@@ -111,20 +129,47 @@ def start_pull(
     )
     if run_id is None:
         return None
-    enqueue = partial(_page_chain, flow_name, run_id)
-    _run_step(self, run_id, lambda: steps.pull(rt, run_id, enqueue))
+    _pull(self, flow_name, run_id)
     return run_id
+
+
+@app.task(name="pull.resume", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def resume_pull(self: Task[Any, Any], run_id: int, flow: str = "") -> None:
+    """Go on reading an open run's pages (the sweeper: its pull's worker died)."""
+    _pull(self, flow, run_id)
+
+
+def _pull(task: Task[Any, Any], flow: str, run_id: int) -> None:
+    rt = get_runtime()
+    enqueue = partial(_page_chain, flow, run_id)
+    with leases.held(rt, Leased.RUN, run_id, leases.owner(task.request.id)) as mine:
+        if not mine:
+            log.info("run %s is being pulled by another worker", run_id)
+            return
+        _run_step(task, run_id, lambda: steps.pull(rt, run_id, enqueue))
+
+
+def _page_step(task: Task[Any, Any], run_id: int, page_id: int, step: Callable[[], T]) -> None:
+    """A step on a page, under the page's lease; a page another worker holds is theirs, and
+    this chain stops here (Ignore: the holder's chain goes on to the commit)."""
+    holder = leases.owner(task.request.id)
+    with leases.held(get_runtime(), Leased.PAGE, page_id, holder) as mine:
+        if mine:
+            _run_step(task, run_id, step)
+            return
+    log.info("page %s of run %s is being worked on by another worker", page_id, run_id)
+    raise Ignore()
 
 
 # `flow` names the flow for Flower and the logs; the ids are what the tasks act on.
 @app.task(name="pull.plan", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def plan_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
-    _run_step(self, run_id, lambda: steps.plan(get_runtime(), page_id))
+    _page_step(self, run_id, page_id, lambda: steps.plan(get_runtime(), page_id))
 
 
 @app.task(name="write.page", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def write_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
-    _run_step(self, run_id, lambda: steps.write(get_runtime(), page_id))
+    _page_step(self, run_id, page_id, lambda: steps.write(get_runtime(), page_id))
 
 
 @app.task(name="pull.commit", bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -167,7 +212,42 @@ def sweep_events() -> int:
     return sent + events.sweep_expired(rt, _resend_event)
 
 
-@app.task(name=REPLAY_TASK, ignore_result=False, acks_late=True)
-def replay_dead_letters(flow: str | None, letter_ids: list[int] | None) -> list[dict[str, Any]]:
-    """`syncctl dlq replay`: open dead letters sent through their flow again (replay.py)."""
-    return [r.as_json() for r in replay.replay_dead_letters(get_runtime(), flow, letter_ids)]
+@app.task(name=REPLAY_TASK, bind=True, ignore_result=False, acks_late=True)
+def replay_dead_letters(
+    self: Task[Any, Any], flow: str | None, letter_ids: list[int] | None
+) -> list[dict[str, Any]]:
+    """`syncctl dlq replay`: open dead letters sent through their flow again (replay.py).
+    A copy of a request begun already (the sweeper sent it again) leaves no answer, so the
+    caller waiting on the task id gets the first copy's."""
+    rt = get_runtime()
+    task_id: str = self.request.id or ""
+    with rt.engine.begin() as conn:
+        recorded = requests.by_task_id(conn, task_id) is not None
+        if recorded and not requests.start(conn, task_id):
+            log.info("replay %s was begun already; this copy does nothing", self.request.id)
+            raise Ignore()
+    return [r.as_json() for r in replay.replay_dead_letters(rt, flow, letter_ids)]
+
+
+class _Resend:
+    """The sweeper's way of sending work again: these tasks (pipeline/sweeper.py)."""
+
+    def pull(self, flow: str, run_id: int) -> None:
+        resume_pull.apply_async((run_id,), {"flow": flow})
+
+    def page(self, flow: str, run_id: int, page_id: int, status: str) -> None:
+        _page_chain(flow, run_id, page_id, status)
+
+    def commit(self, flow: str, run_id: int) -> None:
+        commit_run.apply_async((run_id,), {"flow": flow})
+
+    def request(self, request: WorkRequest) -> None:
+        task = request.task
+        app.send_task(task.name, args=list(task.args), task_id=request.task_id, queue=task.queue)
+
+
+@app.task(name=sweeper.SWEEP_TASK, acks_late=True)
+def sweep_work() -> int:
+    """Send again the work of workers that died and requests the broker lost (sweeper.py);
+    Beat runs this every sweeper.SWEEP_EVERY_S."""
+    return sweeper.sweep(get_runtime(), _Resend()).total

@@ -57,6 +57,7 @@ from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
 from sync_pipeline.state import cursors, deadletters, idmap, locks, pages, runs
+from sync_pipeline.state import requests as work_requests
 from sync_pipeline.untrusted import MAX_ID_CHARS, REPLACEMENT
 
 log = logging.getLogger(__name__)
@@ -85,24 +86,70 @@ def start_run(
     the flow was disabled still sends its pulls: they are turned away here).
 
     `request_id` (the Celery task id, stable across redeliveries) is the lock's token, so a
-    redelivered start finds the run it opened instead of being locked out by itself.
+    redelivered start finds the run it opened instead of being locked out by itself. When it
+    names a recorded work request (`syncctl run`: state/requests.py), the request is marked
+    started in the transaction that opens the run, so any later copy of the task (one the
+    sweeper sent again, a redelivery) finds that run, and a turned-away one is closed.
     """
     flow = rt.flow(flow_name)
+    if request_id is not None:
+        begun = _begun(rt, request_id)
+        if begun is not None:
+            return begun.run_id
     if not (flow.enabled or even_if_disabled):
         log.warning("flow %s is disabled: its %s pull is not run", flow.name, trigger)
+        _turn_away(rt, request_id)
         return None
     token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
     if token is None:
-        if request_id is not None and locks.holder(rt.redis, flow.name) == request_id:
-            with rt.engine.connect() as conn:
-                return runs.by_lock_token(conn, flow.name, request_id)
-        log.info("flow %s is already being pulled; this %s trigger is skipped", flow.name, trigger)
-        return None
+        if request_id is None or locks.holder(rt.redis, flow.name) != request_id:
+            log.info(
+                "flow %s is already being pulled; this %s trigger is skipped", flow.name, trigger
+            )
+            _turn_away(rt, request_id)
+            return None
+        with rt.engine.connect() as conn:
+            opened = runs.by_lock_token(conn, flow.name, request_id)
+            recorded = work_requests.by_task_id(conn, request_id) is not None
+        if opened is not None or not recorded:
+            return opened
+        # An earlier copy of a recorded request took the lock and died before it opened its
+        # run: this copy opens it, under the request's row lock (below).
+        token = request_id
     with rt.engine.begin() as conn:
+        if request_id is not None and not work_requests.lock_requested(conn, request_id):
+            return None  # a copy running beside this one opened the run: it pulls it
         fence = cursors.next_fence(conn, flow.name)
         runs.supersede_running(conn, flow.name, fence)
         cursor = cursors.get(conn, flow.name).cursor
-        return runs.start(conn, flow.name, trigger, fence, cursor, token)
+        run_id = runs.start(conn, flow.name, trigger, fence, cursor, token)
+        if request_id is not None:
+            work_requests.start(conn, request_id, run_id)
+        return run_id
+
+
+@dataclass(frozen=True)
+class _Begun:
+    run_id: int | None  # the run to go on with; None when there is nothing to do
+
+
+def _begun(rt: Runtime, request_id: str) -> _Begun | None:
+    """What a copy of an already begun request comes to (None: not a begun request)."""
+    with rt.engine.connect() as conn:
+        asked = work_requests.by_task_id(conn, request_id)
+        if asked is None or asked.status is work_requests.RequestStatus.REQUESTED:
+            return None
+        run = runs.get(conn, asked.run_id) if asked.run_id is not None else None
+    if run is None or run.done:
+        log.info("request %s was begun already; this copy of its task does nothing", asked.id)
+        return _Begun(None)
+    return _Begun(run.id)
+
+
+def _turn_away(rt: Runtime, request_id: str | None) -> None:
+    if request_id is not None:
+        with rt.engine.begin() as conn:
+            work_requests.turn_away(conn, request_id)
 
 
 def read_window(flow: Flow, cursor: str | None, started_at: datetime) -> ReadWindow:

@@ -267,3 +267,43 @@ service_instances = sa.Table(
     ),
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Added in 0011: leases. A step working on a page holds the page's lease, and a pull reading a
+# run's pages holds the run's, renewed by a heartbeat; a released lease keeps its last moment
+# (lease_until, owner NULL), so it also says when the work last moved. `swept_at`: when the
+# sweeper last sent a stalled run's work again (sync_pipeline/pipeline/sweeper.py).
+for _table in (pages, runs):
+    _table.append_column(sa.Column("owner", sa.Text, nullable=True))
+    _table.append_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+runs.append_column(sa.Column("swept_at", sa.DateTime(timezone=True), nullable=True))
+sa.Index("runs_running", runs.c.status, postgresql_where=sa.text("status = 'running'"))
+
+# Added in 0011: work asked for from the command line (a manual run, a replay), recorded
+# before its task is sent, so the sweeper can send again a task the broker lost.
+work_requests = sa.Table(
+    "work_requests",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # run, replay (resync later)
+    sa.Column("flow", sa.Text, nullable=True),
+    sa.Column("task", sa.Text, nullable=False),
+    sa.Column("queue", sa.Text, nullable=False),
+    sa.Column("args", JSONB, nullable=False),
+    sa.Column("task_id", sa.Text, nullable=False, unique=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="requested"),
+    sa.Column("run_id", sa.BigInteger, nullable=True),
+    sa.Column("sends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('requested', 'started', 'turned_away')", name="work_requests_status_known"
+    ),
+)
+sa.Index(
+    "work_requests_waiting",
+    work_requests.c.sent_at,
+    postgresql_where=sa.text("status = 'requested'"),
+)

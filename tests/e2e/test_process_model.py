@@ -1,8 +1,10 @@
 """`syncctl worker`, `beat` and `flower` leave no process behind, however they end (issue 10,
 point 11): SIGKILLed (the OOM killer, `kill -9`, a supervisor that signals only its direct
 child), whether the process killed is `syncctl` or the real Celery main process, with the
-configured servers or with embedded engines. A worker started after a SIGKILL finishes the
-killed worker's tasks, each effect once.
+configured servers or with embedded engines. With the default settings (issue 11, point 5), a
+worker started after a SIGKILL finishes the killed worker's run within two minutes, each effect
+once, and a manual run whose task the broker lost runs once: the sweeper (on Beat) sends the work
+again from PostgreSQL.
 
 Processes are found by their environment: every process these commands start inherits the
 test's own SYNC_DATA_DIR, and a process that is gone (or a zombie) no longer shows one.
@@ -21,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient
 from sync_pipeline.devtools.sandbox.world import World
+from sync_pipeline.pipeline import sweeper
 from sync_pipeline.processes import free_port
 from sync_pipeline.state import runs
 from sync_pipeline.state.db import engine_for
@@ -240,18 +244,44 @@ def test_given_the_flower_process_is_sigkilled_then_nothing_is_left(
     flower.wait(timeout=GONE_S)
 
 
-# -- a worker killed mid-run --------------------------------------------------------------------
+# -- a worker killed mid-run, a request lost: recovery with the default settings ---------------
+RECOVERY_S = 120  # issue 11's bound: a lease runs out, the next sweep, the rest of the run
+# A lost request is sent again once it has waited REQUEST_START_S, at the next sweep.
+RESENT_S = sweeper.REQUEST_START_S + sweeper.SWEEP_EVERY_S + 60
+
+
 def run_done(env: dict[str, str]) -> bool:
     with engine_for(env["DATABASE_URL"]).connect() as conn:
         run = runs.latest(conn, FLOW)
     return run is not None and run.done
 
 
+@contextlib.contextmanager
+def sweeping_beat(env: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    """Beat, as production runs it beside the workers, scheduling only its sweeps: its flows
+    directory is empty, so no scheduled pull of its own joins the run under test. Its data
+    dir is its own, so the worker's processes are told apart from it."""
+    config = tmp_path / "beat-config"
+    (config / "flows").mkdir(parents=True)
+    (config / "connectors.yaml").write_text("{}\n")
+    beat_dir = tmp_path / "beat-data"
+    beat_env = {**env, "SYNC_CONFIG_DIR": str(config), "SYNC_DATA_DIR": str(beat_dir)}
+    log = tmp_path / "beat.log"
+    beat = start(beat_env, log, "beat")
+    try:
+        started(beat, log, beat_ready(beat_dir))
+        yield
+    finally:
+        beat.terminate()
+        beat.wait(timeout=60)
+
+
 def test_given_the_worker_is_sigkilled_mid_run_then_a_new_one_finishes_it_sending_each_once(
     sandbox_env, sandbox: SandboxClient, data_dir, tmp_path
 ) -> None:
-    # A short visibility timeout, so the killed worker's unacknowledged tasks come back soon.
-    env = {**sandbox_env, "SYNC_TASK_TIME_LIMIT_S": "30", "SYNC_VISIBILITY_TIMEOUT_S": "60"}
+    """With the default settings: the killed worker's unacknowledged tasks stay in Redis for
+    the visibility timeout (an hour), and the sweeper sends the work again from its leases."""
+    env = sandbox_env
     sandbox.fault("wecom", "latency", params={"ms": 40})
     log = tmp_path / "first.log"
     first = start(env, log, "worker", "--concurrency", "2")
@@ -264,12 +294,38 @@ def test_given_the_worker_is_sigkilled_mid_run_then_a_new_one_finishes_it_sendin
     nothing_left(data_dir)
     first.wait(timeout=GONE_S)
     sandbox.clear_faults("wecom")
-    second = start(env, tmp_path / "second.log", "worker", "--concurrency", "2")
-    try:
-        wait_for(lambda: run_done(env), 240, interval_s=1, what="the run to finish")
-    finally:
-        second.terminate()
-        second.wait(timeout=60)
+    with sweeping_beat(env, tmp_path):
+        second = start(env, tmp_path / "second.log", "worker", "--concurrency", "2")
+        try:
+            wait_for(lambda: run_done(env), RECOVERY_S, interval_s=1, what="the run to finish")
+        finally:
+            second.terminate()
+            second.wait(timeout=60)
 
+    sent = wecom_sends(sandbox)
+    assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)
+
+
+def test_given_the_broker_lost_a_manual_runs_task_then_the_sweeper_sends_it_and_it_runs_once(
+    sandbox_env, sandbox: SandboxClient, data_dir, tmp_path
+) -> None:
+    env = sandbox_env
+    queued = syncctl("run", FLOW, env=env)  # no worker yet
+    assert queued.returncode == 0, queued.stderr
+    assert redis.Redis.from_url(env["REDIS_URL"]).delete("pull") == 1  # the message is lost
+
+    with sweeping_beat(env, tmp_path):
+        worker = start(env, tmp_path / "worker.log", "worker", "--concurrency", "2")
+        try:
+            wait_for(lambda: run_done(env), RESENT_S, interval_s=1, what="the run to finish")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+    with engine_for(env["DATABASE_URL"]).connect() as conn:
+        assert runs.totals(conn, FLOW).runs == 1
+        run = runs.latest(conn, FLOW)
+    assert run is not None
+    assert run.status is runs.RunStatus.SUCCEEDED
     sent = wecom_sends(sandbox)
     assert collections.Counter(sent) == expected_wecom_messages(World(SEED), APPROVALS)

@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 
+from sync_pipeline.state import requests
+from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.schema import work_requests
 from tests.conftest import syncctl
 
 
@@ -60,9 +64,9 @@ def test_given_a_disabled_flow_run_refuses_it_and_queues_nothing(service_env, re
 
 
 def test_given_even_if_disabled_without_a_terminal_run_queues_it_without_asking(
-    service_env, redis_url
+    migrated, redis_url
 ) -> None:
-    result = syncctl("run", DISABLED, "--even-if-disabled", env=service_env)
+    result = syncctl("run", DISABLED, "--even-if-disabled", env=migrated)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert queued_pull_args(redis_url) == [[DISABLED, "manual", True]]
@@ -89,3 +93,30 @@ def test_given_even_if_disabled_on_a_terminal_run_asks_and_a_no_runs_nothing(
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{DISABLED} is disabled. Run it now anyway" in result.stdout
     assert queued_pulls(redis_url) == 0
+
+
+def test_given_no_worker_run_wait_gives_up_after_the_start_timeout_in_one_line(
+    migrated, redis_url
+) -> None:
+    result = syncctl(
+        "run", "approvals_to_wecom", "--wait", "--start-timeout", "3", env=migrated, timeout=60
+    )
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "syncctl: no worker began the run of approvals_to_wecom within 3 s; gave up waiting"
+    )
+    assert queued_pulls(redis_url) == 1  # the request stays: a worker started later runs it
+
+
+def test_run_records_the_request_before_its_task_is_queued(migrated, redis_url) -> None:
+    result = syncctl("run", "approvals_to_wecom", env=migrated)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    with engine_for(migrated["DATABASE_URL"]).connect() as conn:
+        [task_id] = conn.execute(sa.select(work_requests.c.task_id)).scalars()
+        request = requests.by_task_id(conn, task_id)
+    assert request is not None
+    assert (request.status, request.sends) == (requests.RequestStatus.REQUESTED, 1)
+    assert queued_pull_args(redis_url) == [["approvals_to_wecom", "manual", False]]

@@ -260,7 +260,7 @@ def _pipeline(
 
 def _run_flow(settings: Settings, engine: sa.Engine, timeout_s: float) -> runs.Run | None:
     """Send `pull.start` by name; the run it opened once it has ended, None on time-out."""
-    task_id = trigger_run(settings, FLOW)
+    task_id = trigger_run(settings, FLOW).task_id
     started = time.monotonic()
     run_id: int | None = None
     while (elapsed := time.monotonic() - started) < timeout_s:
