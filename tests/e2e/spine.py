@@ -112,15 +112,17 @@ def webhook_service(
         except requests.RequestException:
             return False
 
-    wait_for(up, SERVICE_START_S, what="the webhook service")
-    sandbox.clear_faults()
-    for platform in platforms:
-        setting = CALLBACK_SETTING.get(platform, "callback_url")
-        sandbox.settings(platform, {setting: f"{url}/webhooks/sandbox_{platform}"})
-    yield url
-    sandbox.clear_faults()
-    stop(proc)
-    out.close()
+    try:  # the service is stopped whatever the sandbox says on the way out
+        wait_for(up, SERVICE_START_S, what="the webhook service")
+        sandbox.clear_faults()
+        for platform in platforms:
+            setting = CALLBACK_SETTING.get(platform, "callback_url")
+            sandbox.settings(platform, {setting: f"{url}/webhooks/sandbox_{platform}"})
+        yield url
+        sandbox.clear_faults()
+    finally:
+        stop(proc)
+        out.close()
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -163,8 +165,10 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
 def redis_server(workdir: Path) -> Iterator[str]:
     """A Redis server of the caller's own on a free port; yields its URL, without a database."""
     proc = start_redis(port := free_port(), workdir)
-    yield f"redis://127.0.0.1:{port}"
-    stop(proc)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop(proc)
 
 
 def emptied(server_url: str, db: int) -> str:
