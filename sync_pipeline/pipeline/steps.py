@@ -36,7 +36,13 @@ from typing import Any
 
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
-from sync_pipeline.errors import OutcomeUnknown, QuotaExhausted, SyncError, Transient
+from sync_pipeline.errors import (
+    OutcomeUnknown,
+    SyncError,
+    Transient,
+    retryable,
+    run_status,
+)
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.http.client import requests_sent
 from sync_pipeline.pipeline import directory
@@ -754,13 +760,14 @@ def _run_fence(conn: Any, run_id: int) -> int:
 def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[int]:
     """A run of what one event (or a replay) does to a flow: its id, for the block to count
     on and finish as it succeeds. A block that raises finishes it STOPPED when the error is
-    Transient (the event task retries), else FAILED, and the error propagates."""
+    retryable (the event task retries), else in the status the error's class names, and the
+    error propagates."""
     with rt.engine.begin() as conn:
         run_id = runs.start_webhook(conn, flow.name, trigger)
     try:
         yield run_id
     except Exception as exc:
-        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
+        status = runs.RunStatus.STOPPED if retryable(exc) else run_status(exc)
         with rt.engine.begin() as conn:
             runs.finish(conn, run_id, status, error=describe(exc))
         raise
@@ -833,11 +840,7 @@ def commit(rt: Runtime, run_id: int) -> bool:
 def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
     """Close a run that cannot go on; the next pull starts again from the committed cursor."""
     run = _run(rt, run_id)
-    status = (
-        runs.RunStatus.STOPPED
-        if isinstance(error, cursors.StaleFence | QuotaExhausted)
-        else runs.RunStatus.FAILED
-    )
+    status = run_status(error)
     with rt.engine.begin() as conn:
         current = cursors.get(conn, run.flow).cursor
         closed = runs.finish(conn, run_id, status, cursor_after=current, error=describe(error))

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.connectors.feishu import INSTANCE_STATUS
+from sync_pipeline.errors import Refused
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks import feishu_approval
 from sync_pipeline.webhooks.delivery import (
@@ -47,7 +48,6 @@ from sync_pipeline.webhooks.delivery import (
     required,
 )
 from sync_pipeline.webhooks.verify import (
-    Refused,
     check_window,
     feishu_decrypt,
     feishu_signature,

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.errors import Refused
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
@@ -37,7 +38,7 @@ from sync_pipeline.webhooks.delivery import (
     json_value,
     required,
 )
-from sync_pipeline.webhooks.verify import Refused, feishu_decrypt, forged, same, undecryptable
+from sync_pipeline.webhooks.verify import feishu_decrypt, forged, same, undecryptable
 
 QUERY = ("callback", "quick_approval")  # ?callback=quick_approval on the webhook URL
 OK = Answer.json({"code": 0, "msg": "success"})

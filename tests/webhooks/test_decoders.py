@@ -11,9 +11,9 @@ import json
 
 import pytest
 
+from sync_pipeline.errors import Reason, Refused
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
-from sync_pipeline.webhooks.verify import Reason, Refused
 from tests.webhooks.conftest import fixture_text
 
 CARD_ACTION_FIELDS = {"user_id", "action", "source_id", "comment", "card"}
