@@ -100,6 +100,57 @@ class WriteOp(StrEnum):
     UPDATE = "update"
 
 
+class NotifyKind(StrEnum):
+    """What a planned write asks the target connector to make."""
+
+    CARD = "card"  # an interactive card, e.g. with approve/reject buttons
+    MESSAGE = "message"  # a plain text message
+    UPDATE_CARD = "update_card"  # change the card sent earlier (the id map knows its id)
+    TODO = "todo"  # an OA todo for the user in `to` (E9's unified todo)
+    PROJECT_COMMENT = "project_comment"  # append to the record of the OA project in `to`
+    # Mirror the approval in the IM's own approval center (an instance, tasks for the current
+    # approvers), kept current as it moves; one write per state, no `to`: the tasks name them.
+    APPROVAL_CENTER = "approval_center"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What a plan (or a card press) asks a connector to make: `kind`, for `to` (a user id, a
+    project id for PROJECT_COMMENT, None where the content names them), showing `content`
+    (the mapped record: title, text, url, status and any other mapped field), which each
+    vendor turns into its own card, message, todo or approval-center instance.
+
+    `response_code` is WeCom's one-use handle for updating a card (UPDATE_CARD only).
+    Stored (pages' plans, dead letters) as `to_json` writes it: `{"kind", "to", "content"}`,
+    the shape stored before this type existed, which `from_json` still reads.
+    """
+
+    kind: NotifyKind
+    to: str | None
+    content: Mapping[str, Any]
+    response_code: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind.value,
+            "to": self.to,
+            "content": dict(self.content),
+        }
+        if self.response_code is not None:
+            data["response_code"] = self.response_code
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notification:
+        to, content, code = data.get("to"), data.get("content"), data.get("response_code")
+        return cls(
+            kind=NotifyKind(data["kind"]),
+            to=None if to in (None, "") else str(to),
+            content=dict(content) if isinstance(content, Mapping) else {},
+            response_code=None if code in (None, "") else str(code),
+        )
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     """One effect to make on the target. `effect_key` is ours; connectors derive the vendor's
@@ -108,8 +159,29 @@ class WriteRequest:
     effect_key: str
     source_id: str
     op: WriteOp
-    payload: Mapping[str, Any]
+    notification: Notification
     target_id: str | None = None  # for updates: the object made earlier
+
+    def to_json(self) -> dict[str, Any]:
+        """As pages' plans and dead letters store it (the notification under "payload")."""
+        return {
+            "effect_key": self.effect_key,
+            "source_id": self.source_id,
+            "op": self.op.value,
+            "payload": self.notification.to_json(),
+            "target_id": self.target_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WriteRequest:
+        target_id = data.get("target_id")
+        return cls(
+            effect_key=str(data["effect_key"]),
+            source_id=str(data["source_id"]),
+            op=WriteOp(data["op"]),
+            notification=Notification.from_json(data["payload"]),
+            target_id=None if target_id is None else str(target_id),
+        )
 
 
 class WriteStatus(StrEnum):

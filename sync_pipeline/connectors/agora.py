@@ -39,7 +39,7 @@ from sync_pipeline.connectors.base import (
     options_of,
 )
 from sync_pipeline.connectors.markup import PLAIN, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -174,7 +174,8 @@ class AgoraConnector:
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         if stream != MESSAGES:
             raise self._no_stream(stream)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._replace_card(request, content)
@@ -187,7 +188,7 @@ class AgoraConnector:
                     to, request, "txt", {"msg": message_text(content, PLAIN, TEXT_BYTES)}
                 )
             else:
-                return rejected(request, f"unknown notification kind {kind!r}")
+                return rejected(request, f"unknown notification kind {kind.value!r}")
         except VendorRejected as exc:
             return rejected(request, str(exc))
         return WriteResult(request.effect_key, WriteStatus.DONE, message_target(to, msg_id))

@@ -65,7 +65,7 @@ from sync_pipeline.connectors.dingtalk_process_centre import (
     ProcessCentreOptionsSchema,
 )
 from sync_pipeline.connectors.markup import DINGTALK_MARKDOWN, PLAIN, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -78,6 +78,7 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import Auth, TokenCache, header_token, query_token
 from sync_pipeline.records import (
+    NotifyKind,
     Page,
     ReadWindow,
     Record,
@@ -274,24 +275,25 @@ class DingTalkConnector:
         return True
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
-        if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":
+        if stream == APPROVAL_CENTER and request.notification.kind is not NotifyKind.MESSAGE:
             try:
                 return self.process_centre.write(request)
             except VendorRejected as exc:
                 return rejected(request, str(exc))
         if stream != APPROVAL_CENTER:  # which also carries replies to a person (messages)
             self._expect_stream(stream, MESSAGES)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._update_card(request, content)
             if not to:
-                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+                return rejected(request, f"a {kind} needs a recipient in 'to'")
             if kind == "card":
                 return self._create_card(request, to, content)
             if kind == "message":
                 return self._notify(request, to, content)
-            return rejected(request, f"unknown notification kind {kind!r}")
+            return rejected(request, f"unknown notification kind {kind.value!r}")
         except VendorRejected as exc:
             return rejected(request, str(exc))
 

@@ -39,7 +39,7 @@ from sync_pipeline.connectors.base import (
     options_of,
 )
 from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -185,18 +185,19 @@ class WeComConnector:
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         self._expect_stream(stream, MESSAGES)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._update_card(request, to, content)
             if not to:
-                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+                return rejected(request, f"a {kind} needs a recipient in 'to'")
             if kind == "card":
                 message = _card_message(request, content)
             elif kind == "message":
                 message = _text_message(content)
             else:
-                return rejected(request, f"unknown notification kind {kind!r}")
+                return rejected(request, f"unknown notification kind {kind.value!r}")
             answer = self._send(to, message)
         except VendorRejected as exc:
             return rejected(request, str(exc))
@@ -306,7 +307,7 @@ class WeComConnector:
         WeCom updates a card only with the `response_code` of a button callback (each works
         once, for 72 h); without one there is nothing to call.
         """
-        code = request.payload.get("response_code") or content.get("response_code")
+        code = request.notification.response_code or content.get("response_code")
         if not code:
             return rejected(
                 request, "WeCom updates a card only with a button callback's response_code"

@@ -51,7 +51,6 @@ from sync_pipeline.records import (
     Page,
     ReadWindow,
     Record,
-    WriteOp,
     WriteRequest,
     WriteStatus,
     content_hash,
@@ -539,11 +538,10 @@ class EffectInFlight(Transient):
 
 def _about(request: WriteRequest) -> effects.About:
     """What a planned notification is, for the effects table (card updates look cards up)."""
-    to = request.payload.get("to")
     return effects.About(
         source_id=request.source_id,
-        kind=str(request.payload.get("kind") or request.op.value),
-        recipient=None if to in (None, "") else str(to),
+        kind=request.notification.kind.value,
+        recipient=request.notification.to,
     )
 
 
@@ -680,24 +678,8 @@ def _seen_json(record: Record) -> dict[str, Any]:
 
 
 def _request_json(request: WriteRequest) -> dict[str, Any]:
-    return {
-        "effect_key": request.effect_key,
-        "source_id": request.source_id,
-        "op": request.op.value,
-        "payload": dict(request.payload),
-        "target_id": request.target_id,
-    }
-
-
-def request_from_json(data: Mapping[str, Any]) -> WriteRequest:
-    """A planned write as pages and dead letters store it."""
-    return WriteRequest(
-        effect_key=data["effect_key"],
-        source_id=data["source_id"],
-        op=WriteOp(data["op"]),
-        payload=data["payload"],
-        target_id=data.get("target_id"),
-    )
+    """A planned write as dead letters store it (WriteRequest.to_json)."""
+    return request.to_json()
 
 
 # -- a pull's pages: plan, then write ---------------------------------------------------------
@@ -711,7 +693,7 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     flow = rt.flow(page.flow)
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
-        "requests": [_request_json(r) for r in planned.requests],
+        "requests": [r.to_json() for r in planned.requests],
         "seen": [_seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:
@@ -730,7 +712,7 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     if page.status != "planned" or not page.plan:
         raise RuntimeError(f"page {page_id} must be planned before it is written")
     flow = rt.flow(page.flow)
-    requests = [request_from_json(r) for r in page.plan[0]["requests"]]
+    requests = [WriteRequest.from_json(r) for r in page.plan[0]["requests"]]
     made = make_effects(rt, flow, requests, page.run_id)
     _finish_page(rt, flow, page, made)
     return StepCounts(written=made.written, dead=made.dead)

@@ -31,6 +31,7 @@ from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import ConfigError, VendorRejected
 from sync_pipeline.records import (
     EventKind,
+    Notification,
     ReadWindow,
     Record,
     WriteOp,
@@ -257,7 +258,9 @@ def test_given_a_stream_declared_writable_a_write_is_done(
     emulator, connector = make(vendor)
     payload = HARNESS[vendor].writes[stream](emulator)
 
-    result = connector.write(stream, WriteRequest("c" * 64, "8812", WriteOp.CREATE, payload))
+    result = connector.write(
+        stream, WriteRequest("c" * 64, "8812", WriteOp.CREATE, Notification.from_json(payload))
+    )
 
     assert result.status is WriteStatus.DONE, result.reason
 
@@ -267,7 +270,9 @@ def test_given_a_stream_not_declared_writable_a_write_to_it_is_refused(
     vendor: Vendor, stream: str, make
 ) -> None:
     _, connector = make(vendor)
-    request = WriteRequest("c" * 64, "8812", WriteOp.CREATE, message("anyone"))
+    request = WriteRequest(
+        "c" * 64, "8812", WriteOp.CREATE, Notification.from_json(message("anyone"))
+    )
 
     with pytest.raises((ConfigError, VendorRejected)):
         connector.write(stream, request)

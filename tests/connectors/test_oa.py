@@ -26,6 +26,7 @@ from sync_pipeline.errors import (
     VendorUnavailable,
 )
 from sync_pipeline.records import (
+    Notification,
     ReadWindow,
     Record,
     WriteOp,
@@ -313,7 +314,12 @@ def test_list_users_returns_every_person_with_their_employee_number(connector) -
 # -- the seam --------------------------------------------------------------------------------
 def test_the_connector_fits_the_seam_and_refuses_writes_it_cannot_make(connector) -> None:
     seam: Connector = connector
-    request = WriteRequest("k1", "R000001", WriteOp.UPDATE, {"action": "approve"})
+    request = WriteRequest(
+        "k1",
+        "R000001",
+        WriteOp.UPDATE,
+        Notification.from_json({"kind": "message", "content": {"action": "approve"}}),
+    )
 
     with pytest.raises(VendorRejected) as caught:
         seam.write("approvals", request)

@@ -22,7 +22,15 @@ from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import RateLimited, TokenExpired, VendorRejected, VendorUnavailable
-from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import (
+    Notification,
+    ReadWindow,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    iso_utc,
+)
 from tests.connectors.conftest import SEED, connector_config
 
 SEND = "message/send"
@@ -66,17 +74,19 @@ def card_request(to: str, key: str = "k-card", status: str = "pending") -> Write
         effect_key=key,
         source_id="8812",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {
-                "title": "Leave request #8812",
-                "text": "Leave request #8812: waiting for your decision",
-                "url": "https://oa.example/req/8812",
-                "status": status,
-                "status_label": status.capitalize(),
-            },
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {
+                    "title": "Leave request #8812",
+                    "text": "Leave request #8812: waiting for your decision",
+                    "url": "https://oa.example/req/8812",
+                    "status": status,
+                    "status_label": status.capitalize(),
+                },
+            }
+        ),
     )
 
 
@@ -150,11 +160,13 @@ def test_a_message_is_sent_as_text_with_its_link(connector, store) -> None:
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {
-            "kind": "message",
-            "to": member(4),
-            "content": {"text": "Your request: Approved.", "url": "https://oa.example/r/1"},
-        },
+        Notification.from_json(
+            {
+                "kind": "message",
+                "to": member(4),
+                "content": {"text": "Your request: Approved.", "url": "https://oa.example/r/1"},
+            }
+        ),
     )
 
     result = connector.write("messages", request)
@@ -188,7 +200,9 @@ def test_update_card_without_a_response_code_is_rejected_with_the_reason(connect
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {"kind": "update_card", "to": None, "content": {"status": "approved"}},
+        Notification.from_json(
+            {"kind": "update_card", "to": None, "content": {"status": "approved"}}
+        ),
         target_id="msg-1",
     )
 
@@ -205,12 +219,14 @@ def test_update_card_with_a_response_code_replaces_the_buttons(connector, store)
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {
-            "kind": "update_card",
-            "to": to,
-            "content": {"status": "approved", "status_label": "Approved"},
-            "response_code": sent.extra["response_code"],
-        },
+        Notification.from_json(
+            {
+                "kind": "update_card",
+                "to": to,
+                "content": {"status": "approved", "status_label": "Approved"},
+                "response_code": sent.extra["response_code"],
+            }
+        ),
         target_id=sent.target_id,
     )
 

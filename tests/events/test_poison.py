@@ -19,7 +19,7 @@ from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.events.approvals import wanting
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import WriteOp, WriteRequest
+from sync_pipeline.records import Notification, WriteOp, WriteRequest
 from sync_pipeline.state import cursors, deadletters, effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.untrusted import bounded_id
@@ -249,7 +249,9 @@ def todo(effect_key: str, **content: str) -> WriteRequest:
         effect_key=effect_key,
         source_id=f"msg-{effect_key[:8]}",
         op=WriteOp.CREATE,
-        payload={"kind": "todo", "to": oa_id("E00011"), "content": content},
+        notification=Notification.from_json(
+            {"kind": "todo", "to": oa_id("E00011"), "content": content}
+        ),
     )
 
 
@@ -290,11 +292,13 @@ def test_given_a_write_that_raises_after_a_request_left_then_the_effect_is_parke
         effect_key=key,
         source_id=f"msg-{key[:8]}",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "project_comment",
-            "to": "P001",
-            "content": {"text": f"Decided {key[:8]}", "author": "9" * 1000},
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "project_comment",
+                "to": "P001",
+                "content": {"text": f"Decided {key[:8]}", "author": "9" * 1000},
+            }
+        ),
     )
 
     made = steps.make_effects(rt, flow, [request], webhook_run(rt, flow.name))

@@ -46,8 +46,16 @@ from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.directory import DirectorySnapshot
 from sync_pipeline.pipeline.events import Handled
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import InboundEvent, Record, WriteOp, WriteRequest, parse_iso_utc
-from sync_pipeline.stages.plan import NotifyKind, effect_key
+from sync_pipeline.records import (
+    InboundEvent,
+    Notification,
+    NotifyKind,
+    Record,
+    WriteOp,
+    WriteRequest,
+    parse_iso_utc,
+)
+from sync_pipeline.stages.plan import effect_key
 from sync_pipeline.state import effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 
@@ -302,14 +310,11 @@ def _card_update(
     key: str, source_id: str, card: effects.Effect, content: Mapping[str, Any], code: str | None
 ) -> WriteRequest:
     """Change `card` in place to show `content`; `code` is WeCom's one-use response_code."""
-    payload: dict[str, Any] = {"kind": UPDATE_CARD, "to": card.recipient, "content": content}
-    if code is not None:
-        payload["response_code"] = code
     return WriteRequest(
         effect_key=key,
         source_id=source_id,
         op=WriteOp.UPDATE,
-        payload=payload,
+        notification=Notification(NotifyKind.UPDATE_CARD, card.recipient, content, code),
         target_id=card.vendor_ref,
     )
 
@@ -346,7 +351,7 @@ def _reply(scene: Scene, record: Record | None, text: str) -> int:
         ),
         source_id=press.source_id,
         op=WriteOp.CREATE,
-        payload={"kind": NotifyKind.MESSAGE.value, "to": press.user, "content": content},
+        notification=Notification(NotifyKind.MESSAGE, press.user, content),
     )
     # Through the IM's messages, also when the flow's own target is an approval center.
     flow = replace(scene.flow, target=replace(scene.flow.target, stream=MESSAGES))
@@ -469,7 +474,7 @@ class _Teller:
             effect_key=key,
             source_id=record.source_id,
             op=WriteOp.CREATE,
-            payload={"kind": NotifyKind.MESSAGE.value, "to": recipient, "content": {"text": text}},
+            notification=Notification(NotifyKind.MESSAGE, recipient, {"text": text}),
         )
 
 
