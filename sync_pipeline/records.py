@@ -74,6 +74,16 @@ class Record:
 
 
 @dataclass(frozen=True)
+class DeadRecord:
+    """A record that cannot be synced, why, and the class of the error that said so (its
+    dead letter keeps both: `syncctl dlq list` shows the class, replays go by it)."""
+
+    record: Record
+    reason: str
+    error_class: str  # the exception's class name; RecordError where no exception was raised
+
+
+@dataclass(frozen=True)
 class ReadWindow:
     """What to read: `since` inclusive (cursor minus lookback), `until` exclusive (signpost)."""
 
@@ -226,6 +236,113 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class ApprovalChange:
+    """An approval_changed event's data: which approval moved, and, when the vendor said,
+    to what status (its own word) and at which version. Handlers re-read the approval."""
+
+    source_id: str
+    status: str | None = None
+    version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source_id": self.source_id, "status": self.status, "version": self.version}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApprovalChange:
+        return cls(
+            str(data.get("source_id") or ""),
+            _text_or_none(data.get("status")),
+            _text_or_none(data.get("version")),
+        )
+
+
+@dataclass(frozen=True)
+class CardAction:
+    """A card_action event's data: `user_id` (as the pressing platform knows them) pressed a
+    decision button (`action`: a connectors.base.Decision value, as the vendor's buttons
+    module parsed it) about `source_id`, with a comment; `card` holds the vendor's handles
+    for updating the card pressed (response_code, task_id, open_message_id, out_track_id...).
+    """
+
+    user_id: str
+    action: str
+    source_id: str
+    comment: str = ""
+    card: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "action": self.action,
+            "source_id": self.source_id,
+            "comment": self.comment,
+            "card": dict(self.card),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CardAction:
+        card = data.get("card")
+        handles = card if isinstance(card, Mapping) else {}
+        return cls(
+            user_id=str(data.get("user_id") or ""),
+            action=str(data.get("action") or ""),
+            source_id=str(data.get("source_id") or ""),
+            comment=str(data.get("comment") or ""),
+            card={str(k): str(v) for k, v in handles.items() if v not in (None, "")},
+        )
+
+
+class ChatType(StrEnum):
+    GROUP = "group"
+    DIRECT = "direct"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message event's data: a message a user posted to a group or to the app. `flags`
+    are read from its text (e.g. "important"), `mentions` are user ids, `sent_at` ISO UTC."""
+
+    message_id: str
+    sender: str
+    chat_id: str
+    chat_type: ChatType
+    text: str
+    flags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    sent_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "chat_id": self.chat_id,
+            "chat_type": self.chat_type.value,
+            "text": self.text,
+            "flags": list(self.flags),
+            "mentions": list(self.mentions),
+            "sent_at": self.sent_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InboundMessage:
+        chat_type = data.get("chat_type")
+        return cls(
+            message_id=str(data["message_id"]),
+            sender=str(data.get("sender") or ""),
+            chat_id=str(data.get("chat_id") or ""),
+            chat_type=ChatType.GROUP if chat_type == ChatType.GROUP else ChatType.DIRECT,
+            text=str(data.get("text") or ""),
+            flags=tuple(str(f) for f in data.get("flags") or []),
+            mentions=tuple(str(m) for m in data.get("mentions") or [] if m),
+            sent_at=str(data.get("sent_at") or ""),
+        )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
 class InboundEvent:
     """One verified webhook delivery, decoded into canonical fields at the edge.
 
@@ -233,13 +350,11 @@ class InboundEvent:
     `MsgId` or `FromUserName`+`CreateTime`, Agora `callId`, the OA's `eventId`): a second
     delivery of the same event has the same id, which is what deduplicates it.
 
-    `data` by kind (ids are the sending platform's own, as its directory knows them):
-      approval_changed  source_id, status (the vendor's word, if it said), version (if any)
-      card_action       user_id, action ("approve" | "reject" | ...), source_id, comment,
-                        card: the vendor's handles for updating the card (response_code,
-                        task_id, open_message_id, out_track_id, token, ...)
-      message           message_id, sender, chat_id, chat_type ("group" | "direct"), text,
-                        flags (e.g. ["important"]), mentions (user ids), sent_at
+    `data` by kind (ids are the sending platform's own, as its directory knows them), as the
+    typed value's `to_json` writes it and its `from_json` reads it back:
+      approval_changed  ApprovalChange
+      card_action       CardAction
+      message           InboundMessage
       unhandled         reason (why nothing is done for it)
     """
 

@@ -38,6 +38,8 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import agora as agora_buttons
+from sync_pipeline.connectors.buttons import decision_values
 from sync_pipeline.connectors.markup import PLAIN, Unit, link
 from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -317,10 +319,7 @@ def _card(source_id: str, content: Mapping[str, Any], replaces: str = "") -> dic
     interprets none of it (the client app shows it); outside text is normalised and cut."""
     decide = wants_decision(content)
     buttons = (
-        [
-            {"label": label, "action": action, "source_id": source_id}
-            for action, label in (("approve", "Approve"), ("reject", "Reject"))
-        ]
+        [agora_buttons.encode(value, label) for value, label in decision_values(source_id)]
         if decide
         else []
     )

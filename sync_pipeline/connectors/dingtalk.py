@@ -59,6 +59,7 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import dingtalk as dingtalk_buttons
 from sync_pipeline.connectors.dingtalk_process_centre import (
     ProcessCentre,
     ProcessCentreOptions,
@@ -532,7 +533,7 @@ def _card_data(source_id: str, content: Mapping[str, Any]) -> dict[str, str]:
         for name, (value, limit, one_line) in texts.items()
         if value not in (None, "")
     }
-    data |= {"source_id": source_id, "url": link(content.get("url")) or ""}
+    data |= {**dingtalk_buttons.encode(source_id), "url": link(content.get("url")) or ""}
     data["can_decide"] = "true" if decide else "false"
     return {name: value for name, value in data.items() if value}
 

@@ -36,6 +36,8 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import decision_values
+from sync_pipeline.connectors.buttons import feishu as feishu_buttons
 from sync_pipeline.connectors.feishu_approval_center import (
     ApprovalCenter,
     ApprovalCenterOptions,
@@ -411,11 +413,10 @@ def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
     if url:
         actions.append(_button("Open", "default", url=url))
     if wants_decision(content):
-        for action, label, style in (
-            ("approve", "Approve", "primary"),
-            ("reject", "Reject", "danger"),
+        for (value, label), style in zip(
+            decision_values(source_id), ("primary", "danger"), strict=True
         ):
-            actions.append(_button(label, style, value={"action": action, "source_id": source_id}))
+            actions.append(_button(label, style, value=feishu_buttons.encode(value)))
     if actions:
         elements.append({"tag": "action", "actions": actions})
     title = content.get("title") or "Notification"

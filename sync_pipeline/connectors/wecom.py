@@ -38,6 +38,8 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import decision_values
+from sync_pipeline.connectors.buttons import wecom as wecom_buttons
 from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
 from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
@@ -418,19 +420,6 @@ def _ids(value: Any) -> list[str]:
     return [v for v in str(value or "").split("|") if v]
 
 
-def button_key(action: str, source_id: str) -> str:
-    """A card button's key, which WeCom gives back as the callback's EventKey: the action,
-    a colon, the source id. Actions hold no colon, so `parse_button_key` splits at the first
-    one and an id holding colons stays whole: no id can change the action."""
-    return f"{action}:{source_id}"
-
-
-def parse_button_key(key: str) -> tuple[str, str]:
-    """(action, source id) of a key `button_key` made."""
-    action, _, source_id = key.partition(":")
-    return action, source_id
-
-
 def _text_message(content: Mapping[str, Any]) -> dict[str, Any]:
     """A text message. WeCom reads `<a href>` links in it (markup.WECOM_TEXT disarms them);
     the link we add is our own."""
@@ -450,8 +439,10 @@ def _card_message(request: WriteRequest, content: Mapping[str, Any]) -> dict[str
     buttons: list[dict[str, Any]] = []
     if decide:
         buttons += [
-            {"type": 0, "text": label, "style": style, "key": button_key(action, request.source_id)}
-            for action, label, style in (("approve", "Approve", 1), ("reject", "Reject", 2))
+            {"type": 0, "text": label, "style": style, "key": wecom_buttons.encode(value)}
+            for (value, label), style in zip(
+                decision_values(request.source_id), (1, 2), strict=True
+            )
         ]
     if url:
         buttons.append({"type": 1, "text": "Open", "style": 4, "url": url})

@@ -28,6 +28,7 @@ from typing import Any
 
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import ReadsOne
+from sync_pipeline.errors import VendorRejected
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import Record, WriteRequest
@@ -35,7 +36,7 @@ from sync_pipeline.state import deadletters, runs
 from sync_pipeline.state.deadletters import DeadLetter
 
 MESSAGES = "messages"  # the source stream of message flows
-REFUSED = "VendorRejected"  # the error class of a refused effect; its letter holds the write
+REFUSED = VendorRejected.__name__  # the error class of a refused effect; its letter holds the write
 
 
 @dataclass(frozen=True)

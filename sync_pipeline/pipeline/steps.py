@@ -38,6 +38,7 @@ from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.connectors.base import Connector
 from sync_pipeline.errors import (
     OutcomeUnknown,
+    RecordError,
     SyncError,
     Transient,
     retryable,
@@ -48,6 +49,7 @@ from sync_pipeline.http.client import requests_sent
 from sync_pipeline.pipeline import directory
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
+    DeadRecord,
     Page,
     ReadWindow,
     Record,
@@ -184,7 +186,7 @@ def _unfinished_pages(conn: Any, run_id: int) -> list[int]:
     return [
         page_id
         for page_id in pages.page_ids(conn, run_id)
-        if pages.get(conn, page_id).status in ("pulled", "planned")
+        if pages.get(conn, page_id).status in pages.WAITING
     ]
 
 
@@ -196,7 +198,7 @@ class Planned:
 
     requests: tuple[WriteRequest, ...]
     seen: tuple[Record, ...]
-    dead: tuple[tuple[Record, str], ...]  # (source record, reason)
+    dead: tuple[DeadRecord, ...]
     skipped: int  # records that need no effect: unchanged, superseded, filtered, deduped
 
 
@@ -221,7 +223,7 @@ def plan_records(
     propagate.
     """
     records = [record.cleaned() for record in records]
-    unkeyed = [(r, why) for r in records if (why := _unkeyable(r)) is not None]
+    unkeyed = [_record_error(r, why) for r in records if (why := _unkeyable(r)) is not None]
     keyed = [r for r in records if _unkeyable(r) is None]
     source_sys, target_sys = _systems(rt, flow)
     with rt.engine.begin() as conn:
@@ -245,7 +247,7 @@ def plan_records(
     staged, poisoned = isolated(hydrated, stages, _unplannable)
     dead = (*unkeyed, *unread, *poisoned, *staged.dead)
     shown = {sid: link.payload for sid, link in links.items() if link.payload is not None}
-    unplanned = {record.source_id for record, _ in poisoned}
+    unplanned = {dead.record.source_id for dead in poisoned}
     planned = [record for record in hydrated if record.source_id not in unplanned]
     follow = _follow_ups(rt, flow, planned, shown, users)
     return Planned(
@@ -260,7 +262,7 @@ def plan_records(
 class _Staged:
     requests: tuple[WriteRequest, ...]
     seen: tuple[Record, ...]
-    dead: tuple[tuple[Record, str], ...]
+    dead: tuple[DeadRecord, ...]
     fresh: int  # records that need an effect
 
 
@@ -283,7 +285,7 @@ def _stages(
     return _Staged(
         requests=tuple(requests),
         seen=(*kept.skipped, *fresh.skipped, *fresh.fresh),
-        dead=mapped.dead,
+        dead=tuple(_record_error(record, reason) for record, reason in mapped.dead),
         fresh=len(fresh.fresh),
     )
 
@@ -304,13 +306,18 @@ def _unkeyable(record: Record) -> str | None:
     return None
 
 
+def _record_error(record: Record, reason: str) -> DeadRecord:
+    """A record found unsyncable without an exception (a stage's verdict): a RecordError."""
+    return DeadRecord(record, reason, RecordError.__name__)
+
+
 def _unplannable(exc: Exception) -> str:
     return f"it could not be planned: {describe(exc)}"
 
 
 def _hydrate(
     rt: Runtime, flow: Flow, records: Sequence[Record]
-) -> tuple[list[Record], list[tuple[Record, str]]]:
+) -> tuple[list[Record], list[DeadRecord]]:
     """(details of the records, cleaned; records whose details cannot be read, with why).
 
     When the batch's read fails on a record (an error about it, not about the run), each
@@ -329,14 +336,15 @@ def _hydrate(
             describe(exc),
         )
     hydrated: list[Record] = []
-    unread: list[tuple[Record, str]] = []
+    unread: list[DeadRecord] = []
     for record in records:
         try:
             hydrated += [r.cleaned() for r in source.hydrate(stream, [record])]
         except Exception as exc:
             if not about_record(exc):
                 raise
-            unread.append((record, f"its details could not be read: {describe(exc)}"))
+            why = f"its details could not be read: {describe(exc)}"
+            unread.append(DeadRecord(record, why, type(exc).__name__))
     return hydrated, unread
 
 
@@ -401,7 +409,7 @@ def load_directory(
 def _dead_rows(
     planned: Planned,
 ) -> list[tuple[str, Mapping[str, Any], str, str]]:
-    return [(r.source_id, r.as_json(), reason, "RecordError") for r, reason in planned.dead]
+    return [(d.record.source_id, d.record.as_json(), d.reason, d.error_class) for d in planned.dead]
 
 
 @dataclass(frozen=True)
@@ -688,7 +696,7 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     exactly these effects."""
     with rt.engine.begin() as conn:
         page = pages.get(conn, page_id)
-    if page.status != "pulled":
+    if page.status is not pages.PageStatus.PULLED:
         return StepCounts()
     flow = rt.flow(page.flow)
     planned = plan_records(rt, flow, page.records, page.read_at)
@@ -707,9 +715,9 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     """Make the page's planned effects, each exactly once, then mark the page done."""
     with rt.engine.begin() as conn:
         page = pages.get(conn, page_id)
-    if page.status in ("done", "committed"):
+    if page.status in (pages.PageStatus.DONE, pages.PageStatus.COMMITTED):
         return StepCounts()
-    if page.status != "planned" or not page.plan:
+    if page.status is not pages.PageStatus.PLANNED or not page.plan:
         raise RuntimeError(f"page {page_id} must be planned before it is written")
     flow = rt.flow(page.flow)
     requests = [WriteRequest.from_json(r) for r in page.plan[0]["requests"]]

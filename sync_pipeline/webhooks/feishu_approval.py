@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.connectors.base import Decision
+from sync_pipeline.connectors.buttons import ButtonValue
 from sync_pipeline.errors import Refused
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
@@ -42,7 +44,7 @@ from sync_pipeline.webhooks.verify import feishu_decrypt, forged, same, undecryp
 
 QUERY = ("callback", "quick_approval")  # ?callback=quick_approval on the webhook URL
 OK = Answer.json({"code": 0, "msg": "success"})
-ACTIONS = {"APPROVE": "approve", "REJECT": "reject"}
+ACTIONS = {"APPROVE": Decision.APPROVE, "REJECT": Decision.REJECT}
 
 
 def is_quick_approval(incoming: Incoming) -> bool:
@@ -67,15 +69,14 @@ def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEve
         return None
     instance_id, task_id = required(payload, "instance_id", "task_id")
     context = _context(payload.get("action_context"))
-    source_id = str(context.get("source_id") or instance_id)
+    value = ButtonValue(action, str(context.get("source_id") or instance_id))
     return card_action(
         connector,
         "feishu",
         f"quick_approval:{instance_id}:{task_id}:{payload['action_type']}",
         int(now),
         user_id=str(context.get("open_id") or ""),
-        action=action,
-        source_id=source_id,
+        value=value,
         comment=str(payload.get("reason") or ""),
         card={
             "approval_code": str(payload.get("approval_code") or ""),

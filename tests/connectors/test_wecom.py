@@ -13,9 +13,7 @@ from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.wecom import (
     WeComConnector,
-    button_key,
     classify,
-    parse_button_key,
     task_id_for,
 )
 from sync_pipeline.devtools.sandbox.core import SandboxStore
@@ -237,12 +235,6 @@ def test_update_card_with_a_response_code_replaces_the_buttons(connector, store)
     card = store.get("wecom", "card", sent.extra["task_id"])
     assert card is not None
     assert card["replace_name"] == "Approved"
-
-
-@pytest.mark.parametrize("source_id", ["8812", "a:reject", "reject:", ":", "approve:x:y", ""])
-@pytest.mark.parametrize("action", ["approve", "reject"])
-def test_given_an_id_with_colons_the_button_key_keeps_its_action(action, source_id) -> None:
-    assert parse_button_key(button_key(action, source_id)) == (action, source_id)
 
 
 # -- limits ----------------------------------------------------------------------------------

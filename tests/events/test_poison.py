@@ -210,6 +210,7 @@ def test_given_an_approval_whose_id_is_too_long_to_key_then_it_is_one_dead_lette
     assert run.status is runs.RunStatus.SUCCEEDED, run.error
     [letter] = open_letters(rt, DINGTALK_FLOW, bounded_id(long_id))
     assert "3001 characters" in letter.reason
+    assert letter.error_class == "RecordError"
     assert len(entries(sandbox, "dingtalk", later)) == 1
 
 
@@ -241,6 +242,7 @@ def test_given_an_approval_whose_details_the_oa_refuses_then_it_is_one_dead_lett
     assert run.status is runs.RunStatus.SUCCEEDED, run.error
     [letter] = open_letters(rt, DINGTALK_FLOW, "\u2003")
     assert letter.reason.startswith("its details could not be read: oa PARAM_ERROR")
+    assert letter.error_class == "VendorRejected"  # the class of the error the OA's refusal is
     assert len(entries(sandbox, "dingtalk", title)) == 1  # the original, not the copy
 
 

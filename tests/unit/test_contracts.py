@@ -8,7 +8,16 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_pipeline.records import Notification, NotifyKind, WriteOp, WriteRequest
+from sync_pipeline.records import (
+    ApprovalChange,
+    CardAction,
+    ChatType,
+    InboundMessage,
+    Notification,
+    NotifyKind,
+    WriteOp,
+    WriteRequest,
+)
 
 ids = st.text(min_size=1, max_size=20)
 json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
@@ -27,6 +36,22 @@ notifications = st.builds(
     to=st.none() | ids,
     content=contents,
     response_code=st.none() | ids,
+)
+handles = st.dictionaries(st.text(min_size=1, max_size=10), st.text(min_size=1, max_size=10))
+approval_changes = st.builds(ApprovalChange, ids, st.none() | ids, st.none() | ids)
+card_actions = st.builds(
+    CardAction, ids, st.sampled_from(["approve", "reject"]), ids, st.text(max_size=20), handles
+)
+messages = st.builds(
+    InboundMessage,
+    message_id=ids,
+    sender=st.text(max_size=20),
+    chat_id=st.text(max_size=20),
+    chat_type=st.sampled_from(ChatType),
+    text=st.text(max_size=40),
+    flags=st.lists(ids, max_size=3).map(tuple),
+    mentions=st.lists(ids, max_size=3).map(tuple),
+    sent_at=st.just("2026-03-02T09:30:00Z"),
 )
 requests = st.builds(
     WriteRequest,
@@ -77,3 +102,30 @@ def test_a_notification_is_stored_in_the_shape_stored_before_it_was_typed() -> N
     note = Notification(NotifyKind.MESSAGE, "zhangsan", {"text": "Approved."})
 
     assert note.to_json() == {"kind": "message", "to": "zhangsan", "content": {"text": "Approved."}}
+
+
+@given(approval_changes)
+def test_an_approval_change_comes_back_equal_from_its_json(change: ApprovalChange) -> None:
+    assert ApprovalChange.from_json(json.loads(json.dumps(change.to_json()))) == change
+
+
+@given(card_actions)
+def test_a_card_action_comes_back_equal_from_its_json(action: CardAction) -> None:
+    assert CardAction.from_json(json.loads(json.dumps(action.to_json()))) == action
+
+
+@given(messages)
+def test_an_inbound_message_comes_back_equal_from_its_json(message: InboundMessage) -> None:
+    assert InboundMessage.from_json(json.loads(json.dumps(message.to_json()))) == message
+
+
+def test_a_card_action_keeps_only_the_handles_the_vendor_gave() -> None:
+    stored = {
+        "user_id": "zhangsan",
+        "action": "approve",
+        "source_id": "R000042",
+        "comment": "",
+        "card": {"response_code": "", "task_id": "t-1"},  # WeCom sends no code at times
+    }
+
+    assert CardAction.from_json(stored).card == {"task_id": "t-1"}

@@ -47,6 +47,7 @@ from sync_pipeline.pipeline.directory import DirectorySnapshot
 from sync_pipeline.pipeline.events import Handled
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
+    CardAction,
     InboundEvent,
     Notification,
     NotifyKind,
@@ -82,16 +83,14 @@ class Press:
 
     @classmethod
     def of(cls, event: InboundEvent) -> Press:
-        data = event.data
-        card = data.get("card")
-        card = card if isinstance(card, Mapping) else {}
+        action = CardAction.from_json(event.data)
         return cls(
             event=event,
-            user=str(data.get("user_id") or ""),
-            decision=_decision(str(data.get("action") or "")),
-            source_id=str(data.get("source_id") or ""),
-            comment=str(data.get("comment") or "").strip(),
-            handles={str(k): str(v) for k, v in card.items() if v not in (None, "")},
+            user=action.user_id,
+            decision=_decision(action.action),
+            source_id=action.source_id,
+            comment=action.comment.strip(),
+            handles=action.card,
         )
 
     def pressed(self, card: effects.Effect) -> bool:
