@@ -16,6 +16,7 @@ from sync_pipeline.connectors.buttons import ButtonValue, decision_values
 from sync_pipeline.connectors.buttons import agora as agora_buttons
 from sync_pipeline.connectors.buttons import dingtalk as dingtalk_buttons
 from sync_pipeline.connectors.buttons import feishu as feishu_buttons
+from sync_pipeline.connectors.buttons import feishu_approval as quick
 from sync_pipeline.connectors.buttons import wecom as wecom_buttons
 
 
@@ -124,3 +125,28 @@ def test_dingtalk_takes_the_first_action_id_when_params_name_no_action() -> None
 )
 def test_agora_refuses_a_press_it_did_not_make(exts: dict[str, str]) -> None:
     assert agora_buttons.parse(exts) is None
+
+
+@given(st.builds(quick.QuickContext, st.text(max_size=64), st.text(max_size=64)))
+def test_a_feishu_quick_action_context_comes_back_as_it_was_encoded(
+    context: quick.QuickContext,
+) -> None:
+    assert quick.parse(quick.encode(context)) == context
+
+
+def test_feishu_quick_actions_offered_are_the_decisions_read_back() -> None:
+    offered = [action["action_type"] for action in quick.QUICK_ACTIONS]
+
+    assert [quick.decision(a) for a in offered] == [Decision.APPROVE, Decision.REJECT]
+
+
+@pytest.mark.parametrize("action_type", ["CUSTOM", "approve", "", None])
+def test_feishu_quick_refuses_an_action_it_did_not_offer(action_type: Any) -> None:
+    assert quick.decision(action_type) is None
+
+
+@pytest.mark.parametrize(
+    "context", [None, "", "{not json", "[1]", '{"source_id": 7}', "[" * 100_000]
+)
+def test_a_feishu_quick_context_not_ours_says_nothing(context: Any) -> None:
+    assert quick.parse(context) == quick.QuickContext("", "")
