@@ -27,13 +27,14 @@ from sqlalchemy.engine import Connection
 from sync_pipeline import __version__
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES, run_health_check
-from sync_pipeline.errors import ConfigError
+from sync_pipeline.errors import ConfigError, RunStatus
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.oneline import fail, one_line_errors
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.effects import Effect
+from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.instances import Instance
 from sync_pipeline.state.migrate import MigrationResult, migrate
 from sync_pipeline.state.runs import Run
@@ -346,7 +347,7 @@ def run(
             " (it goes on: follow it with syncctl status)",
             3,
         )
-    elif final is not None and final.status.value != "succeeded":
+    elif final is not None and final.status is not RunStatus.SUCCEEDED:
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
 
 
@@ -417,7 +418,7 @@ def _stopped(f: FlowStatus) -> list[str]:
         ("pull", f.last_run, f"then: syncctl run {f.flow} --wait"),
         ("event run", f.last_event, "then: syncctl events replay"),
     ):
-        if run_ is not None and run_.status.value in ("failed", "stopped"):
+        if run_ is not None and run_.status in (RunStatus.FAILED, RunStatus.STOPPED):
             error = excerpt(run_.error or "no reason recorded")
             lines.append(f"{f.flow}: {what} #{run_.id} {run_.status.value}: {error}; {hint}")
     return lines
@@ -427,7 +428,7 @@ def _outcome(run_: Run | None) -> str:
     return "-" if run_ is None else STATUS_WORDS.get(run_.status.value, run_.status.value)
 
 
-STATUS_WORDS = {"succeeded": "ok"}
+STATUS_WORDS = {RunStatus.SUCCEEDED.value: "ok"}
 
 
 def _age(seconds: float | None) -> str:
@@ -579,8 +580,8 @@ def events() -> None:
 @events.command(name="list")
 @click.option(
     "--status",
-    type=click.Choice(["queued", "done", "ignored", "failed"]),
-    default="failed",
+    type=click.Choice([status.value for status in EventStatus]),
+    default=EventStatus.FAILED.value,
     show_default=True,
 )
 @click.option(

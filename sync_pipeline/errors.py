@@ -1,15 +1,27 @@
-"""The one exception hierarchy of sync_pipeline. Imports nothing from the project.
+"""The one exception hierarchy of sync_pipeline, and the one place that decides about errors.
+Imports nothing from the project.
 
 SyncError                  retryable = False
 + ConfigError              unusable config: file, key path, what was expected
+  + ConfigErrors           problems in more than one file
 + RecordError              one bad record -> dead letter; the batch goes on
 + VendorError
   + VendorRejected         the vendor refused this request; a retry gets the same answer
   + QuotaExhausted         a monthly call quota would be exceeded: stop the run, not retry
   + PagingLoop             a source handed back a page token already followed: stop the run
++ StaleFence               a newer pull holds the flow: this one stops without committing
++ CursorRegression         code tried to move a cursor backwards
++ Refused                  a webhook delivery answered 4xx and never enqueued
++ MigrationError           the schema could not be migrated
 + Transient                retryable = True; mixed into concrete classes, as dlt does
   + ServiceUnavailable     Redis/Postgres unreachable: URL named, password masked
   + VendorUnavailable, RateLimited, TokenExpired, OutcomeUnknown   (also VendorError)
+
+Every class says, as class attributes (dlt's `PipelineStepFailed` keeps the same facts):
+`retryable` (a task retries it, with `backoff_s`), `run_status` (the status a run it ends
+gets once no retry is left), `about_record` (dead-letter the record and go on, or stop the
+run), `exit_code` (syncctl's) and `next_step` (the operator's next command). Call sites ask
+the class (`retryable`, `run_status`) rather than choosing by isinstance chains.
 
 Constructors pass every argument (never a secret) to ``super().__init__`` so that Celery,
 which rebuilds a JSON-serialized exception as ``cls(*args)``, gets the same object back.
@@ -17,8 +29,24 @@ which rebuilds a JSON-serialized exception as ``cls(*args)``, gets the same obje
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import ClassVar
+
+MAX_BACKOFF_S = 60.0  # the longest exponential backoff between two tries
+# The longest countdown a task is given: far below the broker's visibility timeout, past which
+# Redis delivers the task again (DESIGN.md section 4); longer waits belong in PostgreSQL.
+MAX_COUNTDOWN_S = 300.0
+
+
+class RunStatus(StrEnum):
+    """The status of a run (state/runs.py stores it); an error names the one it ends a run in."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"  # ended on purpose before the end: quota reached, superseded
 
 
 class SyncError(Exception):
@@ -29,12 +57,15 @@ class SyncError(Exception):
     # About one record (its content, its recipient): it is dead-lettered and the batch goes on.
     # Otherwise about the run (config, quota, a server): it stops or retries the run.
     about_record: ClassVar[bool] = False
+    run_status: ClassVar[RunStatus] = RunStatus.FAILED
+    next_step: ClassVar[str] = "see the worker's log, then: syncctl run FLOW --wait"
 
 
 class Transient(SyncError):
     """Time may fix it: a retry with backoff is the right answer."""
 
     retryable = True
+    next_step = "none: it is retried; if it lasts, see the worker's log and: syncctl status"
     # False when the retry only waits for another attempt's outcome, a wait that attempt's own
     # window bounds: it spends none of the caller's retries (errors.EffectInFlight).
     spends_retries: ClassVar[bool] = True
@@ -44,6 +75,7 @@ class ConfigError(SyncError):
     """A configuration file or variable is unusable; every problem is listed at once."""
 
     exit_code = 2
+    next_step = "fix the file, then: syncctl check"
 
     def __init__(self, file: str, problems: Sequence[tuple[str, str]]) -> None:
         super().__init__(file, [list(p) for p in problems])
@@ -54,10 +86,25 @@ class ConfigError(SyncError):
         return "\n".join(f"{self.file}: {key}: {expected}" for key, expected in self.problems)
 
 
+class ConfigErrors(ConfigError):
+    """Problems in more than one file. `errors` has one ConfigError per file; str() prints
+    every line of each. Arguments are plain lists, so Celery can rebuild it from JSON."""
+
+    def __init__(self, per_file: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> None:
+        self.errors = [ConfigError(file, problems) for file, problems in per_file]
+        SyncError.__init__(self, [[e.file, [list(p) for p in e.problems]] for e in self.errors])
+        self.file = ", ".join(e.file for e in self.errors)
+        self.problems = [p for e in self.errors for p in e.problems]
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
 class ServiceUnavailable(Transient):
     """Redis or PostgreSQL cannot be reached. `url` is already masked."""
 
     exit_code = 2
+    next_step = "start the server or fix its URL, then: syncctl check"
 
     def __init__(self, service: str, url: str, reason: str, hint: str = "") -> None:
         super().__init__(service, url, reason, hint)
@@ -72,6 +119,7 @@ class RecordError(SyncError):
     """One record cannot be synced; it goes to the dead-letter table and the batch goes on."""
 
     about_record = True
+    next_step = "fix the record or the mapping, then: syncctl dlq replay --flow FLOW"
 
     def __init__(self, record_id: str, reason: str) -> None:
         super().__init__(record_id, reason)
@@ -98,6 +146,7 @@ class VendorRejected(VendorError):
     """The request itself is wrong (params, permissions): fix data or config, then replay."""
 
     about_record = True
+    next_step = "fix the data or the config, then: syncctl dlq replay --flow FLOW"
 
 
 class QuotaExhausted(VendorError):
@@ -106,6 +155,9 @@ class QuotaExhausted(VendorError):
     Raised before the call, so a run stops with a clear status instead of burning retries
     against a vendor that will refuse until the period ends (DESIGN.md section 7).
     """
+
+    run_status = RunStatus.STOPPED
+    next_step = "raise the quota or wait for the next period, then: syncctl run FLOW --wait"
 
     def __init__(self, vendor: str, api: str, limit: int, period: str) -> None:
         scope = "all APIs" if api == "*" else api
@@ -146,8 +198,95 @@ class OutcomeUnknown(VendorError, Transient):
     """Sent, no answer. Retrying is safe only because every write carries an idempotency key."""
 
 
+class StaleFence(SyncError):
+    """A newer pull holds this flow; this one must stop without committing."""
+
+    run_status = RunStatus.STOPPED
+    next_step = "none: the newer pull carries on from the committed cursor"
+
+    def __init__(self, flow: str, fence: int, current: int) -> None:
+        super().__init__(flow, fence, current)
+        self.flow, self.fence, self.current = flow, fence, current
+
+    def __str__(self) -> str:
+        return f"flow {self.flow}: fence {self.fence} superseded by {self.current}"
+
+
+class CursorRegression(SyncError):
+    """Code tried to move a cursor backwards; only an admin resync may (cursors.reset)."""
+
+    next_step = "report it as a bug; the cursor was left where it was"
+
+    def __init__(self, flow: str, current: str, proposed: str) -> None:
+        super().__init__(flow, current, proposed)
+        self.flow, self.current, self.proposed = flow, current, proposed
+
+    def __str__(self) -> str:
+        return f"flow {self.flow}: cursor would move back from {self.current} to {self.proposed}"
+
+
+class Reason(StrEnum):
+    """Why the webhook service refused a delivery (the label of its refusal counter)."""
+
+    BAD_SIGNATURE = "bad_signature"  # forged: signature, token or ciphertext does not check
+    STALE = "stale"  # signed too long ago (or in the future): outside the window
+    REPLAY = "replay"  # this very signed request was seen inside its window
+    MALFORMED = "malformed"  # not what the vendor sends: unparseable, fields missing
+    INCOMPLETE = "incomplete"  # the body never arrived whole: the client went, or its deadline
+
+
+REFUSAL_STATUS = {
+    Reason.BAD_SIGNATURE: 401,
+    Reason.STALE: 401,
+    Reason.REPLAY: 409,
+    Reason.MALFORMED: 400,
+    Reason.INCOMPLETE: 400,
+}
+
+
+class Refused(SyncError):
+    """A delivery the webhook service answers with a 4xx, counts, and never enqueues."""
+
+    next_step = "check the webhook's secrets and the sender's clock: syncctl check"
+
+    def __init__(self, reason: Reason, detail: str, status: int | None = None) -> None:
+        super().__init__(reason, detail, status)
+        self.reason, self.detail = reason, detail
+        self.status = REFUSAL_STATUS[reason] if status is None else status
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether a retry may succeed: the class says so (anything not ours: no)."""
+    return isinstance(error, SyncError) and error.retryable
+
+
+def run_status(error: BaseException) -> RunStatus:
+    """The status a run ends in when `error` stops it for good (anything not ours: failed)."""
+    return error.run_status if isinstance(error, SyncError) else RunStatus.FAILED
+
+
+def next_step(error: BaseException) -> str:
+    """The operator's next command after `error`."""
+    return error.next_step if isinstance(error, SyncError) else SyncError.next_step
+
+
+def backoff_s(error: BaseException, tries: int) -> float:
+    """How long to wait before trying again after `tries` tries (0: the first failed): the
+    vendor's own wait (`retry_after`) when it gave one, else exponential from 2 s up to
+    MAX_BACKOFF_S; never past MAX_COUNTDOWN_S. The one formula of tasks and events."""
+    wait = getattr(error, "retry_after", None)
+    if isinstance(wait, int | float) and math.isfinite(wait) and wait >= 0:
+        return float(min(wait, MAX_COUNTDOWN_S))
+    return min(2.0 ** min(tries + 1, 16), MAX_BACKOFF_S)
+
+
 class MigrationError(SyncError):
     """The schema could not be brought to the current version."""
+
+    next_step = "fix what the message names, then: syncctl migrate"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

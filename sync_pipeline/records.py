@@ -75,6 +75,16 @@ class Record:
 
 
 @dataclass(frozen=True)
+class DeadRecord:
+    """A record that cannot be synced, why, and the class of the error that said so (its
+    dead letter keeps both: `syncctl dlq list` shows the class, replays go by it)."""
+
+    record: Record
+    reason: str
+    error_class: str  # the exception's class name; RecordError where no exception was raised
+
+
+@dataclass(frozen=True)
 class ReadWindow:
     """What to read: `since` inclusive (cursor minus lookback), `until` exclusive (signpost)."""
 
@@ -119,6 +129,60 @@ class WriteOp(StrEnum):
     UPDATE = "update"
 
 
+class NotifyKind(StrEnum):
+    """What a planned write asks the target connector to make."""
+
+    CARD = "card"  # an interactive card, e.g. with approve/reject buttons
+    MESSAGE = "message"  # a plain text message
+    UPDATE_CARD = "update_card"  # change the card sent earlier (the id map knows its id)
+    TODO = "todo"  # an OA todo for the user in `to` (E9's unified todo)
+    PROJECT_COMMENT = "project_comment"  # append to the record of the OA project in `to`
+    # Mirror the approval in the IM's own approval center (an instance, tasks for the current
+    # approvers), kept current as it moves; one write per state, no `to`: the tasks name them.
+    APPROVAL_CENTER = "approval_center"
+    # Decide the approval in the source as the approver in `to` (a card press): content holds
+    # the decision, the node and the comment (connectors.base.DecisionRequest).
+    DECISION = "oa_action"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What a plan (or a card press) asks a connector to make: `kind`, for `to` (a user id, a
+    project id for PROJECT_COMMENT, None where the content names them), showing `content`
+    (the mapped record: title, text, url, status and any other mapped field), which each
+    vendor turns into its own card, message, todo or approval-center instance.
+
+    `response_code` is WeCom's one-use handle for updating a card (UPDATE_CARD only).
+    Stored (pages' plans, dead letters) as `to_json` writes it: `{"kind", "to", "content"}`,
+    the shape stored before this type existed, which `from_json` still reads.
+    """
+
+    kind: NotifyKind
+    to: str | None
+    content: Mapping[str, Any]
+    response_code: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind.value,
+            "to": self.to,
+            "content": dict(self.content),
+        }
+        if self.response_code is not None:
+            data["response_code"] = self.response_code
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notification:
+        to, content, code = data.get("to"), data.get("content"), data.get("response_code")
+        return cls(
+            kind=NotifyKind(data["kind"]),
+            to=None if to in (None, "") else str(to),
+            content=dict(content) if isinstance(content, Mapping) else {},
+            response_code=None if code in (None, "") else str(code),
+        )
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     """One effect to make on the target. `effect_key` is ours; connectors derive the vendor's
@@ -127,8 +191,29 @@ class WriteRequest:
     effect_key: str
     source_id: str
     op: WriteOp
-    payload: Mapping[str, Any]
+    notification: Notification
     target_id: str | None = None  # for updates: the object made earlier
+
+    def to_json(self) -> dict[str, Any]:
+        """As pages' plans and dead letters store it (the notification under "payload")."""
+        return {
+            "effect_key": self.effect_key,
+            "source_id": self.source_id,
+            "op": self.op.value,
+            "payload": self.notification.to_json(),
+            "target_id": self.target_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WriteRequest:
+        target_id = data.get("target_id")
+        return cls(
+            effect_key=str(data["effect_key"]),
+            source_id=str(data["source_id"]),
+            op=WriteOp(data["op"]),
+            notification=Notification.from_json(data["payload"]),
+            target_id=None if target_id is None else str(target_id),
+        )
 
 
 class WriteStatus(StrEnum):
@@ -173,6 +258,113 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class ApprovalChange:
+    """An approval_changed event's data: which approval moved, and, when the vendor said,
+    to what status (its own word) and at which version. Handlers re-read the approval."""
+
+    source_id: str
+    status: str | None = None
+    version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source_id": self.source_id, "status": self.status, "version": self.version}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApprovalChange:
+        return cls(
+            str(data.get("source_id") or ""),
+            _text_or_none(data.get("status")),
+            _text_or_none(data.get("version")),
+        )
+
+
+@dataclass(frozen=True)
+class CardAction:
+    """A card_action event's data: `user_id` (as the pressing platform knows them) pressed a
+    decision button (`action`: a connectors.base.Decision value, as the vendor's buttons
+    module parsed it) about `source_id`, with a comment; `card` holds the vendor's handles
+    for updating the card pressed (response_code, task_id, open_message_id, out_track_id...).
+    """
+
+    user_id: str
+    action: str
+    source_id: str
+    comment: str = ""
+    card: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "action": self.action,
+            "source_id": self.source_id,
+            "comment": self.comment,
+            "card": dict(self.card),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CardAction:
+        card = data.get("card")
+        handles = card if isinstance(card, Mapping) else {}
+        return cls(
+            user_id=str(data.get("user_id") or ""),
+            action=str(data.get("action") or ""),
+            source_id=str(data.get("source_id") or ""),
+            comment=str(data.get("comment") or ""),
+            card={str(k): str(v) for k, v in handles.items() if v not in (None, "")},
+        )
+
+
+class ChatType(StrEnum):
+    GROUP = "group"
+    DIRECT = "direct"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message event's data: a message a user posted to a group or to the app. `flags`
+    are read from its text (e.g. "important"), `mentions` are user ids, `sent_at` ISO UTC."""
+
+    message_id: str
+    sender: str
+    chat_id: str
+    chat_type: ChatType
+    text: str
+    flags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    sent_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "chat_id": self.chat_id,
+            "chat_type": self.chat_type.value,
+            "text": self.text,
+            "flags": list(self.flags),
+            "mentions": list(self.mentions),
+            "sent_at": self.sent_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InboundMessage:
+        chat_type = data.get("chat_type")
+        return cls(
+            message_id=str(data["message_id"]),
+            sender=str(data.get("sender") or ""),
+            chat_id=str(data.get("chat_id") or ""),
+            chat_type=ChatType.GROUP if chat_type == ChatType.GROUP else ChatType.DIRECT,
+            text=str(data.get("text") or ""),
+            flags=tuple(str(f) for f in data.get("flags") or []),
+            mentions=tuple(str(m) for m in data.get("mentions") or [] if m),
+            sent_at=str(data.get("sent_at") or ""),
+        )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
 class InboundEvent:
     """One verified webhook delivery, decoded into canonical fields at the edge.
 
@@ -180,13 +372,11 @@ class InboundEvent:
     `MsgId` or `FromUserName`+`CreateTime`, Agora `callId`, the OA's `eventId`): a second
     delivery of the same event has the same id, which is what deduplicates it.
 
-    `data` by kind (ids are the sending platform's own, as its directory knows them):
-      approval_changed  source_id, status (the vendor's word, if it said), version (if any)
-      card_action       user_id, action ("approve" | "reject" | ...), source_id, comment,
-                        card: the vendor's handles for updating the card (response_code,
-                        task_id, open_message_id, out_track_id, token, ...)
-      message           message_id, sender, chat_id, chat_type ("group" | "direct"), text,
-                        flags (e.g. ["important"]), mentions (user ids), sent_at
+    `data` by kind (ids are the sending platform's own, as its directory knows them), as the
+    typed value's `to_json` writes it and its `from_json` reads it back:
+      approval_changed  ApprovalChange
+      card_action       CardAction
+      message           InboundMessage
       unhandled         reason (why nothing is done for it)
     """
 

@@ -38,10 +38,10 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.config.loader import Config
 from sync_pipeline.records import iso_utc, parse_iso_utc
 from sync_pipeline.state import cursors, deadletters, runs
+from sync_pipeline.state.pages import WAITING
 from sync_pipeline.state.schema import pages
 from sync_pipeline.state.schema import runs as runs_table
 
-WAITING = ("pulled", "planned")  # pages whose records are read and not yet written
 NOT_PULLS = (runs.WEBHOOK, runs.REPLAY)
 
 

@@ -2,8 +2,9 @@
 
 A run is `pull.start` (lock, run row, read and store pages) and, per page, the chain
 `pull.plan -> write.page -> pull.commit`. Tasks pass ids and re-read state, so a redelivered
-task continues where a lost one stopped. Only Transient errors retry; a vendor's own wait
-(`RateLimited.retry_after`) sets the countdown, capped far below the visibility timeout.
+task continues where a lost one stopped. Only errors whose class is retryable retry, after
+`errors.backoff_s` (the vendor's own wait, as `RateLimited.retry_after`, or the backoff),
+capped far below the visibility timeout.
 
 A pull holds its run's lease and a plan or write step its page's, renewed while it works
 (pipeline/leases.py): the sweeper (`admin.sweep_work`, on Beat) sends again the work of a
@@ -25,7 +26,7 @@ from celery.exceptions import Ignore
 
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
-from sync_pipeline.errors import Transient
+from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
 from sync_pipeline.pipeline import events, leases, replay, steps, sweeper
 from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.presence import Presence
@@ -37,7 +38,6 @@ from workers.app import app, settings
 
 log = logging.getLogger(__name__)
 
-MAX_COUNTDOWN_S = 300  # far below the broker's visibility timeout (DESIGN.md section 4)
 MAX_RETRIES = 8
 T = TypeVar("T")
 
@@ -72,26 +72,20 @@ def health_check() -> dict[str, Any]:
     return {"worker": f"{socket.gethostname()}:{os.getpid()}", **report}
 
 
-def _countdown(task: Task[Any, Any], exc: Transient) -> float:
-    """The vendor's own wait when it gave one, else exponential; capped far below the
-    visibility timeout (longer waits belong in PostgreSQL, DESIGN.md section 4)."""
-    wait = getattr(exc, "retry_after", None)
-    countdown = wait if wait is not None else min(2 ** (task.request.retries + 1), 60)
-    return float(min(countdown, MAX_COUNTDOWN_S))
-
-
 def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | None:
-    """Retry Transient errors with the vendor's wait; close the run on anything else."""
+    """Retry what the error's class calls retryable, after the vendor's wait or the backoff;
+    close the run on anything else, in the status the class names."""
     try:
         return step()
-    except Transient as exc:
-        if task.request.retries >= MAX_RETRIES:
-            steps.fail_run(get_runtime(), run_id, exc)
-            return None
-        raise task.retry(exc=exc, countdown=_countdown(task, exc)) from exc
     except Exception as exc:
-        log.exception("run %s failed in %s", run_id, task.name)
+        if retryable(exc) and task.request.retries < MAX_RETRIES:
+            countdown = backoff_s(exc, task.request.retries)
+            raise task.retry(exc=exc, countdown=countdown) from exc
         steps.fail_run(get_runtime(), run_id, exc)
+        if retryable(exc):
+            return None  # retries spent: the run is closed, the chain ends quietly
+        then = next_step(exc)
+        log.exception("run %s failed in %s; next: %s", run_id, task.name, then)
         raise  # a failed task stops its chain: the next pull starts from the committed cursor
 
 
@@ -194,7 +188,7 @@ def handle_event(
         if self.request.retries >= MAX_RETRIES:
             events.give_up(rt, event_row_id, exc)
             return
-        raise self.retry(exc=exc, countdown=_countdown(self, exc)) from exc
+        raise self.retry(exc=exc, countdown=backoff_s(exc, self.request.retries)) from exc
 
 
 def _resend_event(event_row_id: int, countdown: float) -> None:

@@ -24,9 +24,10 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from sync_pipeline.config import MapOf, OneOf, Shape, StrictSchema, strict_schema
 from sync_pipeline.config.connector import Vendor
+from sync_pipeline.records import NotifyKind
 from sync_pipeline.stages import MESSAGE_GAPS, MESSAGE_STREAM, MISSING, PATH, Template
 from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
-from sync_pipeline.stages.plan import STREAM_OF_KIND, NotifyKind, NotifyRule
+from sync_pipeline.stages.plan import STREAM_OF_KIND, NotifyRule
 from sync_pipeline.stages.rules import (
     AllOf,
     AnyOf,

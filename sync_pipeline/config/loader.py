@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from sync_pipeline.config.options import (
 )
 from sync_pipeline.connectors.base import StreamCapabilities
 from sync_pipeline.connectors.registry import capabilities, option_schema
-from sync_pipeline.errors import ConfigError, SyncError
+from sync_pipeline.errors import ConfigError, ConfigErrors
 from sync_pipeline.stages.transform import UserField
 
 if TYPE_CHECKING:
@@ -68,20 +68,6 @@ class Config:
         streams = capabilities(self.connectors[flow.source.connector].vendor)
         can = streams.get(flow.source.stream)
         return can is not None and can.read
-
-
-class ConfigErrors(ConfigError):
-    """Problems in more than one file. `errors` has one ConfigError per file; str() prints
-    every line of each. Arguments are plain lists, so Celery can rebuild it from JSON."""
-
-    def __init__(self, per_file: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> None:
-        self.errors = [ConfigError(file, problems) for file, problems in per_file]
-        SyncError.__init__(self, [[e.file, [list(p) for p in e.problems]] for e in self.errors])
-        self.file = ", ".join(e.file for e in self.errors)
-        self.problems = [p for e in self.errors for p in e.problems]
-
-    def __str__(self) -> str:
-        return "\n".join(str(e) for e in self.errors)
 
 
 def load_config(

@@ -38,8 +38,10 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import agora as agora_buttons
+from sync_pipeline.connectors.buttons import decision_values
 from sync_pipeline.connectors.markup import PLAIN, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -174,7 +176,8 @@ class AgoraConnector:
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         if stream != MESSAGES:
             raise self._no_stream(stream)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._replace_card(request, content)
@@ -187,7 +190,7 @@ class AgoraConnector:
                     to, request, "txt", {"msg": message_text(content, PLAIN, TEXT_BYTES)}
                 )
             else:
-                return rejected(request, f"unknown notification kind {kind!r}")
+                return rejected(request, f"unknown notification kind {kind.value!r}")
         except VendorRejected as exc:
             return rejected(request, str(exc))
         return WriteResult(request.effect_key, WriteStatus.DONE, message_target(to, msg_id))
@@ -316,10 +319,7 @@ def _card(source_id: str, content: Mapping[str, Any], replaces: str = "") -> dic
     interprets none of it (the client app shows it); outside text is normalised and cut."""
     decide = wants_decision(content)
     buttons = (
-        [
-            {"label": label, "action": action, "source_id": source_id}
-            for action, label in (("approve", "Approve"), ("reject", "Reject"))
-        ]
+        [agora_buttons.encode(value, label) for value, label in decision_values(source_id)]
         if decide
         else []
     )

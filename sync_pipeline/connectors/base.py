@@ -29,6 +29,8 @@ from sync_pipeline.http import (
 )
 from sync_pipeline.records import (
     EventKind,
+    Notification,
+    NotifyKind,
     Page,
     ReadWindow,
     Record,
@@ -176,7 +178,7 @@ class Decision(StrEnum):
     REJECT = "reject"
 
 
-DECISION_KIND = "oa_action"  # the effect kind of a decision made in the source as the approver
+DECISION_KIND = NotifyKind.DECISION.value  # the effect kind of a decision made as the approver
 
 
 @dataclass(frozen=True)
@@ -193,19 +195,20 @@ class DecisionRequest:
 
     def request(self, effect_key: str) -> WriteRequest:
         content = {"decision": self.decision.value, "node": self.node, "comment": self.comment}
-        payload = {"kind": DECISION_KIND, "to": self.as_user, "content": content}
-        return WriteRequest(effect_key, self.source_id, WriteOp.UPDATE, payload)
+        note = Notification(NotifyKind.DECISION, self.as_user, content)
+        return WriteRequest(effect_key, self.source_id, WriteOp.UPDATE, note)
 
     @classmethod
     def of(cls, request: WriteRequest) -> DecisionRequest:
         """The decision a request carries; ValueError if it carries none."""
-        content = request.payload.get("content")
-        if request.payload.get("kind") != DECISION_KIND or not isinstance(content, Mapping):
+        note = request.notification
+        content = note.content
+        if note.kind is not NotifyKind.DECISION:
             raise ValueError(f"effect {request.effect_key[:16]} is not an approval decision")
         return cls(
             source_id=request.source_id,
             decision=Decision(str(content.get("decision"))),
-            as_user=str(request.payload.get("to") or ""),
+            as_user=note.to or "",
             node=str(content.get("node") or ""),
             comment=str(content.get("comment") or ""),
         )

@@ -59,13 +59,14 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import dingtalk as dingtalk_buttons
 from sync_pipeline.connectors.dingtalk_process_centre import (
     ProcessCentre,
     ProcessCentreOptions,
     ProcessCentreOptionsSchema,
 )
 from sync_pipeline.connectors.markup import DINGTALK_MARKDOWN, PLAIN, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -78,6 +79,7 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import Auth, TokenCache, header_token, query_token
 from sync_pipeline.records import (
+    NotifyKind,
     Page,
     ReadWindow,
     Record,
@@ -274,24 +276,25 @@ class DingTalkConnector:
         return True
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
-        if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":
+        if stream == APPROVAL_CENTER and request.notification.kind is not NotifyKind.MESSAGE:
             try:
                 return self.process_centre.write(request)
             except VendorRejected as exc:
                 return rejected(request, str(exc))
         if stream != APPROVAL_CENTER:  # which also carries replies to a person (messages)
             self._expect_stream(stream, MESSAGES)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._update_card(request, content)
             if not to:
-                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+                return rejected(request, f"a {kind} needs a recipient in 'to'")
             if kind == "card":
                 return self._create_card(request, to, content)
             if kind == "message":
                 return self._notify(request, to, content)
-            return rejected(request, f"unknown notification kind {kind!r}")
+            return rejected(request, f"unknown notification kind {kind.value!r}")
         except VendorRejected as exc:
             return rejected(request, str(exc))
 
@@ -530,7 +533,7 @@ def _card_data(source_id: str, content: Mapping[str, Any]) -> dict[str, str]:
         for name, (value, limit, one_line) in texts.items()
         if value not in (None, "")
     }
-    data |= {"source_id": source_id, "url": link(content.get("url")) or ""}
+    data |= {**dingtalk_buttons.encode(source_id), "url": link(content.get("url")) or ""}
     data["can_decide"] = "true" if decide else "false"
     return {name: value for name, value in data.items() if value}
 

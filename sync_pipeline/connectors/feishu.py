@@ -36,6 +36,8 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import decision_values
+from sync_pipeline.connectors.buttons import feishu as feishu_buttons
 from sync_pipeline.connectors.feishu_approval_center import (
     ApprovalCenter,
     ApprovalCenterOptions,
@@ -43,7 +45,7 @@ from sync_pipeline.connectors.feishu_approval_center import (
     center_config,
 )
 from sync_pipeline.connectors.markup import FEISHU_MARKDOWN, PLAIN, Unit, link
-from sync_pipeline.connectors.notify import notification, plain_message, rejected, wants_decision
+from sync_pipeline.connectors.notify import plain_message, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -56,6 +58,7 @@ from sync_pipeline.errors import (
 from sync_pipeline.http import TokenCache, bearer
 from sync_pipeline.records import (
     EventKind,
+    NotifyKind,
     Page,
     ReadWindow,
     Record,
@@ -199,11 +202,12 @@ class FeishuConnector:
         return age_s < PATCH_WINDOW_S - UUID_SAFETY_S
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
-        if stream == APPROVAL_CENTER and request.payload.get("kind") != "message":
+        if stream == APPROVAL_CENTER and request.notification.kind is not NotifyKind.MESSAGE:
             return self._center_write(request)
         if stream != APPROVAL_CENTER:
             self._expect_stream(stream, MESSAGES)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 if not request.target_id:
@@ -211,13 +215,13 @@ class FeishuConnector:
                 self._patch_card(request.target_id, _card(request.source_id, content))
                 return WriteResult(request.effect_key, WriteStatus.DONE, request.target_id)
             if not to:
-                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+                return rejected(request, f"a {kind} needs a recipient in 'to'")
             if kind == "card":
                 msg_type, body = "interactive", _card(request.source_id, content)
             elif kind == "message":
                 msg_type, body = "post", _post(content)
             else:
-                return rejected(request, f"unknown notification kind {kind!r}")
+                return rejected(request, f"unknown notification kind {kind.value!r}")
             message_id = self._send(to, msg_type, body, feishu_uuid(request.effect_key))
         except VendorRejected as exc:
             return rejected(request, str(exc))
@@ -409,11 +413,10 @@ def _card(source_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
     if url:
         actions.append(_button("Open", "default", url=url))
     if wants_decision(content):
-        for action, label, style in (
-            ("approve", "Approve", "primary"),
-            ("reject", "Reject", "danger"),
+        for (value, label), style in zip(
+            decision_values(source_id), ("primary", "danger"), strict=True
         ):
-            actions.append(_button(label, style, value={"action": action, "source_id": source_id}))
+            actions.append(_button(label, style, value=feishu_buttons.encode(value)))
     if actions:
         elements.append({"tag": "action", "actions": actions})
     title = content.get("title") or "Notification"

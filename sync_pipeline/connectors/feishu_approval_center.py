@@ -31,13 +31,13 @@ variables as the webhook's `verification_token` and `encrypt_key`) go with the U
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.config.options import OptionsSchema, Text, Url
+from sync_pipeline.connectors.buttons import feishu_approval as quick
 from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus, parse_iso_utc
@@ -50,10 +50,6 @@ INSTANCE_STATUS = {
     "rejected": "REJECTED",
     "revoked": "CANCELED",
 }
-QUICK_ACTIONS = (
-    {"action_type": "APPROVE", "action_name": "Approve"},
-    {"action_type": "REJECT", "action_name": "Reject", "is_need_reason": True},
-)
 TASKS_PAGE_SIZE = 100
 
 # (method, path under open-apis/, api bucket, json body) -> the answer's `data`
@@ -236,9 +232,8 @@ class ApprovalCenter:
             "node_id": node,
         }
         if self.center.callback_url:
-            context = {"source_id": instance_id, "open_id": approver}
-            task["action_context"] = json.dumps(context, separators=(",", ":"))
-            task["action_configs"] = [dict(a) for a in QUICK_ACTIONS]
+            task["action_context"] = quick.encode(quick.QuickContext(instance_id, approver))
+            task["action_configs"] = [dict(a) for a in quick.QUICK_ACTIONS]
         return task
 
 

@@ -1,7 +1,7 @@
 """Reading a planned notification or approval-center instance, shared by the connectors.
 
-The planner writes `{"kind", "to", "content"}` (see the `stages` module docstring); each
-vendor turns `content` into its own card, message or approval-center instance. What every
+The planner writes a `records.Notification` (kind, to, content); each vendor turns its
+`content` into its own card, message or approval-center instance. What every
 vendor reads the same way lives here once.
 """
 
@@ -12,17 +12,6 @@ from typing import Any
 
 from sync_pipeline.connectors.markup import Markup, Unit, link, measure
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
-
-
-def notification(payload: Mapping[str, Any]) -> tuple[str, str | None, Mapping[str, Any]]:
-    """(kind, recipient, content) of a planned notification."""
-    content = payload.get("content")
-    to = payload.get("to")
-    return (
-        str(payload.get("kind", "")),
-        str(to) if to not in (None, "") else None,
-        content if isinstance(content, Mapping) else {},
-    )
 
 
 def rejected(request: WriteRequest, reason: str) -> WriteResult:
@@ -39,8 +28,7 @@ def approval_instance(
     """(content, problem) of a planned approval-center instance: the problem is "" unless the
     mapping left out a field every instance needs or gave a status not in `statuses`; `what`
     names the instance in it."""
-    content = request.payload.get("content")
-    content = content if isinstance(content, Mapping) else {}
+    content = request.notification.content
     absent = [name for name in INSTANCE_FIELDS if content.get(name) in (None, "")]
     if absent:
         return content, f"{what} needs {', '.join(absent)} in the mapping"

@@ -69,7 +69,7 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
-from sync_pipeline.connectors.notify import notification, rejected
+from sync_pipeline.connectors.notify import rejected
 from sync_pipeline.errors import (
     ConfigError,
     RateLimited,
@@ -82,6 +82,7 @@ from sync_pipeline.http import AuthParts, TokenCache
 from sync_pipeline.http.client import BARE, Auth
 from sync_pipeline.records import (
     EventKind,
+    NotifyKind,
     Page,
     ReadWindow,
     Record,
@@ -414,9 +415,12 @@ class OAConnector:
     # -- writes: todos and project records ------------------------------------------------------
     def _write_todo(self, request: WriteRequest) -> WriteResult:
         """One receiver's todo (platform-apis.md 7.1; E9 统一待办 ReceiveRequestInfoByJson)."""
-        kind, to, content = notification(request.payload)
-        if kind != "todo" or not to:
-            return rejected(request, f"expected a todo with a receiver, got {kind!r} to {to!r}")
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
+        if kind is not NotifyKind.TODO or not to:
+            return rejected(
+                request, f"expected a todo with a receiver, got {kind.value!r} to {to!r}"
+            )
         syscode = self.config.credentials.get("ofs_syscode")
         if syscode is None:
             raise ConfigError(
@@ -454,9 +458,12 @@ class OAConnector:
     def _write_project_comment(self, request: WriteRequest) -> WriteResult:
         """A comment on the project's newest progress record, as its author; a project without
         any record gets one whose content is the comment (a new project is at 0 %)."""
-        kind, project, content = notification(request.payload)
-        if kind != "project_comment" or not project:
-            return rejected(request, f"expected a project_comment with a project, got {kind!r}")
+        note = request.notification
+        kind, project, content = note.kind, note.to, note.content
+        if kind is not NotifyKind.PROJECT_COMMENT or not project:
+            return rejected(
+                request, f"expected a project_comment with a project, got {kind.value!r}"
+            )
         text = str(content.get("text") or "").strip()
         if not text:
             return rejected(request, "a project comment needs text")
@@ -559,7 +566,7 @@ class OAConnector:
         node. A project comment: whether a record or comment of the project carries its
         reference. None when it is not there and may be made now."""
         if stream == PROJECT_PROGRESS:
-            _, project, _ = notification(request.payload)
+            project = request.notification.to
             ref = f"[ref {request.effect_key[:REF_LENGTH]}]"
             records = self._progress_records(project) if project else []
             done = next((r for r in records if _carries(r, ref)), None)

@@ -38,8 +38,10 @@ from sync_pipeline.connectors.base import (
     build_client,
     options_of,
 )
+from sync_pipeline.connectors.buttons import decision_values
+from sync_pipeline.connectors.buttons import wecom as wecom_buttons
 from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
-from sync_pipeline.connectors.notify import message_text, notification, rejected, wants_decision
+from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
     OutcomeUnknown,
@@ -185,18 +187,19 @@ class WeComConnector:
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         self._expect_stream(stream, MESSAGES)
-        kind, to, content = notification(request.payload)
+        note = request.notification
+        kind, to, content = note.kind, note.to, note.content
         try:
             if kind == "update_card":
                 return self._update_card(request, to, content)
             if not to:
-                return rejected(request, f"a {kind or 'notification'} needs a recipient in 'to'")
+                return rejected(request, f"a {kind} needs a recipient in 'to'")
             if kind == "card":
                 message = _card_message(request, content)
             elif kind == "message":
                 message = _text_message(content)
             else:
-                return rejected(request, f"unknown notification kind {kind!r}")
+                return rejected(request, f"unknown notification kind {kind.value!r}")
             answer = self._send(to, message)
         except VendorRejected as exc:
             return rejected(request, str(exc))
@@ -306,7 +309,7 @@ class WeComConnector:
         WeCom updates a card only with the `response_code` of a button callback (each works
         once, for 72 h); without one there is nothing to call.
         """
-        code = request.payload.get("response_code") or content.get("response_code")
+        code = request.notification.response_code or content.get("response_code")
         if not code:
             return rejected(
                 request, "WeCom updates a card only with a button callback's response_code"
@@ -417,19 +420,6 @@ def _ids(value: Any) -> list[str]:
     return [v for v in str(value or "").split("|") if v]
 
 
-def button_key(action: str, source_id: str) -> str:
-    """A card button's key, which WeCom gives back as the callback's EventKey: the action,
-    a colon, the source id. Actions hold no colon, so `parse_button_key` splits at the first
-    one and an id holding colons stays whole: no id can change the action."""
-    return f"{action}:{source_id}"
-
-
-def parse_button_key(key: str) -> tuple[str, str]:
-    """(action, source id) of a key `button_key` made."""
-    action, _, source_id = key.partition(":")
-    return action, source_id
-
-
 def _text_message(content: Mapping[str, Any]) -> dict[str, Any]:
     """A text message. WeCom reads `<a href>` links in it (markup.WECOM_TEXT disarms them);
     the link we add is our own."""
@@ -449,8 +439,10 @@ def _card_message(request: WriteRequest, content: Mapping[str, Any]) -> dict[str
     buttons: list[dict[str, Any]] = []
     if decide:
         buttons += [
-            {"type": 0, "text": label, "style": style, "key": button_key(action, request.source_id)}
-            for action, label, style in (("approve", "Approve", 1), ("reject", "Reject", 2))
+            {"type": 0, "text": label, "style": style, "key": wecom_buttons.encode(value)}
+            for (value, label), style in zip(
+                decision_values(request.source_id), (1, 2), strict=True
+            )
         ]
     if url:
         buttons.append({"type": 1, "text": "Open", "style": 4, "url": url})

@@ -47,7 +47,7 @@ from sync_pipeline.errors import EffectInFlight, OutcomeUnknown, SyncError, Writ
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.http.client import requests_sent
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import WriteOp, WriteRequest, WriteResult, WriteStatus
+from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
 from sync_pipeline.state import deadletters
 from sync_pipeline.state import effects as keys
 
@@ -237,7 +237,7 @@ def make(
                 raise
             outcomes[key] = outcome
             if outcome.status is WriteStatus.REJECTED and letters is not None:
-                letter = (request.source_id, request_json(request), outcome.reason, REFUSED)
+                letter = (request.source_id, request.to_json(), outcome.reason, REFUSED)
                 with conn.begin():
                     dead += deadletters.add(conn, letters.flow, letters.run_id, [letter])
     return Settled(outcomes, tuple(waiting), dead)
@@ -397,12 +397,8 @@ def age_s(effect: keys.Effect) -> float:
 
 def about_of(request: WriteRequest) -> keys.About:
     """What a planned effect is, for the effects table (card updates look cards up)."""
-    to = request.payload.get("to")
-    return keys.About(
-        source_id=request.source_id,
-        kind=str(request.payload.get("kind") or request.op.value),
-        recipient=None if to in (None, "") else str(to),
-    )
+    note = request.notification
+    return keys.About(source_id=request.source_id, kind=note.kind.value, recipient=note.to)
 
 
 # -- a flow's planned writes ---------------------------------------------------------------------
@@ -448,25 +444,3 @@ def make_effects(
         if outcome.target_id:
             target_ids.setdefault(request.source_id, outcome.target_id)
     return Made(written, settled.dead, target_ids)
-
-
-def request_json(request: WriteRequest) -> dict[str, Any]:
-    """A planned write as pages and dead letters store it."""
-    return {
-        "effect_key": request.effect_key,
-        "source_id": request.source_id,
-        "op": request.op.value,
-        "payload": dict(request.payload),
-        "target_id": request.target_id,
-    }
-
-
-def request_from_json(data: Mapping[str, Any]) -> WriteRequest:
-    """A planned write as pages and dead letters store it."""
-    return WriteRequest(
-        effect_key=data["effect_key"],
-        source_id=data["source_id"],
-        op=WriteOp(data["op"]),
-        payload=data["payload"],
-        target_id=data.get("target_id"),
-    )

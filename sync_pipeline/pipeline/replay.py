@@ -29,9 +29,9 @@ from typing import Any
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.connectors.base import ReadsOne
 from sync_pipeline.pipeline import steps
-from sync_pipeline.pipeline.effects import REFUSED, make_effects, request_from_json
+from sync_pipeline.pipeline.effects import REFUSED, make_effects
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import Record
+from sync_pipeline.records import Record, WriteRequest
 from sync_pipeline.state import deadletters, runs
 from sync_pipeline.state.deadletters import DeadLetter
 
@@ -144,7 +144,7 @@ def _sync(rt: Runtime, flow: Flow, record: Record, read_at: datetime) -> None:
 
 def _remake(rt: Runtime, flow: Flow, requests: Sequence[Mapping[str, Any]]) -> None:
     """Writes a vendor refused, made again under their own keys, in a run of their own."""
-    writes = [request_from_json(r) for r in requests]
+    writes = [WriteRequest.from_json(r) for r in requests]
     with steps.event_run(rt, flow, runs.REPLAY) as run_id:
         made = make_effects(rt, flow, writes, run_id, patient=True)
         with rt.engine.begin() as conn:

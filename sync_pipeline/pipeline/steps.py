@@ -36,12 +36,18 @@ from datetime import datetime
 from typing import Any
 
 from sync_pipeline.config.flow import Flow, Mode
-from sync_pipeline.errors import QuotaExhausted, SyncError, Transient
+from sync_pipeline.errors import (
+    RecordError,
+    SyncError,
+    retryable,
+    run_status,
+)
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.pipeline import directory
-from sync_pipeline.pipeline.effects import Made, make_effects, request_from_json, request_json
+from sync_pipeline.pipeline.effects import Made, make_effects
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
+    DeadRecord,
     Page,
     PageTrail,
     ReadWindow,
@@ -222,7 +228,7 @@ def _unfinished_pages(conn: Any, run_id: int) -> list[int]:
     return [
         page_id
         for page_id in pages.page_ids(conn, run_id)
-        if pages.get(conn, page_id).status in ("pulled", "planned")
+        if pages.get(conn, page_id).status in pages.WAITING
     ]
 
 
@@ -234,7 +240,7 @@ class Planned:
 
     requests: tuple[WriteRequest, ...]
     seen: tuple[Record, ...]
-    dead: tuple[tuple[Record, str], ...]  # (source record, reason)
+    dead: tuple[DeadRecord, ...]
     skipped: int  # records that need no effect: unchanged, superseded, filtered, deduped
 
 
@@ -259,7 +265,7 @@ def plan_records(
     propagate.
     """
     records = [record.cleaned() for record in records]
-    unkeyed = [(r, why) for r in records if (why := _unkeyable(r)) is not None]
+    unkeyed = [_record_error(r, why) for r in records if (why := _unkeyable(r)) is not None]
     keyed = [r for r in records if _unkeyable(r) is None]
     source_sys, target_sys = _systems(rt, flow)
     with rt.engine.begin() as conn:
@@ -283,7 +289,7 @@ def plan_records(
     staged, poisoned = isolated(hydrated, stages, _unplannable)
     dead = (*unkeyed, *unread, *poisoned, *staged.dead)
     shown = {sid: link.payload for sid, link in links.items() if link.payload is not None}
-    unplanned = {record.source_id for record, _ in poisoned}
+    unplanned = {dead.record.source_id for dead in poisoned}
     planned = [record for record in hydrated if record.source_id not in unplanned]
     follow = _follow_ups(rt, flow, planned, shown, users)
     return Planned(
@@ -298,7 +304,7 @@ def plan_records(
 class _Staged:
     requests: tuple[WriteRequest, ...]
     seen: tuple[Record, ...]
-    dead: tuple[tuple[Record, str], ...]
+    dead: tuple[DeadRecord, ...]
     fresh: int  # records that need an effect
 
 
@@ -321,7 +327,7 @@ def _stages(
     return _Staged(
         requests=tuple(requests),
         seen=(*kept.skipped, *fresh.skipped, *fresh.fresh),
-        dead=mapped.dead,
+        dead=tuple(_record_error(record, reason) for record, reason in mapped.dead),
         fresh=len(fresh.fresh),
     )
 
@@ -342,13 +348,18 @@ def _unkeyable(record: Record) -> str | None:
     return None
 
 
+def _record_error(record: Record, reason: str) -> DeadRecord:
+    """A record found unsyncable without an exception (a stage's verdict): a RecordError."""
+    return DeadRecord(record, reason, RecordError.__name__)
+
+
 def _unplannable(exc: Exception) -> str:
     return f"it could not be planned: {describe(exc)}"
 
 
 def _hydrate(
     rt: Runtime, flow: Flow, records: Sequence[Record]
-) -> tuple[list[Record], list[tuple[Record, str]]]:
+) -> tuple[list[Record], list[DeadRecord]]:
     """(details of the records, cleaned; records whose details cannot be read, with why).
 
     When the batch's read fails on a record (an error about it, not about the run), each
@@ -367,14 +378,15 @@ def _hydrate(
             describe(exc),
         )
     hydrated: list[Record] = []
-    unread: list[tuple[Record, str]] = []
+    unread: list[DeadRecord] = []
     for record in records:
         try:
             hydrated += [r.cleaned() for r in source.hydrate(stream, [record])]
         except Exception as exc:
             if not about_record(exc):
                 raise
-            unread.append((record, f"its details could not be read: {describe(exc)}"))
+            why = f"its details could not be read: {describe(exc)}"
+            unread.append(DeadRecord(record, why, type(exc).__name__))
     return hydrated, unread
 
 
@@ -439,7 +451,7 @@ def load_directory(
 def _dead_rows(
     planned: Planned,
 ) -> list[tuple[str, Mapping[str, Any], str, str]]:
-    return [(r.source_id, r.as_json(), reason, "RecordError") for r, reason in planned.dead]
+    return [(d.record.source_id, d.record.as_json(), d.reason, d.error_class) for d in planned.dead]
 
 
 def _links(
@@ -482,12 +494,12 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     exactly these effects."""
     with rt.engine.begin() as conn:
         page = pages.get(conn, page_id)
-    if page.status != "pulled":
+    if page.status is not pages.PageStatus.PULLED:
         return StepCounts()
     flow = rt.flow(page.flow)
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
-        "requests": [request_json(r) for r in planned.requests],
+        "requests": [r.to_json() for r in planned.requests],
         "seen": [_seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:
@@ -501,12 +513,12 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     """Make the page's planned effects, each exactly once, then mark the page done."""
     with rt.engine.begin() as conn:
         page = pages.get(conn, page_id)
-    if page.status in ("done", "committed"):
+    if page.status in (pages.PageStatus.DONE, pages.PageStatus.COMMITTED):
         return StepCounts()
-    if page.status != "planned" or not page.plan:
+    if page.status is not pages.PageStatus.PLANNED or not page.plan:
         raise RuntimeError(f"page {page_id} must be planned before it is written")
     flow = rt.flow(page.flow)
-    requests = [request_from_json(r) for r in page.plan[0]["requests"]]
+    requests = [WriteRequest.from_json(r) for r in page.plan[0]["requests"]]
     made = make_effects(rt, flow, requests, page.run_id)
     _finish_page(rt, flow, page, made)
     return StepCounts(written=made.written, dead=made.dead)
@@ -536,13 +548,14 @@ def _run_fence(conn: Any, run_id: int) -> int:
 def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[int]:
     """A run of what one event (or a replay) does to a flow: its id, for the block to count
     on and finish as it succeeds. A block that raises finishes it STOPPED when the error is
-    Transient (the event task retries), else FAILED, and the error propagates."""
+    retryable (the event task retries), else in the status the error's class names, and the
+    error propagates."""
     with rt.engine.begin() as conn:
         run_id = runs.start_webhook(conn, flow.name, trigger)
     try:
         yield run_id
     except Exception as exc:
-        status = runs.RunStatus.STOPPED if isinstance(exc, Transient) else runs.RunStatus.FAILED
+        status = runs.RunStatus.STOPPED if retryable(exc) else run_status(exc)
         with rt.engine.begin() as conn:
             runs.finish(conn, run_id, status, error=describe(exc))
         raise
@@ -615,11 +628,7 @@ def commit(rt: Runtime, run_id: int) -> bool:
 def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
     """Close a run that cannot go on; the next pull starts again from the committed cursor."""
     run = _run(rt, run_id)
-    status = (
-        runs.RunStatus.STOPPED
-        if isinstance(error, cursors.StaleFence | QuotaExhausted)
-        else runs.RunStatus.FAILED
-    )
+    status = run_status(error)
     with rt.engine.begin() as conn:
         current = cursors.get(conn, run.flow).cursor
         closed = runs.finish(conn, run_id, status, cursor_after=current, error=describe(error))

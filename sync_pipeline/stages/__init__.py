@@ -30,11 +30,11 @@ Canonical chat-message payload (a message event's data, events/messages.py; flow
 A one-to-one message has no group, and on WeCom and Agora Chat no conversation id either
 (MESSAGE_GAPS): a flow over stream "messages" must give every field that reads one a default.
 
-Notification write (`plan.plan_writes` -> WriteRequest.payload, what target connectors make)::
-
-    {"kind": "card" | "message" | "update_card" | "todo" | "project_comment",
-     "to": target user id (a project id for project_comment), or None for update_card,
-     "content": {...}}   # the mapped record: title, text, url and any other mapped fields
+Notification write (`plan.plan_writes` -> WriteRequest.notification, what target connectors
+make): a `records.Notification` of a kind (card, message, update_card, todo, project_comment,
+approval_center), for `to` (a user id, a project id for project_comment, None where the
+content names them), showing `content`: the mapped record (title, text, url and any other
+mapped fields).
 
 This module also holds the small payload language the stages share: dotted paths into a
 payload (`lookup`) and `{name}` templates.

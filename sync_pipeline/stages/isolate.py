@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from sync_pipeline.errors import Transient
-from sync_pipeline.records import Record
+from sync_pipeline.records import DeadRecord, Record
 
 T = TypeVar("T")
-Dead = tuple[tuple[Record, str], ...]  # (record, reason)
+Dead = tuple[DeadRecord, ...]
 
 
 def isolated(
@@ -26,14 +26,14 @@ def isolated(
     why: Callable[[Exception], str],
 ) -> tuple[T, Dead]:
     """`stages` over the batch, or over the records they do not raise on alone; the records
-    they raise on come back with the reason `why` gives for the error."""
+    they raise on come back with the reason `why` gives for the error, and its class."""
     try:
         return stages(batch), ()
     except Transient:
         raise
     except Exception:  # noqa: BLE001 - traced to its records below
         dead = _raising_alone(batch, stages, why)
-    rest = [record for record in batch if all(record is not d for d, _ in dead)]
+    rest = [record for record in batch if all(record is not d.record for d in dead)]
     return stages(rest), dead
 
 
@@ -42,12 +42,12 @@ def _raising_alone(
     stages: Callable[[Sequence[Record]], object],
     why: Callable[[Exception], str],
 ) -> Dead:
-    dead: list[tuple[Record, str]] = []
+    dead: list[DeadRecord] = []
     for record in batch:
         try:
             stages([record])
         except Transient:
             raise
         except Exception as exc:  # noqa: BLE001 - this record's dead letter says why
-            dead.append((record, why(exc)))
+            dead.append(DeadRecord(record, why(exc), type(exc).__name__))
     return tuple(dead)

@@ -14,24 +14,11 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from sync_pipeline.records import Record, WriteOp, WriteRequest
+from sync_pipeline.records import Notification, NotifyKind, Record, WriteOp, WriteRequest
 from sync_pipeline.stages import MISSING, Template, as_text, lookup
 from sync_pipeline.stages.rules import Rule, evaluate
-
-
-class NotifyKind(StrEnum):
-    CARD = "card"  # an interactive card, e.g. with approve/reject buttons
-    MESSAGE = "message"  # a plain text message
-    UPDATE_CARD = "update_card"  # change the card sent earlier (the id map knows its id)
-    TODO = "todo"  # an OA todo for the user in `to` (E9's unified todo)
-    PROJECT_COMMENT = "project_comment"  # append to the record of the OA project in `to`
-    # Mirror the approval in the IM's own approval center (an instance, tasks for the current
-    # approvers), kept current as it moves; one write per state, no `to`: the tasks name them.
-    APPROVAL_CENTER = "approval_center"
-
 
 # The target stream each kind writes to, where it is not an IM's "messages": config refuses a
 # flow whose notify rules and target stream disagree, rather than dead-lettering every write.
@@ -104,7 +91,7 @@ def _writes(
             effect_key=effect_key(flow, target, record.source_id, state, rule.kind, to or ""),
             source_id=record.source_id,
             op=WriteOp.UPDATE if target_id is not None else WriteOp.CREATE,
-            payload={"kind": str(rule.kind), "to": to, "content": content},
+            notification=Notification(rule.kind, to, content),
             target_id=target_id,
         )
         for to in _recipients(record, rule)

@@ -13,30 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.errors import SyncError
+from sync_pipeline.errors import CursorRegression, StaleFence
 from sync_pipeline.state.schema import flow_cursors
-
-
-class StaleFence(SyncError):
-    """A newer pull holds this flow; this one must stop without committing."""
-
-    def __init__(self, flow: str, fence: int, current: int) -> None:
-        super().__init__(flow, fence, current)
-        self.flow, self.fence, self.current = flow, fence, current
-
-    def __str__(self) -> str:
-        return f"flow {self.flow}: fence {self.fence} superseded by {self.current}"
-
-
-class CursorRegression(SyncError):
-    """Code tried to move a cursor backwards; only an admin resync may (syncctl resync)."""
-
-    def __init__(self, flow: str, current: str, proposed: str) -> None:
-        super().__init__(flow, current, proposed)
-        self.flow, self.current, self.proposed = flow, current, proposed
-
-    def __str__(self) -> str:
-        return f"flow {self.flow}: cursor would move back from {self.current} to {self.proposed}"
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def claim(
                 "key": k,
                 "flow": flow,
                 "target_system": target_system,
-                "status": "pending",
+                "status": EffectStatus.PENDING,
                 "source_id": about.get(k, About()).source_id,
                 "kind": about.get(k, About()).kind,
                 "recipient": about.get(k, About()).recipient,

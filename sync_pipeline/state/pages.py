@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,16 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.records import Record
 from sync_pipeline.state.schema import pages
+
+
+class PageStatus(StrEnum):
+    PULLED = "pulled"  # its records are stored
+    PLANNED = "planned"  # its effects are planned (the plan is stored with it)
+    DONE = "done"  # its effects are made or dead-lettered
+    COMMITTED = "committed"  # the cursor moved past it
+
+
+WAITING = (PageStatus.PULLED, PageStatus.PLANNED)  # read, and not yet written
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,7 @@ class StoredPage:
     cursor_value: str | None
     records: tuple[Record, ...]
     plan: Sequence[Mapping[str, Any]] | None
-    status: str
+    status: PageStatus
     read_at: datetime | None = None  # when the read began: what the page says is true as of then
 
 
@@ -99,7 +110,7 @@ def get(conn: Connection, page_id: int) -> StoredPage:
         cursor_value=row.cursor_value,
         records=tuple(Record.from_json(r) for r in row.records),
         plan=row.plan,
-        status=row.status,
+        status=PageStatus(row.status),
         read_at=row.read_at,
     )
 
@@ -107,8 +118,8 @@ def get(conn: Connection, page_id: int) -> StoredPage:
 def save_plan(conn: Connection, page_id: int, plan: Sequence[Mapping[str, Any]]) -> None:
     conn.execute(
         pages.update()
-        .where(pages.c.id == page_id, pages.c.status == "pulled")
-        .values(plan=list(plan), status="planned")
+        .where(pages.c.id == page_id, pages.c.status == PageStatus.PULLED)
+        .values(plan=list(plan), status=PageStatus.PLANNED)
     )
 
 
@@ -116,9 +127,9 @@ def mark_done(conn: Connection, page_id: int, written: int, skipped: int, dead: 
     """False if the page was already done (a redelivered write task counts nothing twice)."""
     result = conn.execute(
         pages.update()
-        .where(pages.c.id == page_id, pages.c.status.in_(("pulled", "planned")))
+        .where(pages.c.id == page_id, pages.c.status.in_(WAITING))
         .values(
-            status="done",
+            status=PageStatus.DONE,
             written=written,
             skipped=skipped,
             dead_lettered=dead,
@@ -143,20 +154,24 @@ def commit_ready(conn: Connection, run_id: int) -> tuple[int, str | None]:
     ready: list[int] = []
     cursor: str | None = None
     for row in rows:
-        if row.status == "committed":
+        if row.status == PageStatus.COMMITTED:
             continue
-        if row.status != "done":
+        if row.status != PageStatus.DONE:
             break
         ready.append(int(row.id))
         if row.cursor_value is not None and (cursor is None or row.cursor_value > cursor):
             cursor = row.cursor_value
     if ready:
-        conn.execute(pages.update().where(pages.c.id.in_(ready)).values(status="committed"))
+        conn.execute(
+            pages.update().where(pages.c.id.in_(ready)).values(status=PageStatus.COMMITTED)
+        )
     return len(ready), cursor
 
 
 def all_committed(conn: Connection, run_id: int) -> bool:
     pending = conn.execute(
-        sa.select(sa.func.count()).where(pages.c.run_id == run_id, pages.c.status != "committed")
+        sa.select(sa.func.count()).where(
+            pages.c.run_id == run_id, pages.c.status != PageStatus.COMMITTED
+        )
     ).scalar_one()
     return int(pending) == 0

@@ -10,23 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipeline.errors import RunStatus as RunStatus  # runs store it; errors name theirs
 from sync_pipeline.state.schema import runs
 
 COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
 WEBHOOK = "webhook"  # the trigger of runs made by inbound events
 REPLAY = "replay"  # the trigger of runs that replay dead letters
-
-
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    STOPPED = "stopped"  # ended on purpose before the end: quota reached, superseded
 
 
 @dataclass(frozen=True)

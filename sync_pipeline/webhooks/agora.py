@@ -39,8 +39,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.connectors.agora import DEFAULT_SENDER, EFFECT_KEY_EXT
-from sync_pipeline.records import InboundEvent
+from sync_pipeline.connectors.buttons import agora as agora_buttons
+from sync_pipeline.records import ChatType, InboundEvent
 from sync_pipeline.webhooks.delivery import (
+    FOREIGN_BUTTON,
     Accepted,
     Answer,
     Endpoint,
@@ -118,6 +120,9 @@ def _card_action(
     connector: str, callback: Mapping[str, Any], exts: Mapping[str, str]
 ) -> InboundEvent:
     call_id, sender, timestamp = required(callback, "callId", "from", "timestamp")
+    value = agora_buttons.parse(exts)
+    if value is None:
+        return _unhandled(connector, callback, FOREIGN_BUTTON)
     card = {"card_msg_id": exts["card_msg_id"]} if exts.get("card_msg_id") else {}
     return card_action(
         connector,
@@ -125,8 +130,7 @@ def _card_action(
         call_id,
         timestamp,
         user_id=sender,
-        action=exts.get("action", ""),
-        source_id=exts.get("source_id", ""),
+        value=value,
         comment=exts.get("comment", ""),
         card=card,
     )
@@ -146,7 +150,7 @@ def _message(
         message_id=msg_id,
         sender=sender,
         chat_id=str(callback.get("group_id") or "") if group else "",
-        chat_type="group" if group else "direct",
+        chat_type=ChatType.GROUP if group else ChatType.DIRECT,
         text=text,
         mentions=[str(m) for m in mentions] if isinstance(mentions, list) else [],
     )

@@ -52,7 +52,7 @@ from starlette.routing import Route
 from sync_pipeline import dispatch
 from sync_pipeline.config.connector import Vendor, resolve_credentials
 from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_config
-from sync_pipeline.errors import ConfigError
+from sync_pipeline.errors import ConfigError, Reason, Refused
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.presence import Presence
 from sync_pipeline.records import EventKind
@@ -64,7 +64,7 @@ from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
 from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
 from sync_pipeline.webhooks.stats import DUPLICATE, ERROR, webhook_stats
-from sync_pipeline.webhooks.verify import Reason, Refused, WXCrypt
+from sync_pipeline.webhooks.verify import WXCrypt
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from sync_pipeline.config.connector import Secret, Vendor
-from sync_pipeline.records import EventKind, InboundEvent, iso_utc
+from sync_pipeline.connectors.buttons import ButtonValue
+from sync_pipeline.records import (
+    ApprovalChange,
+    CardAction,
+    ChatType,
+    EventKind,
+    InboundEvent,
+    InboundMessage,
+    iso_utc,
+)
 from sync_pipeline.untrusted import bounded_id, clean_json
 from sync_pipeline.webhooks.verify import malformed, timestamp_s
 
@@ -103,8 +112,8 @@ def approval_changed(
     version: str | None,
 ) -> InboundEvent:
     """An approval moved at Unix time `at`."""
-    data = {"source_id": bounded_id(source_id), "status": status, "version": version}
-    return _event(connector, vendor, event_id, EventKind.APPROVAL_CHANGED, at, data)
+    change = ApprovalChange(bounded_id(source_id), status, version)
+    return _event(connector, vendor, event_id, EventKind.APPROVAL_CHANGED, at, change.to_json())
 
 
 def card_action(
@@ -114,20 +123,20 @@ def card_action(
     at: Any,
     *,
     user_id: str,
-    action: str,
-    source_id: str,
+    value: ButtonValue,
     comment: str,
     card: Mapping[str, str],
 ) -> InboundEvent:
-    """A button pressed at Unix time `at`; `card` holds the vendor's handles for updating it."""
-    data = {
-        "user_id": bounded_id(user_id),
-        "action": bounded_id(action),
-        "source_id": bounded_id(source_id),
-        "comment": comment,
-        "card": {key: bounded_id(handle) for key, handle in card.items()},
-    }
-    return _event(connector, vendor, event_id, EventKind.CARD_ACTION, at, data)
+    """A decision button of ours (`value`, as the vendor's buttons module parsed it) pressed
+    at Unix time `at`; `card` holds the vendor's handles for updating the card."""
+    press = CardAction(
+        user_id=bounded_id(user_id),
+        action=value.decision.value,
+        source_id=bounded_id(value.source_id),
+        comment=comment,
+        card={key: bounded_id(handle) for key, handle in card.items()},
+    )
+    return _event(connector, vendor, event_id, EventKind.CARD_ACTION, at, press.to_json())
 
 
 def chat_message(
@@ -139,22 +148,26 @@ def chat_message(
     message_id: str,
     sender: str,
     chat_id: str,
-    chat_type: str,
+    chat_type: ChatType,
     text: str,
     mentions: list[str],
 ) -> InboundEvent:
     """A message sent at Unix time `at`, its flags read from its text (`text_flags`)."""
-    data = {
-        "message_id": bounded_id(message_id),
-        "sender": bounded_id(sender),
-        "chat_id": bounded_id(chat_id),
-        "chat_type": chat_type,
-        "text": text,
-        "flags": text_flags(text),
-        "mentions": [bounded_id(person) for person in mentions],
-        "sent_at": iso_from_unix(at),
-    }
-    return _event(connector, vendor, event_id, EventKind.MESSAGE, at, data)
+    message = InboundMessage(
+        message_id=bounded_id(message_id),
+        sender=bounded_id(sender),
+        chat_id=bounded_id(chat_id),
+        chat_type=chat_type,
+        text=text,
+        flags=tuple(text_flags(text)),
+        mentions=tuple(bounded_id(person) for person in mentions),
+        sent_at=iso_from_unix(at),
+    )
+    return _event(connector, vendor, event_id, EventKind.MESSAGE, at, message.to_json())
+
+
+# Why a press of a button we did not make (another app's, a hand-made callback) is not handled.
+FOREIGN_BUTTON = "a press of a button that is not one of our decision buttons"
 
 
 def unhandled(connector: str, vendor: str, event_id: str, at: Any, *, reason: str) -> InboundEvent:

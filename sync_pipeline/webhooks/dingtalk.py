@@ -25,9 +25,11 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.connectors.buttons import dingtalk as dingtalk_buttons
 from sync_pipeline.connectors.dingtalk import RESULT_STATUS
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
+    FOREIGN_BUTTON,
     Accepted,
     Answer,
     Endpoint,
@@ -36,6 +38,7 @@ from sync_pipeline.webhooks.delivery import (
     card_action,
     json_object,
     required,
+    unhandled,
 )
 from sync_pipeline.webhooks.verify import WXCrypt, check_window, forged, malformed
 
@@ -133,17 +136,18 @@ def _card_action(connector: str, event: Mapping[str, Any], sent_at: float) -> In
     private = json_object(content).get("cardPrivateData") or {}
     params = private.get("params") if isinstance(private, Mapping) else None
     params = params if isinstance(params, Mapping) else {}
-    action_ids = private.get("actionIds") if isinstance(private, Mapping) else None
-    first = str(action_ids[0]) if isinstance(action_ids, list) and action_ids else ""
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    event_id = f"card:{track}:{user}:{digest}"
+    value = dingtalk_buttons.parse(private)
+    if value is None:
+        return unhandled(connector, "dingtalk", event_id, sent_at, reason=FOREIGN_BUTTON)
     return card_action(
         connector,
         "dingtalk",
-        f"card:{track}:{user}:{digest}",
+        event_id,
         sent_at,
         user_id=user,
-        action=str(params.get("action") or first),
-        source_id=str(params.get("source_id", "")),
+        value=value,
         comment=str(params.get("comment", "")),
         card={"out_track_id": track},
     )

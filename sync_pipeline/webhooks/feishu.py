@@ -31,10 +31,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.connectors.buttons import feishu as feishu_buttons
 from sync_pipeline.connectors.feishu import INSTANCE_STATUS
-from sync_pipeline.records import InboundEvent
+from sync_pipeline.errors import Refused
+from sync_pipeline.records import ChatType, InboundEvent
 from sync_pipeline.webhooks import feishu_approval
 from sync_pipeline.webhooks.delivery import (
+    FOREIGN_BUTTON,
     Accepted,
     Answer,
     Endpoint,
@@ -45,9 +48,9 @@ from sync_pipeline.webhooks.delivery import (
     json_object,
     json_value,
     required,
+    unhandled,
 )
 from sync_pipeline.webhooks.verify import (
-    Refused,
     check_window,
     feishu_decrypt,
     feishu_signature,
@@ -58,7 +61,7 @@ from sync_pipeline.webhooks.verify import (
 )
 
 OK = Answer.json({})
-CHAT_TYPES = {"p2p": "direct", "group": "group"}
+CHAT_TYPES = {"p2p": ChatType.DIRECT, "group": ChatType.GROUP}
 MENTION_KEY = re.compile(r"@_user_\d+")  # a mention's placeholder in the text, as Feishu writes it
 
 
@@ -125,13 +128,9 @@ def _card_action(
     (event_id, created) = required(header, "event_id", "create_time")
     operator = _mapping(event.get("operator"))
     action = _mapping(event.get("action"))
-    value = action.get("value")
-    if isinstance(value, str):  # a button value may be a JSON string
-        try:
-            value = json_value(value)
-        except Refused:
-            value = {"action": value}
-    value = _mapping(value)
+    value = feishu_buttons.parse(action.get("value"))
+    if value is None:
+        return unhandled(connector, "feishu", event_id, created, reason=FOREIGN_BUTTON)
     form = _mapping(action.get("form_value"))
     comment = action.get("input_value") or form.get("comment") or ""
     context = _mapping(event.get("context"))
@@ -141,8 +140,7 @@ def _card_action(
         event_id,
         created,
         user_id=str(operator.get("open_id", "")),
-        action=str(value.get("action", "")),
-        source_id=str(value.get("source_id", "")),
+        value=value,
         comment=str(comment),
         card={
             "open_message_id": str(context.get("open_message_id", "")),
@@ -167,7 +165,7 @@ def _message(connector: str, header: Mapping[str, Any], event: Mapping[str, Any]
         message_id=message_id,
         sender=str(sender.get("open_id", "")),
         chat_id=chat_id,
-        chat_type=CHAT_TYPES.get(str(message.get("chat_type")), "group"),
+        chat_type=CHAT_TYPES.get(str(message.get("chat_type")), ChatType.GROUP),
         text=text,
         mentions=[person for m in mentions if (person := _person(m))],
     )

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync_pipeline.connectors.buttons import ButtonValue
+from sync_pipeline.connectors.buttons import feishu_approval as quick
 from sync_pipeline.records import InboundEvent
 from sync_pipeline.webhooks.delivery import (
     Accepted,
@@ -34,14 +36,12 @@ from sync_pipeline.webhooks.delivery import (
     Incoming,
     card_action,
     json_object,
-    json_value,
     required,
 )
-from sync_pipeline.webhooks.verify import Refused, feishu_decrypt, forged, same, undecryptable
+from sync_pipeline.webhooks.verify import feishu_decrypt, forged, same, undecryptable
 
 QUERY = ("callback", "quick_approval")  # ?callback=quick_approval on the webhook URL
 OK = Answer.json({"code": 0, "msg": "success"})
-ACTIONS = {"APPROVE": "approve", "REJECT": "reject"}
 
 
 def is_quick_approval(incoming: Incoming) -> bool:
@@ -61,20 +61,19 @@ def receive(endpoint: Endpoint, incoming: Incoming) -> Accepted:
 
 def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEvent | None:
     """A decrypted callback; None for an action we offer no decision for (a custom key)."""
-    action = ACTIONS.get(str(payload.get("action_type") or ""))
-    if action is None:
+    decision = quick.decision(payload.get("action_type"))
+    if decision is None:
         return None
     instance_id, task_id = required(payload, "instance_id", "task_id")
-    context = _context(payload.get("action_context"))
-    source_id = str(context.get("source_id") or instance_id)
+    context = quick.parse(payload.get("action_context"))
+    value = ButtonValue(decision, context.source_id or instance_id)
     return card_action(
         connector,
         "feishu",
         f"quick_approval:{instance_id}:{task_id}:{payload['action_type']}",
         int(now),
-        user_id=str(context.get("open_id") or ""),
-        action=action,
-        source_id=source_id,
+        user_id=context.open_id,
+        value=value,
         comment=str(payload.get("reason") or ""),
         card={
             "approval_code": str(payload.get("approval_code") or ""),
@@ -83,12 +82,3 @@ def decode(connector: str, payload: Mapping[str, Any], now: float) -> InboundEve
             "feishu_user_id": str(payload.get("user_id") or ""),
         },
     )
-
-
-def _context(value: Any) -> Mapping[str, Any]:
-    """The task's action_context, as the connector wrote it (a JSON object), or {}."""
-    try:
-        found = json_value(value) if isinstance(value, str) and value else {}
-    except Refused:
-        return {}
-    return found if isinstance(found, Mapping) else {}

@@ -17,43 +17,13 @@ import math
 import secrets
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from sync_pipeline.errors import Reason, Refused
+
 WX_BLOCK = 32  # WXBizMsgCrypt pads to 32 bytes, not AES's 16 (platform-apis.md §1.2 step 3)
 MS_THRESHOLD = 10**11  # above this a Unix timestamp is in milliseconds (DingTalk sends ms)
-
-
-class Reason(StrEnum):
-    """Why a delivery was refused; the names are what `inbound.refuse` counts."""
-
-    BAD_SIGNATURE = "bad_signature"  # forged: signature, token or ciphertext does not check
-    STALE = "stale"  # signed too long ago (or in the future): outside the window
-    REPLAY = "replay"  # this very signed request was seen inside its window
-    MALFORMED = "malformed"  # not what the vendor sends: unparseable, fields missing
-    INCOMPLETE = "incomplete"  # the body never arrived whole: the client went, or its deadline
-
-
-STATUS = {
-    Reason.BAD_SIGNATURE: 401,
-    Reason.STALE: 401,
-    Reason.REPLAY: 409,
-    Reason.MALFORMED: 400,
-    Reason.INCOMPLETE: 400,
-}
-
-
-class Refused(Exception):
-    """A delivery the service answers with a 4xx, counts, and never enqueues."""
-
-    def __init__(self, reason: Reason, detail: str, status: int | None = None) -> None:
-        super().__init__(reason, detail, status)
-        self.reason, self.detail = reason, detail
-        self.status = STATUS[reason] if status is None else status
-
-    def __str__(self) -> str:
-        return f"{self.reason.value}: {self.detail}"
 
 
 def forged(detail: str) -> Refused:

@@ -23,9 +23,11 @@ from xml.etree import ElementTree
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeElementTree
 
-from sync_pipeline.connectors.wecom import SP_STATUS, parse_button_key
-from sync_pipeline.records import InboundEvent
+from sync_pipeline.connectors.buttons import wecom as wecom_buttons
+from sync_pipeline.connectors.wecom import SP_STATUS
+from sync_pipeline.records import ChatType, InboundEvent
 from sync_pipeline.webhooks.delivery import (
+    FOREIGN_BUTTON,
     MAX_DEPTH,
     Accepted,
     Answer,
@@ -35,6 +37,7 @@ from sync_pipeline.webhooks.delivery import (
     card_action,
     chat_message,
     required,
+    unhandled,
 )
 from sync_pipeline.webhooks.verify import WXCrypt, check_window, forged, malformed
 
@@ -94,15 +97,17 @@ def decode(connector: str, xml: str) -> InboundEvent | None:
 
 def _card_event(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
     user, created, task_id, key = required(msg, "FromUserName", "CreateTime", "TaskId", "EventKey")
-    action, source_id = parse_button_key(key)
+    event_id = f"{user}:{created}:template_card_event:{task_id}:{key}"
+    value = wecom_buttons.parse(key)
+    if value is None:
+        return unhandled(connector, "wecom", event_id, created, reason=FOREIGN_BUTTON)
     return card_action(
         connector,
         "wecom",
-        f"{user}:{created}:template_card_event:{task_id}:{key}",
+        event_id,
         created,
         user_id=user,
-        action=action,
-        source_id=source_id,
+        value=value,
         comment="",  # button_interaction cards take no input
         card={"response_code": str(msg.get("ResponseCode", "")), "task_id": task_id},
     )
@@ -144,7 +149,7 @@ def _text_message(connector: str, msg: Mapping[str, Any]) -> InboundEvent:
         message_id=msg_id,
         sender=user,
         chat_id="",  # a message to the app: WeCom names no conversation
-        chat_type="direct",
+        chat_type=ChatType.DIRECT,
         text=str(msg.get("Content", "")),
         mentions=[],
     )

@@ -17,7 +17,7 @@ from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.http import RetryPolicy
-from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
+from sync_pipeline.records import Notification, WriteOp, WriteRequest, WriteStatus
 from tests.connectors.conftest import SEED, connector_config, seeded
 
 SEND = "POST /messages/users"
@@ -57,17 +57,19 @@ def card_request(to: str = APPROVER, key: str = "k-card", status: str = "pending
         effect_key=key,
         source_id="8812",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {
-                "title": "Leave request #8812",
-                "text": "Approval needed: Leave request #8812",
-                "url": "https://oa.example/req/8812",
-                "status": status,
-                "status_label": status.capitalize(),
-            },
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {
+                    "title": "Leave request #8812",
+                    "text": "Approval needed: Leave request #8812",
+                    "url": "https://oa.example/req/8812",
+                    "status": status,
+                    "status_label": status.capitalize(),
+                },
+            }
+        ),
     )
 
 
@@ -120,7 +122,13 @@ def test_a_message_is_sent_as_text_with_its_link(connector, store) -> None:
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {"kind": "message", "to": "e00004", "content": {"text": "Approved.", "url": "https://x"}},
+        Notification.from_json(
+            {
+                "kind": "message",
+                "to": "e00004",
+                "content": {"text": "Approved.", "url": "https://x"},
+            }
+        ),
     )
 
     connector.write("messages", request)
@@ -136,7 +144,13 @@ def test_update_card_recalls_the_card_and_sends_its_successor(connector, store) 
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {**card_request(status="approved").payload, "kind": "update_card", "to": None},
+        Notification.from_json(
+            {
+                **card_request(status="approved").notification.to_json(),
+                "kind": "update_card",
+                "to": None,
+            }
+        ),
         target_id=sent.target_id,
     )
 
@@ -165,7 +179,9 @@ def test_given_a_bad_recipient_the_write_is_rejected_without_a_call(connector, s
 def test_given_content_over_the_size_limit_the_message_is_cut_to_fit(connector, store) -> None:
     big = {"kind": "message", "to": APPROVER, "content": {"text": "x" * 6000}}  # > 5 KB
 
-    result = connector.write("messages", WriteRequest("k-big", "8812", WriteOp.CREATE, big))
+    result = connector.write(
+        "messages", WriteRequest("k-big", "8812", WriteOp.CREATE, Notification.from_json(big))
+    )
 
     assert result.status is WriteStatus.DONE
     (sent,) = sends(store)

@@ -18,7 +18,7 @@ from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.dingtalk import DingTalkEmulator
 from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.errors import ConfigError, QuotaExhausted
-from sync_pipeline.records import WriteOp, WriteRequest, WriteResult, WriteStatus
+from sync_pipeline.records import Notification, WriteOp, WriteRequest, WriteResult, WriteStatus
 from tests.connectors.conftest import connector_config, seeded
 
 STREAM = "approval_center"
@@ -47,7 +47,9 @@ def request(payload: dict[str, Any], key: str, target_id: str | None = None) -> 
         effect_key=key,
         source_id="8812",
         op=WriteOp.UPDATE if target_id else WriteOp.CREATE,
-        payload={"kind": "approval_center", "to": None, "content": payload},
+        notification=Notification.from_json(
+            {"kind": "approval_center", "to": None, "content": payload}
+        ),
         target_id=target_id,
     )
 
@@ -280,7 +282,10 @@ def test_dingtalk_the_schema_is_found_by_name_before_one_is_saved(
     other = content(ding_users[0], [ding_users[1]])
 
     connect_ding().write(
-        STREAM, WriteRequest("k9", "8813", WriteOp.CREATE, {"kind": STREAM, "content": other})
+        STREAM,
+        WriteRequest(
+            "k9", "8813", WriteOp.CREATE, Notification.from_json({"kind": STREAM, "content": other})
+        ),
     )
 
     assert len(ding.store.list("dingtalk", "pc_schema")) == 1

@@ -63,6 +63,7 @@ from sync_pipeline.http import RetryPolicy
 from sync_pipeline.processes import free_port
 from sync_pipeline.records import (
     EventKind,
+    Notification,
     Page,
     PageTrail,
     ReadWindow,
@@ -897,7 +898,8 @@ def test_given_a_stream_declared_writable_a_write_is_done(
     served = make(vendor)
     payload = harness(vendor).writes[stream].payload(served.emulator)
 
-    result = served.connector.write(stream, WriteRequest("c" * 64, "8812", WriteOp.CREATE, payload))
+    note = Notification.from_json(payload)
+    result = served.connector.write(stream, WriteRequest("c" * 64, "8812", WriteOp.CREATE, note))
 
     assert result.status is WriteStatus.DONE, result.reason
 
@@ -907,7 +909,9 @@ def test_given_a_stream_not_declared_writable_a_write_to_it_is_refused(
     vendor: Vendor, stream: str, make: Make
 ) -> None:
     served = make(vendor)
-    request = WriteRequest("c" * 64, "8812", WriteOp.CREATE, message("anyone"))
+    request = WriteRequest(
+        "c" * 64, "8812", WriteOp.CREATE, Notification.from_json(message("anyone"))
+    )
 
     with pytest.raises((ConfigError, VendorRejected)):
         served.connector.write(stream, request)

@@ -28,7 +28,15 @@ from sync_pipeline.errors import (
 )
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import free_port
-from sync_pipeline.records import ReadWindow, Record, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import (
+    Notification,
+    ReadWindow,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    iso_utc,
+)
 from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.quotas import PostgresQuotaStore
 from tests.connectors.conftest import SEED, connector_config, seeded
@@ -88,23 +96,28 @@ def card_request(to: str, key: str = "k-card", status: str = "pending") -> Write
         effect_key=key,
         source_id="8812",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {
-                "title": "Leave request #8812",
-                "text": "Leave request #8812: waiting for your decision",
-                "url": "https://oa.example/req/8812",
-                "status": status,
-                "status_label": status.capitalize(),
-            },
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {
+                    "title": "Leave request #8812",
+                    "text": "Leave request #8812: waiting for your decision",
+                    "url": "https://oa.example/req/8812",
+                    "status": status,
+                    "status_label": status.capitalize(),
+                },
+            }
+        ),
     )
 
 
 def message_request(to: str, key: str = "k-msg", text: str = "Approved.") -> WriteRequest:
     return WriteRequest(
-        key, "8812", WriteOp.CREATE, {"kind": "message", "to": to, "content": {"text": text}}
+        key,
+        "8812",
+        WriteOp.CREATE,
+        Notification.from_json({"kind": "message", "to": to, "content": {"text": text}}),
     )
 
 
@@ -157,7 +170,9 @@ def test_update_card_puts_the_new_data_under_the_same_out_track_id(connector, st
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {"kind": "update_card", "to": None, "content": {"status": "approved"}},
+        Notification.from_json(
+            {"kind": "update_card", "to": None, "content": {"status": "approved"}}
+        ),
         target_id=sent.target_id,
     )
 

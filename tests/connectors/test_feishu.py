@@ -20,7 +20,14 @@ from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
     ConfigError,
 )
-from sync_pipeline.records import ReadWindow, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import (
+    Notification,
+    ReadWindow,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    iso_utc,
+)
 from tests.connectors.conftest import SEED, connector_config, seeded
 from tests.rendering import feishu_markdown, is_plain, visible
 
@@ -63,17 +70,19 @@ def card_request(to: str, key: str = "k-card", status: str = "pending") -> Write
         effect_key=key,
         source_id="8812",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {
-                "title": "Leave request #8812",
-                "text": "Leave request #8812: waiting for your decision",
-                "url": "https://oa.example/req/8812",
-                "status": status,
-                "status_label": status.capitalize(),
-            },
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {
+                    "title": "Leave request #8812",
+                    "text": "Leave request #8812: waiting for your decision",
+                    "url": "https://oa.example/req/8812",
+                    "status": status,
+                    "status_label": status.capitalize(),
+                },
+            }
+        ),
     )
 
 
@@ -141,7 +150,9 @@ def test_a_message_is_sent_as_a_post_of_text_and_its_link(connector, store) -> N
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {"kind": "message", "to": open_id(store, "E00004"), "content": content},
+        Notification.from_json(
+            {"kind": "message", "to": open_id(store, "E00004"), "content": content}
+        ),
     )
 
     result = connector.write("messages", request)
@@ -165,7 +176,9 @@ def test_given_a_message_with_an_at_all_it_is_one_text_element(connector, store)
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {"kind": "message", "to": open_id(store, "E00004"), "content": {"text": text}},
+        Notification.from_json(
+            {"kind": "message", "to": open_id(store, "E00004"), "content": {"text": text}}
+        ),
     )
 
     connector.write("messages", request)
@@ -181,7 +194,9 @@ def test_update_card_changes_the_sent_card_in_place(connector, store) -> None:
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {**decided.payload, "kind": "update_card", "to": None},
+        Notification.from_json(
+            {**decided.notification.to_json(), "kind": "update_card", "to": None}
+        ),
         target_id=sent.target_id,
     )
 
@@ -203,8 +218,8 @@ EVIL = "[Approve now](http://evil.example) <at id=all></at>"
 
 def test_given_a_title_with_a_link_and_an_at_all_the_card_shows_it_as_text(connector, store):
     request = card_request(open_id(store, "E00002"))
-    content = {**request.payload["content"], "title": EVIL, "text": f"{EVIL}: waiting"}
-    evil = replace(request, payload={**request.payload, "content": content})
+    content = {**request.notification.content, "title": EVIL, "text": f"{EVIL}: waiting"}
+    evil = replace(request, notification=replace(request.notification, content=content))
 
     connector.write("messages", evil)
 

@@ -33,7 +33,7 @@ from sync_pipeline.devtools.sandbox.emulator import Emulator
 from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator
 from sync_pipeline.devtools.sandbox.world import World
-from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
+from sync_pipeline.records import Notification, WriteOp, WriteRequest, WriteStatus
 from tests.connectors.conftest import SEED, connector_config
 from tests.hostile import PIECES
 from tests.structure import STRUCTURES, Structure
@@ -138,7 +138,9 @@ class Sender:
 
     def send(self, kind: str, content: Mapping[str, Any]) -> Any:
         payload = {"kind": kind, "to": self.target.recipient(self.store), "content": content}
-        request = WriteRequest(f"k-{next(serial)}", "8812", WriteOp.CREATE, payload)
+        request = WriteRequest(
+            f"k-{next(serial)}", "8812", WriteOp.CREATE, Notification.from_json(payload)
+        )
         result = self.connector.write("messages", request)
         assert result.status is WriteStatus.DONE, result.reason
         sent = self.store.ledger(self.target.vendor.value, since_seq=self.mark)

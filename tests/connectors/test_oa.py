@@ -23,6 +23,7 @@ from sync_pipeline.errors import (
     VendorRejected,
 )
 from sync_pipeline.records import (
+    Notification,
     ReadWindow,
     Record,
     WriteOp,
@@ -282,7 +283,12 @@ def test_list_users_returns_every_person_with_their_employee_number(connector) -
 def test_a_write_to_approvals_is_refused_as_an_unsupported_stream(connector) -> None:
     """Refused, with no vendor dedupe claimed for it: the conformance suite; here, the code."""
     seam: Connector = connector
-    request = WriteRequest("k1", "R000001", WriteOp.UPDATE, {"action": "approve"})
+    request = WriteRequest(
+        "k1",
+        "R000001",
+        WriteOp.UPDATE,
+        Notification.from_json({"kind": "message", "content": {"action": "approve"}}),
+    )
 
     with pytest.raises(VendorRejected) as caught:
         seam.write("approvals", request)

@@ -16,7 +16,7 @@ from sync_pipeline.connectors.base import (
 from sync_pipeline.connectors.oa import OAConnector
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
-from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
+from sync_pipeline.records import Notification, NotifyKind, WriteOp, WriteRequest, WriteStatus
 from tests.connectors.conftest import connector_config, seeded
 
 APPLICANT, FIRST, SECOND = oa_user_id("E00010"), oa_user_id("E00011"), oa_user_id("E00012")
@@ -88,7 +88,7 @@ def test_a_rejection_is_not_taken_for_the_approval_it_was_not(oa, connector) -> 
 
 
 def test_a_project_comment_is_found_by_its_reference_and_only_once_made(connector) -> None:
-    payload = {"kind": "project_comment", "to": "P001", "content": {"text": "We ship Friday"}}
+    payload = Notification(NotifyKind.PROJECT_COMMENT, "P001", {"text": "We ship Friday"})
     comment = WriteRequest("c" * 64, "om_9", WriteOp.CREATE, payload)
     assert connector.look_up("project_progress", comment) is None
     written = connector.write("project_progress", comment)

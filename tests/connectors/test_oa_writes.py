@@ -12,7 +12,7 @@ from sync_pipeline.connectors.oa import OAConnector
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
 from sync_pipeline.errors import ConfigError
-from sync_pipeline.records import WriteOp, WriteRequest, WriteStatus
+from sync_pipeline.records import Notification, WriteOp, WriteRequest, WriteStatus
 from tests.connectors.conftest import connector_config, seeded
 
 SENT_AT = "2026-03-02T09:30:00Z"
@@ -45,13 +45,18 @@ def todo(to: str, key: str = "k1", **content: Any) -> WriteRequest:
         "sent_at": SENT_AT,
         **content,
     }
-    return WriteRequest(key, "om_1", WriteOp.CREATE, {"kind": "todo", "to": to, "content": body})
+    return WriteRequest(
+        key,
+        "om_1",
+        WriteOp.CREATE,
+        Notification.from_json({"kind": "todo", "to": to, "content": body}),
+    )
 
 
 def comment(project: str, key: str = "c" * 64, **content: Any) -> WriteRequest:
     body = {"text": "Decision: we ship on Friday", "author": ANN, **content}
     payload = {"kind": "project_comment", "to": project, "content": body}
-    return WriteRequest(key, "om_2", WriteOp.CREATE, payload)
+    return WriteRequest(key, "om_2", WriteOp.CREATE, Notification.from_json(payload))
 
 
 def todos(store: SandboxStore) -> list[dict[str, Any]]:

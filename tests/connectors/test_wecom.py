@@ -13,14 +13,19 @@ from sync_pipeline.config.connector import Vendor
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.wecom import (
     WeComConnector,
-    button_key,
-    parse_button_key,
     task_id_for,
 )
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
-from sync_pipeline.records import ReadWindow, WriteOp, WriteRequest, WriteStatus, iso_utc
+from sync_pipeline.records import (
+    Notification,
+    ReadWindow,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+    iso_utc,
+)
 from tests.connectors.conftest import SEED, connector_config
 
 SEND = "message/send"
@@ -64,17 +69,19 @@ def card_request(to: str, key: str = "k-card", status: str = "pending") -> Write
         effect_key=key,
         source_id="8812",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {
-                "title": "Leave request #8812",
-                "text": "Leave request #8812: waiting for your decision",
-                "url": "https://oa.example/req/8812",
-                "status": status,
-                "status_label": status.capitalize(),
-            },
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {
+                    "title": "Leave request #8812",
+                    "text": "Leave request #8812: waiting for your decision",
+                    "url": "https://oa.example/req/8812",
+                    "status": status,
+                    "status_label": status.capitalize(),
+                },
+            }
+        ),
     )
 
 
@@ -124,11 +131,13 @@ def test_a_message_is_sent_as_text_with_its_link(connector, store) -> None:
         "k-msg",
         "8812",
         WriteOp.CREATE,
-        {
-            "kind": "message",
-            "to": member(4),
-            "content": {"text": "Your request: Approved.", "url": "https://oa.example/r/1"},
-        },
+        Notification.from_json(
+            {
+                "kind": "message",
+                "to": member(4),
+                "content": {"text": "Your request: Approved.", "url": "https://oa.example/r/1"},
+            }
+        ),
     )
 
     result = connector.write("messages", request)
@@ -162,7 +171,9 @@ def test_update_card_without_a_response_code_is_rejected_with_the_reason(connect
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {"kind": "update_card", "to": None, "content": {"status": "approved"}},
+        Notification.from_json(
+            {"kind": "update_card", "to": None, "content": {"status": "approved"}}
+        ),
         target_id="msg-1",
     )
 
@@ -179,12 +190,14 @@ def test_update_card_with_a_response_code_replaces_the_buttons(connector, store)
         "k-update",
         "8812",
         WriteOp.UPDATE,
-        {
-            "kind": "update_card",
-            "to": to,
-            "content": {"status": "approved", "status_label": "Approved"},
-            "response_code": sent.extra["response_code"],
-        },
+        Notification.from_json(
+            {
+                "kind": "update_card",
+                "to": to,
+                "content": {"status": "approved", "status_label": "Approved"},
+                "response_code": sent.extra["response_code"],
+            }
+        ),
         target_id=sent.target_id,
     )
 
@@ -195,12 +208,6 @@ def test_update_card_with_a_response_code_replaces_the_buttons(connector, store)
     card = store.get("wecom", "card", sent.extra["task_id"])
     assert card is not None
     assert card["replace_name"] == "Approved"
-
-
-@pytest.mark.parametrize("source_id", ["8812", "a:reject", "reject:", ":", "approve:x:y", ""])
-@pytest.mark.parametrize("action", ["approve", "reject"])
-def test_given_an_id_with_colons_the_button_key_keeps_its_action(action, source_id) -> None:
-    assert parse_button_key(button_key(action, source_id)) == (action, source_id)
 
 
 # -- directory -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sync_pipeline.devtools.sandbox.server import store_path
 from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.runtime import build_runtime
-from sync_pipeline.records import WriteOp, WriteRequest
+from sync_pipeline.records import WriteRequest
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import pages as pages_table
@@ -162,12 +162,7 @@ def test_no_call_is_made_twice_by_a_second_pull_or_a_redelivered_write(
     engine.dispose()
     remade = 0
     for flow, run_id, plan in stored:
-        requests = [
-            WriteRequest(
-                r["effect_key"], r["source_id"], WriteOp(r["op"]), r["payload"], r.get("target_id")
-            )
-            for r in (plan or [{"requests": []}])[0]["requests"]
-        ]
+        requests = [WriteRequest.from_json(r) for r in (plan or [{"requests": []}])[0]["requests"]]
         remade += steps.make_effects(rt, rt.flow(flow), requests, run_id).written
 
     assert remade == 0

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.pipeline import effects as protocol
 from sync_pipeline.pipeline.runtime import build_runtime
-from sync_pipeline.records import WriteOp, WriteRequest
+from sync_pipeline.records import Notification, NotifyKind, WriteOp, WriteRequest
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import deadletters, effects, runs
 from sync_pipeline.state.db import engine_for
@@ -58,8 +58,13 @@ def listed(env: dict[str, str], *options: str) -> list[dict[str, Any]]:
 
 def letter_for(env: dict[str, str], parked: effects.Effect) -> int:
     """The dead letter a parked effect leaves: the planned write itself."""
-    request = WriteRequest(parked.key, parked.source_id or "", WriteOp.CREATE, {"kind": "message"})
-    row = (parked.source_id or "", protocol.request_json(request), "outcome unknown", "X")
+    request = WriteRequest(
+        parked.key,
+        parked.source_id or "",
+        WriteOp.CREATE,
+        Notification(NotifyKind.MESSAGE, None, {}),
+    )
+    row = (parked.source_id or "", request.to_json(), "outcome unknown", "X")
     with engine_for(env["DATABASE_URL"]).begin() as conn:
         deadletters.add(conn, FLOW, None, [row])
         [found] = [
@@ -191,7 +196,7 @@ def test_settle_retry_makes_a_parked_message_once_through_the_pipeline(
     rt = build_runtime(load_settings(sandbox_env), sandbox_env)
     title = f"Parked {uuid.uuid4().hex[:10]}"
     to = next(iter(rt.connector("sandbox_wecom").list_users())).user_id
-    payload = {"kind": "message", "to": to, "content": {"text": title}}
+    payload = Notification(NotifyKind.MESSAGE, to, {"text": title})
     request = WriteRequest(uuid.uuid4().hex * 2, "R77", WriteOp.CREATE, payload)
     with rt.engine.begin() as conn:  # a worker died after the send, more than 4 h ago
         effects.claim(conn, FLOW, "wecom", [request.effect_key])

@@ -20,7 +20,14 @@ from sync_pipeline.connectors.base import Decision, DecisionRequest
 from sync_pipeline.pipeline import effects as protocol
 from sync_pipeline.pipeline.events import cards
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import Record, WriteOp, WriteRequest, WriteStatus
+from sync_pipeline.records import (
+    Notification,
+    NotifyKind,
+    Record,
+    WriteOp,
+    WriteRequest,
+    WriteStatus,
+)
 from sync_pipeline.state import deadletters, effects, runs
 from sync_pipeline.state.schema import effects as effects_table
 from tests.events.approval_scene import (
@@ -46,7 +53,7 @@ FOUR_HOURS = timedelta(hours=4, minutes=1)  # past WeCom's longest duplicate che
 def message(to: str) -> tuple[WriteRequest, str]:
     """A WeCom text message to `to` with a title of its own: (request, title)."""
     title = f"Protocol check {uuid.uuid4().hex[:10]}"
-    payload = {"kind": "message", "to": wecom_id(to), "content": {"text": title}}
+    payload = Notification(NotifyKind.MESSAGE, wecom_id(to), {"text": title})
     request = WriteRequest(uuid.uuid4().hex * 2, f"src-{title[-10:]}", WriteOp.CREATE, payload)
     return request, title
 
@@ -161,7 +168,7 @@ def test_given_a_lost_decision_the_oa_never_got_then_it_is_made_once(rt, sandbox
     outcome = settled.outcomes[request.effect_key]
     assert (outcome.status, outcome.via) == (WriteStatus.DONE, protocol.Via.SENT)
     assert oa_actions(sandbox, request_id) == [("approve", oa_id(APPROVER))]
-    assert current(rt, request_id).payload["node"] != request.payload["content"]["node"]
+    assert current(rt, request_id).payload["node"] != request.notification.content["node"]
 
 
 def test_given_a_lost_decision_on_a_request_decided_by_someone_else_then_it_failed_unsent(

@@ -19,7 +19,7 @@ from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.events.approvals import wanting
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import WriteOp, WriteRequest
+from sync_pipeline.records import Notification, WriteOp, WriteRequest
 from sync_pipeline.state import cursors, deadletters, effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.untrusted import bounded_id
@@ -210,6 +210,7 @@ def test_given_an_approval_whose_id_is_too_long_to_key_then_it_is_one_dead_lette
     assert run.status is runs.RunStatus.SUCCEEDED, run.error
     [letter] = open_letters(rt, DINGTALK_FLOW, bounded_id(long_id))
     assert "3001 characters" in letter.reason
+    assert letter.error_class == "RecordError"
     assert len(entries(sandbox, "dingtalk", later)) == 1
 
 
@@ -241,6 +242,7 @@ def test_given_an_approval_whose_details_the_oa_refuses_then_it_is_one_dead_lett
     assert run.status is runs.RunStatus.SUCCEEDED, run.error
     [letter] = open_letters(rt, DINGTALK_FLOW, "\u2003")
     assert letter.reason.startswith("its details could not be read: oa PARAM_ERROR")
+    assert letter.error_class == "VendorRejected"  # the class of the error the OA's refusal is
     assert len(entries(sandbox, "dingtalk", title)) == 1  # the original, not the copy
 
 
@@ -249,7 +251,9 @@ def todo(effect_key: str, **content: str) -> WriteRequest:
         effect_key=effect_key,
         source_id=f"msg-{effect_key[:8]}",
         op=WriteOp.CREATE,
-        payload={"kind": "todo", "to": oa_id("E00011"), "content": content},
+        notification=Notification.from_json(
+            {"kind": "todo", "to": oa_id("E00011"), "content": content}
+        ),
     )
 
 
@@ -290,11 +294,13 @@ def test_given_a_write_that_raises_after_a_request_left_then_the_effect_is_parke
         effect_key=key,
         source_id=f"msg-{key[:8]}",
         op=WriteOp.CREATE,
-        payload={
-            "kind": "project_comment",
-            "to": "P001",
-            "content": {"text": f"Decided {key[:8]}", "author": "9" * 1000},
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "project_comment",
+                "to": "P001",
+                "content": {"text": f"Decided {key[:8]}", "author": "9" * 1000},
+            }
+        ),
     )
 
     made = steps.make_effects(rt, flow, [request], webhook_run(rt, flow.name))

@@ -46,7 +46,14 @@ from sync_pipeline.devtools.sandbox.server import build_emulators, describe, env
 from sync_pipeline.errors import OutcomeUnknown, Transient, VendorUnavailable
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.records import WriteOp, WriteRequest, WriteResult, WriteStatus
+from sync_pipeline.records import (
+    Notification,
+    NotifyKind,
+    WriteOp,
+    WriteRequest,
+    WriteResult,
+    WriteStatus,
+)
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import effects, runs
 from sync_pipeline.state.migrate import migrate
@@ -154,7 +161,9 @@ def test_no_key_is_made_twice_and_each_ends_done_or_parked(rt: Runtime) -> None:
     sa.event.listen(rt.engine, "commit", crash_at_commit)
     flow = rt.flow(FLOW)
     requests = [
-        WriteRequest(key, f"R{key}", WriteOp.CREATE, {"kind": "message", "to": "u1", "text": key})
+        WriteRequest(
+            key, f"R{key}", WriteOp.CREATE, Notification(NotifyKind.MESSAGE, "u1", {"text": key})
+        )
         for key in KEYS
     ]
 

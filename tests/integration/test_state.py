@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import redis
 
+from sync_pipeline.errors import CursorRegression, StaleFence
 from sync_pipeline.records import EventKind, InboundEvent, Record
 from sync_pipeline.state import cursors, deadletters, effects, idmap, inbound, locks, pages, runs
 from sync_pipeline.state.db import engine_for
@@ -37,7 +38,7 @@ def test_cursor_never_moves_backwards(engine) -> None:
         fence = cursors.next_fence(conn, "f")
         cursors.advance(conn, "f", fence, "2026-01-02T00:00:00Z")
 
-    with pytest.raises(cursors.CursorRegression), engine.begin() as conn:
+    with pytest.raises(CursorRegression), engine.begin() as conn:
         cursors.advance(conn, "f", fence, "2026-01-01T00:00:00Z")
 
 
@@ -46,7 +47,7 @@ def test_an_older_fence_cannot_commit(engine) -> None:
         old = cursors.next_fence(conn, "f")
         new = cursors.next_fence(conn, "f")
 
-    with pytest.raises(cursors.StaleFence) as caught, engine.begin() as conn:
+    with pytest.raises(StaleFence) as caught, engine.begin() as conn:
         cursors.advance(conn, "f", old, "2026-01-02T00:00:00Z")
 
     assert caught.value.current == new
@@ -62,7 +63,7 @@ def test_admin_reset_moves_back_and_fences_out_running_pulls(engine) -> None:
 
     with engine.begin() as conn:
         assert cursors.get(conn, "f").cursor is None
-        with pytest.raises(cursors.StaleFence):
+        with pytest.raises(StaleFence):
             cursors.advance(conn, "f", fence, "2026-06-01T00:00:00Z")
 
 

@@ -32,7 +32,7 @@ from sync_pipeline.connectors.base import Connector, ConnectorContext
 from sync_pipeline.connectors.registry import make_connector
 from sync_pipeline.http import make_session
 from sync_pipeline.processes import free_port
-from sync_pipeline.records import WriteOp, WriteRequest, WriteResult
+from sync_pipeline.records import Notification, WriteOp, WriteRequest, WriteResult
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
@@ -261,11 +261,13 @@ def send_card(connector: Connector, to: str, source_id: str) -> WriteResult:
         effect_key=f"test:{source_id}:{to}",
         source_id=source_id,
         op=WriteOp.CREATE,
-        payload={
-            "kind": "card",
-            "to": to,
-            "content": {"title": f"Leave {source_id}", "text": "3 days", "status": "pending"},
-        },
+        notification=Notification.from_json(
+            {
+                "kind": "card",
+                "to": to,
+                "content": {"title": f"Leave {source_id}", "text": "3 days", "status": "pending"},
+            }
+        ),
     )
     result = connector.write("messages", request)
     assert result.status.value == "done", result.reason

@@ -11,9 +11,10 @@ import json
 
 import pytest
 
+from sync_pipeline.errors import Reason, Refused
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
-from sync_pipeline.webhooks.verify import Reason, Refused
+from sync_pipeline.webhooks.delivery import FOREIGN_BUTTON
 from tests.webhooks.conftest import fixture_text
 
 CARD_ACTION_FIELDS = {"user_id", "action", "source_id", "comment", "card"}
@@ -364,7 +365,7 @@ def test_agora_message_from_the_app_admin_is_our_own_echo_and_not_handled() -> N
     )
 
 
-def test_agora_custom_exts_that_are_neither_a_map_nor_a_list_carry_nothing() -> None:
+def test_agora_custom_exts_that_are_neither_a_map_nor_a_list_carry_no_button_of_ours() -> None:
     callback = load("agora", "chat__custom_card_action.json")
     body = callback["payload"]["bodies"][0]
     del body["v2:customExts"]
@@ -373,7 +374,7 @@ def test_agora_custom_exts_that_are_neither_a_map_nor_a_list_carry_nothing() -> 
     event = agora.decode("ag", callback)
 
     assert event is not None
-    assert (event.data["action"], event.data["source_id"]) == ("", "")
+    assert (event.kind, dict(event.data)) == (EventKind.UNHANDLED, {"reason": FOREIGN_BUTTON})
 
 
 def test_agora_message_carrying_our_effect_key_is_our_own_echo_whoever_sent_it() -> None:

@@ -19,7 +19,7 @@ from sync_pipeline.connectors.feishu_approval_center import ApprovalCenterOption
 from sync_pipeline.connectors.registry import make_connector
 from sync_pipeline.devtools.sandbox.feishu import encrypt_event
 from sync_pipeline.http import make_session
-from sync_pipeline.records import EventKind, WriteOp, WriteRequest
+from sync_pipeline.records import EventKind, Notification, WriteOp, WriteRequest
 from sync_pipeline.webhooks.feishu_approval import decode
 from tests.webhooks.conftest import CONFIG_DIR, Service, im_user, post
 
@@ -52,7 +52,10 @@ def mirror(center: Connector, applicant: str, approver: str) -> None:
         "updated_at": "2026-03-01T08:00:00Z",
     }
     request = WriteRequest(
-        "test:center", INSTANCE, WriteOp.CREATE, {"kind": "approval_center", "content": content}
+        "test:center",
+        INSTANCE,
+        WriteOp.CREATE,
+        Notification.from_json({"kind": "approval_center", "content": content}),
     )
     result = center.write("approval_center", request)
     assert result.status.value == "done", result.reason

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sync_pipeline.errors import Reason, Refused
 from sync_pipeline.webhooks.delivery import MAX_DEPTH, json_value, nested_within_max_depth
-from sync_pipeline.webhooks.verify import Reason, Refused
 from sync_pipeline.webhooks.wecom import MAX_XML_ELEMENTS, xml_fields
 
 

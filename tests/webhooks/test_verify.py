@@ -15,9 +15,8 @@ import pytest
 from lark_oapi.core.utils import AESCipher  # type: ignore[import-untyped]
 from wechatpy.enterprise.crypto import WeChatCrypto  # type: ignore[import-untyped]
 
+from sync_pipeline.errors import Reason, Refused
 from sync_pipeline.webhooks.verify import (
-    Reason,
-    Refused,
     WXCrypt,
     agora_security,
     check_window,

@@ -67,6 +67,7 @@ from sync_pipeline.processes import celery_argv, child_env, free_port, session_p
 from sync_pipeline.services import Services
 from sync_pipeline.settings import Settings, mask_url
 from sync_pipeline.state.db import engine_for
+from sync_pipeline.state.effects import EffectStatus
 from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.schema import effects
 
@@ -335,7 +336,7 @@ def _effects_finder(engine: sa.Engine) -> DeliveredFinder:
             rows = conn.execute(
                 sa.select(effects.c.source_id, effects.c.vendor_ref).where(
                     effects.c.flow == FLOW,
-                    effects.c.status == "done",
+                    effects.c.status == EffectStatus.DONE,
                     effects.c.source_id.in_(list(source_ids)),
                 )
             )

@@ -52,6 +52,7 @@ class BenchError(SyncError):
     worker or server that did not start. Its logs and sandbox stay in `workdir` for a look."""
 
     bench = "bench"
+    next_step = "read the logs in the workdir the message names, then run the bench again"
 
     def __init__(self, problems: Sequence[str], workdir: str) -> None:
         super().__init__(list(problems), workdir)

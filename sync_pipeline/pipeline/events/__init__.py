@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.errors import Transient
+from sync_pipeline.errors import Transient, backoff_s
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import EventKind, InboundEvent
@@ -337,10 +337,8 @@ def _record(conn: Connection, ended: Sequence[tuple[StoredEvent, Outcome]]) -> N
 
 def _resend(resend: Resend, row: StoredEvent, error: Exception) -> None:
     """Send another row of the batch back to the queue, after the vendor's wait or backoff."""
-    wait = getattr(error, "retry_after", None)
-    countdown = float(wait) if wait is not None else min(2.0 ** (row.attempts + 1), MAX_BACKOFF_S)
     try:
-        resend(row.id, countdown)
+        resend(row.id, backoff_s(error, row.attempts))
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
         log.warning(
             "inbound event %s stays queued, not re-sent (%s): the sweeper re-sends stuck rows",

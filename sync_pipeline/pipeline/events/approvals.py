@@ -20,7 +20,7 @@ from sync_pipeline.failures import describe
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.events import Handled, Outcome
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import InboundEvent, Record
+from sync_pipeline.records import ApprovalChange, InboundEvent, Record
 from sync_pipeline.state.inbound import EventStatus
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def handle_batch(rt: Runtime, events: Sequence[InboundEvent]) -> list[Outcome]:
         reason = f"no enabled flow takes approval webhooks from {connector}"
         return [Handled(EventStatus.IGNORED, reason) for _ in events]
     source = rt.connector(connector)
-    named = [str(event.data.get("source_id") or "") for event in events]
+    named = [ApprovalChange.from_json(event.data).source_id for event in events]
     if not isinstance(source, ReadsOne):
         return [
             Handled(

@@ -51,14 +51,17 @@ from sync_pipeline.pipeline.effects import Via
 from sync_pipeline.pipeline.events import Handled
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
+    CardAction,
     InboundEvent,
+    Notification,
+    NotifyKind,
     Record,
     WriteOp,
     WriteRequest,
     WriteStatus,
     parse_iso_utc,
 )
-from sync_pipeline.stages.plan import NotifyKind, effect_key
+from sync_pipeline.stages.plan import effect_key
 from sync_pipeline.state import effects, idmap, runs
 from sync_pipeline.state.inbound import EventStatus
 
@@ -85,16 +88,14 @@ class Press:
 
     @classmethod
     def of(cls, event: InboundEvent) -> Press:
-        data = event.data
-        card = data.get("card")
-        card = card if isinstance(card, Mapping) else {}
+        action = CardAction.from_json(event.data)
         return cls(
             event=event,
-            user=str(data.get("user_id") or ""),
-            decision=_decision(str(data.get("action") or "")),
-            source_id=str(data.get("source_id") or ""),
-            comment=str(data.get("comment") or "").strip(),
-            handles={str(k): str(v) for k, v in card.items() if v not in (None, "")},
+            user=action.user_id,
+            decision=_decision(action.action),
+            source_id=action.source_id,
+            comment=action.comment.strip(),
+            handles=action.card,
         )
 
     def pressed(self, card: effects.Effect) -> bool:
@@ -322,14 +323,11 @@ def _card_update(
     key: str, source_id: str, card: effects.Effect, content: Mapping[str, Any], code: str | None
 ) -> WriteRequest:
     """Change `card` in place to show `content`; `code` is WeCom's one-use response_code."""
-    payload: dict[str, Any] = {"kind": UPDATE_CARD, "to": card.recipient, "content": content}
-    if code is not None:
-        payload["response_code"] = code
     return WriteRequest(
         effect_key=key,
         source_id=source_id,
         op=WriteOp.UPDATE,
-        payload=payload,
+        notification=Notification(NotifyKind.UPDATE_CARD, card.recipient, content, code),
         target_id=card.vendor_ref,
     )
 
@@ -366,7 +364,7 @@ def _reply(scene: Scene, record: Record | None, text: str) -> int:
         ),
         source_id=press.source_id,
         op=WriteOp.CREATE,
-        payload={"kind": NotifyKind.MESSAGE.value, "to": press.user, "content": content},
+        notification=Notification(NotifyKind.MESSAGE, press.user, content),
     )
     # Through the IM's messages, also when the flow's own target is an approval center.
     flow = replace(scene.flow, target=replace(scene.flow.target, stream=MESSAGES))
@@ -489,7 +487,7 @@ class _Teller:
             effect_key=key,
             source_id=record.source_id,
             op=WriteOp.CREATE,
-            payload={"kind": NotifyKind.MESSAGE.value, "to": recipient, "content": {"text": text}},
+            notification=Notification(NotifyKind.MESSAGE, recipient, {"text": text}),
         )
 
 

@@ -34,10 +34,11 @@ from typing import Any
 
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config
+from sync_pipeline.errors import RecordError
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.events import Handled
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.records import InboundEvent, Record
+from sync_pipeline.records import ChatType, InboundEvent, InboundMessage, Record
 from sync_pipeline.stages import MESSAGE_STREAM
 from sync_pipeline.stages.rules import filter_batch, paths
 from sync_pipeline.stages.transform import RecordMapping, UserDirectory, UserField, transform
@@ -67,18 +68,18 @@ MESSAGE_VERSION = "1"
 def message_record(event: InboundEvent) -> Record:
     """The event's message in the canonical shape. `chat` is the conversation (None when the
     vendor names none), `group` the same id for a group message and None for a direct one."""
-    data = event.data
-    chat = str(data.get("chat_id") or "") or None
-    sent_at = str(data.get("sent_at") or event.occurred_at)
+    message = InboundMessage.from_json(event.data)
+    chat = message.chat_id or None
+    sent_at = message.sent_at or event.occurred_at
     payload: dict[str, Any] = {
-        "id": str(data["message_id"]),
-        "sender": str(data.get("sender") or "") or None,
+        "id": message.message_id,
+        "sender": message.sender or None,
         "chat": chat,
-        "chat_type": str(data.get("chat_type") or "direct"),
-        "group": chat if data.get("chat_type") == "group" else None,
-        "text": str(data.get("text") or ""),
-        "flags": [str(f) for f in data.get("flags") or []],
-        "mentions": list(dict.fromkeys(str(m) for m in data.get("mentions") or [] if m)),
+        "chat_type": message.chat_type.value,
+        "group": chat if message.chat_type is ChatType.GROUP else None,
+        "text": message.text,
+        "flags": list(message.flags),
+        "mentions": list(dict.fromkeys(message.mentions)),
         "sent_at": sent_at,
     }
     # A message never changes under its id here, so it has one version whatever delivery
@@ -116,7 +117,7 @@ def sync_message(
         return None
     cleaned, reasons = without_unmapped(flow, record, users)
     if reasons:
-        rows = [(record.source_id, record.as_json(), r, "RecordError") for r in reasons]
+        rows = [(record.source_id, record.as_json(), r, RecordError.__name__) for r in reasons]
         with rt.engine.begin() as conn:
             deadletters.add(conn, flow.name, None, rows)
     _, counts = steps.sync_records(rt, flow.name, [cleaned], read_at, replay=replay)

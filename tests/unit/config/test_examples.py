@@ -108,13 +108,13 @@ def test_approvals_notify_approvers_when_pending_and_applicants_when_decided(
     fresh = dedupe(kept, {}, flow.dedupe_key).fresh
     writes = plan_writes(flow.name, fresh, flow.notify, {}, target=f"{flow.target.connector}/x")
 
-    assert [(w.source_id, w.payload["to"]) for w in writes] == [
+    assert [(w.source_id, w.notification.to) for w in writes] == [
         ("1", f"{vendor}-101"),
         ("1", f"{vendor}-102"),
         ("2", f"{vendor}-105"),
         ("3", f"{vendor}-105"),
     ]
-    assert writes[2].payload["content"]["text"] == 'Your request "Leave 2": Approved.'
+    assert writes[2].notification.content["text"] == 'Your request "Leave 2": Approved.'
     assert [(r.source_id, reason) for r, reason in mapped.dead] == [
         ("5", f"no {vendor} user for OA user 199 (employee E00199)")
     ]

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from sync_pipeline.stages.plan import NotifyKind
+from sync_pipeline.records import NotifyKind
 
 from .conftest import CONNECTORS, FLOW
 

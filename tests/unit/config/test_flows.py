@@ -7,8 +7,8 @@ import re
 import pytest
 
 from sync_pipeline.config.flow import Mode
+from sync_pipeline.records import NotifyKind
 from sync_pipeline.stages.dedupe import DedupeKey
-from sync_pipeline.stages.plan import NotifyKind
 from sync_pipeline.stages.rules import (
     AllOf,
     AnyOf,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import shutil
 
-from sync_pipeline.config.loader import UNRESOLVED_URL, ConfigErrors, load_config
+from sync_pipeline.config.loader import UNRESOLVED_URL, load_config
+from sync_pipeline.errors import ConfigErrors
 
 from .conftest import CONNECTORS, ENV, FLOW
 

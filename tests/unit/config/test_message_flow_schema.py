@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from sync_pipeline.records import NotifyKind
 from sync_pipeline.stages import Template
-from sync_pipeline.stages.plan import NotifyKind
 from sync_pipeline.stages.rules import Flag
 from sync_pipeline.stages.transform import ExtractField, TemplateField
 

@@ -69,7 +69,7 @@ def effects_over(config: Config, flow_name: str, history: list[Record]) -> dict[
         mapped = transform([record], flow.mapping, Directory())
         kept = filter_batch(mapped.records, flow.rules, {}).kept
         for write in plan_writes(flow.name, kept, flow.notify, {}, target="im/messages"):
-            made.setdefault(write.effect_key, (record.payload["status"], write.payload))
+            made.setdefault(write.effect_key, (record.payload["status"], write.notification))
     return made
 
 
@@ -102,7 +102,7 @@ def test_only_an_approved_or_rejected_transition_notifies_the_applicant_once(
 
     made = effects_over(config, f"approvals_to_{vendor}", history)
 
-    to_applicant = [status for status, write in made.values() if write["to"] == f"{vendor}-105"]
+    to_applicant = [status for status, write in made.values() if write.to == f"{vendor}-105"]
     assert to_applicant == notified
 
 
@@ -122,7 +122,7 @@ def test_each_approver_hears_of_a_pending_approval_once_however_often_it_changes
 
     made = effects_over(config, f"approvals_to_{vendor}", history)
 
-    assert sorted(write["to"] for _, write in made.values()) == [f"{vendor}-101", f"{vendor}-102"]
+    assert sorted(write.to for _, write in made.values()) == [f"{vendor}-101", f"{vendor}-102"]
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def planned(config: Config, flow_name: str, record: Record) -> list[tuple[str, s
     mapped = transform([cleaned], flow.mapping, People())
     assert mapped.dead == ()
     writes = plan_writes(flow.name, mapped.records, flow.notify, {}, target="oa/x")
-    return [(w.payload["kind"], w.payload["to"]) for w in writes]
+    return [(w.notification.kind, w.notification.to) for w in writes]
 
 
 @pytest.mark.parametrize(

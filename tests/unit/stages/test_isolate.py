@@ -60,9 +60,15 @@ def test_given_a_record_a_template_raises_on_then_it_alone_is_set_apart_with_the
     planned, dead = isolated(batch, stages, why)
 
     assert planned == ("1", "3")
-    assert [(r.source_id, reason) for r, reason in dead] == [
+    assert [(d.record.source_id, d.reason) for d in dead] == [
         ("2", "it could not be planned: RecursionError")
     ]
+
+
+def test_a_record_set_apart_keeps_the_class_of_the_error_it_raised() -> None:
+    _, dead = isolated([approval("1", nested(100_000))], stages, why)
+
+    assert [d.error_class for d in dead] == ["RecursionError"]
 
 
 def test_given_a_batch_the_stages_handle_then_nothing_is_set_apart() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from sync_pipeline.records import Record, WriteOp
+from sync_pipeline.records import NotifyKind, Record, WriteOp
 from sync_pipeline.stages import Template
-from sync_pipeline.stages.plan import NotifyKind, NotifyRule, effect_key, plan_writes
+from sync_pipeline.stages.plan import NotifyRule, effect_key, plan_writes
 from sync_pipeline.stages.rules import (
     AllOf,
     AnyOf,
@@ -120,7 +120,7 @@ COMMENT = NotifyRule(
 def test_a_message_plans_one_todo_per_mentioned_person() -> None:
     writes = plan_writes(FLOW, [message()], [TODO], {}, target=TARGET)
 
-    assert [(w.op, w.payload["kind"], w.payload["to"]) for w in writes] == [
+    assert [(w.op, w.notification.kind, w.notification.to) for w in writes] == [
         (WriteOp.CREATE, "todo", "101"),
         (WriteOp.CREATE, "todo", "102"),
     ]
@@ -149,8 +149,8 @@ def test_a_message_mentioning_nobody_plans_no_todo() -> None:
 def test_a_decision_plans_one_comment_to_its_project_with_the_rules_text() -> None:
     [write] = plan_writes(FLOW, [message()], [COMMENT], {}, target="oa/project_progress")
 
-    assert (write.payload["kind"], write.payload["to"]) == ("project_comment", "P001")
-    assert write.payload["content"]["text"] == "Decision: we ship Friday"
+    assert (write.notification.kind, write.notification.to) == ("project_comment", "P001")
+    assert write.notification.content["text"] == "Decision: we ship Friday"
 
 
 def test_a_rule_without_when_applies_to_every_record_the_flow_keeps() -> None:

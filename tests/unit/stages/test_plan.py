@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sync_pipeline.records import Record, WriteOp
+from sync_pipeline.records import NotifyKind, Record, WriteOp
 from sync_pipeline.stages import Template
-from sync_pipeline.stages.plan import NotifyKind, NotifyRule, effect_key, plan_writes
+from sync_pipeline.stages.plan import NotifyRule, effect_key, plan_writes
 from sync_pipeline.stages.rules import Equals, In
 
 CARD_TO_APPROVERS = NotifyRule(
@@ -49,19 +49,19 @@ def plan(
 def test_a_new_pending_approval_sends_a_card_to_each_current_approver() -> None:
     writes = plan(mapped(approvers=["boss", "cfo"]))
 
-    assert [(w.op, w.payload["kind"], w.payload["to"]) for w in writes] == [
+    assert [(w.op, w.notification.kind, w.notification.to) for w in writes] == [
         (WriteOp.CREATE, "card", "boss"),
         (WriteOp.CREATE, "card", "cfo"),
     ]
-    assert writes[0].payload["content"]["title"] == "Annual leave"
+    assert writes[0].notification.content["title"] == "Annual leave"
     assert writes[0].source_id == "8812"
 
 
 def test_a_final_decision_sends_the_applicant_a_message_with_the_rules_text() -> None:
     [write] = plan(mapped(status="approved", approvers=[]))
 
-    assert (write.payload["kind"], write.payload["to"]) == ("message", "zhangsan")
-    assert write.payload["content"]["text"] == 'Your request "Annual leave": approved.'
+    assert (write.notification.kind, write.notification.to) == ("message", "zhangsan")
+    assert write.notification.content["text"] == 'Your request "Annual leave": approved.'
 
 
 def test_a_change_that_matters_to_nobody_sends_nothing() -> None:
@@ -124,7 +124,7 @@ def test_a_card_update_targets_the_card_the_id_map_knows() -> None:
 
     [write] = plan(mapped(status="approved"), rules=(rule,), targets={"8812": "msg-77"})
 
-    assert (write.op, write.target_id, write.payload["to"]) == (WriteOp.UPDATE, "msg-77", None)
+    assert (write.op, write.target_id, write.notification.to) == (WriteOp.UPDATE, "msg-77", None)
 
 
 def test_a_card_update_without_a_card_sent_plans_nothing() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sync_pipeline.records import Record, WriteOp
-from sync_pipeline.stages.plan import NotifyKind, NotifyRule, plan_writes
+from sync_pipeline.records import NotifyKind, Record, WriteOp
+from sync_pipeline.stages.plan import NotifyRule, plan_writes
 
 TO_CENTER = NotifyRule(when=None, kind=NotifyKind.APPROVAL_CENTER, to=None, once_per="stage")
 TARGET = "sandbox_feishu/approval_center"
@@ -33,9 +33,9 @@ def test_a_first_sync_creates_one_instance_with_no_recipient() -> None:
 
     assert write.op is WriteOp.CREATE
     assert write.target_id is None
-    assert write.payload["kind"] == "approval_center"
-    assert write.payload["to"] is None
-    assert write.payload["content"]["approvers"] == ["ou_boss"]
+    assert write.notification.kind == "approval_center"
+    assert write.notification.to is None
+    assert write.notification.content["approvers"] == ["ou_boss"]
 
 
 def test_a_later_state_follows_the_instance_the_id_map_holds() -> None:
