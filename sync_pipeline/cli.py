@@ -55,6 +55,17 @@ def settings_from_env() -> Settings:
     return settings
 
 
+# Options several listing commands share.
+newest_option = click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Show the newest N.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncctl")
 def main() -> None:
@@ -367,7 +378,7 @@ def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @one_line_errors
 def status(as_json: bool) -> None:
     """Flows with their lag, last successful pull, last pull and event, and open dead
@@ -451,7 +462,7 @@ def dlq() -> None:
 @click.option(
     "--all", "everything", is_flag=True, help="Closed and discarded letters too, with who and why."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @one_line_errors
 def dlq_list(flow: str | None, everything: bool, as_json: bool) -> None:
     """List open dead letters (with --all, closed and discarded ones too)."""
@@ -536,7 +547,7 @@ def _os_user() -> str:
 @click.argument("letter_ids", nargs=-1, type=int)
 @click.option("--flow", default=None, help="Only this flow's letters.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for a worker.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @one_line_errors
 def dlq_replay(
     letter_ids: tuple[int, ...], flow: str | None, timeout: float, as_json: bool
@@ -584,14 +595,8 @@ def events() -> None:
     default=EventStatus.FAILED.value,
     show_default=True,
 )
-@click.option(
-    "--limit",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Show the newest N.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@newest_option
+@json_option
 @one_line_errors
 def events_list(status: str, limit: int, as_json: bool) -> None:
     """The newest recorded events with a status (newest last), with why they failed or were
@@ -679,14 +684,8 @@ EFFECT_STATUSES = ("unknown", "pending", "failed", "done")
     show_default=True,
     help="unknown: parked for an operator to check at the vendor.",
 )
-@click.option(
-    "--limit",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Show the newest N.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@newest_option
+@json_option
 @one_line_errors
 def effects_list(status: str, limit: int, as_json: bool) -> None:
     """Effects with a status (by default those parked as unknown), with the flow, the record,
