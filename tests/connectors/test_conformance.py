@@ -227,7 +227,8 @@ def write_probe(
     stream: str, payload: Callable[[Any], Mapping[str, Any]]
 ) -> Callable[[Connector, Emulator, str], Any]:
     def call(connector: Connector, emulator: Emulator, key: str) -> WriteStatus:
-        request = WriteRequest(key, "8812", WriteOp.CREATE, payload(emulator))
+        note = Notification.from_json(payload(emulator))
+        request = WriteRequest(key, "8812", WriteOp.CREATE, note)
         result = connector.write(stream, request)
         assert result.status is WriteStatus.DONE, result.reason
         return result.status
@@ -1060,7 +1061,8 @@ def test_given_the_same_write_twice_the_vendor_keeps_one_object_or_has_no_dedupe
 ) -> None:
     served = make(vendor)
     spec = harness(vendor).writes[stream]
-    request = WriteRequest("d" * 64, "8812", WriteOp.CREATE, spec.payload(served.emulator))
+    note = Notification.from_json(spec.payload(served.emulator))
+    request = WriteRequest("d" * 64, "8812", WriteOp.CREATE, note)
 
     first = served.connector.write(stream, request)
     again = served.connector.write(stream, request)

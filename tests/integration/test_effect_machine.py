@@ -43,8 +43,8 @@ from hypothesis.stateful import (
 from sync_pipeline.devtools.sandbox.core import SandboxStore
 from sync_pipeline.devtools.sandbox.registry import free_port_base, load_registry, port_for
 from sync_pipeline.devtools.sandbox.server import build_emulators, describe, env_vars
-from sync_pipeline.errors import OutcomeUnknown, Transient, VendorUnavailable
-from sync_pipeline.pipeline import steps
+from sync_pipeline.errors import EffectInFlight, OutcomeUnknown, Transient, VendorUnavailable
+from sync_pipeline.pipeline import effects as protocol
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.records import (
     Notification,
@@ -64,7 +64,7 @@ from tests.conftest import ROOT
 FLOW = "approvals_to_wecom"
 KEYS = ("k1", "k2", "k3")
 WINDOW_S = 3600.0  # the dedupe vendor's window
-PAST_EVERY_WINDOW_S = int(WINDOW_S + steps.IN_FLIGHT_S) + 60
+PAST_EVERY_WINDOW_S = int(WINDOW_S + protocol.IN_FLIGHT_S) + 60
 SETTLE_ATTEMPTS = 6
 
 
@@ -186,7 +186,9 @@ def test_no_key_is_made_twice_and_each_ends_done_or_parked(rt: Runtime) -> None:
             """One task's try at the whole batch, ended as the task would end it."""
             with contextlib.suppress(Crash, Transient):  # killed, or to be retried: then
                 # a redelivery follows
-                steps.make_effects(self.with_vendor, flow, requests, self.run_id, patient=patient)
+                protocol.make_effects(
+                    self.with_vendor, flow, requests, self.run_id, patient=patient
+                )
 
         @rule(
             plan=st.lists(st.sampled_from(Call), max_size=len(KEYS)),
@@ -259,8 +261,8 @@ def test_no_key_is_made_twice_and_each_ends_done_or_parked(rt: Runtime) -> None:
             """The faults stop: redeliveries run until no attempt waits on another's."""
             for _ in range(SETTLE_ATTEMPTS):
                 try:
-                    steps.make_effects(self.with_vendor, flow, requests, self.run_id)
-                except steps.EffectInFlight:
+                    protocol.make_effects(self.with_vendor, flow, requests, self.run_id)
+                except EffectInFlight:
                     self.every_window_passes()
                     continue
                 return
