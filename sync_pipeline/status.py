@@ -42,7 +42,7 @@ from sync_pipeline.state.pages import WAITING
 from sync_pipeline.state.schema import pages
 from sync_pipeline.state.schema import runs as runs_table
 
-NOT_PULLS = (runs.WEBHOOK, runs.REPLAY)
+NOT_PULLS = runs.NOT_PULLS
 
 
 @dataclass(frozen=True)

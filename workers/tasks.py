@@ -27,7 +27,7 @@ from celery.exceptions import Ignore
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
-from sync_pipeline.pipeline import events, leases, replay, steps, sweeper
+from sync_pipeline.pipeline import events, leases, replay, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
 from sync_pipeline.presence import Presence
 from sync_pipeline.state import requests
@@ -223,6 +223,33 @@ def replay_dead_letters(
     return [r.as_json() for r in replay.replay_dead_letters(rt, flow, letter_ids)]
 
 
+@app.task(name=resync.RESYNC_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
+    """`syncctl resync`: go on with a resync from its checkpoint, under its lease, to its end
+    (pipeline/resync.py). A copy that finds another worker's live lease leaves it to that
+    worker; the sweeper sends it again when that worker dies."""
+    rt = get_runtime()
+    task_id: str = self.request.id or ""
+    with rt.engine.begin() as conn:
+        requests.start(conn, task_id)  # a recorded request is begun (a resend is not)
+    with leases.held(rt, Leased.RESYNC, resync_id, leases.owner(task_id)) as mine:
+        if not mine:
+            log.info("resync %s is being worked on by another worker", resync_id)
+            return
+        try:
+            resync.run_resync(rt, resync_id)
+        except Exception as exc:
+            if retryable(exc) and self.request.retries < MAX_RETRIES:
+                countdown = backoff_s(exc, self.request.retries)
+                raise self.retry(exc=exc, countdown=countdown) from exc
+            resync.fail(rt, resync_id, exc)
+            if retryable(exc):
+                return
+            then = next_step(exc)
+            log.exception("resync %s failed; next: %s", resync_id, then)
+            raise
+
+
 class _Resend:
     """The sweeper's way of sending work again: these tasks (pipeline/sweeper.py)."""
 
@@ -238,6 +265,9 @@ class _Resend:
     def request(self, request: WorkRequest) -> None:
         task = request.task
         app.send_task(task.name, args=list(task.args), task_id=request.task_id, queue=task.queue)
+
+    def resync(self, flow: str, resync_id: int) -> None:
+        resync_flow.apply_async((resync_id,), {"flow": flow})
 
 
 @app.task(name=sweeper.SWEEP_TASK, acks_late=True)

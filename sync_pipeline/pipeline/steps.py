@@ -448,13 +448,13 @@ def load_directory(
         return directory.snapshot_cache(rt.engine).load(conn, systems, found)
 
 
-def _dead_rows(
+def dead_rows(
     planned: Planned,
 ) -> list[tuple[str, Mapping[str, Any], str, str]]:
     return [(d.record.source_id, d.record.as_json(), d.reason, d.error_class) for d in planned.dead]
 
 
-def _links(
+def links_of(
     rt: Runtime,
     flow: Flow,
     seen: Sequence[Mapping[str, Any]],
@@ -480,7 +480,7 @@ def _links(
     ]
 
 
-def _seen_json(record: Record) -> dict[str, Any]:
+def seen_json(record: Record) -> dict[str, Any]:
     return {
         "source_id": record.source_id,
         "version": record.version,
@@ -500,10 +500,10 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
         "requests": [r.to_json() for r in planned.requests],
-        "seen": [_seen_json(r) for r in planned.seen],
+        "seen": [seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:
-        added = deadletters.add(conn, flow.name, page.run_id, _dead_rows(planned))
+        added = deadletters.add(conn, flow.name, page.run_id, dead_rows(planned))
         pages.save_plan(conn, page_id, [plan_json])
         runs.add_counts(conn, page.run_id, dead_lettered=added)
     return StepCounts(skipped=planned.skipped, dead=len(planned.dead))
@@ -527,7 +527,7 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
 def _finish_page(rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made) -> None:
     """Record what every handled record became, and mark the page done, in one transaction."""
     assert page.plan is not None  # noqa: S101 - checked by the caller
-    links = _links(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
+    links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
     skipped = max(0, len(page.records) - made.written - made.dead)
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
@@ -583,12 +583,12 @@ def sync_records(
     with event_run(rt, flow, runs.REPLAY if replay else runs.WEBHOOK) as run_id:
         planned = plan_records(rt, flow, records, read_at, replay=replay)
         with rt.engine.begin() as conn:
-            dead = deadletters.add(conn, flow.name, run_id, _dead_rows(planned))
+            dead = deadletters.add(conn, flow.name, run_id, dead_rows(planned))
         made = make_effects(rt, flow, planned.requests, run_id, patient=True)
         counts = StepCounts(made.written, planned.skipped, dead + made.dead)
-        seen = [_seen_json(r) for r in planned.seen]
+        seen = [seen_json(r) for r in planned.seen]
         with rt.engine.begin() as conn:
-            idmap.upsert(conn, flow.name, _links(rt, flow, seen, made.target_ids, read_at))
+            idmap.upsert(conn, flow.name, links_of(rt, flow, seen, made.target_ids, read_at))
             runs.add_counts(
                 conn,
                 run_id,

@@ -20,6 +20,9 @@ from sync_pipeline.state.schema import runs
 COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
 WEBHOOK = "webhook"  # the trigger of runs made by inbound events
 REPLAY = "replay"  # the trigger of runs that replay dead letters
+RESYNC = "resync"  # the trigger of a full resync's run (state/resyncs.py): no fence, no cursor
+CURSOR_SET = "cursor_set"  # an operator set the cursor (`syncctl cursor set`): no records
+NOT_PULLS = (WEBHOOK, REPLAY, RESYNC, CURSOR_SET)  # runs that neither read from nor move a cursor
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,12 @@ def get(conn: Connection, run_id: int) -> Run | None:
 
 
 def latest(conn: Connection, flow: str, *, webhook: bool = False) -> Run | None:
-    """The flow's newest pull, or with `webhook` its newest event run."""
-    kind = runs.c.trigger == WEBHOOK if webhook else runs.c.trigger != WEBHOOK
+    """The flow's newest pull (or replay), or with `webhook` its newest event run."""
+    kind = (
+        runs.c.trigger == WEBHOOK
+        if webhook
+        else runs.c.trigger.not_in((WEBHOOK, RESYNC, CURSOR_SET))
+    )
     row = conn.execute(
         sa.select(runs).where(runs.c.flow == flow, kind).order_by(runs.c.id.desc()).limit(1)
     ).one_or_none()
