@@ -11,7 +11,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -25,6 +25,7 @@ from rich.table import Table
 from sqlalchemy.engine import Connection
 
 from sync_pipeline import __version__
+from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES, run_health_check
 from sync_pipeline.errors import ConfigError, RunStatus
@@ -351,6 +352,99 @@ def run(
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
 
 
+@main.command()
+@click.argument("flow")
+@click.option(
+    "--since",
+    default=None,
+    help="Re-read what changed from this date or moment on (ISO 8601; UTC unless it says)."
+    "  [default: the beginning]",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Make nothing: print what it would create, update and leave alone (waits for it).",
+)
+@click.option("--wait", is_flag=True, help="Show its progress to the end; exit 1 if it failed.")
+@click.option("--timeout", default=86_400.0, show_default=True, help="Seconds to follow it.")
+@click.option("--by", default=None, help="Who asks for it.  [default: your OS user name]")
+@one_line_errors
+def resync(
+    flow: str, since: str | None, dry_run: bool, wait: bool, timeout: float, by: str | None
+) -> None:
+    """Re-read everything FLOW covers (from --since) and sync what is not in step, while its
+    scheduled pulls go on; a worker runs it on the admin queue, within the flow's
+    resync.quota_share of the vendors' rate limits. The id map decides create, update or
+    nothing per record: a resync of a flow in step sends nothing. It checkpoints page by page
+    and goes on from there after a crash. One resync of a flow at a time; follow it with
+    syncctl status. Exit 0 when it succeeds, 1 when it failed, 3 when waiting gave up."""
+    from sync_pipeline.resync_follow import Outcome, ask_resync, counts_line, follow_resync
+
+    who = clean_text((by or _os_user()).strip())
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
+    chosen = _known_flow(settings, config.flows, flow)
+    if not config.pullable(chosen):
+        fail(f"{flow} has nothing to resync: it is synced only by its webhook events", 2)
+    if not chosen.enabled:
+        fail(f"{flow} is disabled (enabled: false in its flow file), so it is not resynced", 2)
+    start = _moment(since) if since is not None else None
+    with services(settings) as resolved:
+        asked = ask_resync(resolved.settings, flow, start, who, dry_run=dry_run)
+        found = asked.resync
+        if asked.request is None:
+            fail(
+                f"resync #{found.id} of {flow} is running already (asked by"
+                f" {found.requested_by}); follow it with: syncctl status",
+                2,
+            )
+        if not (wait or dry_run):
+            console.print(
+                f"queued resync #{found.id} of {flow} (request {asked.request.id});"
+                " follow it with: syncctl status",
+                highlight=False,
+            )
+            return
+        followed = follow_resync(resolved.settings, found.id, timeout, console)
+    final = followed.resync
+    if followed.outcome is Outcome.NOT_FINISHED:
+        fail(
+            f"resync #{final.id} of {flow} did not finish within {timeout:g} s; gave up waiting"
+            " (it goes on: follow it with syncctl status)",
+            3,
+        )
+    if final.status is not RunStatus.SUCCEEDED:
+        fail(f"resync #{final.id} of {flow} {final.status.value}: {final.error}", 1)
+    done = "dry run" if final.dry_run else "done"
+    console.print(f"resync #{final.id} of {flow} {done}: {counts_line(final)}", highlight=False)
+
+
+def _known_flow(settings: Settings, flows: Mapping[str, Flow], flow: str) -> Flow:
+    if flow not in flows:
+        known = ", ".join(sorted(flows)) or "none"
+        raise ConfigError(str(settings.config_dir / "flows"), [(flow, f"expected one of: {known}")])
+    return flows[flow]
+
+
+def _moment(text: str) -> str:
+    """A date or moment as the canonical cursor spelling (UTC when it names no zone)."""
+    from datetime import UTC
+
+    from sync_pipeline.records import iso_utc
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a date or moment in ISO 8601 (2026-03-01 or 2026-03-01T09:30:00Z),"
+            f" got {text!r}",
+            param_hint="--since",
+        ) from None
+    return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
     """A disabled flow runs only when the operator says so: the flag, and on a terminal a
     yes to the question (a script that passes the flag has said it already)."""
@@ -386,7 +480,7 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
         return
     console.print(_status_table(found))
-    why = [line for f in found for line in _stopped(f)]
+    why = [line for f in found for line in (*_resyncing(f), *_stopped(f))]
     if why:  # reasons may quote a vendor: printed as they are, never as markup
         console.print("\n".join(why), highlight=False, markup=False)
     _print_services(running, config.digest)
@@ -422,6 +516,20 @@ def _stopped(f: FlowStatus) -> list[str]:
             error = excerpt(run_.error or "no reason recorded")
             lines.append(f"{f.flow}: {what} #{run_.id} {run_.status.value}: {error}; {hint}")
     return lines
+
+
+def _resyncing(f: FlowStatus) -> list[str]:
+    """The flow's running resync and how far it has come."""
+    from sync_pipeline.resync_follow import counts_line
+
+    if f.resync is None:
+        return []
+    share = f.resync.fraction()
+    at = "" if share is None else f" ({share:.0%} through)"
+    return [
+        f"{f.flow}: resync #{f.resync.id} running{at}, asked by {f.resync.requested_by}:"
+        f" {counts_line(f.resync)}"
+    ]
 
 
 def _outcome(run_: Run | None) -> str:

@@ -25,7 +25,7 @@ from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
 from sync_pipeline import health
-from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
+from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
 from sync_pipeline.pipeline import events, leases, replay, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
@@ -223,7 +223,7 @@ def replay_dead_letters(
     return [r.as_json() for r in replay.replay_dead_letters(rt, flow, letter_ids)]
 
 
-@app.task(name=resync.RESYNC_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+@app.task(name=RESYNC_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
     """`syncctl resync`: go on with a resync from its checkpoint, under its lease, to its end
     (pipeline/resync.py). A copy that finds another worker's live lease leaves it to that

@@ -41,7 +41,6 @@ from sync_pipeline.state.resyncs import Resync, ResyncCounts, ResyncStatus
 
 log = logging.getLogger(__name__)
 
-RESYNC_TASK = "admin.resync"  # args: [resync id]
 TRIGGER = runs.RESYNC  # the trigger of a resync's run row (the run history)
 
 
