@@ -15,19 +15,22 @@ lease runs out (or a worker of the same host takes it over at once), and the pag
 planned again: what was made of it before has a done effect key and is not made again.
 
 Throttled: it runs on the admin queue, one page at a time, and after each page waits long
-enough that the calls it made (read, details, directory, effects) stay within `quota_share` of
-the tightest rate limit of the flow's two connectors (the flow's `resync:` block), leaving the
-rest of the vendors' quota to the scheduled syncs.
+enough that the calls it made (read, details, directory, effects: all counted against the
+tighter vendor) stay within `quota_share` (the flow's `resync:` block) of the tighter of its
+two connectors' general rate limits, leaving the rest of the vendors' quota to the scheduled
+syncs (`pace_of`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
+from sync_pipeline.config.connector import RateLimit
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.errors import retryable, run_status
 from sync_pipeline.failures import describe
@@ -59,17 +62,22 @@ class Pace:
 
 
 def pace_of(rt: Runtime, flow: Flow) -> Pace:
-    """`quota_share` of the tightest rate limit (calls a second) of the flow's connectors."""
+    """`quota_share` of the tightest of the flow's two connectors' general limits: each one's
+    `default` windows (what covers the APIs without an entry of their own: listing, sending),
+    or all its windows when it states no default."""
     rates = [
-        limit.count / limit.per_s
+        rate
         for name in (flow.source.connector, flow.target.connector)
-        for windows in rt.config.connectors[name].rate_limits.values()
-        for limit in windows
-        if limit.per_s > 0
+        for rate in _general_rates(rt.config.connectors[name].rate_limits)
     ]
     if not rates:
         return Pace(None)
     return Pace(min(rates) * flow.resync.quota_share)
+
+
+def _general_rates(limits: Mapping[str, tuple[RateLimit, ...]]) -> list[float]:
+    windows = limits["default"] if "default" in limits else tuple(chain(*limits.values()))
+    return [limit.count / limit.per_s for limit in windows if limit.per_s > 0]
 
 
 def run_resync(rt: Runtime, resync_id: int, sleep: Callable[[float], None] = time.sleep) -> Resync:

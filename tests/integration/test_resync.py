@@ -294,3 +294,8 @@ def test_a_resync_waits_between_pages_to_keep_within_its_share_of_the_quota(rt) 
 
     assert len(paced) == done.counts.pages - 1
     assert any(seconds > 0 for seconds in paced)
+
+
+def test_the_pace_is_the_flows_share_of_the_tighter_connectors_general_limit(rt) -> None:
+    # The shipped sandbox OA allows 20 calls a second, WeCom 150000 an hour (41.7 a second).
+    assert resync.pace_of(rt, rt.flow(FLOW)).calls_per_s == pytest.approx(20 * 0.5)
