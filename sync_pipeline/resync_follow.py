@@ -50,9 +50,14 @@ def ask_resync(
     if started is None:
         assert running is not None  # noqa: S101 - start found it under its lock
         return Asked(running, None)
-    task = requests.Task(RESYNC_TASK, "admin", (started.id,))
-    request = send_request(settings, requests.RequestKind.RESYNC, flow, task)
-    return Asked(started, request)
+    return Asked(started, send_resync(settings, started))
+
+
+def send_resync(settings: Settings, resync: Resync) -> requests.WorkRequest:
+    """A recorded request for the resync's task (a new resync, or one a resumed flow's pause
+    had stopped at its checkpoint)."""
+    task = requests.Task(RESYNC_TASK, "admin", (resync.id,))
+    return send_request(settings, requests.RequestKind.RESYNC, resync.flow, task)
 
 
 class Outcome(StrEnum):

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.config.loader import Config
 from sync_pipeline.records import iso_utc, parse_iso_utc
-from sync_pipeline.state import cursors, deadletters, resyncs, runs
+from sync_pipeline.state import controls, cursors, deadletters, resyncs, runs
 from sync_pipeline.state.pages import WAITING
 from sync_pipeline.state.schema import pages
 from sync_pipeline.state.schema import runs as runs_table
@@ -58,6 +58,7 @@ class FlowStatus:
     last_ok_age_s: float | None = None  # since the newest successful pull began
     pullable: bool = True  # False: only webhook events sync it
     resync: resyncs.Resync | None = None  # the flow's resync going on, if one is
+    paused: controls.Control | None = None  # the operator's pause, if it is paused
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,13 @@ class FlowStatus:
             "last_run": _run_json(self.last_run),
             "last_event": _run_json(self.last_event),
             "resync": _resync_json(self.resync),
+            "paused": None
+            if self.paused is None
+            else {
+                "by": self.paused.by,
+                "reason": self.paused.reason,
+                "at": self.paused.at.isoformat(),
+            },
         }
 
 
@@ -125,6 +133,7 @@ def flow_statuses(engine: Engine, config: Config) -> list[FlowStatus]:
                     last_ok_age_s=ok_age_s,
                     pullable=pullable,
                     resync=resyncs.running(conn, name),
+                    paused=controls.paused(conn, name),
                 )
             )
     return found

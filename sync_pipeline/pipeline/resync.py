@@ -14,6 +14,9 @@ mid-page leaves the checkpoint before that page; the sweeper sends the resync ag
 lease runs out (or a worker of the same host takes it over at once), and the page is read and
 planned again: what was made of it before has a done effect key and is not made again.
 
+Paused with its flow (`syncctl flow pause`): it stops at its checkpoint, and resuming the flow
+sends it again.
+
 Throttled: it runs on the admin queue, one page at a time, and after each page waits long
 enough that the calls it made (read, details, directory, effects: all counted against the
 tighter vendor) stay within `quota_share` (the flow's `resync:` block) of the tighter of its
@@ -39,7 +42,7 @@ from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.effects import make_effects
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import Page, PageTrail, ReadWindow, WriteOp
-from sync_pipeline.state import deadletters, idmap, resyncs, runs
+from sync_pipeline.state import controls, deadletters, idmap, resyncs, runs
 from sync_pipeline.state.resyncs import Resync, ResyncCounts, ResyncStatus
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,8 @@ def run_resync(rt: Runtime, resync_id: int, sleep: Callable[[float], None] = tim
     the caller holds its lease. Returns the resync as it stands after (done, unless another
     holder finished or stopped it meanwhile). Errors propagate: a retryable one for the task
     to retry from the checkpoint, any other after the resync is closed in the status its
-    class names (`fail`)."""
+    class names (`fail`). A paused flow's resync stops before its next page and stays
+    running at its checkpoint: `syncctl flow resume` sends it again."""
     resync = _resync(rt, resync_id)
     if resync.done:
         return resync
@@ -97,6 +101,13 @@ def run_resync(rt: Runtime, resync_id: int, sleep: Callable[[float], None] = tim
     token = resync.page_token
     trail = PageTrail(source.vendor, flow.source.stream, token)
     while True:
+        if _paused(rt, flow):
+            log.info(
+                "resync %s of %s: the flow is paused; it waits at its checkpoint",
+                resync_id,
+                flow.name,
+            )
+            return _resync(rt, resync_id)
         began, calls = time.monotonic(), requests_sent()
         read_at = steps.read_clock(rt)
         page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
@@ -184,6 +195,11 @@ def fail(rt: Runtime, resync_id: int, error: Exception) -> None:
         resyncs.finish(conn, resync_id, status, error=describe(error))
         if resync.run_id is not None:
             runs.finish(conn, resync.run_id, status, error=describe(error))
+
+
+def _paused(rt: Runtime, flow: Flow) -> bool:
+    with rt.engine.connect() as conn:
+        return controls.paused(conn, flow.name) is not None
 
 
 def _run_of(rt: Runtime, resync: Resync) -> int:

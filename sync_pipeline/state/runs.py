@@ -40,6 +40,7 @@ class Run:
     error: str | None
     lock_token: str | None = None
     pull_done: bool = False
+    by: str | None = None  # who made it, for runs made by hand (a cursor set)
 
     @property
     def done(self) -> bool:
@@ -75,6 +76,30 @@ def start_webhook(conn: Connection, flow: str, trigger: str = WEBHOOK) -> int:
     return int(
         conn.execute(
             runs.insert().values(flow=flow, trigger=trigger).returning(runs.c.id)
+        ).scalar_one()
+    )
+
+
+def record_cursor_set(
+    conn: Connection, flow: str, before: str | None, after: str | None, by: str, fence: int
+) -> int:
+    """An operator set the cursor: a closed run in the history, with who and the values, and
+    the fence the setting took (it fenced out any older pull)."""
+    return int(
+        conn.execute(
+            runs.insert()
+            .values(
+                flow=flow,
+                trigger=CURSOR_SET,
+                status=RunStatus.SUCCEEDED.value,
+                fence=fence,
+                cursor_before=before,
+                cursor_after=after,
+                by=by,
+                pull_done=True,
+                finished_at=sa.func.now(),
+            )
+            .returning(runs.c.id)
         ).scalar_one()
     )
 
@@ -150,6 +175,21 @@ def totals(conn: Connection, flow: str) -> Totals:
     return Totals(int(row[0]), int(row[1]), dict(zip(COUNTERS, map(int, row[2:]), strict=True)))
 
 
+def running_pull(conn: Connection, flow: str) -> Run | None:
+    """The flow's pull going on (a running run with a fence), if one is."""
+    row = conn.execute(
+        sa.select(runs)
+        .where(
+            runs.c.flow == flow,
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.fence.is_not(None),
+        )
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else _run(row)
+
+
 def by_lock_token(conn: Connection, flow: str, token: str) -> int | None:
     found = conn.execute(
         sa.select(runs.c.id).where(runs.c.flow == flow, runs.c.lock_token == token)
@@ -190,4 +230,5 @@ def _run(row: sa.Row) -> Run:  # type: ignore[type-arg]
         error=row.error,
         lock_token=row.lock_token,
         pull_done=bool(row.pull_done),
+        by=row.by,
     )

@@ -345,3 +345,18 @@ resyncs = sa.Table(
     ),
 )
 sa.Index("resyncs_by_flow", resyncs.c.flow, resyncs.c.id)
+
+
+# Added in 0012: an operator's pause of a flow (`syncctl flow pause|resume`), with who, why and
+# when: Beat's pulls, `syncctl run`, events (they wait, queued) and resyncs honour it.
+flow_controls = sa.Table(
+    "flow_controls",
+    metadata,
+    sa.Column("flow", sa.Text, primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("by", CleanText(), nullable=False),
+    sa.Column("reason", CleanText(REASON_CHARS), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+# Added in 0012: who made a run that an operator made by hand (`syncctl cursor set`).
+runs.append_column(sa.Column("by", CleanText(), nullable=True))

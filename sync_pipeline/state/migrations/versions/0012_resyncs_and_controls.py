@@ -1,5 +1,6 @@
 """Full resyncs (`syncctl resync`): each with its own checkpoint (the next page's token) and
-counts, a lease while a worker is at it, beside the flow's cursor, which it never moves.
+counts, a lease while a worker is at it, beside the flow's cursor, which it never moves. Flow
+controls (`syncctl flow pause|resume`), and who made a run by hand (`syncctl cursor set`).
 
 Revision ID: 0012
 Revises: 0011
@@ -47,8 +48,19 @@ def upgrade() -> None:
         ),
     )
     op.create_index("resyncs_by_flow", "resyncs", ["flow", "id"])
+    op.create_table(
+        "flow_controls",
+        sa.Column("flow", sa.Text, primary_key=True),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        sa.Column("by", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    op.add_column("runs", sa.Column("by", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("runs", "by")
+    op.drop_table("flow_controls")
     op.drop_index("resyncs_by_flow", table_name="resyncs")
     op.drop_table("resyncs")
