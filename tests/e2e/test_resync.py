@@ -157,3 +157,16 @@ def test_a_resync_killed_half_way_resumes_from_its_checkpoint_making_each_effect
     assert f"resync #{half.id} running" in shown.stdout
     assert list_calls(sandbox) <= done.counts.pages + 1  # only the page it was at is read again
     assert collections.Counter(wecom_sends(sandbox)) == expected()
+
+
+def test_a_dry_run_prints_what_it_would_create_and_makes_nothing(
+    sandbox_env, sandbox: SandboxClient, tmp_path
+) -> None:
+    env = sandbox_env
+    before = im_ledgers(sandbox)
+    with worker(env, tmp_path / "worker.log"):
+        dry = syncctl("resync", FLOW, "--dry-run", env=env, timeout=600)
+
+    assert dry.returncode == 0, dry.stderr
+    assert f"would create {len({n for _, _, n in expected()})}, update 0" in dry.stdout
+    assert im_ledgers(sandbox) == before
