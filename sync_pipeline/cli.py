@@ -369,10 +369,22 @@ def run(
 )
 @click.option("--wait", is_flag=True, help="Show its progress to the end; exit 1 if it failed.")
 @click.option("--timeout", default=86_400.0, show_default=True, help="Seconds to follow it.")
+@click.option(
+    "--start-timeout",
+    default=300.0,
+    show_default=True,
+    help="Seconds for a worker to begin it before waiting gives up (exit 3).",
+)
 @click.option("--by", default=None, help="Who asks for it.  [default: your OS user name]")
 @one_line_errors
 def resync(
-    flow: str, since: str | None, dry_run: bool, wait: bool, timeout: float, by: str | None
+    flow: str,
+    since: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: float,
+    start_timeout: float,
+    by: str | None,
 ) -> None:
     """Re-read everything FLOW covers (from --since) and sync what is not in step, while its
     scheduled pulls go on; a worker runs it on the admin queue, within the flow's
@@ -410,8 +422,17 @@ def resync(
                 highlight=False,
             )
             return
-        followed = follow_resync(resolved.settings, found.id, timeout, console)
+        followed = follow_resync(
+            resolved.settings, asked, timeout, console, start_timeout_s=start_timeout
+        )
     final = followed.resync
+    if followed.outcome is Outcome.NOT_STARTED:
+        fail(
+            f"no worker began resync #{final.id} of {flow} within {start_timeout:g} s; gave up"
+            " waiting (it stays queued and is sent again while Beat runs): is a worker"
+            " running? check with: syncctl health",
+            3,
+        )
     if followed.outcome is Outcome.NOT_FINISHED:
         fail(
             f"resync #{final.id} of {flow} did not finish within {timeout:g} s; gave up waiting"

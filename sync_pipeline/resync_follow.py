@@ -24,6 +24,7 @@ from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.resyncs import Resync
 
 POLL_S = 0.5
+START_TIMEOUT_S = 300.0  # as `syncctl run --wait`: the sweeper sent the request again twice
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def send_resync(settings: Settings, resync: Resync) -> requests.WorkRequest:
 
 class Outcome(StrEnum):
     FINISHED = "finished"
+    NOT_STARTED = "not started"  # no worker began its request within the start timeout
     NOT_FINISHED = "not finished"  # still running when the timeout passed
 
 
@@ -72,9 +74,15 @@ class Followed:
 
 
 def follow_resync(
-    settings: Settings, resync_id: int, timeout_s: float, console: Console
+    settings: Settings,
+    asked: Asked,
+    timeout_s: float,
+    console: Console,
+    start_timeout_s: float = START_TIMEOUT_S,
 ) -> Followed:
-    """Poll the resync's row until it ends or `timeout_s` passes, showing its progress."""
+    """Poll the resync's row until it ends or `timeout_s` passes, showing its progress; give
+    up sooner when no worker began its request within `start_timeout_s`."""
+    resync_id = asked.resync.id
     engine = engine_for(settings.urls()[1], settings.connect_timeout_s)
     began = time.monotonic()
     found = _now(engine, resync_id)
@@ -106,6 +114,8 @@ def follow_resync(
                 )
                 if found.done:
                     return Followed(Outcome.FINISHED, found)
+                if waited >= start_timeout_s and not _begun(engine, asked):
+                    return Followed(Outcome.NOT_STARTED, found)
                 if waited >= timeout_s:
                     return Followed(Outcome.NOT_FINISHED, found)
                 time.sleep(POLL_S)
@@ -133,6 +143,14 @@ def _eta(share: float | None, first_share: float, found: Resync, waited_s: float
         return "-"
     left_s = waited_s * (1 - share) / (share - first_share)
     return f"{int(left_s)}s" if left_s < 3600 else f"{left_s / 3600:.1f}h"
+
+
+def _begun(engine: Engine, asked: Asked) -> bool:
+    if asked.request is None:
+        return True
+    with engine.connect() as conn:
+        request = requests.get(conn, asked.request.id)
+    return request is None or request.status is not requests.RequestStatus.REQUESTED
 
 
 def _now(engine: Engine, resync_id: int) -> Resync:

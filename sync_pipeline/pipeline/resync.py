@@ -83,13 +83,20 @@ def _general_rates(limits: Mapping[str, tuple[RateLimit, ...]]) -> list[float]:
     return [limit.count / limit.per_s for limit in windows if limit.per_s > 0]
 
 
-def run_resync(rt: Runtime, resync_id: int, sleep: Callable[[float], None] = time.sleep) -> Resync:
+def run_resync(
+    rt: Runtime,
+    resync_id: int,
+    sleep: Callable[[float], None] = time.sleep,
+    for_s: float | None = None,
+) -> Resync:
     """Go on with the resync from its checkpoint until every page of its window is handled;
     the caller holds its lease. Returns the resync as it stands after (done, unless another
     holder finished or stopped it meanwhile). Errors propagate: a retryable one for the task
     to retry from the checkpoint, any other after the resync is closed in the status its
     class names (`fail`). A paused flow's resync stops before its next page and stays
-    running at its checkpoint: `syncctl flow resume` sends it again."""
+    running at its checkpoint: `syncctl flow resume` sends it again. With `for_s`, it stops
+    at the first checkpoint past that many seconds, still running, for the caller to send
+    it on (a task must end within the task time limit; a resync may take hours)."""
     resync = _resync(rt, resync_id)
     if resync.done:
         return resync
@@ -100,7 +107,10 @@ def run_resync(rt: Runtime, resync_id: int, sleep: Callable[[float], None] = tim
     pace = pace_of(rt, flow)
     token = resync.page_token
     trail = PageTrail(source.vendor, flow.source.stream, token)
+    ends = None if for_s is None else time.monotonic() + for_s
     while True:
+        if ends is not None and time.monotonic() >= ends:
+            return _resync(rt, resync_id)
         if _paused(rt, flow):
             log.info(
                 "resync %s of %s: the flow is paused; it waits at its checkpoint",

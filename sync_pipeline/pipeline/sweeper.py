@@ -11,8 +11,9 @@ sends again, through `Resend` (the worker's tasks):
 - a running pull that nothing holds and that has not moved for STILL_S: its queued tasks were
   lost; the pull when it was not done reading (it enqueues its unfinished pages again), else
   each unfinished page's steps and the commit;
-- a running resync whose lease ran out with its owner still named (its worker died): the
-  resync, which goes on from its checkpoint (pipeline/resync.py);
+- a running resync whose lease ran out with its owner still named (its worker died), or that
+  nothing holds and that has not moved for STILL_S (its next task was lost), its flow not
+  paused: the resync, which goes on from its checkpoint (pipeline/resync.py);
 - a work request (a manual run, a replay, a resync) that no worker began within
   REQUEST_START_S of its last send (state/requests.py), under its own task id.
 
@@ -153,11 +154,19 @@ def _requests(rt: Runtime, resend: Resend, now: datetime) -> int:
 
 
 def _resyncs(rt: Runtime, resend: Resend, now: datetime) -> int:
+    """Resyncs whose worker died (their lease ran out), and resyncs nothing holds that stood
+    still for STILL_S (the task that would go on with them was lost)."""
     with rt.engine.connect() as conn:
-        found = resyncs.lapsed(conn, now)
-    for resync_id, flow, owner in found:
+        lapsed = resyncs.lapsed(conn, now)
+        still = resyncs.stalled(conn, now, STILL_S)
+    for resync_id, flow, owner in lapsed:
         with rt.engine.begin() as conn:
             leases.release(conn, Leased.RESYNC, resync_id, owner)
         log.info("resync %s of %s: its worker (%s) died", resync_id, flow, owner)
         resend.resync(flow, resync_id)
-    return len(found)
+    for resync_id, flow in still:
+        with rt.engine.begin() as conn:
+            resyncs.mark_sent(conn, resync_id, now)
+        log.info("resync %s of %s has not moved for %g s", resync_id, flow, STILL_S)
+        resend.resync(flow, resync_id)
+    return len(lapsed) + len(still)

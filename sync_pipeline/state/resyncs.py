@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import RunStatus as ResyncStatus
 from sync_pipeline.records import iso_utc, parse_iso_utc
-from sync_pipeline.state.schema import resyncs
+from sync_pipeline.state.schema import flow_controls, resyncs
 
 __all__ = ["Resync", "ResyncCounts", "ResyncStatus"]
 
@@ -191,6 +191,34 @@ def lapsed(conn: Connection, now: datetime, limit: int = 100) -> Sequence[tuple[
         .limit(limit)
     ).all()
     return [(int(r.id), r.flow, r.owner) for r in rows]
+
+
+def stalled(
+    conn: Connection, now: datetime, still_s: float, limit: int = 100
+) -> Sequence[tuple[int, str]]:
+    """(id, flow) of running resyncs of flows not paused that nothing holds and that have not
+    moved for `still_s`: the task that would go on with them was lost (a continuation, or the
+    send of a resumed flow, that the broker lost)."""
+    moved = sa.func.coalesce(resyncs.c.lease_until, resyncs.c.started_at)
+    paused = sa.exists().where(flow_controls.c.flow == resyncs.c.flow, flow_controls.c.paused)
+    rows = conn.execute(
+        sa.select(resyncs.c.id, resyncs.c.flow)
+        .where(
+            resyncs.c.status == ResyncStatus.RUNNING.value,
+            resyncs.c.owner.is_(None),
+            moved < now - sa.literal(timedelta(seconds=still_s)),
+            ~paused,
+        )
+        .order_by(resyncs.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(r.id), r.flow) for r in rows]
+
+
+def mark_sent(conn: Connection, resync_id: int, now: datetime) -> None:
+    """The sweeper sent it again at `now` (its clock): that counts as movement, so it is not
+    sent again at every sweep."""
+    conn.execute(resyncs.update().where(resyncs.c.id == resync_id).values(lease_until=now))
 
 
 def _resync(row: Any) -> Resync:

@@ -21,7 +21,7 @@ from sync_pipeline.dispatch import RESYNC_TASK
 from sync_pipeline.pipeline import leases, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
-from sync_pipeline.state import cursors, idmap, migrate, requests, resyncs, runs
+from sync_pipeline.state import controls, cursors, idmap, migrate, requests, resyncs, runs
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import WorkRequest
@@ -217,24 +217,65 @@ def test_a_resync_whose_worker_died_is_sent_again_once_its_lease_runs_out(rt) ->
     started = asked(rt)
     with rt.engine.begin() as conn:
         assert lease_rows.take(conn, Leased.RESYNC, started.id, DEAD, leases.LEASE_S)
-    sent: list[int] = []
-
-    class Recorder:
-        def pull(self, flow: str, run_id: int) -> None: ...
-        def page(self, flow: str, run_id: int, page_id: int, status: str) -> None: ...
-        def commit(self, flow: str, run_id: int) -> None: ...
-        def request(self, request: WorkRequest) -> None: ...
-        def resync(self, flow: str, resync_id: int) -> None:
-            sent.append(resync_id)
-
+    recorder = Recorder()
     with rt.engine.connect() as conn:
         now = idmap.clock(conn)
-    early = sweeper.sweep(rt, Recorder(), now=now + timedelta(seconds=leases.LEASE_S / 2))
-    late = sweeper.sweep(rt, Recorder(), now=now + timedelta(seconds=leases.LEASE_S + 1))
-    again = sweeper.sweep(rt, Recorder(), now=now + timedelta(seconds=leases.LEASE_S + 1))
+    early = sweeper.sweep(rt, recorder, now=now + timedelta(seconds=leases.LEASE_S / 2))
+    late = sweeper.sweep(rt, recorder, now=now + timedelta(seconds=leases.LEASE_S + 1))
 
-    assert (early.resyncs, late.resyncs, again.resyncs) == (0, 1, 0)
-    assert sent == [started.id]
+    assert (early.resyncs, late.resyncs) == (0, 1)
+    assert recorder.resyncs == [started.id]
+
+
+class Recorder:
+    """The sweeper's resends, recorded: only resyncs are expected here."""
+
+    def __init__(self) -> None:
+        self.resyncs: list[int] = []
+
+    def pull(self, flow: str, run_id: int) -> None: ...
+    def page(self, flow: str, run_id: int, page_id: int, status: str) -> None: ...
+    def commit(self, flow: str, run_id: int) -> None: ...
+    def request(self, request: WorkRequest) -> None: ...
+    def resync(self, flow: str, resync_id: int) -> None:
+        self.resyncs.append(resync_id)
+
+
+def test_a_resync_nothing_holds_that_stood_still_is_sent_again_once_a_bound(rt) -> None:
+    started = asked(rt)  # its task was lost: no worker ever held it
+    recorder = Recorder()
+    with rt.engine.connect() as conn:
+        now = idmap.clock(conn)
+
+    soon = sweeper.sweep(rt, recorder, now=now)
+    still = sweeper.sweep(rt, recorder, now=now + timedelta(seconds=sweeper.STILL_S + 1))
+    again = sweeper.sweep(rt, recorder, now=now + timedelta(seconds=sweeper.STILL_S + 1))
+
+    assert (soon.resyncs, still.resyncs, again.resyncs) == (0, 1, 0)
+    assert recorder.resyncs == [started.id]
+
+
+def test_a_paused_flows_resync_is_not_sent_again_by_the_sweeper(rt) -> None:
+    asked(rt)
+    with rt.engine.begin() as conn:
+        controls.set_paused(conn, FLOW, True, "operator")
+    with rt.engine.connect() as conn:
+        now = idmap.clock(conn)
+
+    swept = sweeper.sweep(rt, Recorder(), now=now + timedelta(hours=1))
+
+    assert swept.resyncs == 0
+
+
+def test_a_resync_given_a_slice_stops_at_the_first_checkpoint_past_it_still_running(rt) -> None:
+    started = asked(rt)
+
+    sliced = resync.run_resync(rt, started.id, sleep=no_wait, for_s=0.0)
+
+    assert sliced.status is ResyncStatus.RUNNING
+    assert sliced.counts.pages == 0
+    done = resync.run_resync(rt, started.id, sleep=no_wait)
+    assert done.status is ResyncStatus.SUCCEEDED
 
 
 def test_a_resync_is_refused_while_another_of_the_flow_runs(rt) -> None:
