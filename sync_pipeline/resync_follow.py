@@ -57,7 +57,7 @@ def ask_resync(
 def send_resync(settings: Settings, resync: Resync) -> requests.WorkRequest:
     """A recorded request for the resync's task (a new resync, or one a resumed flow's pause
     had stopped at its checkpoint)."""
-    task = requests.Task(RESYNC_TASK, "admin", (resync.id,))
+    task = requests.Task(RESYNC_TASK, "admin", (resync.id, resync.flow))  # the flow: for Flower
     return send_request(settings, requests.RequestKind.RESYNC, resync.flow, task)
 
 

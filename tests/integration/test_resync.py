@@ -17,11 +17,10 @@ import pytest
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.devtools.sandbox.world import World
-from sync_pipeline.dispatch import RESYNC_TASK
 from sync_pipeline.pipeline import leases, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
-from sync_pipeline.state import controls, cursors, idmap, migrate, requests, resyncs, runs
+from sync_pipeline.state import controls, cursors, idmap, migrate, resyncs, runs
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import WorkRequest
@@ -285,16 +284,6 @@ def test_a_resync_is_refused_while_another_of_the_flow_runs(rt) -> None:
         second = resyncs.start(conn, FLOW, None, "someone else")
 
     assert second is None
-
-
-def test_a_resync_request_is_a_recorded_work_request_of_kind_resync(rt) -> None:
-    started = asked(rt)
-    task = requests.Task(RESYNC_TASK, "admin", (started.id,))
-    with rt.engine.begin() as conn:
-        request = requests.record(conn, requests.RequestKind.RESYNC, FLOW, task)
-
-    assert request.kind is requests.RequestKind.RESYNC
-    assert request.task.queue == "admin"
 
 
 # -- a dry run ---------------------------------------------------------------------------------
