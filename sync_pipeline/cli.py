@@ -420,6 +420,7 @@ def resync(
                 f"queued resync #{found.id} of {flow} (request {asked.request.id});"
                 " follow it with: syncctl status",
                 highlight=False,
+                soft_wrap=True,
             )
             return
         followed = follow_resync(
@@ -442,7 +443,12 @@ def resync(
     if final.status is not RunStatus.SUCCEEDED:
         fail(f"resync #{final.id} of {flow} {final.status.value}: {final.error}", 1)
     done = "dry run" if final.dry_run else "done"
-    console.print(f"resync #{final.id} of {flow} {done}: {counts_line(final)}", highlight=False)
+    console.print(
+        f"resync #{final.id} of {flow} {done}: {counts_line(final)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _known_flow(settings: Settings, flows: Mapping[str, Flow], flow: str) -> Flow:
@@ -620,7 +626,12 @@ def cursor_show(flow: str, as_json: bool) -> None:
         click.echo(json.dumps({"flow": flow, "cursor": state.cursor, "fence": state.fence}))
         return
     shown = state.cursor if state.cursor is not None else "none (the next pull reads everything)"
-    console.print(f"{flow}: cursor {shown}, fence {state.fence}", highlight=False, markup=False)
+    console.print(
+        f"{flow}: cursor {shown}, fence {state.fence}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @cursor_group.command(name="set")
@@ -733,7 +744,7 @@ def _set_paused(flow: str, paused: bool, reason: str | None, by: str | None) -> 
     if not changed:
         console.print(f"{flow} was {word} already: nothing changed", highlight=False)
         return
-    console.print(f"{flow} {word} by {who}", highlight=False, markup=False)
+    console.print(f"{flow} {word} by {who}", highlight=False, markup=False, soft_wrap=True)
 
 
 @main.group()
