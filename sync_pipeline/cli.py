@@ -404,7 +404,13 @@ def resync(
         fail(f"{flow} has nothing to resync: it is synced only by its webhook events", 2)
     if not chosen.enabled:
         fail(f"{flow} is disabled (enabled: false in its flow file), so it is not resynced", 2)
-    start = _moment(since) if since is not None else None
+    start = None if since is None else _moment(since)
+    if since is not None and start is None:
+        fail(
+            f"--since: expected a date or moment in ISO 8601 (2026-03-01 or"
+            f" 2026-03-01T09:30:00Z), got {since!r}",
+            2,
+        )
     with services(settings) as resolved:
         _refuse_paused(resolved.settings, flow)
         asked = ask_resync(resolved.settings, flow, start, who, dry_run=dry_run)
@@ -458,8 +464,9 @@ def _known_flow(settings: Settings, flows: Mapping[str, Flow], flow: str) -> Flo
     return flows[flow]
 
 
-def _moment(text: str) -> str:
-    """A date or moment as the canonical cursor spelling (UTC when it names no zone)."""
+def _moment(text: str) -> str | None:
+    """A date or moment as the canonical cursor spelling (UTC when it names no zone); None
+    when it is not one."""
     from datetime import UTC
 
     from sync_pipeline.records import iso_utc
@@ -467,11 +474,7 @@ def _moment(text: str) -> str:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise click.BadParameter(
-            f"expected a date or moment in ISO 8601 (2026-03-01 or 2026-03-01T09:30:00Z),"
-            f" got {text!r}",
-            param_hint="--since",
-        ) from None
+        return None
     return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
@@ -687,13 +690,10 @@ def _cursor_value(value: str) -> str | None:
         return None
     if text.isdigit():
         return text
-    try:
-        return _moment(text)
-    except click.BadParameter:
-        raise click.BadParameter(
-            f"expected a date or moment in ISO 8601, digits, or none; got {value!r}",
-            param_hint="VALUE",
-        ) from None
+    moment = _moment(text)
+    if moment is None:
+        fail(f"VALUE: expected a date or moment in ISO 8601, digits, or none; got {value!r}", 2)
+    return moment
 
 
 @main.group(name="flow")
