@@ -11,7 +11,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -25,6 +25,7 @@ from rich.table import Table
 from sqlalchemy.engine import Connection
 
 from sync_pipeline import __version__
+from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.dispatch import NO_TASK_EVENTS, QUEUES, run_health_check
 from sync_pipeline.errors import ConfigError, RunStatus
@@ -33,6 +34,7 @@ from sync_pipeline.oneline import fail, one_line_errors
 from sync_pipeline.processes import celery_argv, run_foreground
 from sync_pipeline.services import Services, services
 from sync_pipeline.settings import Settings, load_settings
+from sync_pipeline.state.controls import Control
 from sync_pipeline.state.effects import Effect
 from sync_pipeline.state.inbound import EventStatus
 from sync_pipeline.state.instances import Instance
@@ -332,6 +334,7 @@ def run(
     if not chosen.enabled:
         _confirm_disabled(flow, even_if_disabled)
     with services(settings) as resolved:
+        _refuse_paused(resolved.settings, flow)
         request = trigger_run(resolved.settings, flow, even_if_disabled=even_if_disabled)
         if not wait:
             console.print(
@@ -360,6 +363,149 @@ def run(
         )
     elif final is not None and final.status is not RunStatus.SUCCEEDED:
         fail(f"run {final.id} of {flow} {final.status.value}: {final.error}", 1)
+
+
+@main.command()
+@click.argument("flow")
+@click.option(
+    "--since",
+    default=None,
+    help="Re-read what changed from this date or moment on (ISO 8601; UTC unless it says)."
+    "  [default: the beginning]",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Make nothing: print what it would create, update and leave alone (waits for it).",
+)
+@click.option("--wait", is_flag=True, help="Show its progress to the end; exit 1 if it failed.")
+@click.option("--timeout", default=86_400.0, show_default=True, help="Seconds to follow it.")
+@click.option(
+    "--start-timeout",
+    default=300.0,
+    show_default=True,
+    help="Seconds for a worker to begin it before waiting gives up (exit 3).",
+)
+@click.option("--by", default=None, help="Who asks for it.  [default: your OS user name]")
+@one_line_errors
+def resync(
+    flow: str,
+    since: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: float,
+    start_timeout: float,
+    by: str | None,
+) -> None:
+    """Re-read everything FLOW covers (from --since) and sync what is not in step, while its
+    scheduled pulls go on; a worker runs it on the admin queue, within the flow's
+    resync.quota_share of the vendors' rate limits. The id map decides create, update or
+    nothing per record: a resync of a flow in step sends nothing. It checkpoints page by page
+    and goes on from there after a crash. One resync of a flow at a time; follow it with
+    syncctl status. Exit 0 when it succeeds, 1 when it failed, 3 when waiting gave up."""
+    from sync_pipeline.resync_follow import Outcome, ask_resync, counts_line, follow_resync
+
+    who = clean_text((by or _os_user()).strip())
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
+    chosen = _known_flow(settings, config.flows, flow)
+    if not config.pullable(chosen):
+        fail(f"{flow} has nothing to resync: it is synced only by its webhook events", 2)
+    if not chosen.enabled:
+        fail(f"{flow} is disabled (enabled: false in its flow file), so it is not resynced", 2)
+    start = None if since is None else _moment(since)
+    if since is not None and start is None:
+        fail(
+            f"--since: expected a date or moment in ISO 8601 (2026-03-01 or"
+            f" 2026-03-01T09:30:00Z), got {since!r}",
+            2,
+        )
+    with services(settings) as resolved:
+        _refuse_paused(resolved.settings, flow)
+        asked = ask_resync(resolved.settings, flow, start, who, dry_run=dry_run)
+        found = asked.resync
+        if asked.request is None:
+            fail(
+                f"resync #{found.id} of {flow} is running already (asked by"
+                f" {found.requested_by}); follow it with: syncctl status",
+                2,
+            )
+        if not (wait or dry_run):
+            console.print(
+                f"queued resync #{found.id} of {flow} (request {asked.request.id});"
+                " follow it with: syncctl status",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        followed = follow_resync(
+            resolved.settings, asked, timeout, console, start_timeout_s=start_timeout
+        )
+    final = followed.resync
+    if followed.outcome is Outcome.NOT_STARTED:
+        fail(
+            f"no worker began resync #{final.id} of {flow} within {start_timeout:g} s; gave up"
+            " waiting (it stays queued and is sent again while Beat runs): is a worker"
+            " running? check with: syncctl health",
+            3,
+        )
+    if followed.outcome is Outcome.NOT_FINISHED:
+        fail(
+            f"resync #{final.id} of {flow} did not finish within {timeout:g} s; gave up waiting"
+            " (it goes on: follow it with syncctl status)",
+            3,
+        )
+    if final.status is not RunStatus.SUCCEEDED:
+        fail(f"resync #{final.id} of {flow} {final.status.value}: {final.error}", 1)
+    done = "dry run" if final.dry_run else "done"
+    console.print(
+        f"resync #{final.id} of {flow} {done}: {counts_line(final)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _known_flow(settings: Settings, flows: Mapping[str, Flow], flow: str) -> Flow:
+    if flow not in flows:
+        known = ", ".join(sorted(flows)) or "none"
+        raise ConfigError(str(settings.config_dir / "flows"), [(flow, f"expected one of: {known}")])
+    return flows[flow]
+
+
+def _moment(text: str) -> str | None:
+    """A date or moment as the canonical cursor spelling (UTC when it names no zone); None
+    when it is not one."""
+    from datetime import UTC
+
+    from sync_pipeline.records import iso_utc
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _refuse_paused(settings: Settings, flow: str) -> None:
+    from sync_pipeline.state import controls
+    from sync_pipeline.state.db import engine_for
+
+    with engine_for(settings.urls()[1]).connect() as conn:
+        pause = controls.paused(conn, flow)
+    if pause is not None:
+        fail(
+            f"{flow} is paused ({_pause_words(pause)}), so it is not run;"
+            f" resume it with: syncctl flow resume {flow}",
+            2,
+        )
+
+
+def _pause_words(pause: Control) -> str:
+    why = f": {pause.reason}" if pause.reason else ""
+    return f"by {pause.by} at {pause.at:%Y-%m-%d %H:%M} UTC{why}"
 
 
 def _confirm_disabled(flow: str, even_if_disabled: bool) -> None:
@@ -397,7 +543,7 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
         return
     console.print(_status_table(found))
-    why = [line for f in found for line in _stopped(f)]
+    why = [line for f in found for line in (*_resyncing(f), *_stopped(f))]
     if why:  # reasons may quote a vendor: printed as they are, never as markup
         console.print("\n".join(why), highlight=False, markup=False)
     _print_services(running, config.digest)
@@ -410,7 +556,7 @@ def _status_table(found: Sequence[FlowStatus]) -> Table:
     for column in ("lag", "last ok", "pull", "event", "DLQ"):
         table.add_column(column, justify="right", no_wrap=True)
     for f in found:
-        pull = _outcome(f.last_run) if f.enabled else "off"
+        pull = "paused" if f.paused else _outcome(f.last_run) if f.enabled else "off"
         table.add_row(
             f.flow,
             _age(f.lag_s) if f.pullable else "events",
@@ -435,6 +581,22 @@ def _stopped(f: FlowStatus) -> list[str]:
     return lines
 
 
+def _resyncing(f: FlowStatus) -> list[str]:
+    """The flow's pause, and its running resync and how far it has come."""
+    from sync_pipeline.resync_follow import counts_line
+
+    lines = [] if f.paused is None else [f"{f.flow}: paused {_pause_words(f.paused)}"]
+    if f.resync is None:
+        return lines
+    share = f.resync.fraction()
+    at = "" if share is None else f" ({share:.0%} through)"
+    return [
+        *lines,
+        f"{f.flow}: resync #{f.resync.id} running{at}, asked by {f.resync.requested_by}:"
+        f" {counts_line(f.resync)}",
+    ]
+
+
 def _outcome(run_: Run | None) -> str:
     return "-" if run_ is None else STATUS_WORDS.get(run_.status.value, run_.status.value)
 
@@ -450,6 +612,150 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+@main.group(name="cursor")
+def cursor_group() -> None:
+    """A flow's cursor: where its next pull reads from (as Kafka Connect's offsets API)."""
+
+
+@cursor_group.command(name="show")
+@click.argument("flow")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@one_line_errors
+def cursor_show(flow: str, as_json: bool) -> None:
+    """Print FLOW's cursor and fence. Reads PostgreSQL only."""
+    from sync_pipeline.state import cursors
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)
+    _known_flow(settings, config.flows, flow)
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        state = cursors.get(conn, flow)
+    if as_json:
+        click.echo(json.dumps({"flow": flow, "cursor": state.cursor, "fence": state.fence}))
+        return
+    shown = state.cursor if state.cursor is not None else "none (the next pull reads everything)"
+    console.print(
+        f"{flow}: cursor {shown}, fence {state.fence}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@cursor_group.command(name="set")
+@click.argument("flow")
+@click.argument("value")
+@click.option("--by", default=None, help="Who sets it.  [default: your OS user name]")
+@one_line_errors
+def cursor_set(flow: str, value: str, by: str | None) -> None:
+    """Set FLOW's cursor to VALUE (a date or moment in ISO 8601, or the digits of a numeric
+    cursor; "none": read everything): its next pull reads from there. Refused while a pull
+    holds the flow; recorded in the run history (trigger cursor_set) with who and when."""
+    import redis
+
+    from sync_pipeline.state import cursors, locks, runs
+    from sync_pipeline.state.db import engine_for
+
+    who = clean_text((by or _os_user()).strip())
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)
+    _known_flow(settings, config.flows, flow)
+    cursor = _cursor_value(value)
+    with services(settings) as resolved:
+        redis_url, database_url = resolved.settings.urls()
+        client = redis.Redis.from_url(redis_url)
+        token = locks.acquire(client, flow, 60.0)
+        if token is None:
+            fail(f"{flow} is being pulled now; set its cursor once the pull ends", 2)
+        try:
+            with engine_for(database_url).begin() as conn:
+                running = runs.running_pull(conn, flow)
+                if running is not None:
+                    fail(
+                        f"run #{running.id} of {flow} holds the flow; set its cursor once it ends",
+                        2,
+                    )
+                before, fence = cursors.set_by_operator(conn, flow, cursor)
+                run_id = runs.record_cursor_set(conn, flow, before.cursor, cursor, who, fence)
+        finally:
+            locks.release(client, flow, token)
+    console.print(
+        f"{flow}: cursor {before.cursor or 'none'} -> {cursor or 'none'} (run #{run_id}, by {who})",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _cursor_value(value: str) -> str | None:
+    """A cursor as flows store it: ISO-8601 UTC moments, or digits; "none" for no cursor."""
+    text = value.strip()
+    if text.lower() == "none":
+        return None
+    if text.isdigit():
+        return text
+    moment = _moment(text)
+    if moment is None:
+        fail(f"VALUE: expected a date or moment in ISO 8601, digits, or none; got {value!r}", 2)
+    return moment
+
+
+@main.group(name="flow")
+def flow_group() -> None:
+    """Pause and resume flows."""
+
+
+@flow_group.command(name="pause")
+@click.argument("flow")
+@click.option("--reason", default=None, help="Why (shown by syncctl status).")
+@click.option("--by", default=None, help="Who pauses it.  [default: your OS user name]")
+@one_line_errors
+def flow_pause(flow: str, reason: str | None, by: str | None) -> None:
+    """Pause FLOW: its scheduled pulls are turned away, syncctl run refuses it, its events
+    wait queued and its resync stops at its checkpoint, until it is resumed."""
+    _set_paused(flow, True, reason, by)
+
+
+@flow_group.command(name="resume")
+@click.argument("flow")
+@click.option("--by", default=None, help="Who resumes it.  [default: your OS user name]")
+@one_line_errors
+def flow_resume(flow: str, by: str | None) -> None:
+    """Resume FLOW: its pulls run again, its waiting events are handled as they are looked at
+    again (within a minute), and its resync goes on from its checkpoint."""
+    _set_paused(flow, False, None, by)
+
+
+def _set_paused(flow: str, paused: bool, reason: str | None, by: str | None) -> None:
+    from sync_pipeline.resync_follow import send_resync
+    from sync_pipeline.state import controls, resyncs
+    from sync_pipeline.state.db import engine_for
+
+    who = clean_text((by or _os_user()).strip())
+    if not who:
+        raise click.BadParameter("expected a name", param_hint="--by")
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)
+    _known_flow(settings, config.flows, flow)
+    why = clean_text(reason.strip()) if reason else None
+    with services(settings, need_redis=not paused) as resolved:
+        with engine_for(resolved.settings.urls()[1]).begin() as conn:
+            changed = controls.set_paused(conn, flow, paused, who, why)
+            waiting = resyncs.running(conn, flow)
+        if changed and not paused and waiting is not None:
+            send_resync(resolved.settings, waiting)
+    word = "paused" if paused else "resumed"
+    if not changed:
+        console.print(f"{flow} was {word} already: nothing changed", highlight=False)
+        return
+    console.print(f"{flow} {word} by {who}", highlight=False, markup=False, soft_wrap=True)
 
 
 @main.group()

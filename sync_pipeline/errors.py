@@ -311,6 +311,21 @@ class EffectInFlight(Transient):
         return f"{self.flow}: {self.count} effect(s) are being made by another attempt"
 
 
+class FlowPaused(Transient):
+    """The flow is paused (`syncctl flow pause`): its events wait, queued, and are looked at
+    again every `retry_after` seconds; the wait spends none of their tries."""
+
+    spends_retries = False
+    next_step = "none: it waits; resume the flow with: syncctl flow resume FLOW"
+
+    def __init__(self, flow: str, retry_after: float = 60.0) -> None:
+        super().__init__(flow, retry_after)
+        self.flow, self.retry_after = flow, retry_after
+
+    def __str__(self) -> str:
+        return f"{self.flow} is paused: its events wait until it is resumed"
+
+
 class WriteFailed(Transient):
     """A connector answered a write with a transient failure (its result, not an exception):
     the effect is recorded failed, and the write is retried later under the same key."""

@@ -28,6 +28,7 @@ lag: it is counted apart, until it is replayed or discarded.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,12 +38,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.config.loader import Config
 from sync_pipeline.records import iso_utc, parse_iso_utc
-from sync_pipeline.state import cursors, deadletters, runs
+from sync_pipeline.state import controls, cursors, deadletters, resyncs, runs
 from sync_pipeline.state.pages import WAITING
 from sync_pipeline.state.schema import pages
 from sync_pipeline.state.schema import runs as runs_table
 
-NOT_PULLS = (runs.WEBHOOK, runs.REPLAY)
+NOT_PULLS = runs.NOT_PULLS
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class FlowStatus:
     last_event: runs.Run | None = None  # the newest run made by a webhook event
     last_ok_age_s: float | None = None  # since the newest successful pull began
     pullable: bool = True  # False: only webhook events sync it
+    resync: resyncs.Resync | None = None  # the flow's resync going on, if one is
+    paused: controls.Control | None = None  # the operator's pause, if it is paused
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,14 @@ class FlowStatus:
             "dead_letters": self.dead_letters,
             "last_run": _run_json(self.last_run),
             "last_event": _run_json(self.last_event),
+            "resync": _resync_json(self.resync),
+            "paused": None
+            if self.paused is None
+            else {
+                "by": self.paused.by,
+                "reason": self.paused.reason,
+                "at": self.paused.at.isoformat(),
+            },
         }
 
 
@@ -84,6 +95,22 @@ def _run_json(run: runs.Run | None) -> dict[str, Any] | None:
         "cursor_before": run.cursor_before,
         "cursor_after": run.cursor_after,
         "error": run.error,
+    }
+
+
+def _resync_json(resync: resyncs.Resync | None) -> dict[str, Any] | None:
+    if resync is None:
+        return None
+    return {
+        "id": resync.id,
+        "status": resync.status.value,
+        "dry_run": resync.dry_run,
+        "since": resync.since,
+        "position": resync.position,
+        "fraction": resync.fraction(),
+        "requested_by": resync.requested_by,
+        "started_at": resync.started_at.isoformat(),
+        "counts": dataclasses.asdict(resync.counts),
     }
 
 
@@ -105,6 +132,8 @@ def flow_statuses(engine: Engine, config: Config) -> list[FlowStatus]:
                     last_event=runs.latest(conn, name, webhook=True),
                     last_ok_age_s=ok_age_s,
                     pullable=pullable,
+                    resync=resyncs.running(conn, name),
+                    paused=controls.paused(conn, name),
                 )
             )
     return found

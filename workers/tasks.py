@@ -25,12 +25,17 @@ from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
 from sync_pipeline import health
-from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK
+from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
-from sync_pipeline.pipeline import events, leases, replay, steps, sweeper
-from sync_pipeline.pipeline.runtime import get_runtime, preload_config, preloaded_digest
+from sync_pipeline.pipeline import events, leases, replay, resync, steps, sweeper
+from sync_pipeline.pipeline.runtime import (
+    Runtime,
+    get_runtime,
+    preload_config,
+    preloaded_digest,
+)
 from sync_pipeline.presence import Presence
-from sync_pipeline.state import requests
+from sync_pipeline.state import controls, requests
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import WorkRequest
 from sync_pipeline.webhooks import sweep
@@ -223,6 +228,47 @@ def replay_dead_letters(
     return [r.as_json() for r in replay.replay_dead_letters(rt, flow, letter_ids)]
 
 
+@app.task(name=RESYNC_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
+    """`syncctl resync`: go on with a resync from its checkpoint, under its lease, for a slice
+    of the task time limit, then send the rest on as a new task (pipeline/resync.py). A copy
+    that finds another worker's live lease leaves it to that worker; the sweeper sends it
+    again when that worker dies, or when the next slice's task was lost."""
+    rt = get_runtime()
+    task_id: str = self.request.id or ""
+    with rt.engine.begin() as conn:
+        requests.start(conn, task_id)  # a recorded request is begun (a resend is not)
+    with leases.held(rt, Leased.RESYNC, resync_id, leases.owner(task_id)) as mine:
+        if not mine:
+            log.info("resync %s is being worked on by another worker", resync_id)
+            return
+        try:
+            now = resync.run_resync(rt, resync_id, for_s=_resync_slice_s())
+        except Exception as exc:
+            if retryable(exc) and self.request.retries < MAX_RETRIES:
+                countdown = backoff_s(exc, self.request.retries)
+                raise self.retry(exc=exc, countdown=countdown) from exc
+            resync.fail(rt, resync_id, exc)
+            if retryable(exc):
+                return
+            then = next_step(exc)
+            log.exception("resync %s failed; next: %s", resync_id, then)
+            raise
+    if not now.done and not _paused_resync(rt, now.flow):
+        resync_flow.apply_async((resync_id,), {"flow": now.flow})  # the next slice
+
+
+def _resync_slice_s() -> float:
+    """How long one resync task works before it sends the rest on as a new task: well inside
+    the task time limits, whatever they are set to."""
+    return max(5.0, settings.task_time_limit_s / 3)
+
+
+def _paused_resync(rt: Runtime, flow: str) -> bool:
+    with rt.engine.connect() as conn:
+        return controls.paused(conn, flow) is not None
+
+
 class _Resend:
     """The sweeper's way of sending work again: these tasks (pipeline/sweeper.py)."""
 
@@ -238,6 +284,9 @@ class _Resend:
     def request(self, request: WorkRequest) -> None:
         task = request.task
         app.send_task(task.name, args=list(task.args), task_id=request.task_id, queue=task.queue)
+
+    def resync(self, flow: str, resync_id: int) -> None:
+        resync_flow.apply_async((resync_id,), {"flow": flow})
 
 
 @app.task(name=sweeper.SWEEP_TASK, acks_late=True)

@@ -73,6 +73,15 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class ResyncConfig:
+    """How a full resync of the flow (`syncctl resync`) goes easy on the vendors: it makes at
+    most `quota_share` of the tightest rate limit of the flow's two connectors in calls, so
+    the scheduled syncs of every flow keep the rest."""
+
+    quota_share: float = 0.5
+
+
+@dataclass(frozen=True)
 class Flow:
     name: str
     description: str
@@ -88,6 +97,7 @@ class Flow:
     rules: Rule | None  # None: every record syncs
     dedupe_key: DedupeKey
     notify: tuple[NotifyRule, ...]
+    resync: ResyncConfig = ResyncConfig()
 
 
 # -- small fields --------------------------------------------------------------------------
@@ -381,6 +391,19 @@ class TriggerSchema(StrictSchema):
         return Trigger(data.get("interval_s"), data.get("cron"), data["webhook"])
 
 
+class ResyncSchema(StrictSchema):
+    quota_share = fields.Float(
+        load_default=ResyncConfig.quota_share,
+        validate=validate.Range(
+            min=0, max=1, min_inclusive=False, error="expected a share above 0 and at most 1"
+        ),
+    )
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> ResyncConfig:
+        return ResyncConfig(**data)
+
+
 class EndpointSchema(StrictSchema):
     connector = fields.Str(required=True, validate=validate.Length(min=1))
     stream = fields.Str(required=True, validate=validate.Length(min=1))
@@ -413,6 +436,7 @@ class FlowSchema(StrictSchema):
     rules = _rule(load_default=None)
     dedupe_key = _DedupeKeyField(load_default=BY_SOURCE_ID)
     notify = fields.List(fields.Nested(NotifySchema), load_default=list)
+    resync = fields.Nested(ResyncSchema, load_default=ResyncConfig)
     # Written out so that they are refused with their reason, not as unknown keys.
     two_way = fields.Bool(load_default=False)
     conflict = fields.Raw(load_default=None)

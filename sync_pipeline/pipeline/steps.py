@@ -37,6 +37,7 @@ from typing import Any
 
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.errors import (
+    FlowPaused,
     RecordError,
     SyncError,
     retryable,
@@ -62,7 +63,7 @@ from sync_pipeline.stages.isolate import isolated
 from sync_pipeline.stages.plan import plan_writes
 from sync_pipeline.stages.rules import filter_batch
 from sync_pipeline.stages.transform import transform
-from sync_pipeline.state import cursors, deadletters, idmap, locks, pages, runs
+from sync_pipeline.state import controls, cursors, deadletters, idmap, locks, pages, runs
 from sync_pipeline.state import requests as work_requests
 from sync_pipeline.untrusted import MAX_ID_CHARS, REPLACEMENT
 
@@ -87,9 +88,10 @@ def start_run(
     *,
     even_if_disabled: bool = False,
 ) -> int | None:
-    """Take the flow's lock and open a run; None if another pull holds the flow, or if the
-    flow is disabled and the operator did not say `even_if_disabled` (a Beat started before
-    the flow was disabled still sends its pulls: they are turned away here).
+    """Take the flow's lock and open a run; None if another pull holds the flow, if the flow
+    is paused (`syncctl flow pause`), or if it is disabled and the operator did not say
+    `even_if_disabled` (a Beat started before the flow was disabled still sends its pulls:
+    they are turned away here).
 
     `request_id` (the Celery task id, stable across redeliveries) is the lock's token, so a
     redelivered start finds the run it opened instead of being locked out by itself. When it
@@ -104,6 +106,12 @@ def start_run(
             return begun.run_id
     if not (flow.enabled or even_if_disabled):
         log.warning("flow %s is disabled: its %s pull is not run", flow.name, trigger)
+        _turn_away(rt, request_id)
+        return None
+    with rt.engine.connect() as conn:
+        pause = controls.paused(conn, flow.name)
+    if pause is not None:
+        log.warning("flow %s is paused by %s: its %s pull is not run", flow.name, pause.by, trigger)
         _turn_away(rt, request_id)
         return None
     token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
@@ -448,13 +456,13 @@ def load_directory(
         return directory.snapshot_cache(rt.engine).load(conn, systems, found)
 
 
-def _dead_rows(
+def dead_rows(
     planned: Planned,
 ) -> list[tuple[str, Mapping[str, Any], str, str]]:
     return [(d.record.source_id, d.record.as_json(), d.reason, d.error_class) for d in planned.dead]
 
 
-def _links(
+def links_of(
     rt: Runtime,
     flow: Flow,
     seen: Sequence[Mapping[str, Any]],
@@ -480,7 +488,7 @@ def _links(
     ]
 
 
-def _seen_json(record: Record) -> dict[str, Any]:
+def seen_json(record: Record) -> dict[str, Any]:
     return {
         "source_id": record.source_id,
         "version": record.version,
@@ -500,10 +508,10 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
         "requests": [r.to_json() for r in planned.requests],
-        "seen": [_seen_json(r) for r in planned.seen],
+        "seen": [seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:
-        added = deadletters.add(conn, flow.name, page.run_id, _dead_rows(planned))
+        added = deadletters.add(conn, flow.name, page.run_id, dead_rows(planned))
         pages.save_plan(conn, page_id, [plan_json])
         runs.add_counts(conn, page.run_id, dead_lettered=added)
     return StepCounts(skipped=planned.skipped, dead=len(planned.dead))
@@ -527,7 +535,7 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
 def _finish_page(rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made) -> None:
     """Record what every handled record became, and mark the page done, in one transaction."""
     assert page.plan is not None  # noqa: S101 - checked by the caller
-    links = _links(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
+    links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
     skipped = max(0, len(page.records) - made.written - made.dead)
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
@@ -549,8 +557,11 @@ def event_run(rt: Runtime, flow: Flow, trigger: str = runs.WEBHOOK) -> Iterator[
     """A run of what one event (or a replay) does to a flow: its id, for the block to count
     on and finish as it succeeds. A block that raises finishes it STOPPED when the error is
     retryable (the event task retries), else in the status the error's class names, and the
-    error propagates."""
+    error propagates. An event's run of a paused flow is not opened: FlowPaused keeps the
+    event queued, to be looked at again (state/controls.py)."""
     with rt.engine.begin() as conn:
+        if trigger == runs.WEBHOOK and controls.paused(conn, flow.name) is not None:
+            raise FlowPaused(flow.name)
         run_id = runs.start_webhook(conn, flow.name, trigger)
     try:
         yield run_id
@@ -583,12 +594,12 @@ def sync_records(
     with event_run(rt, flow, runs.REPLAY if replay else runs.WEBHOOK) as run_id:
         planned = plan_records(rt, flow, records, read_at, replay=replay)
         with rt.engine.begin() as conn:
-            dead = deadletters.add(conn, flow.name, run_id, _dead_rows(planned))
+            dead = deadletters.add(conn, flow.name, run_id, dead_rows(planned))
         made = make_effects(rt, flow, planned.requests, run_id, patient=True)
         counts = StepCounts(made.written, planned.skipped, dead + made.dead)
-        seen = [_seen_json(r) for r in planned.seen]
+        seen = [seen_json(r) for r in planned.seen]
         with rt.engine.begin() as conn:
-            idmap.upsert(conn, flow.name, _links(rt, flow, seen, made.target_ids, read_at))
+            idmap.upsert(conn, flow.name, links_of(rt, flow, seen, made.target_ids, read_at))
             runs.add_counts(
                 conn,
                 run_id,

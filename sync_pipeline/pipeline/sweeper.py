@@ -11,8 +11,11 @@ sends again, through `Resend` (the worker's tasks):
 - a running pull that nothing holds and that has not moved for STILL_S: its queued tasks were
   lost; the pull when it was not done reading (it enqueues its unfinished pages again), else
   each unfinished page's steps and the commit;
-- a work request (a manual run, a replay) that no worker began within REQUEST_START_S of its
-  last send (state/requests.py), under its own task id.
+- a running resync whose lease ran out with its owner still named (its worker died), or that
+  nothing holds and that has not moved for STILL_S (its next task was lost), its flow not
+  paused: the resync, which goes on from its checkpoint (pipeline/resync.py);
+- a work request (a manual run, a replay, a resync) that no worker began within
+  REQUEST_START_S of its last send (state/requests.py), under its own task id.
 
 Every step re-reads its state and makes each effect under its effect key, so sending a step
 twice costs a look at PostgreSQL and never doubles an effect; a lease keeps two copies from
@@ -29,7 +32,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.state import leases, requests
+from sync_pipeline.state import leases, requests, resyncs
 from sync_pipeline.state.idmap import clock
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import WorkRequest
@@ -57,6 +60,9 @@ class Resend(Protocol):
     def request(self, request: WorkRequest) -> None:
         """The request's task, under its own task id."""
 
+    def resync(self, flow: str, resync_id: int) -> None:
+        """Go on with the resync from its checkpoint."""
+
 
 @dataclass(frozen=True)
 class Swept:
@@ -66,10 +72,11 @@ class Swept:
     pulls: int = 0  # pulls whose lease ran out
     stalled: int = 0  # runs that had not moved
     requests: int = 0  # work requests never started
+    resyncs: int = 0  # resyncs whose lease ran out
 
     @property
     def total(self) -> int:
-        return self.pages + self.pulls + self.stalled + self.requests
+        return self.pages + self.pulls + self.stalled + self.requests + self.resyncs
 
 
 def sweep(rt: Runtime, resend: Resend, now: datetime | None = None) -> Swept:
@@ -81,15 +88,17 @@ def sweep(rt: Runtime, resend: Resend, now: datetime | None = None) -> Swept:
     pages, pulls = _lapsed(rt, resend, now)
     stalled = _stalled(rt, resend, now)
     sent = _requests(rt, resend, now)
+    resumed = _resyncs(rt, resend, now)
     # Inbound events have a sweep of their own on Beat beside this one (`admin.sweep_events`:
     # rows the broker never got, and rows whose lease ran out, `events.sweep_expired`).
-    swept = Swept(pages=pages, pulls=pulls, stalled=stalled, requests=sent)
+    swept = Swept(pages=pages, pulls=pulls, stalled=stalled, requests=sent, resyncs=resumed)
     if swept.total:
         log.warning(
-            "sent again: %d page steps and %d pulls whose worker died, %d stalled runs, "
-            "%d work requests no worker began",
+            "sent again: %d page steps, %d pulls and %d resyncs whose worker died, %d stalled"
+            " runs, %d work requests no worker began",
             pages,
             pulls,
+            resumed,
             stalled,
             sent,
         )
@@ -142,3 +151,22 @@ def _requests(rt: Runtime, resend: Resend, now: datetime) -> int:
         with rt.engine.begin() as conn:
             requests.mark_sent(conn, request.id)
     return len(waiting)
+
+
+def _resyncs(rt: Runtime, resend: Resend, now: datetime) -> int:
+    """Resyncs whose worker died (their lease ran out), and resyncs nothing holds that stood
+    still for STILL_S (the task that would go on with them was lost)."""
+    with rt.engine.connect() as conn:
+        lapsed = resyncs.lapsed(conn, now)
+        still = resyncs.stalled(conn, now, STILL_S)
+    for resync_id, flow, owner in lapsed:
+        with rt.engine.begin() as conn:
+            leases.release(conn, Leased.RESYNC, resync_id, owner)
+        log.info("resync %s of %s: its worker (%s) died", resync_id, flow, owner)
+        resend.resync(flow, resync_id)
+    for resync_id, flow in still:
+        with rt.engine.begin() as conn:
+            resyncs.mark_sent(conn, resync_id, now)
+        log.info("resync %s of %s has not moved for %g s", resync_id, flow, STILL_S)
+        resend.resync(flow, resync_id)
+    return len(lapsed) + len(still)

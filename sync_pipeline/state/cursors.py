@@ -82,3 +82,17 @@ def reset(conn: Connection, flow: str, cursor: str | None) -> None:
         )
     )
     conn.execute(stmt)
+
+
+def set_by_operator(conn: Connection, flow: str, cursor: str | None) -> tuple[CursorState, int]:
+    """`syncctl cursor set`: the cursor set to `cursor` (anywhere: back to read again, forward
+    to skip) and a new fence taken, so a pull that held the flow before can commit nothing
+    over it. Returns (the state before, the new fence)."""
+    before = get(conn, flow)
+    fence = next_fence(conn, flow)
+    conn.execute(
+        flow_cursors.update()
+        .where(flow_cursors.c.flow == flow)
+        .values(cursor=cursor, updated_at=sa.func.now())
+    )
+    return before, fence

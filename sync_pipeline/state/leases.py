@@ -23,7 +23,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.state.schema import pages, runs
+from sync_pipeline.state.schema import pages, resyncs, runs
 
 UNFINISHED = ("pulled", "planned", "done")  # a page not yet committed
 
@@ -31,10 +31,11 @@ UNFINISHED = ("pulled", "planned", "done")  # a page not yet committed
 class Leased(StrEnum):
     PAGE = "page"  # a plan or write step on a page
     RUN = "run"  # a pull reading a run's pages
+    RESYNC = "resync"  # a full resync reading and syncing its pages (state/resyncs.py)
 
 
 def _table(kind: Leased) -> sa.Table:
-    return pages if kind is Leased.PAGE else runs
+    return {Leased.PAGE: pages, Leased.RUN: runs, Leased.RESYNC: resyncs}[kind]
 
 
 def _expires(lease_s: float) -> sa.ColumnElement[datetime]:

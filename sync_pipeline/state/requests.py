@@ -28,6 +28,7 @@ from sync_pipeline.state.schema import work_requests
 class RequestKind(StrEnum):
     RUN = "run"  # syncctl run FLOW
     REPLAY = "replay"  # syncctl dlq replay
+    RESYNC = "resync"  # syncctl resync FLOW
 
 
 class RequestStatus(StrEnum):

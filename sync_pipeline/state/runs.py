@@ -20,6 +20,9 @@ from sync_pipeline.state.schema import runs
 COUNTERS = ("pages", "pulled", "written", "skipped", "conflicts", "dead_lettered")
 WEBHOOK = "webhook"  # the trigger of runs made by inbound events
 REPLAY = "replay"  # the trigger of runs that replay dead letters
+RESYNC = "resync"  # the trigger of a full resync's run (state/resyncs.py): no fence, no cursor
+CURSOR_SET = "cursor_set"  # an operator set the cursor (`syncctl cursor set`): no records
+NOT_PULLS = (WEBHOOK, REPLAY, RESYNC, CURSOR_SET)  # runs that neither read from nor move a cursor
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Run:
     error: str | None
     lock_token: str | None = None
     pull_done: bool = False
+    by: str | None = None  # who made it, for runs made by hand (a cursor set)
 
     @property
     def done(self) -> bool:
@@ -72,6 +76,30 @@ def start_webhook(conn: Connection, flow: str, trigger: str = WEBHOOK) -> int:
     return int(
         conn.execute(
             runs.insert().values(flow=flow, trigger=trigger).returning(runs.c.id)
+        ).scalar_one()
+    )
+
+
+def record_cursor_set(
+    conn: Connection, flow: str, before: str | None, after: str | None, by: str, fence: int
+) -> int:
+    """An operator set the cursor: a closed run in the history, with who and the values, and
+    the fence the setting took (it fenced out any older pull)."""
+    return int(
+        conn.execute(
+            runs.insert()
+            .values(
+                flow=flow,
+                trigger=CURSOR_SET,
+                status=RunStatus.SUCCEEDED.value,
+                fence=fence,
+                cursor_before=before,
+                cursor_after=after,
+                by=by,
+                pull_done=True,
+                finished_at=sa.func.now(),
+            )
+            .returning(runs.c.id)
         ).scalar_one()
     )
 
@@ -115,8 +143,12 @@ def get(conn: Connection, run_id: int) -> Run | None:
 
 
 def latest(conn: Connection, flow: str, *, webhook: bool = False) -> Run | None:
-    """The flow's newest pull, or with `webhook` its newest event run."""
-    kind = runs.c.trigger == WEBHOOK if webhook else runs.c.trigger != WEBHOOK
+    """The flow's newest pull (or replay), or with `webhook` its newest event run."""
+    kind = (
+        runs.c.trigger == WEBHOOK
+        if webhook
+        else runs.c.trigger.not_in((WEBHOOK, RESYNC, CURSOR_SET))
+    )
     row = conn.execute(
         sa.select(runs).where(runs.c.flow == flow, kind).order_by(runs.c.id.desc()).limit(1)
     ).one_or_none()
@@ -141,6 +173,21 @@ def totals(conn: Connection, flow: str) -> Totals:
         ).where(runs.c.flow == flow)
     ).one()
     return Totals(int(row[0]), int(row[1]), dict(zip(COUNTERS, map(int, row[2:]), strict=True)))
+
+
+def running_pull(conn: Connection, flow: str) -> Run | None:
+    """The flow's pull going on (a running run with a fence), if one is."""
+    row = conn.execute(
+        sa.select(runs)
+        .where(
+            runs.c.flow == flow,
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.fence.is_not(None),
+        )
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else _run(row)
 
 
 def by_lock_token(conn: Connection, flow: str, token: str) -> int | None:
@@ -183,4 +230,5 @@ def _run(row: sa.Row) -> Run:  # type: ignore[type-arg]
         error=row.error,
         lock_token=row.lock_token,
         pull_done=bool(row.pull_done),
+        by=row.by,
     )

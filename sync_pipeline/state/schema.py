@@ -284,7 +284,7 @@ work_requests = sa.Table(
     "work_requests",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("kind", sa.Text, nullable=False),  # run, replay (resync later)
+    sa.Column("kind", sa.Text, nullable=False),  # run, replay, resync
     sa.Column("flow", sa.Text, nullable=True),
     sa.Column("task", sa.Text, nullable=False),
     sa.Column("queue", sa.Text, nullable=False),
@@ -307,3 +307,56 @@ sa.Index(
     work_requests.c.sent_at,
     postgresql_where=sa.text("status = 'requested'"),
 )
+
+
+# Added in 0012: full resyncs (`syncctl resync`), each with its own checkpoint: the read window
+# it was asked for, the token of the next page to read, and what it has done so far. A resync
+# never moves the flow's cursor nor takes its fence; its lease says a worker is at it.
+resyncs = sa.Table(
+    "resyncs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("since", CleanText(), nullable=True),  # None: from the beginning
+    sa.Column("until", CleanText(), nullable=False),  # the signpost: the moment it was asked
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default="false"),
+    sa.Column("status", sa.Text, nullable=False, server_default="running"),
+    sa.Column("page_token", CleanText(), nullable=True),  # the next page; None: the first
+    sa.Column("position", CleanText(), nullable=True),  # the last cursor value handled
+    sa.Column("first_position", CleanText(), nullable=True),  # the first one
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("read", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("written", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dead_lettered", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("would_create", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("would_update", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.BigInteger, nullable=True),
+    sa.Column("requested_by", CleanText(), nullable=False),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", CleanText(ERROR_CHARS), nullable=True),
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed', 'stopped')", name="resyncs_status_known"
+    ),
+)
+sa.Index("resyncs_by_flow", resyncs.c.flow, resyncs.c.id)
+
+
+# Added in 0012: an operator's pause of a flow (`syncctl flow pause|resume`), with who, why and
+# when: Beat's pulls, `syncctl run`, events (they wait, queued) and resyncs honour it.
+flow_controls = sa.Table(
+    "flow_controls",
+    metadata,
+    sa.Column("flow", sa.Text, primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("by", CleanText(), nullable=False),
+    sa.Column("reason", CleanText(REASON_CHARS), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+# Added in 0012: who made a run that an operator made by hand (`syncctl cursor set`).
+runs.append_column(sa.Column("by", CleanText(), nullable=True))

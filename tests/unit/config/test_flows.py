@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sync_pipeline.config.flow import Mode
+from sync_pipeline.config.flow import Mode, ResyncConfig
 from sync_pipeline.records import NotifyKind
 from sync_pipeline.stages.dedupe import DedupeKey
 from sync_pipeline.stages.rules import (
@@ -317,3 +317,28 @@ def test_the_flow_template_is_valid(tree) -> None:
     tree.flow("x", FLOW)
 
     assert "x" in tree.load().flows
+
+
+def test_a_flow_without_a_resync_block_resyncs_at_half_the_vendors_limits(tree) -> None:
+    tree.flow("x")
+
+    assert tree.load().flows["x"].resync == ResyncConfig(quota_share=0.5)
+
+
+def test_a_resync_block_sets_the_share_of_the_limits_a_resync_may_use(tree) -> None:
+    tree.flow("x", resync={"quota_share": 0.25})
+
+    assert tree.load().flows["x"].resync.quota_share == 0.25
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5, "half"])
+def test_a_resync_share_outside_zero_to_one_is_refused(tree, share) -> None:
+    tree.flow("x", resync={"quota_share": share})
+
+    assert [key for key, _ in tree.error().problems] == ["resync.quota_share"]
+
+
+def test_a_misspelt_resync_key_is_refused(tree) -> None:
+    tree.flow("x", resync={"quota": 0.5})
+
+    assert ("resync.quota", "Unknown field.") in tree.error().problems
