@@ -8,13 +8,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.state import alerts as rows
 from sync_pipeline.state.alerts import Alert, AlertState
 from sync_pipeline.state.db import engine_for
@@ -52,16 +54,27 @@ def alerts_env(sandbox_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def beat(alerts_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
+    """A small seeded sandbox (the ops group is its first team group): the pulls after the
+    OA is back have a few approvals to sync, not the spine's hundreds."""
+    with seeded_sandbox(tmp_path / "sandbox", seed=7, approvals=5, checkin_days=1) as client:
+        yield client
+
+
+@contextmanager
+def beat(env: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    """Celery Beat with the test's config: the flow's pulls and the alert evaluation."""
     out = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "INFO"]
     cmd += ["-s", str(tmp_path / "celerybeat-schedule")]
     proc = subprocess.Popen(
-        cmd, env=alerts_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
-    yield proc
-    stop(proc)
-    out.close()
+    try:
+        yield
+    finally:
+        stop(proc)
+        out.close()
 
 
 def posted(sandbox: SandboxClient, title: str) -> list[dict[str, Any]]:
@@ -79,31 +92,26 @@ def oa_alert(env: dict[str, str]) -> Alert | None:
 
 
 def test_given_the_oa_down_past_the_threshold_then_one_alert_and_one_resolution_in_the_ops_group(
-    alerts_env: dict[str, str], sandbox: SandboxClient, tmp_path: Path, beat
+    alerts_env: dict[str, str], sandbox: SandboxClient, tmp_path: Path
 ) -> None:
+    sandbox.fault("oa", "down")  # before the first pull, which Beat sends at once
     worker = start_worker(alerts_env, tmp_path / "worker.log")
     try:
-        sandbox.fault("oa", "down")
-        wait_for(lambda: posted(sandbox, FIRING), DEADLINE_S, interval_s=1, what="the alert")
-        alert = oa_alert(alerts_env)
-        assert alert is not None
-        fired_at = alert.since
+        with beat(alerts_env, tmp_path):
+            wait_for(lambda: posted(sandbox, FIRING), DEADLINE_S, interval_s=1, what="the alert")
+            fired = oa_alert(alerts_env)
+            assert fired is not None
 
-        sandbox.clear_faults("oa")
-        wait_for(lambda: posted(sandbox, RESOLVED), DEADLINE_S, interval_s=1, what="resolution")
-        resolved = oa_alert(alerts_env)
-        assert resolved is not None
-        # Two more evaluations after the resolution: nothing more is sent.
-        wait_for(
-            lambda: (
-                (a := oa_alert(alerts_env)) is not None
-                and a.evaluated_at is not None
-                and (a.evaluated_at - resolved.since).total_seconds() > 2 * EVERY_S
-            ),
-            DEADLINE_S,
-            interval_s=1,
-            what="two more evaluations",
-        )
+            sandbox.clear_faults("oa")
+            wait_for(lambda: posted(sandbox, RESOLVED), DEADLINE_S, interval_s=1, what="resolution")
+            resolved = oa_alert(alerts_env)
+            assert resolved is not None
+            wait_for(
+                lambda: evaluated_since(alerts_env, resolved.since) > 2 * EVERY_S,
+                DEADLINE_S,
+                interval_s=1,
+                what="two more evaluations after the resolution",
+            )
     finally:
         sandbox.clear_faults("oa")
         stop(worker)
@@ -114,4 +122,12 @@ def test_given_the_oa_down_past_the_threshold_then_one_alert_and_one_resolution_
     assert final is not None
     assert (final.state, final.epoch) == (AlertState.RESOLVED, 1)
     assert (final.notified_firing, final.notified_resolved) == (True, True)
-    assert final.since > fired_at
+    assert final.since > fired.since
+
+
+def evaluated_since(env: dict[str, str], moment: datetime) -> float:
+    """Seconds from `moment` to the alert's last evaluation."""
+    alert = oa_alert(env)
+    if alert is None or alert.evaluated_at is None:
+        return 0.0
+    return (alert.evaluated_at - moment).total_seconds()
