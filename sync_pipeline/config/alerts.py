@@ -14,7 +14,7 @@ and ignored: lag, reconciliation drift, quotas and webhook refusals.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -78,18 +78,18 @@ class Rule:
 @dataclass(frozen=True)
 class AlertsConfig:
     evaluate_every_s: int = DEFAULT_EVALUATE_EVERY_S
-    destinations: Mapping[str, Destination] | None = None
-    rules: Mapping[str, Rule] | None = None
+    destinations: Mapping[str, Destination] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = field(default_factory=dict)
 
     @property
     def all_rules(self) -> tuple[Rule, ...]:
-        return tuple((self.rules or {}).values())
+        return tuple(self.rules.values())
 
     def destination(self, name: str) -> Destination:
-        return (self.destinations or {})[name]
+        return self.destinations[name]
 
 
-NO_ALERTS = AlertsConfig(destinations={}, rules={})
+NO_ALERTS = AlertsConfig()
 
 
 class _GroupSchema(StrictSchema):

@@ -166,7 +166,7 @@ def _alerts(
         problems.setdefault(str(path), []).extend(flatten(exc.messages))
         return NO_ALERTS
     found: list[tuple[str, str]] = []
-    for name, dest in (alerts.destinations or {}).items():
+    for name, dest in alerts.destinations.items():
         if dest.group is not None:
             vendor = vendors.get(dest.group.connector)
             if vendor not in GROUP_VENDORS:

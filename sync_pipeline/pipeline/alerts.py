@@ -435,7 +435,7 @@ def _decided(rt: Runtime, rule: Rule, seen: Seen, now: datetime) -> tuple[Alert,
 
 def _notify(rt: Runtime, rule: Rule, alert: Alert, state: AlertState) -> bool:
     notice = notice_of(rule, alert, state)
-    destinations: Mapping[str, Destination] = rt.config.alerts.destinations or {}
+    destinations: Mapping[str, Destination] = rt.config.alerts.destinations
     delivered = True
     for name in rule.notify:
         try:

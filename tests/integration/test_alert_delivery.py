@@ -166,7 +166,7 @@ def test_given_a_webhook_destination_then_each_notice_arrives_once_signed(
     url, got = receiver
     monkeypatch.setenv("ALERT_SECRET", "s3cret")
     hook = Destination("pager", webhook=WebhookDestination(url, "ALERT_SECRET"))
-    rule = replace((rt.config.alerts.rules or {})["oa_down"], for_s=0, notify=("pager",))
+    rule = replace(rt.config.alerts.rules["oa_down"], for_s=0, notify=("pager",))
     rt.config = replace(rt.config, alerts=AlertsConfig(30, {"pager": hook}, {"oa_down": rule}))
     breaker = oa_breaker_open(rt)
 

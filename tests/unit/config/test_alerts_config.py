@@ -24,7 +24,7 @@ def alerts(**rule: Any) -> dict[str, Any]:
 def test_given_the_shipped_config_then_its_alerts_load_and_post_to_the_sandbox_group() -> None:
     config = load_config(CONFIG_DIR, SANDBOX_ENV)
 
-    rules = config.alerts.rules or {}
+    rules = config.alerts.rules
     assert rules["oa_down"].kind is AlertKind.VENDOR_DOWN
     assert rules["oa_down"].for_s == 60
     group = config.alerts.destination("ops").group
