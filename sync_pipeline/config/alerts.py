@@ -8,7 +8,7 @@ resolves (pipeline/alerts.py). Cross-file checks (connector names, flow names) a
 `loader.py`.
 
 Kinds the evaluator does not build yet are refused here with that reason, never accepted
-and ignored: lag, reconciliation drift, quotas and webhook refusals.
+and ignored: reconciliation drift, quotas and webhook refusals.
 """
 
 from __future__ import annotations
@@ -34,15 +34,20 @@ class AlertKind(StrEnum):
     VENDOR_DOWN = "vendor_down"  # a vendor's circuit breaker is open (or probing)
     DEAD_LETTERS = "dead_letters"  # a flow's open dead letters above `threshold`
     UNKNOWN_EFFECTS = "unknown_effects"  # a flow's effects parked as unknown above `threshold`
+    LAG = "lag"  # a flow's oldest read, unsynced change older than `threshold` seconds
 
 
 NOT_BUILT = {
-    "lag": "lag alerts are not built yet",
     "reconciliation_drift": "reconciliation drift alerts are not built yet",
     "quota": "quota alerts are not built yet",
     "webhook_refusals": "webhook refusal alerts are not built yet",
 }
-FLOW_KINDS = (AlertKind.CONSECUTIVE_FAILURES, AlertKind.DEAD_LETTERS, AlertKind.UNKNOWN_EFFECTS)
+FLOW_KINDS = (
+    AlertKind.CONSECUTIVE_FAILURES,
+    AlertKind.DEAD_LETTERS,
+    AlertKind.UNKNOWN_EFFECTS,
+    AlertKind.LAG,
+)
 
 
 @dataclass(frozen=True)

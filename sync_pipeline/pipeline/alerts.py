@@ -58,6 +58,7 @@ from sync_pipeline.records import (
 from sync_pipeline.state import alerts as rows
 from sync_pipeline.state import deadletters, effects, runs
 from sync_pipeline.state.alerts import Alert, AlertState
+from sync_pipeline.status import flow_statuses
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
         vendors = rule.vendors or sorted({c.vendor.value for c in rt.config.connectors.values()})
         return [_vendor_down(rt, vendor) for vendor in vendors]
     flows = rule.flows or tuple(f.name for f in rt.config.enabled_flows())
+    if rule.kind is AlertKind.LAG:
+        lags = {s.flow: s.lag_s for s in flow_statuses(rt.engine, rt.config)}
+        return [_lagging(f, lags.get(f), rule) for f in flows]
     with rt.engine.connect() as conn:
         if rule.kind is AlertKind.CONSECUTIVE_FAILURES:
             return [_failing(runs.recent_pulls(conn, f, rule.threshold), f, rule) for f in flows]
@@ -106,6 +110,14 @@ def _failing(recent: Sequence[runs.Run], flow: str, rule: Rule) -> Seen:
     if len(recent) < rule.threshold or len(failed) < rule.threshold:
         return Seen(flow, False)
     return Seen(flow, True, f"its last {rule.threshold} runs failed: {recent[0].error or '?'}")
+
+
+def _lagging(flow: str, lag_s: float | None, rule: Rule) -> Seen:
+    """Lag as `syncctl status` shows it; a flow that never pulled successfully has none
+    (its failing runs are another rule's)."""
+    if lag_s is None:
+        return Seen(flow, False)
+    return Seen(flow, lag_s >= rule.threshold, f"its oldest unsynced change is {lag_s:.0f} s old")
 
 
 def _vendor_down(rt: Runtime, vendor: str) -> Seen:
@@ -223,6 +235,7 @@ def next_step(kind: AlertKind, subject: str) -> str:
         ),
         AlertKind.DEAD_LETTERS: f"syncctl dlq list --flow {subject}",
         AlertKind.UNKNOWN_EFFECTS: "syncctl effects list, then syncctl effects settle ID",
+        AlertKind.LAG: f"syncctl status; then syncctl run {subject} --wait",
     }[kind]
 
 

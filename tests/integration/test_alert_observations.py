@@ -4,6 +4,7 @@ pulls failing N times in a row, its open dead letters, against the rules' thresh
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +14,7 @@ from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import deadletters, migrate, runs
 from sync_pipeline.state.runs import RunStatus
+from sync_pipeline.state.schema import pages
 from tests.conftest import ROOT
 from tests.unit.config.test_examples import SANDBOX_ENV
 
@@ -75,3 +77,26 @@ def test_given_no_flows_named_then_every_enabled_flow_is_a_subject(rt: Runtime) 
     seen = alerts.observe(rt, replace(LETTERS, flows=()))
 
     assert [s.subject for s in seen] == [f.name for f in rt.config.enabled_flows()]
+
+
+LAGGING = Rule("lagging", AlertKind.LAG, 600, 0, ("ops",), flows=(FLOW,))
+
+
+def test_given_a_change_read_an_hour_ago_and_not_written_then_the_flow_is_seen_lagging(
+    rt: Runtime,
+) -> None:
+    read = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    with rt.engine.begin() as conn:
+        run_id = runs.start(conn, FLOW, "schedule", 1, None)
+        conn.execute(
+            pages.insert().values(run_id=run_id, flow=FLOW, seq=1, records=[{"cursor_value": read}])
+        )
+
+    [seen] = alerts.observe(rt, LAGGING)
+
+    assert seen.wrong
+    assert seen.detail.startswith("its oldest unsynced change is 36")
+
+
+def test_given_a_flow_that_never_pulled_then_it_is_not_seen_lagging(rt: Runtime) -> None:
+    assert alerts.observe(rt, LAGGING) == [alerts.Seen(FLOW, False)]
