@@ -8,7 +8,7 @@ resolves (pipeline/alerts.py). Cross-file checks (connector names, flow names) a
 `loader.py`.
 
 Kinds the evaluator does not build yet are refused here with that reason, never accepted
-and ignored: reconciliation drift, quotas and webhook refusals.
+and ignored: reconciliation drift and webhook refusals.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ class AlertKind(StrEnum):
     DEAD_LETTERS = "dead_letters"  # a flow's open dead letters above `threshold`
     UNKNOWN_EFFECTS = "unknown_effects"  # a flow's effects parked as unknown above `threshold`
     LAG = "lag"  # a flow's oldest read, unsynced change older than `threshold` seconds
+    QUOTA = "quota"  # a connector's monthly quota used `threshold` percent or more
 
 
 NOT_BUILT = {
     "reconciliation_drift": "reconciliation drift alerts are not built yet",
-    "quota": "quota alerts are not built yet",
     "webhook_refusals": "webhook refusal alerts are not built yet",
 }
 FLOW_KINDS = (
@@ -159,6 +159,12 @@ class _RuleSchema(StrictSchema):
             raise ValidationError({"flows": ["expected vendors, not flows, for vendor_down"]})
         if kind in FLOW_KINDS and data.get("vendors"):
             raise ValidationError({"vendors": [f"expected flows, not vendors, for {kind}"]})
+        if kind is AlertKind.QUOTA and data.get("flows"):
+            raise ValidationError({"flows": ["expected vendors, not flows, for quota"]})
+        if kind is AlertKind.QUOTA and data.get("threshold", 0) > 100:
+            raise ValidationError(
+                {"threshold": ["expected a percentage of the quota, at most 100"]}
+            )
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

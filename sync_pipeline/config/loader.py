@@ -191,7 +191,7 @@ def _alerts(
                 if flow not in flows:
                     known = ", ".join(sorted(flows)) or "none"
                     found.append((f"rules.{rule.name}.flows", f"expected flow names ({known})"))
-        if rule.kind is AlertKind.VENDOR_DOWN:
+        if rule.kind in (AlertKind.VENDOR_DOWN, AlertKind.QUOTA):
             for vendor in rule.vendors:
                 if vendor not in known_vendors:
                     found.append(

@@ -41,10 +41,11 @@ from sync_pipeline.config.alerts import (
     Rule,
     WebhookDestination,
 )
-from sync_pipeline.connectors.base import PostsToGroups
+from sync_pipeline.connectors.base import CONFIG_ALL_APIS, PostsToGroups
 from sync_pipeline.errors import ConfigError, OutcomeUnknown, VendorUnavailable
 from sync_pipeline.failures import describe
 from sync_pipeline.http.breaker import circuits_open
+from sync_pipeline.http.quota import ALL_APIS
 from sync_pipeline.pipeline.effects import Unanswerable, make
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
@@ -56,7 +57,7 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.state import alerts as rows
-from sync_pipeline.state import deadletters, effects, runs
+from sync_pipeline.state import deadletters, effects, quotas, runs
 from sync_pipeline.state.alerts import Alert, AlertState
 from sync_pipeline.status import flow_statuses
 
@@ -89,6 +90,8 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
     if rule.kind is AlertKind.VENDOR_DOWN:
         vendors = rule.vendors or sorted({c.vendor.value for c in rt.config.connectors.values()})
         return [_vendor_down(rt, vendor) for vendor in vendors]
+    if rule.kind is AlertKind.QUOTA:
+        return _quotas(rt, rule)
     flows = rule.flows or tuple(f.name for f in rt.config.enabled_flows())
     if rule.kind is AlertKind.LAG:
         lags = {s.flow: s.lag_s for s in flow_statuses(rt.engine, rt.config)}
@@ -118,6 +121,28 @@ def _lagging(flow: str, lag_s: float | None, rule: Rule) -> Seen:
     if lag_s is None:
         return Seen(flow, False)
     return Seen(flow, lag_s >= rule.threshold, f"its oldest unsynced change is {lag_s:.0f} s old")
+
+
+def _quotas(rt: Runtime, rule: Rule) -> list[Seen]:
+    """Each connector with a monthly quota (of the rule's vendors): the share of its tightest
+    limit used this month, by the busiest app of its vendor."""
+    period = datetime.now(UTC).strftime("%Y-%m")
+    seen = []
+    with rt.engine.connect() as conn:
+        for name, connector in sorted(rt.config.connectors.items()):
+            vendor = connector.vendor.value
+            if not connector.monthly_quota or (rule.vendors and vendor not in rule.vendors):
+                continue
+            used = quotas.most_used(conn, vendor, period)
+            shares = {
+                api: 100 * used.get(ALL_APIS if api == CONFIG_ALL_APIS else api, 0) / limit
+                for api, limit in connector.monthly_quota.items()
+            }
+            api, share = max(shares.items(), key=lambda item: item[1])
+            scope = "all APIs" if api == CONFIG_ALL_APIS else api
+            what = f"{share:.0f} % of the {period} quota for {scope} used"
+            seen.append(Seen(name, share >= rule.threshold, what))
+    return seen
 
 
 def _vendor_down(rt: Runtime, vendor: str) -> Seen:
@@ -236,6 +261,7 @@ def next_step(kind: AlertKind, subject: str) -> str:
         AlertKind.DEAD_LETTERS: f"syncctl dlq list --flow {subject}",
         AlertKind.UNKNOWN_EFFECTS: "syncctl effects list, then syncctl effects settle ID",
         AlertKind.LAG: f"syncctl status; then syncctl run {subject} --wait",
+        AlertKind.QUOTA: f"raise the monthly_quota of {subject} or wait for the next month",
     }[kind]
 
 

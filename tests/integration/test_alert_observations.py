@@ -14,7 +14,7 @@ from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import deadletters, migrate, runs
 from sync_pipeline.state.runs import RunStatus
-from sync_pipeline.state.schema import pages
+from sync_pipeline.state.schema import pages, quota_usage
 from tests.conftest import ROOT
 from tests.unit.config.test_examples import SANDBOX_ENV
 
@@ -100,3 +100,28 @@ def test_given_a_change_read_an_hour_ago_and_not_written_then_the_flow_is_seen_l
 
 def test_given_a_flow_that_never_pulled_then_it_is_not_seen_lagging(rt: Runtime) -> None:
     assert alerts.observe(rt, LAGGING) == [alerts.Seen(FLOW, False)]
+
+
+QUOTA = Rule("quota", AlertKind.QUOTA, 80, 0, ("ops",))
+
+
+def test_given_80_percent_of_dingtalks_monthly_quota_used_then_its_connector_is_seen_wrong(
+    rt: Runtime,
+) -> None:
+    """The shipped sandbox_dingtalk allows 10,000 calls a month for all APIs."""
+    period = datetime.now(UTC).strftime("%Y-%m")
+    with rt.engine.begin() as conn:
+        conn.execute(
+            quota_usage.insert().values(
+                vendor="dingtalk", app="app-key", api="*", period=period, used=7_999
+            )
+        )
+    assert alerts.observe(rt, QUOTA) == [
+        alerts.Seen("sandbox_dingtalk", False, f"80 % of the {period} quota for all APIs used")
+    ]
+
+    with rt.engine.begin() as conn:
+        conn.execute(quota_usage.update().values(used=8_000))
+
+    [seen] = alerts.observe(rt, QUOTA)
+    assert seen.wrong

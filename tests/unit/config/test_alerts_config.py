@@ -67,10 +67,19 @@ def test_given_a_webhook_whose_secret_variable_is_unset_then_the_load_names_it(
 
 def test_given_a_kind_not_built_then_it_is_refused_with_that_reason(tree: ConfigTree) -> None:
     tree.flow("f")
-    tree.write("alerts.yaml", alerts(kind="quota"))
+    tree.write("alerts.yaml", alerts(kind="webhook_refusals"))
 
     assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
-        ("rules.down.kind", "quota alerts are not built yet")
+        ("rules.down.kind", "webhook refusal alerts are not built yet")
+    ]
+
+
+def test_given_a_quota_rule_above_100_percent_then_it_is_refused(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="quota", threshold=120))
+
+    assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
+        ("rules.down.threshold", "expected a percentage of the quota, at most 100")
     ]
 
 
