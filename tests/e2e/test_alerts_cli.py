@@ -60,7 +60,7 @@ def test_given_all_then_pending_alerts_are_listed_too(migrated) -> None:
 def test_given_a_firing_alert_then_the_table_names_its_rule_subject_and_what(migrated) -> None:
     saved(migrated, FIRING)
 
-    result = syncctl("alerts", "list", env=migrated)
+    result = syncctl("alerts", "list", env={**migrated, "COLUMNS": "200"})  # no wrapping
 
     assert result.returncode == 0, result.stderr
     assert "oa_down" in result.stdout
