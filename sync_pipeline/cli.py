@@ -1294,6 +1294,62 @@ def demo(approvals: int) -> None:
     run_demo(console, approvals)
 
 
+@main.group()
+def alerts() -> None:
+    """Alerts (config/alerts.yaml): what is firing, what resolved."""
+
+
+@alerts.command(name="list")
+@click.option("--all", "everything", is_flag=True, help="Pending and ok alerts too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
+def alerts_list(everything: bool, as_json: bool) -> None:
+    """List firing and resolved alerts: rule, subject, since when, what, notices sent."""
+    from sync_pipeline.state import alerts as alert_rows
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        found = alert_rows.listed(conn, everything=everything)
+    if as_json:
+        click.echo(json.dumps([_alert_json(a) for a in found], indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"Alerts ({len(found)})")
+    for column in ("rule", "subject", "state", "since", "what", "told"):
+        table.add_column(column)
+    for a in found:
+        told = [
+            s
+            for s, sent in (("firing", a.notified_firing), ("resolved", a.notified_resolved))
+            if sent
+        ]
+        table.add_row(
+            escape(a.rule),
+            escape(a.subject),
+            a.state.value,
+            a.since.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(a.detail),
+            ", ".join(told) or "-",
+        )
+    console.print(table)
+
+
+def _alert_json(alert: Any) -> dict[str, Any]:
+    return {
+        "rule": alert.rule,
+        "subject": alert.subject,
+        "state": alert.state.value,
+        "since": alert.since.isoformat(),
+        "epoch": alert.epoch,
+        "detail": alert.detail,
+        "notified_firing": alert.notified_firing,
+        "notified_resolved": alert.notified_resolved,
+    }
+
+
 def _register_subcommands() -> None:
     from sync_pipeline.webhooks.cli import webhooks
 

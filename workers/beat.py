@@ -14,10 +14,11 @@ from typing import Any
 from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
+from sync_pipeline.config.alerts import AlertsConfig
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.errors import ConfigError
-from sync_pipeline.pipeline import sweeper
+from sync_pipeline.pipeline import alerts, sweeper
 from sync_pipeline.presence import Presence
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
@@ -64,6 +65,21 @@ SWEEPS: dict[str, dict[str, Any]] = {
 }
 
 
+def alert_schedule(config: AlertsConfig) -> dict[str, dict[str, Any]]:
+    """The alert evaluation (pipeline/alerts.py) every `evaluate_every_s`, when any rule is
+    configured; a tick that would start after the next one is due expires instead."""
+    if not config.all_rules:
+        return {}
+    every = float(config.evaluate_every_s)
+    return {
+        "evaluate alerts": {
+            "task": alerts.EVALUATE_TASK,
+            "schedule": every,
+            "options": {"queue": "admin", "expires": every},
+        }
+    }
+
+
 class FlowScheduler(PersistentScheduler):
     """The persistent scheduler with the flows' entries merged in at start.
 
@@ -78,7 +94,8 @@ class FlowScheduler(PersistentScheduler):
         self._presence = Presence(load_settings().urls()[1], "beat", config.digest)
         self._presence.start()
         flows = flow_schedule(config.flows.values())
-        self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **SWEEPS, **flows}
+        ticks = {**SWEEPS, **alert_schedule(config.alerts)}
+        self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **ticks, **flows}
         super().setup_schedule()
         for name in flows:
             entry = self.schedule.get(name)

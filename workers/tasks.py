@@ -27,7 +27,7 @@ from celery.exceptions import Ignore
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
-from sync_pipeline.pipeline import events, leases, replay, resync, steps, sweeper
+from sync_pipeline.pipeline import alerts, events, leases, replay, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import (
     Runtime,
     get_runtime,
@@ -294,3 +294,12 @@ def sweep_work() -> int:
     """Send again the work of workers that died and requests the broker lost (sweeper.py);
     Beat runs this every sweeper.SWEEP_EVERY_S."""
     return sweeper.sweep(get_runtime(), _Resend()).total
+
+
+@app.task(name=alerts.EVALUATE_TASK, acks_late=True)
+def evaluate_alerts() -> dict[str, int]:
+    """The alert rules of config/alerts.yaml, evaluated (pipeline/alerts.py); Beat runs this
+    every `evaluate_every_s`. A redelivered copy sends nothing twice: each notice is an
+    effect with its own key."""
+    done = alerts.evaluate(get_runtime())
+    return {"fired": done.fired, "resolved": done.resolved, "sent": done.sent, "left": done.left}

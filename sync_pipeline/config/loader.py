@@ -21,6 +21,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from marshmallow import ValidationError
 
+from sync_pipeline.config.alerts import (
+    ALERTS_FILE,
+    FLOW_KINDS,
+    GROUP_VENDORS,
+    NO_ALERTS,
+    AlertKind,
+    AlertsConfig,
+    AlertsSchema,
+)
 from sync_pipeline.config.connector import (
     ConnectorConfig,
     ConnectorSchema,
@@ -58,6 +67,7 @@ class Config:
     # sha256 of the files as read (names and bytes; secrets and the environment are not in
     # it): a service records the digest it started with, so check can tell it is out of date.
     digest: str = ""
+    alerts: AlertsConfig = NO_ALERTS  # config/alerts.yaml; none when the file is absent
 
     def enabled_flows(self) -> tuple[Flow, ...]:
         return tuple(flow for flow in self.flows.values() if flow.enabled)
@@ -123,12 +133,77 @@ def load_config(
             problems.setdefault(str(path), []).extend(file_problems)
         else:
             flows[flow.name], defined_in[flow.name] = flow, path
+    alerts = _alerts(
+        config_dir / ALERTS_FILE, vendors, flows, env if environment else None, problems, digest
+    )
     if len(problems) == 1:
         [(file, file_problems)] = problems.items()
         raise ConfigError(file, file_problems)
     if problems:
         raise ConfigErrors(list(problems.items()))
-    return Config(connectors=connectors, flows=flows, digest=digest.hexdigest())
+    return Config(connectors=connectors, flows=flows, digest=digest.hexdigest(), alerts=alerts)
+
+
+def _alerts(
+    path: Path,
+    vendors: Mapping[str, str],
+    flows: Mapping[str, Flow],
+    env: Mapping[str, str] | None,
+    problems: dict[str, list[tuple[str, str]]],
+    digest: Hash,
+) -> AlertsConfig:
+    """The alert rules, when the file exists, checked against the connectors and flows:
+    a group destination on a connector that can post to groups, rules naming flows and
+    vendors that exist, and (with `env`) each webhook's secret variable set."""
+    if not path.exists():
+        return NO_ALERTS
+    raw = _read(path, problems, digest)
+    if raw is None:
+        return NO_ALERTS
+    try:
+        alerts: AlertsConfig = AlertsSchema().load(raw)
+    except ValidationError as exc:
+        problems.setdefault(str(path), []).extend(flatten(exc.messages))
+        return NO_ALERTS
+    found: list[tuple[str, str]] = []
+    for name, dest in alerts.destinations.items():
+        if dest.group is not None:
+            vendor = vendors.get(dest.group.connector)
+            if vendor not in GROUP_VENDORS:
+                able = ", ".join(c for c, v in vendors.items() if v in GROUP_VENDORS) or "none"
+                found.append(
+                    (
+                        f"destinations.{name}.group.connector",
+                        f"expected a connector that posts to groups ({able})",
+                    )
+                )
+        if dest.webhook is not None and env is not None and not env.get(dest.webhook.secret_env):
+            found.append(
+                (
+                    f"destinations.{name}.webhook.secret_env",
+                    f"expected the variable {dest.webhook.secret_env} to be set",
+                )
+            )
+    known_vendors = set(vendors.values())
+    for rule in alerts.all_rules:
+        if rule.kind in FLOW_KINDS:
+            for flow in rule.flows:
+                if flow not in flows:
+                    known = ", ".join(sorted(flows)) or "none"
+                    found.append((f"rules.{rule.name}.flows", f"expected flow names ({known})"))
+        if rule.kind in (AlertKind.VENDOR_DOWN, AlertKind.QUOTA):
+            for vendor in rule.vendors:
+                if vendor not in known_vendors:
+                    found.append(
+                        (
+                            f"rules.{rule.name}.vendors",
+                            f"expected vendors of connectors ({', '.join(sorted(known_vendors))})",
+                        )
+                    )
+    if found:
+        problems.setdefault(str(path), []).extend(found)
+        return NO_ALERTS
+    return alerts
 
 
 def _connectors(
@@ -413,7 +488,8 @@ def _read(
             (TOP, f"expected a readable file ({exc.strerror})")
         )
         return None
-    label = path.name if path.name == CONNECTORS_FILE else f"{FLOWS_DIR}/{path.name}"
+    top = (CONNECTORS_FILE, ALERTS_FILE)
+    label = path.name if path.name in top else f"{FLOWS_DIR}/{path.name}"
     digest.update(f"{label}\0{len(raw)}\0".encode() + raw)
     try:
         text = raw.decode("utf-8")

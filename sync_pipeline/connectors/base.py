@@ -173,6 +173,21 @@ class LooksUpEffects(Protocol):
         ...
 
 
+@runtime_checkable
+class PostsToGroups(Protocol):
+    """Connectors that post a card to a group chat (an ops group's alert, pipeline/alerts.py),
+    under the vendor's dedupe handle derived from the request's effect key."""
+
+    def post_to_group(self, chat_id: str, request: WriteRequest) -> WriteResult:
+        """The card of `request.notification.content` (title, text, status_label, fields)
+        posted in the group `chat_id`: DONE with the message id, or REJECTED and why."""
+        ...
+
+    def group_dedupe_window_s(self) -> float | None:
+        """How long a resend of a post is a no-op at the vendor (None: never)."""
+        ...
+
+
 class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"

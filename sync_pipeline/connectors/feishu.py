@@ -227,6 +227,20 @@ class FeishuConnector:
             return rejected(request, str(exc))
         return WriteResult(request.effect_key, WriteStatus.DONE, message_id)
 
+    def post_to_group(self, chat_id: str, request: WriteRequest) -> WriteResult:
+        """A card in a group chat the app is in (connectors.base.PostsToGroups)."""
+        card = _card(request.source_id, request.notification.content)
+        try:
+            message_id = self._send(
+                chat_id, "interactive", card, feishu_uuid(request.effect_key), to_group=True
+            )
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        return WriteResult(request.effect_key, WriteStatus.DONE, message_id)
+
+    def group_dedupe_window_s(self) -> float | None:
+        return UUID_WINDOW_S - UUID_SAFETY_S
+
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
     ) -> Page:
@@ -327,13 +341,22 @@ class FeishuConnector:
             raise VendorUnavailable(VENDOR, "no_token", "auth/v3/tenant_access_token")
         return str(token), float(expire)
 
-    def _send(self, to: str, msg_type: str, content: Mapping[str, Any], dedupe: str) -> str:
+    def _send(
+        self,
+        to: str,
+        msg_type: str,
+        content: Mapping[str, Any],
+        dedupe: str,
+        *,
+        to_group: bool = False,
+    ) -> str:
         _, body, _ = self.client.request(
             "POST",
             "open-apis/im/v1/messages",
             api="im/v1/messages",
             idempotent=True,  # the uuid makes a resend within the hour a no-op at Feishu
-            params={"receive_id_type": "open_id"},  # the directory's user ids are open_ids
+            # The directory's user ids are open_ids; a group is named by its chat_id.
+            params={"receive_id_type": "chat_id" if to_group else "open_id"},
             json={
                 "receive_id": to,
                 "msg_type": msg_type,

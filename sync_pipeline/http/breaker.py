@@ -156,5 +156,15 @@ class CircuitBreaker:
         return (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN)[code]
 
 
+def circuits_open(redis_client: redis.Redis, vendor: str, key_prefix: str = "breaker") -> int:
+    """How many of `vendor`'s breakers (one per app) are open or probing: its calls fail
+    fast, or wait for one probe to succeed. Read by the alert evaluator (pipeline/alerts.py)."""
+    opened = 0
+    for key in redis_client.scan_iter(match=f"{key_prefix}:{vendor}:*", count=100):
+        if int(redis_client.hget(key, "open_until") or 0) > 0:
+            opened += 1
+    return opened
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))

@@ -210,8 +210,17 @@ class HttpClient:
             return sum(self._calls.values())
 
     def _before_send(self, api: str, auth: Auth | None) -> tuple[str | None, bool]:
-        """Breaker, quota, rate limit, token: each may refuse before anything is sent.
-        Returns the token (None without auth) and whether the breaker held any state."""
+        """Token, breaker, quota, rate limit: each may refuse before anything is sent.
+        Returns the token (None without auth) and whether the breaker held any state.
+
+        The token comes first: fetching it is a call of its own through the breaker. Taken
+        after the breaker, a half-open breaker's one probe would be this call's, and the
+        token fetch inside it would be refused, so a vendor whose outage outlived the token
+        would never be probed back (the probe would wait on the fetch it blocks)."""
+        token = None
+        if auth is not None and self._tokens is not None:
+            with self._redis_errors():
+                token = self._tokens.get()
         with self._redis_errors():
             breaker_held = self.breaker.before_call()
         if self._quota is not None:
@@ -220,9 +229,7 @@ class HttpClient:
             self._limiter.acquire(
                 RateLimitKey(self.vendor, self.app, api), deadline_s=self.rate_limit_wait_s
             )
-            if auth is None or self._tokens is None:
-                return None, breaker_held
-            return self._tokens.get(), breaker_held
+        return token, breaker_held
 
     def _send(
         self,

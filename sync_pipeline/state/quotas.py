@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import ServiceUnavailable
 from sync_pipeline.http.quota import QuotaCounter
@@ -56,6 +57,17 @@ class PostgresQuotaStore:
         except sa.exc.OperationalError as exc:
             raise ServiceUnavailable("PostgreSQL", self._where, _reason(exc), HINT) from None
         return {counter: found.get(key, 0) for key, counter in keys.items()}
+
+
+def most_used(conn: Connection, vendor: str, period: str) -> dict[str, int]:
+    """Calls charged this `period` per API ("*" for all APIs together) by the busiest app of
+    `vendor`: what the quota alert compares with the configured limits."""
+    rows = conn.execute(
+        sa.select(quota_usage.c.api, sa.func.max(quota_usage.c.used))
+        .where(quota_usage.c.vendor == vendor, quota_usage.c.period == period)
+        .group_by(quota_usage.c.api)
+    )
+    return {str(api): int(used) for api, used in rows}
 
 
 _KEY = (quota_usage.c.vendor, quota_usage.c.app, quota_usage.c.api, quota_usage.c.period)

@@ -155,6 +155,22 @@ def latest(conn: Connection, flow: str, *, webhook: bool = False) -> Run | None:
     return None if row is None else _run(row)
 
 
+def recent_pulls(conn: Connection, flow: str, n: int) -> list[Run]:
+    """The flow's `n` newest finished pulls (scheduled or manual runs, not events or
+    replays), newest first: what "its runs fail N times in a row" is about."""
+    rows = conn.execute(
+        sa.select(runs)
+        .where(
+            runs.c.flow == flow,
+            runs.c.trigger.not_in([WEBHOOK, REPLAY]),
+            runs.c.status != RunStatus.RUNNING.value,
+        )
+        .order_by(runs.c.id.desc())
+        .limit(n)
+    )
+    return [_run(row) for row in rows]
+
+
 @dataclass(frozen=True)
 class Totals:
     """Every run of a flow added up: what the flow has done since its state began."""

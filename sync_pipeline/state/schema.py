@@ -360,3 +360,26 @@ flow_controls = sa.Table(
 )
 # Added in 0012: who made a run that an operator made by hand (`syncctl cursor set`).
 runs.append_column(sa.Column("by", CleanText(), nullable=True))
+
+
+# Added in 0013: alerts (pipeline/alerts.py): one row per (rule, subject), its state, since
+# when, and whether its firing and its resolution were delivered. `epoch` counts the times it
+# started firing: with the state it makes each notice's effect key, so a notice is sent once.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("rule", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),  # a flow or a vendor
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", CleanText(ERROR_CHARS), nullable=False, server_default=""),
+    sa.Column("notified_firing", sa.Boolean, nullable=False, server_default="false"),
+    sa.Column("notified_resolved", sa.Boolean, nullable=False, server_default="false"),
+    sa.Column(
+        "evaluated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(
+        "state IN ('ok', 'pending', 'firing', 'resolved')", name="alerts_state_known"
+    ),
+)

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from sync_pipeline.errors import VendorUnavailable
-from sync_pipeline.http.breaker import BreakerState, CircuitBreaker
+from sync_pipeline.http.breaker import BreakerState, CircuitBreaker, circuits_open
 from sync_pipeline.http.client import HttpClient
 from sync_pipeline.http.retry import RetryPolicy
 from sync_pipeline.http.session import make_session
@@ -152,3 +152,21 @@ def test_given_a_down_vendor_then_the_client_stops_calling_it_and_probes_later(
     assert status == 200
     assert http.breaker.state() == BreakerState.CLOSED
     assert len(server.calls("/list")) == 4
+
+
+def test_given_breakers_of_a_vendor_then_the_open_ones_are_counted_until_a_success(
+    redis_client: redis.Redis,
+) -> None:
+    """What the vendor_down alert reads (pipeline/alerts.py): open or probing counts, failures
+    below the threshold do not, and another vendor's breaker is not this one's."""
+    opened, counting = breaker(redis_client), CircuitBreaker(redis_client, "wecom", "app2")
+    other = CircuitBreaker(redis_client, "feishu", "app1", failure_threshold=1)
+    for _ in range(3):
+        opened.record_failure()
+    counting.record_failure()
+    other.record_failure()
+
+    assert circuits_open(redis_client, "wecom") == 1
+
+    opened.record_success()
+    assert circuits_open(redis_client, "wecom") == 0

@@ -18,11 +18,12 @@ from sync_pipeline.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from sync_pipeline.http.breaker import CircuitBreaker
+from sync_pipeline.http.breaker import BreakerState, CircuitBreaker
 from sync_pipeline.http.client import HttpClient, bearer, header_token, query_token
 from sync_pipeline.http.retry import RetryPolicy
 from sync_pipeline.http.session import make_session
 from sync_pipeline.http.tokens import TokenCache
+from tests.conftest import wait_for
 from tests.http.conftest import Answer, ScriptedServer, classify
 
 SECRET = "SECRET-TOKEN"
@@ -298,3 +299,29 @@ def test_no_token_appears_in_any_error_or_log_line(
             assert SECRET not in str(linked)
             assert SECRET not in repr(linked.args)
     assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+def test_given_a_half_open_breaker_and_no_token_then_the_probe_fetches_it_and_the_call_goes(
+    server: ScriptedServer, make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    """The token is fetched through the same client (as the connectors do): the breaker's one
+    probe is the token fetch, whose success closes the circuit for the call that needed it. A
+    vendor down longer than its token's life recovers once it answers."""
+    server.script("/token", Answer(body={"errcode": 0, "token": "t-1"}))
+    server.script("/list", Answer(body={"errcode": 0, "n": 1}))
+    breaker = CircuitBreaker(redis_client, "test", "app1", failure_threshold=1, reset_timeout_s=0.1)
+    made: list[HttpClient] = []
+
+    def fetch_token() -> tuple[str, float]:
+        _, body, _ = made[0].request("POST", "/token", api="token", idempotent=True)
+        return str(body["token"]), 7200.0
+
+    tokens = TokenCache(redis_client, "token:test:probe", fetch_token)
+    made.append(make_client(server.url, breaker=breaker, token_provider=tokens))
+    breaker.record_failure()  # the vendor was down: open, then half-open
+    wait_for(lambda: breaker.state() is BreakerState.HALF_OPEN, 5, 0.02, what="half-open")
+
+    status, body, _ = made[0].request("GET", "/list", api="list", idempotent=True, auth=bearer)
+
+    assert (status, body["n"]) == (200, 1)
+    assert breaker.state() is BreakerState.CLOSED

@@ -327,8 +327,13 @@ def test_given_the_build_context_then_it_holds_only_what_the_image_copies() -> N
 
 
 def _referenced(config_dir: Path) -> set[str]:
-    """Every environment variable a configuration directory's connectors.yaml reads."""
+    """Every environment variable a configuration directory's connectors.yaml reads, and
+    the signing secrets its alerts.yaml names."""
     raw = yaml.safe_load((config_dir / "connectors.yaml").read_text("utf-8"))
+    alerts = yaml.safe_load((config_dir / "alerts.yaml").read_text("utf-8"))
+    secrets = {
+        d["webhook"]["secret_env"] for d in alerts["destinations"].values() if "webhook" in d
+    }
 
     def refs(value: Any) -> set[str]:
         if isinstance(value, dict):
@@ -336,7 +341,7 @@ def _referenced(config_dir: Path) -> set[str]:
             return own.union(*(refs(v) for v in value.values()))
         return variables(value) if isinstance(value, str) else set()
 
-    return refs(raw)
+    return refs(raw) | secrets
 
 
 def test_given_the_connectors_env_example_then_it_names_exactly_what_the_example_reads() -> None:
