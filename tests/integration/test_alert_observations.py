@@ -12,7 +12,7 @@ from sync_pipeline.config.alerts import AlertKind, Rule
 from sync_pipeline.pipeline import alerts
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
-from sync_pipeline.state import deadletters, migrate, runs
+from sync_pipeline.state import controls, deadletters, migrate, runs
 from sync_pipeline.state.runs import RunStatus
 from sync_pipeline.state.schema import pages, quota_usage
 from tests.conftest import ROOT
@@ -125,3 +125,14 @@ def test_given_80_percent_of_dingtalks_monthly_quota_used_then_its_connector_is_
 
     [seen] = alerts.observe(rt, QUOTA)
     assert seen.wrong
+
+
+def test_given_a_flow_failing_three_times_in_a_row_then_the_alert_pauses_it(rt: Runtime) -> None:
+    pulls(rt, RunStatus.FAILED, RunStatus.FAILED, RunStatus.FAILED)
+
+    alerts.evaluate(rt, datetime.now(UTC))
+
+    with rt.engine.connect() as conn:
+        pause = controls.paused(conn, FLOW)
+    assert pause is not None
+    assert (pause.by, pause.reason) == ("alerts", "its last 3 runs failed: oa 500: attempt 2")
