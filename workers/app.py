@@ -34,7 +34,7 @@ def _resolve_settings() -> Settings:
 
 
 settings = _resolve_settings()
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, settings.log_format)
 app = Celery("sync_pipeline", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
 app.conf.beat_scheduler = "workers.beat:FlowScheduler"
