@@ -72,12 +72,23 @@ class StateCollector(Collector):
 
     def _flows(self) -> list[Metric]:
         duration, lag = family(metrics.RUN_DURATION), family(metrics.CURSOR_LAG)
-        newest = (
-            sa.select(runs.c.flow, runs.c.status, runs.c.started_at, runs.c.finished_at)
-            .where(runs.c.finished_at.is_not(None), runs.c.trigger.not_in(NOT_PULLS))
-            .order_by(runs.c.flow, runs.c.finished_at.desc())
-            .distinct(runs.c.flow)
+        rank = sa.func.row_number().over(
+            partition_by=runs.c.flow, order_by=runs.c.finished_at.desc()
         )
+        finished = (
+            sa.select(
+                runs.c.flow,
+                runs.c.status,
+                runs.c.started_at,
+                runs.c.finished_at,
+                rank.label("rank"),
+            )
+            .where(runs.c.finished_at.is_not(None), runs.c.trigger.not_in(NOT_PULLS))
+            .subquery()
+        )
+        newest = sa.select(
+            finished.c.flow, finished.c.status, finished.c.started_at, finished.c.finished_at
+        ).where(finished.c.rank == 1)
         with self.engine.connect() as conn:
             for flow, status, started, finished in conn.execute(newest):
                 took = (finished - started).total_seconds()

@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient
+from sync_pipeline.state.db import engine_for
 from tests.conftest import syncctl
 from tests.e2e.spine import start_worker, stop, webhook_service
 from tests.metrics import exposed_metrics, readme_metrics
@@ -140,7 +141,7 @@ def test_no_configured_secret_is_in_a_log_line_a_table_or_a_redis_key_and_task_l
 
 def _written_and_done(database_url: str) -> tuple[int, int]:
     """Records the flow's runs wrote, and its effects done, as PostgreSQL holds them."""
-    engine = sa.create_engine(database_url)
+    engine = engine_for(database_url, 10)
     with engine.connect() as conn:
         written = conn.execute(
             sa.text("SELECT sum(written) FROM runs WHERE flow = :flow"), {"flow": FLOW}
@@ -168,23 +169,21 @@ def configured_secrets(config_dir: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def database_rows(database_url: str) -> dict[str, str]:
-    """Every row of every table of the test's database, as text, by table."""
-    engine = sa.create_engine(database_url)
+    """Every row of every table of the test's schema, as text, by table."""
+    engine = engine_for(database_url, 10)
     rows = {}
     with engine.connect() as conn:
         tables = conn.execute(
             sa.text(
-                "SELECT table_schema, table_name FROM information_schema.tables"
-                " WHERE table_type = 'BASE TABLE'"
-                " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_type = 'BASE TABLE' AND table_schema = current_schema()"
             )
-        ).all()
-        for schema, table in tables:
-            name = f'"{schema}"."{table}"'
-            text = conn.execute(sa.text(f"SELECT t::text FROM {name} AS t")).scalars()  # noqa: S608 - names from the catalog
-            rows[f"table {schema}.{table}"] = "\n".join(text)
+        ).scalars()
+        for table in list(tables):
+            query = f'SELECT t::text FROM "{table}" AS t'  # noqa: S608 - names from the catalog
+            rows[f"table {table}"] = "\n".join(conn.execute(sa.text(query)).scalars())
     engine.dispose()
-    assert "table public.effects" in rows
+    assert {"table effects", "table runs", "table inbound_events"} <= set(rows)
     return rows
 
 
