@@ -53,7 +53,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def settings_from_env() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

@@ -111,6 +111,7 @@ class SettingsSchema(Schema):
         load_default="INFO",
         validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
     )
+    SYNC_LOG_FORMAT = fields.String(load_default="text", validate=validate.OneOf(["text", "json"]))
     SYNC_VISIBILITY_TIMEOUT_S = fields.Integer(
         load_default=3600, validate=validate.Range(min=60, max=43200)
     )
@@ -177,6 +178,7 @@ class Settings:
     worker_concurrency: int | None
     connect_timeout_s: float
     flower_basic_auth: str | None = field(default=None, repr=False)
+    log_format: str = "text"  # "json": one JSON object per line (logging.py)
     admin_token: str | None = field(default=None, repr=False)
 
     @property
@@ -210,6 +212,7 @@ class Settings:
             "SYNC_DATA_DIR": str(self.data_dir),
             "SYNC_CONFIG_DIR": str(self.config_dir),
             "SYNC_LOG_LEVEL": self.log_level,
+            "SYNC_LOG_FORMAT": self.log_format,
             "SYNC_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
             "SYNC_TASK_TIME_LIMIT_S": str(self.task_time_limit_s),
             "SYNC_WORKER_CONCURRENCY": str(self.worker_concurrency or "cores"),
@@ -268,4 +271,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_s=data["SYNC_CONNECT_TIMEOUT_S"],
         flower_basic_auth=data["FLOWER_BASIC_AUTH"],
         admin_token=data["SYNC_ADMIN_TOKEN"],
+        log_format=data["SYNC_LOG_FORMAT"],
     )

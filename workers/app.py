@@ -13,8 +13,9 @@ from contextlib import ExitStack
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
+from sync_pipeline import metrics
 from sync_pipeline.devtools.embedded import die_with_parent
 from sync_pipeline.dispatch import celery_config
 from sync_pipeline.logging import configure_logging
@@ -34,7 +35,7 @@ def _resolve_settings() -> Settings:
 
 
 settings = _resolve_settings()
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, settings.log_format)
 app = Celery("sync_pipeline", include=["workers.tasks"])
 app.conf.update(celery_config(settings))
 app.conf.beat_scheduler = "workers.beat:FlowScheduler"
@@ -48,3 +49,16 @@ def _die_with_the_worker(**_: Any) -> None:
     alone enforces the task time limit and acknowledges, so an orphan would run unbounded and
     its task would be delivered again anyway (acks_late, reject_on_worker_lost)."""
     die_with_parent(WORKER_PID)
+
+
+@worker_init.connect
+def _count_in_files(**_: Any) -> None:
+    """Before the pool forks: the worker's processes write their counters (vendor calls and
+    errors, rate-limit waits) under SYNC_DATA_DIR/metrics, where the webhook service's
+    /metrics reads them (sync_pipeline/metrics.py)."""
+    metrics.use_directory(metrics.process_directory(settings.data_dir, "worker"))
+
+
+@worker_process_shutdown.connect
+def _process_gone(pid: int | None = None, **_: Any) -> None:
+    metrics.process_exited(pid or os.getpid())

@@ -27,6 +27,7 @@ from celery.exceptions import Ignore
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
+from sync_pipeline.logging import LogContext, log_context, reset_log_context, set_log_context
 from sync_pipeline.pipeline import alerts, events, leases, replay, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import (
     Runtime,
@@ -70,6 +71,36 @@ def _remove_presence(**_: Any) -> None:
         _presence.pop().stop()
 
 
+_RUN_TASKS = ("pull.resume", "pull.plan", "write.page", "pull.commit")
+_log_tokens: dict[str, Any] = {}  # task id -> the token that restores the context after it
+
+
+@signals.task_prerun.connect
+def _task_log_context(
+    task_id: str = "",
+    task: Task[Any, Any] | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Every line a task logs names the task, and its flow and run where its arguments do."""
+    kwargs = kwargs or {}
+    name = task.name if task is not None else ""
+    flow = kwargs.get("flow") or kwargs.get("flow_name")
+    if flow is None and name == "pull.start" and args:
+        flow = args[0]
+    run_id = args[0] if name in _RUN_TASKS and args and isinstance(args[0], int) else None
+    context = LogContext(flow=str(flow) if flow else None, run_id=run_id, task_id=task_id)
+    _log_tokens[task_id] = set_log_context(context)
+
+
+@signals.task_postrun.connect
+def _task_log_context_end(task_id: str = "", **_: Any) -> None:
+    token = _log_tokens.pop(task_id, None)
+    if token is not None:
+        reset_log_context(token)
+
+
 @app.task(name=HEALTH_TASK, ignore_result=False, acks_late=True)
 def health_check() -> dict[str, Any]:
     """Prove the worker reaches the broker (it got this task), Redis and PostgreSQL."""
@@ -81,7 +112,8 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
     """Retry what the error's class calls retryable, after the vendor's wait or the backoff;
     close the run on anything else, in the status the class names."""
     try:
-        return step()
+        with log_context(run_id=run_id):
+            return step()
     except Exception as exc:
         if retryable(exc) and task.request.retries < MAX_RETRIES:
             countdown = backoff_s(exc, task.request.retries)

@@ -30,6 +30,7 @@ import redis
 import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
+from sync_pipeline import metrics
 from sync_pipeline.errors import (
     OutcomeUnknown,
     ServiceUnavailable,
@@ -172,6 +173,7 @@ class HttpClient:
             if not isinstance(outcome, SyncError):
                 return outcome
             error = outcome
+            self._count_error(api, error)
             tokens = self._tokens
             if (
                 isinstance(error, TokenExpired)
@@ -226,9 +228,16 @@ class HttpClient:
         if self._quota is not None:
             self._quota.spend(api)
         with self._redis_errors():
-            self._limiter.acquire(
-                RateLimitKey(self.vendor, self.app, api), deadline_s=self.rate_limit_wait_s
-            )
+            try:
+                waited = self._limiter.acquire(
+                    RateLimitKey(self.vendor, self.app, api), deadline_s=self.rate_limit_wait_s
+                )
+            except VendorError as refused:  # RateLimited: a wait longer than we may wait
+                self._count_error(api, refused)
+                raise
+            if waited > 0:
+                metrics.rate_limit_waits.labels(self.vendor, api).inc()
+                metrics.rate_limit_wait_seconds.labels(self.vendor, api).inc(waited)
         return token, breaker_held
 
     def _send(
@@ -254,6 +263,7 @@ class HttpClient:
             all_headers.update(parts.headers)
         with self._calls_lock:
             self._calls[api] += 1
+        metrics.vendor_calls.labels(self.vendor, api).inc()
         _sent.count = requests_sent() + 1
         try:
             response = self._session.request(
@@ -285,6 +295,11 @@ class HttpClient:
                 api, "bad_body", idempotent
             )
         return self._classify(status, body, answer_headers) or (status, body, answer_headers)
+
+    def _count_error(self, api: str, error: SyncError) -> None:
+        """One failed call, by the vendor's own code (or ours: connect_error, read_timeout)."""
+        code = error.code if isinstance(error, VendorError) else type(error).__name__
+        metrics.vendor_errors.labels(self.vendor, api, str(code)[:64]).inc()
 
     def _unanswered(self, api: str, code: str, idempotent: bool) -> VendorError:
         """Sent, no usable answer: safe to resend only if the caller said so."""

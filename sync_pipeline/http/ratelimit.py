@@ -60,23 +60,26 @@ class RateLimiter:
         self._items = {api: [_item(calls, per) for calls, per in ws] for api, ws in windows.items()}
 
     def acquire(self, key: RateLimitKey, deadline_s: float) -> float:
-        """Wait for a slot in every window of `key`; returns the seconds waited.
+        """Wait for a slot in every window of `key`; returns the seconds waited (0.0 when a
+        slot was free at once).
 
         Raises RateLimited(vendor, "local", retry_after=wait) instead of waiting longer than
         `deadline_s`, so a task can be retried later rather than hold a worker.
         """
         items = self._items.get(key.api, self._items.get(DEFAULT_API, []))
         started = time.monotonic()
+        slept = False
         while True:
             wait = self._wait_s(items, key)
             if wait <= 0 and all(self._strategy.hit(i, *key.identifiers) for i in items):
-                return time.monotonic() - started
+                return time.monotonic() - started if slept else 0.0
             wait = max(wait, 0.001)  # lost a race for the last slot: look again shortly
             waited = time.monotonic() - started
             if waited + wait > deadline_s:
                 raise RateLimited(key.vendor, "local", key.api, retry_after=round(wait, 3))
             log.debug("rate limit %s/%s/%s: waiting %.3f s", *key.identifiers, wait)
             time.sleep(wait)
+            slept = True
 
     def _wait_s(self, items: Sequence[RateLimitItem], key: RateLimitKey) -> float:
         """Seconds until every window has a free slot, 0 if all have one now."""

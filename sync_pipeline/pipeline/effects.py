@@ -46,6 +46,7 @@ from sync_pipeline.connectors.base import (
 from sync_pipeline.errors import EffectInFlight, OutcomeUnknown, SyncError, WriteFailed
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.http.client import requests_sent
+from sync_pipeline.logging import log_context
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
 from sync_pipeline.state import deadletters
@@ -231,7 +232,8 @@ def make(
                 waiting.append(claimed[key])
                 continue
             try:
-                outcome = _settle(conn, effector, request, prior, about[key])
+                with log_context(flow=flow, record_id=request.source_id):
+                    outcome = _settle(conn, effector, request, prior, about[key])
             except Exception:
                 _release(conn, requests[n + 1 :], before, claimed, patient)
                 raise

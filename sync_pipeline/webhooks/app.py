@@ -49,7 +49,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipeline import dispatch
+from sync_pipeline import dispatch, metrics
 from sync_pipeline.config.connector import Vendor, resolve_credentials
 from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_config
 from sync_pipeline.errors import ConfigError, Reason, Refused
@@ -63,6 +63,7 @@ from sync_pipeline.untrusted import excerpt
 from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
 from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
+from sync_pipeline.webhooks.metrics import CONTENT_TYPE, StateCollector, exposition
 from sync_pipeline.webhooks.stats import DUPLICATE, ERROR, webhook_stats
 from sync_pipeline.webhooks.verify import WXCrypt
 
@@ -121,7 +122,9 @@ class WebhookService:
     """The process's long-lived clients (PostgreSQL pool, Redis, the sending thread) and what
     one delivery goes through."""
 
-    def __init__(self, settings: Settings, endpoints: Mapping[str, Endpoint]) -> None:
+    def __init__(
+        self, settings: Settings, endpoints: Mapping[str, Endpoint], config: Config
+    ) -> None:
         redis_url, database_url = settings.urls()
         self.endpoints = dict(endpoints)
         self.engine = engine_for(database_url, settings.connect_timeout_s)
@@ -131,6 +134,8 @@ class WebhookService:
         )
         self.sender = dispatch.EventSender(settings)
         self.admin = admin_token(settings)  # guards /metrics (auth.py says why a token)
+        self.state = StateCollector(self.engine, self.redis, config)
+        self.files = metrics.FilesCollector(metrics.metrics_root(settings.data_dir))
         self._delivering: anyio.CapacityLimiter | None = None  # made on the event loop
 
     def close(self) -> None:
@@ -308,7 +313,12 @@ class WebhookService:
         return JSONResponse({"status": status}, status_code=200 if healthy else 503)
 
     async def _metrics(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(self.figures))
+        """Prometheus's text format (webhooks/metrics.py); the webhook figures as JSON to a
+        client that asks for JSON (`Accept: application/json`)."""
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse(await run_in_threadpool(self.figures))
+        text = await run_in_threadpool(exposition, self.state, self.files)
+        return Response(text, media_type=CONTENT_TYPE)
 
 
 def _declared_over_max(content_length: str) -> bool:
@@ -347,11 +357,11 @@ def build_app(settings: Settings, env: Mapping[str, str]) -> Starlette:
     config = load_config(settings.config_dir, env)
     endpoints = load_endpoints(config, env, settings.config_dir)
     presence = Presence(settings.urls()[1], "webhooks", config.digest)
-    return WebhookService(settings, endpoints).app(presence)
+    return WebhookService(settings, endpoints, config).app(presence)
 
 
 def create_app() -> Starlette:
     """uvicorn's factory (`syncctl webhooks serve` exports the resolved service URLs first)."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return build_app(settings, os.environ)

@@ -4,7 +4,9 @@ tests/e2e/test_installed_wheel.py runs each service's command and healthcheck fr
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ import click
 import pytest
 import yaml
 
+from sync_pipeline import metrics
 from sync_pipeline.cli import main
 from sync_pipeline.config.loader import load_config
 from sync_pipeline.settings import SettingsSchema
@@ -384,7 +387,11 @@ def test_given_the_production_example_then_its_flows_are_the_shipped_ones_on_its
 
 def test_given_the_sandbox_then_it_runs_only_in_its_own_profile() -> None:
     assert SERVICES["sandbox"]["profiles"] == ["sandbox"]
-    assert [n for n, s in SERVICES.items() if "profiles" in s] == ["sandbox"]
+    assert {n: s["profiles"] for n, s in SERVICES.items() if "profiles" in s} == {
+        "sandbox": ["sandbox"],
+        "prometheus": ["monitoring"],
+        "grafana": ["monitoring"],
+    }
     assert not any("sandbox" in s.get("depends_on", {}) for s in SERVICES.values())
 
 
@@ -394,3 +401,61 @@ def test_given_the_sandbox_then_it_serves_the_stack_under_its_service_name() -> 
     assert command[:2] == ["sandbox", "up"]
     assert command[command.index("--host") + 1] == "sandbox"
     assert SERVICES["sandbox"]["environment"]["SYNC_DATA_DIR"] in mounts("sandbox")
+
+
+# -- monitoring: Prometheus and Grafana in a profile of their own ----------------------------------
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboard.json"
+GRAFANA_DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
+
+
+def test_given_the_stack_then_its_services_log_json_lines() -> None:
+    assert all(SERVICES[n]["environment"]["SYNC_LOG_FORMAT"] == "json" for n in STACK_SERVICES)
+
+
+def test_given_prometheus_then_it_scrapes_the_webhook_service_where_it_serves_with_the_token() -> (
+    None
+):
+    [job] = yaml.safe_load(PROMETHEUS_CONFIG.read_text("utf-8"))["scrape_configs"]
+    command = SERVICES["webhooks"]["command"]
+    [target] = job["static_configs"][0]["targets"]
+
+    assert target == f"webhooks:{command[command.index('--port') + 1]}"
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"] == "/run/secrets/admin_token"
+    assert "admin_token" in SERVICES["prometheus"]["secrets"]
+
+
+def test_given_prometheus_then_its_config_is_the_deploy_folders_mounted_read_only() -> None:
+    assert mounts("prometheus")["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
+
+
+def test_given_grafana_then_its_data_source_is_the_stacks_prometheus() -> None:
+    [source] = yaml.safe_load((GRAFANA_DATASOURCES / "prometheus.yml").read_text("utf-8"))[
+        "datasources"
+    ]
+    published = SERVICES["prometheus"]["ports"][0].rsplit(":", 1)[1]
+
+    assert source["url"] == f"http://prometheus:{published}"
+    assert mounts("grafana")["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+
+
+def test_given_grafana_then_its_admin_password_comes_from_a_secret_file() -> None:
+    env = SERVICES["grafana"]["environment"]
+
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in SERVICES["grafana"]["secrets"]
+
+
+def test_given_the_dashboard_then_it_charts_every_documented_metric_and_no_other() -> None:
+    panels = json.loads(DASHBOARD.read_text("utf-8"))["panels"]
+    queried = {
+        name
+        for panel in panels
+        for target in panel["targets"]
+        for name in re.findall(r"\bsync_[a-z_]+", target["expr"])
+    }
+
+    assert queried == {m.name for m in metrics.DOCUMENTED}

@@ -201,3 +201,18 @@ def test_given_any_password_mask_url_hides_it_whole(password: str, host: str) ->
 @given(text=st.text())
 def test_given_any_text_mask_url_answers_without_failing(text: str) -> None:
     assert isinstance(mask_url(text), str)
+
+
+def test_given_no_log_format_lines_are_readable_text() -> None:
+    assert load_settings({}).log_format == "text"
+
+
+def test_given_sync_log_format_json_it_is_kept() -> None:
+    assert load_settings({"SYNC_LOG_FORMAT": "json"}).log_format == "json"
+
+
+def test_given_an_unknown_log_format_it_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"SYNC_LOG_FORMAT": "xml"})
+
+    assert "text" in dict(caught.value.problems)["SYNC_LOG_FORMAT"]

@@ -140,7 +140,12 @@ class Service:
         return self.enqueued()
 
     def metrics(self) -> requests.Response:
-        """GET /metrics as an operator does, with the admin token."""
+        """GET /metrics as an operator does, with the admin token, asking for JSON figures."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Accept": "application/json"}
+        return requests.get(f"{self.url}/metrics", headers=headers, timeout=10)
+
+    def prometheus(self) -> requests.Response:
+        """GET /metrics as Prometheus does, with the admin token."""
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         return requests.get(f"{self.url}/metrics", headers=headers, timeout=10)
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from sync_pipeline.dispatch import QUEUES
 from sync_pipeline.processes import free_port
 from sync_pipeline.webhooks.app import build_app
 from sync_pipeline.webhooks.auth import AdminToken
@@ -31,11 +33,29 @@ def service(sandbox, redis_url: str, database_url: str, tmp_path: Path) -> Itera
         yield running
 
 
-def test_given_the_admin_token_metrics_answers_the_figures(service: Service) -> None:
+def test_given_the_admin_token_and_asked_for_json_metrics_answers_the_figures(
+    service: Service,
+) -> None:
     answer = service.metrics()
 
     assert answer.status_code == 200
     assert answer.json() == {"connectors": []}
+
+
+def test_given_the_admin_token_metrics_answers_prometheus_text_with_each_queues_depth(
+    service: Service,
+) -> None:
+    answer = service.prometheus()
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    depths = {
+        sample.labels["queue"]: sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == "sync_queue_depth"
+    }
+    assert set(depths) == set(QUEUES)
 
 
 @pytest.mark.parametrize(
