@@ -114,6 +114,12 @@ QUOTA_USED = _spec(
 EFFECTS = _spec(
     "effects", Kind.GAUGE, ("flow", "status"), "Remote effects by status (unknown: parked)"
 )
+RESYNC_PROGRESS = _spec(
+    "resync_records",
+    Kind.GAUGE,
+    ("flow", "status", "figure"),
+    "The newest resync of the flow: records read, written, skipped, dead-lettered so far",
+)
 WEBHOOK_DELIVERIES = _spec(
     "webhook_deliveries_total",
     Kind.COUNTER,
@@ -141,6 +147,7 @@ DOCUMENTED: tuple[MetricSpec, ...] = (
     RATE_LIMIT_WAIT_SECONDS,
     QUOTA_USED,
     EFFECTS,
+    RESYNC_PROGRESS,
     WEBHOOK_DELIVERIES,
     WEBHOOK_REFUSALS,
 )

@@ -25,7 +25,7 @@ from sync_pipeline import metrics
 from sync_pipeline.config.loader import Config
 from sync_pipeline.dispatch import QUEUES
 from sync_pipeline.metrics import Kind, MetricSpec
-from sync_pipeline.state.schema import effects, quota_usage, runs
+from sync_pipeline.state.schema import effects, quota_usage, resyncs, runs
 from sync_pipeline.status import NOT_PULLS, flow_statuses
 from sync_pipeline.webhooks.stats import webhook_stats
 
@@ -47,7 +47,8 @@ class StateCollector(Collector):
         self.engine, self.redis, self.config = engine, redis_client, config
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._records, self._flows, self._effects, self._webhooks, self._queues):
+        parts = (self._records, self._flows, self._effects, self._resyncs, self._webhooks)
+        for part in (*parts, self._queues):
             try:
                 yield from part()
             except (sa.exc.SQLAlchemyError, redis.exceptions.RedisError) as exc:
@@ -113,6 +114,22 @@ class StateCollector(Collector):
             for vendor, app, api, calls in conn.execute(used):
                 quota.add_metric([vendor, app, api, period], float(calls))
         return [by_status, quota]
+
+    def _resyncs(self) -> list[Metric]:
+        progress = family(metrics.RESYNC_PROGRESS)
+        rank = sa.func.row_number().over(partition_by=resyncs.c.flow, order_by=resyncs.c.id.desc())
+        figures = ("read", "written", "skipped", "dead_lettered")
+        ranked = sa.select(
+            resyncs.c.flow, resyncs.c.status, *(resyncs.c[f] for f in figures), rank.label("rank")
+        ).subquery()
+        newest = sa.select(ranked.c.flow, ranked.c.status, *(ranked.c[f] for f in figures)).where(
+            ranked.c.rank == 1
+        )
+        with self.engine.connect() as conn:
+            for flow, status, *counts in conn.execute(newest):
+                for figure, count in zip(figures, counts, strict=True):
+                    progress.add_metric([flow, status, figure], float(count))
+        return [progress]
 
     def _webhooks(self) -> list[Metric]:
         deliveries = family(metrics.WEBHOOK_DELIVERIES)

@@ -59,13 +59,18 @@ def synced(
             sandbox.fault("oa", "error5xx", rate=0.1)
             run = syncctl("run", FLOW, "--wait", "--timeout", RUN_TIMEOUT_S, env=env, timeout=300)
             sandbox.clear_faults()
-            # The resync (`syncctl resync FLOW`, being built) goes here, when it exists, so
-            # that its lines and rows are searched too.
+            logs[2].write_text(run.stdout + run.stderr, "utf-8")
+            assert run.returncode == 0, run.stdout + run.stderr
+            # A resync of the synced flow, so that its lines and rows are searched too.
+            again = syncctl(
+                "resync", FLOW, "--wait", "--timeout", RUN_TIMEOUT_S, env=env, timeout=300
+            )
+            with logs[2].open("a", encoding="utf-8") as commands:
+                commands.write(again.stdout + again.stderr)
+            assert again.returncode == 0, again.stdout + again.stderr
             forged = requests.post(
                 f"{url}/webhooks/sandbox_oa", data=b'{"forged": true}', timeout=10
             )
-            logs[2].write_text(run.stdout + run.stderr, "utf-8")
-            assert run.returncode == 0, run.stdout + run.stderr
             assert forged.status_code in (400, 401, 403)
             yield url, logs
     finally:
