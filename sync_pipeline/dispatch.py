@@ -152,8 +152,6 @@ def send_request(
             )
         finally:
             app.close()
-        with engine.begin() as conn:
-            requests.mark_sent(conn, request.id)
     finally:
         engine.dispose()
     return request

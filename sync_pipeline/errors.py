@@ -10,6 +10,7 @@ SyncError                  retryable = False
   + QuotaExhausted         a monthly call quota would be exceeded: stop the run, not retry
   + PagingLoop             a source handed back a page token already followed: stop the run
 + StaleFence               a newer pull holds the flow: this one stops without committing
++ LeaseHeld                another worker's live lease holds this work: leave it to it
 + CursorRegression         code tried to move a cursor backwards
 + Refused                  a webhook delivery answered 4xx and never enqueued
 + MigrationError           the schema could not be migrated
@@ -210,6 +211,20 @@ class StaleFence(SyncError):
 
     def __str__(self) -> str:
         return f"flow {self.flow}: fence {self.fence} superseded by {self.current}"
+
+
+class LeaseHeld(SyncError):
+    """Another holder's live lease covers this work (a page, a run): this copy of the task
+    leaves it to that holder, which finishes it (pipeline/leases.py). Not a failure."""
+
+    next_step = "none: the lease's holder finishes the work"
+
+    def __init__(self, kind: str, work_id: int, holder: str) -> None:
+        super().__init__(kind, work_id, holder)
+        self.kind, self.work_id, self.holder = kind, work_id, holder
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.work_id} is held by {self.holder}"
 
 
 class CursorRegression(SyncError):

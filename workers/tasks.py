@@ -26,7 +26,14 @@ from celery.exceptions import Ignore
 
 from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
-from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
+from sync_pipeline.errors import (
+    MAX_COUNTDOWN_S,
+    LeaseHeld,
+    Transient,
+    backoff_s,
+    next_step,
+    retryable,
+)
 from sync_pipeline.logging import LogContext, log_context, reset_log_context, set_log_context
 from sync_pipeline.pipeline import alerts, events, leases, replay, resync, steps, sweeper
 from sync_pipeline.pipeline.runtime import (
@@ -114,6 +121,8 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
     try:
         with log_context(run_id=run_id):
             return step()
+    except LeaseHeld:
+        raise  # not a failure: the lease's holder does the work (the callers say so)
     except Exception as exc:
         if retryable(exc) and task.request.retries < MAX_RETRIES:
             countdown = backoff_s(exc, task.request.retries)
@@ -173,20 +182,26 @@ def resume_pull(self: Task[Any, Any], run_id: int, flow: str = "") -> None:
 def _pull(task: Task[Any, Any], flow: str, run_id: int) -> None:
     rt = get_runtime()
     enqueue = partial(_page_chain, flow, run_id)
-    with leases.held(rt, Leased.RUN, run_id, leases.owner(task.request.id)) as mine:
-        if not mine:
+    with leases.Lease(rt, Leased.RUN, run_id, leases.owner(task.request.id)) as lease:
+        try:
+            _run_step(task, run_id, lambda: steps.pull(rt, run_id, enqueue, lease))
+        except LeaseHeld:
             log.info("run %s is being pulled by another worker", run_id)
-            return
-        _run_step(task, run_id, lambda: steps.pull(rt, run_id, enqueue))
 
 
-def _page_step(task: Task[Any, Any], run_id: int, page_id: int, step: Callable[[], T]) -> None:
-    """A step on a page, under the page's lease; a page another worker holds is theirs, and
-    this chain stops here (Ignore: the holder's chain goes on to the commit)."""
+def _page_step(
+    task: Task[Any, Any], run_id: int, page_id: int, step: Callable[[leases.Lease], T]
+) -> None:
+    """A step on a page, under the page's lease (taken and let go in the step's own
+    transactions); a page another worker holds is theirs, and this chain stops here (Ignore:
+    the holder's chain goes on to the commit)."""
     holder = leases.owner(task.request.id)
-    with leases.held(get_runtime(), Leased.PAGE, page_id, holder) as mine:
-        if mine:
-            _run_step(task, run_id, step)
+    with leases.Lease(get_runtime(), Leased.PAGE, page_id, holder) as lease:
+        try:
+            _run_step(task, run_id, lambda: step(lease))
+        except LeaseHeld:
+            pass
+        else:
             return
     log.info("page %s of run %s is being worked on by another worker", page_id, run_id)
     raise Ignore()
@@ -195,12 +210,12 @@ def _page_step(task: Task[Any, Any], run_id: int, page_id: int, step: Callable[[
 # `flow` names the flow for Flower and the logs; the ids are what the tasks act on.
 @app.task(name="pull.plan", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def plan_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
-    _page_step(self, run_id, page_id, lambda: steps.plan(get_runtime(), page_id))
+    _page_step(self, run_id, page_id, lambda lease: steps.plan(get_runtime(), page_id, lease))
 
 
 @app.task(name="write.page", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def write_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
-    _page_step(self, run_id, page_id, lambda: steps.write(get_runtime(), page_id))
+    _page_step(self, run_id, page_id, lambda lease: steps.write(get_runtime(), page_id, lease))
 
 
 @app.task(name="pull.commit", bind=True, acks_late=True, max_retries=MAX_RETRIES)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
 
+from sync_pipeline.errors import LeaseHeld
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import leases
@@ -36,31 +37,91 @@ def owner(task_id: str | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{task_id or '-'}"
 
 
+class Lease:
+    """A step's lease on its work, folded into the step's own transactions: `take(conn)` in
+    the step's first (it raises LeaseHeld when another holder's lease is live), `release(conn)`
+    in its last, so holding the lease costs the step no transaction of its own. While held,
+    a heartbeat thread renews it. Used as a context manager around the step: on the way out
+    the heartbeat stops, and a lease the step did not release (it raised, or returned early)
+    is released in a transaction of its own.
+
+    `adopt()` is for a lease taken by the statement that created the work (a run opened with
+    its pull's lease: steps.open_run)."""
+
+    def __init__(
+        self, rt: Runtime, kind: Leased, work_id: int, holder: str, lease_s: float = LEASE_S
+    ) -> None:
+        self.rt, self.kind, self.work_id, self.holder, self.lease_s = (
+            rt,
+            kind,
+            work_id,
+            holder,
+            lease_s,
+        )
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._released = False
+
+    def take(self, conn: Connection) -> None:
+        """Hold the lease, in the caller's transaction; LeaseHeld if another holder's is live."""
+        if not _take(conn, self.kind, self.work_id, self.holder, self.lease_s):
+            raise LeaseHeld(
+                self.kind.value, self.work_id, leases.holder(conn, self.kind, self.work_id) or "?"
+            )
+        self.adopt()
+
+    def adopt(self) -> None:
+        """The lease is this holder's already: renew it from now on."""
+        if self._beat is not None:
+            return
+        self._beat = threading.Thread(
+            target=_heartbeat,
+            args=(self.rt, self.kind, self.work_id, self.holder, self.lease_s, self._stop),
+            name=f"lease {self.kind.value} {self.work_id}",
+            daemon=True,
+        )
+        self._beat.start()
+
+    def release(self, conn: Connection) -> None:
+        """Let the lease go in the caller's (last) transaction."""
+        self._halt()
+        leases.release(conn, self.kind, self.work_id, self.holder)
+        self._released = True
+
+    def _halt(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._halt()
+        if self._beat is None or (self._released and exc_type is None):
+            return  # never taken, or let go in the step's own transaction
+        # The step raised (its last transaction, release included, may have rolled back)
+        # or ended without releasing: let go now. Only this holder's lease is released.
+        with self.rt.engine.begin() as conn:
+            leases.release(conn, self.kind, self.work_id, self.holder)
+
+
 @contextmanager
 def held(
     rt: Runtime, kind: Leased, work_id: int, holder: str, lease_s: float = LEASE_S
 ) -> Iterator[bool]:
     """Yields True while this holder holds the lease, renewed in the background; False (and
-    nothing is held) when another holder's lease is live: the work is theirs."""
-    with rt.engine.begin() as conn:
-        if not _take(conn, kind, work_id, holder, lease_s):
+    nothing is held) when another holder's lease is live: the work is theirs. The lease is
+    taken and released in transactions of their own (a step that can fold them into its own
+    transactions uses Lease)."""
+    with Lease(rt, kind, work_id, holder, lease_s) as lease:
+        try:
+            with rt.engine.begin() as conn:
+                lease.take(conn)
+        except LeaseHeld:
             yield False
             return
-    stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat,
-        args=(rt, kind, work_id, holder, lease_s, stop),
-        name=f"lease {kind.value} {work_id}",
-        daemon=True,
-    )
-    beat.start()
-    try:
         yield True
-    finally:
-        stop.set()
-        beat.join()
-        with rt.engine.begin() as conn:
-            leases.release(conn, kind, work_id, holder)
 
 
 def _take(conn: Connection, kind: Leased, work_id: int, holder: str, lease_s: float) -> bool:

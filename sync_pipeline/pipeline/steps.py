@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from sync_pipeline.config.flow import Flow, Mode
 from sync_pipeline.errors import (
     FlowPaused,
@@ -46,6 +48,7 @@ from sync_pipeline.errors import (
 from sync_pipeline.failures import about_record, describe
 from sync_pipeline.pipeline import directory
 from sync_pipeline.pipeline.effects import Made, make_effects
+from sync_pipeline.pipeline.leases import Lease
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import (
     DeadRecord,
@@ -100,16 +103,15 @@ def start_run(
     sweeper sent again, a redelivery) finds that run, and a turned-away one is closed.
     """
     flow = rt.flow(flow_name)
-    if request_id is not None:
-        begun = _begun(rt, request_id)
-        if begun is not None:
-            return begun.run_id
+    with rt.engine.connect() as conn:  # one read for both questions: a run starts often
+        begun = None if request_id is None else _begun(conn, request_id)
+        pause = None if begun is not None else controls.paused(conn, flow.name)
+    if begun is not None:
+        return begun.run_id
     if not (flow.enabled or even_if_disabled):
         log.warning("flow %s is disabled: its %s pull is not run", flow.name, trigger)
         _turn_away(rt, request_id)
         return None
-    with rt.engine.connect() as conn:
-        pause = controls.paused(conn, flow.name)
     if pause is not None:
         log.warning("flow %s is paused by %s: its %s pull is not run", flow.name, pause.by, trigger)
         _turn_away(rt, request_id)
@@ -147,13 +149,12 @@ class _Begun:
     run_id: int | None  # the run to go on with; None when there is nothing to do
 
 
-def _begun(rt: Runtime, request_id: str) -> _Begun | None:
+def _begun(conn: Connection, request_id: str) -> _Begun | None:
     """What a copy of an already begun request comes to (None: not a begun request)."""
-    with rt.engine.connect() as conn:
-        asked = work_requests.by_task_id(conn, request_id)
-        if asked is None or asked.status is work_requests.RequestStatus.REQUESTED:
-            return None
-        run = runs.get(conn, asked.run_id) if asked.run_id is not None else None
+    asked = work_requests.by_task_id(conn, request_id)
+    if asked is None or asked.status is work_requests.RequestStatus.REQUESTED:
+        return None
+    run = runs.get(conn, asked.run_id) if asked.run_id is not None else None
     if run is None or run.done:
         log.info("request %s was begun already; this copy of its task does nothing", asked.id)
         return _Begun(None)
@@ -174,11 +175,15 @@ def read_window(flow: Flow, cursor: str | None, started_at: datetime) -> ReadWin
     return ReadWindow(minus_seconds(cursor, flow.lookback_s), signpost)
 
 
-def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
+def pull(
+    rt: Runtime, run_id: int, enqueue: Callable[[int], None], lease: Lease | None = None
+) -> int:
     """Read every page of the run's window, store each, enqueue it; returns pages stored now.
 
     A redelivered pull continues after the last stored page and enqueues again the stored
     pages not yet done (their tasks may have been lost with Redis or a killed worker).
+    With `lease` (the run's), it is taken in the pull's first transaction (LeaseHeld: another
+    worker pulls this run) and let go in the one that marks the pull done.
     """
     run = _run(rt, run_id)
     if run.done:
@@ -187,6 +192,8 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
     source = rt.connector(flow.source.connector)
     window = read_window(flow, run.cursor_before, run.started_at)
     with rt.engine.begin() as conn:
+        if lease is not None:
+            lease.take(conn)
         resume = pages.resume_point(conn, run_id)
         unfinished = _unfinished_pages(conn, run_id) if resume is not None else []
     for page_id in unfinished:
@@ -207,6 +214,8 @@ def pull(rt: Runtime, run_id: int, enqueue: Callable[[int], None]) -> int:
         finished_reading = token is None
     with rt.engine.begin() as conn:
         runs.mark_pull_done(conn, run_id)
+        if lease is not None:
+            lease.release(conn)
     commit(rt, run_id)
     return stored
 
@@ -497,10 +506,13 @@ def seen_json(record: Record) -> dict[str, Any]:
 
 
 # -- a pull's pages: plan, then write ---------------------------------------------------------
-def plan(rt: Runtime, page_id: int) -> StepCounts:
+def plan(rt: Runtime, page_id: int, lease: Lease | None = None) -> StepCounts:
     """Plan one stored page and save the plan, so the write step (and its retries) make
-    exactly these effects."""
+    exactly these effects. With `lease` (the page's), it is taken in the step's first
+    transaction and let go in its last."""
     with rt.engine.begin() as conn:
+        if lease is not None:
+            lease.take(conn)
         page = pages.get(conn, page_id)
     if page.status is not pages.PageStatus.PULLED:
         return StepCounts()
@@ -514,12 +526,17 @@ def plan(rt: Runtime, page_id: int) -> StepCounts:
         added = deadletters.add(conn, flow.name, page.run_id, dead_rows(planned))
         pages.save_plan(conn, page_id, [plan_json])
         runs.add_counts(conn, page.run_id, dead_lettered=added)
+        if lease is not None:
+            lease.release(conn)
     return StepCounts(skipped=planned.skipped, dead=len(planned.dead))
 
 
-def write(rt: Runtime, page_id: int) -> StepCounts:
-    """Make the page's planned effects, each exactly once, then mark the page done."""
+def write(rt: Runtime, page_id: int, lease: Lease | None = None) -> StepCounts:
+    """Make the page's planned effects, each exactly once, then mark the page done. With
+    `lease` (the page's), it is taken in the step's first transaction and let go in its last."""
     with rt.engine.begin() as conn:
+        if lease is not None:
+            lease.take(conn)
         page = pages.get(conn, page_id)
     if page.status in (pages.PageStatus.DONE, pages.PageStatus.COMMITTED):
         return StepCounts()
@@ -528,11 +545,13 @@ def write(rt: Runtime, page_id: int) -> StepCounts:
     flow = rt.flow(page.flow)
     requests = [WriteRequest.from_json(r) for r in page.plan[0]["requests"]]
     made = make_effects(rt, flow, requests, page.run_id)
-    _finish_page(rt, flow, page, made)
+    _finish_page(rt, flow, page, made, lease)
     return StepCounts(written=made.written, dead=made.dead)
 
 
-def _finish_page(rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made) -> None:
+def _finish_page(
+    rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made, lease: Lease | None
+) -> None:
     """Record what every handled record became, and mark the page done, in one transaction."""
     assert page.plan is not None  # noqa: S101 - checked by the caller
     links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
@@ -544,6 +563,8 @@ def _finish_page(rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made) ->
             runs.add_counts(
                 conn, page.run_id, written=made.written, skipped=skipped, dead_lettered=made.dead
             )
+        if lease is not None:
+            lease.release(conn)
 
 
 def _run_fence(conn: Any, run_id: int) -> int:

@@ -62,7 +62,10 @@ class WorkRequest:
 
 
 def record(conn: Connection, kind: RequestKind, flow: str | None, task: Task) -> WorkRequest:
-    """A new request with the task id its task will be sent under; commit before sending."""
+    """A new request with the task id its task will be sent under; commit before sending.
+    It is recorded as sent once (its first send follows the commit at once): a send that
+    fails leaves it to the sweeper like a message the broker lost, and no second
+    transaction is spent on every request to say it went."""
     row = conn.execute(
         work_requests.insert()
         .values(
@@ -72,6 +75,8 @@ def record(conn: Connection, kind: RequestKind, flow: str | None, task: Task) ->
             queue=task.queue,
             args=list(task.args),
             task_id=uuid.uuid4().hex,
+            sends=1,
+            sent_at=sa.func.now(),
         )
         .returning(*work_requests.c)
     ).one()

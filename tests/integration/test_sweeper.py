@@ -267,9 +267,7 @@ def recorded_run(rt: Runtime) -> WorkRequest:
     """`syncctl run FLOW` as dispatch.send_request records it; its message then lost."""
     task = requests.Task("pull.start", "pull", (FLOW, "manual", False))
     with rt.engine.begin() as conn:
-        request = requests.record(conn, RequestKind.RUN, FLOW, task)
-        requests.mark_sent(conn, request.id)
-    return request
+        return requests.record(conn, RequestKind.RUN, FLOW, task)
 
 
 def request_now(rt: Runtime, request_id: int) -> WorkRequest:
