@@ -468,6 +468,55 @@ def resync(
     )
 
 
+@main.command()
+@click.argument("flow")
+@click.option("--repair", is_flag=True, help="Fix what it finds, each fix an effect with its key.")
+@json_option
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for it.")
+@click.option(
+    "--start-timeout",
+    default=300.0,
+    show_default=True,
+    help="Seconds for a worker to begin it before waiting gives up (exit 3).",
+)
+@click.option("--by", default=None, help="Who asks for it.  [default: your OS user name]")
+@one_line_errors
+def reconcile(
+    flow: str, repair: bool, as_json: bool, timeout: float, start_timeout: float, by: str | None
+) -> None:
+    """Compare what FLOW wrote at its target with what the target holds, page by page, and
+    report missing, extra and different objects; --repair fixes them through the effect
+    protocol (run twice, it sends nothing the second time). A worker runs it on the admin
+    queue. Exit 0 in step (or all repaired), 1 drift left or it failed, 2 the flow's target
+    cannot be read back, 3 waiting gave up."""
+    from sync_pipeline import reconcile_follow as follow
+    from sync_pipeline.pipeline.reconcile import refusal
+
+    who = clean_text((by or _os_user()).strip())
+    settings = settings_from_env()
+    config = load_config(settings.config_dir, environment=False)  # the worker has the secrets
+    why = refusal(config, _known_flow(settings, config.flows, flow))
+    if why is not None:
+        fail(why, 2)
+    with services(settings) as resolved:
+        asked = follow.ask_reconcile(resolved.settings, flow, who or "?", repair=repair)
+        outcome, found = follow.wait_for(resolved.settings, asked, timeout, start_timeout)
+    if outcome is not follow.Outcome.FINISHED:
+        fail(
+            f"reconcile #{found.id} of {flow}: {outcome.value} within the timeout; gave up"
+            " waiting (is a worker running? check with: syncctl health)",
+            3,
+        )
+    if as_json:
+        click.echo(json.dumps(follow.as_json(found), indent=2, ensure_ascii=False))
+    else:
+        follow.show(console, found)
+    if found.error is not None:
+        fail(f"reconcile #{found.id} of {flow} failed: {found.error}", 1)
+    if found.left:
+        sys.exit(1)
+
+
 def _known_flow(settings: Settings, flows: Mapping[str, Flow], flow: str) -> Flow:
     if flow not in flows:
         known = ", ".join(sorted(flows)) or "none"

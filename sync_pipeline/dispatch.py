@@ -48,6 +48,8 @@ HEALTH_TASK = "admin.health"
 EVENT_TASK = "events.handle"  # args: [inbound_events row id] or [row id, [more row ids]]
 REPLAY_TASK = "admin.replay_dead_letters"  # args: [flow or None, [letter ids] or None]
 RESYNC_TASK = "admin.resync"  # args: [resync id, flow] (pipeline/resync.py)
+# args: [reconcile id, flow], or [None, flow] from Beat (pipeline/reconcile.py)
+RECONCILE_TASK = "admin.reconcile"
 
 # Task names are "<queue>.<action>", so routing follows the name.
 TASK_ROUTES = {f"{queue}.*": {"queue": queue} for queue in QUEUES}

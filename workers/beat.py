@@ -17,6 +17,7 @@ from celery.schedules import crontab
 from sync_pipeline.config.alerts import AlertsConfig
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config, load_config
+from sync_pipeline.dispatch import RECONCILE_TASK
 from sync_pipeline.errors import ConfigError
 from sync_pipeline.pipeline import alerts, sweeper
 from sync_pipeline.presence import Presence
@@ -45,6 +46,24 @@ def flow_schedule(flows: Iterable[Flow]) -> dict[str, dict[str, Any]]:
             "schedule": schedule,
             "args": (flow.name, "schedule"),
             "options": {"queue": "pull"},
+        }
+    return entries
+
+
+def reconcile_schedule(config: Config) -> dict[str, dict[str, Any]]:
+    """A reconcile entry per enabled flow whose target can be read back and whose
+    `reconcile:` (nightly by default) has a schedule (pipeline/reconcile.py)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for flow in config.enabled_flows():
+        how = config.reconcile_of(flow)
+        if how is None or how.schedule is None:
+            continue
+        minute, hour, day, month, weekday = how.schedule.split()
+        entries[f"reconcile {flow.name}"] = {
+            "task": RECONCILE_TASK,
+            "schedule": crontab(minute, hour, weekday, day, month),
+            "args": (None, flow.name),
+            "options": {"queue": "admin"},
         }
     return entries
 
@@ -94,7 +113,7 @@ class FlowScheduler(PersistentScheduler):
         self._presence = Presence(load_settings().urls()[1], "beat", config.digest)
         self._presence.start()
         flows = flow_schedule(config.flows.values())
-        ticks = {**SWEEPS, **alert_schedule(config.alerts)}
+        ticks = {**SWEEPS, **alert_schedule(config.alerts), **reconcile_schedule(config)}
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **ticks, **flows}
         super().setup_schedule()
         for name in flows:

@@ -25,7 +25,13 @@ from celery import Task, chain, signals
 from celery.exceptions import Ignore
 
 from sync_pipeline import health
-from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
+from sync_pipeline.dispatch import (
+    EVENT_TASK,
+    HEALTH_TASK,
+    RECONCILE_TASK,
+    REPLAY_TASK,
+    RESYNC_TASK,
+)
 from sync_pipeline.errors import (
     MAX_COUNTDOWN_S,
     LeaseHeld,
@@ -35,7 +41,16 @@ from sync_pipeline.errors import (
     retryable,
 )
 from sync_pipeline.logging import LogContext, log_context, reset_log_context, set_log_context
-from sync_pipeline.pipeline import alerts, events, leases, replay, resync, steps, sweeper
+from sync_pipeline.pipeline import (
+    alerts,
+    events,
+    leases,
+    reconcile,
+    replay,
+    resync,
+    steps,
+    sweeper,
+)
 from sync_pipeline.pipeline.runtime import (
     Runtime,
     get_runtime,
@@ -303,6 +318,31 @@ def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
             raise
     if not now.done and not _paused_resync(rt, now.flow):
         resync_flow.apply_async((resync_id,), {"flow": now.flow})  # the next slice
+
+
+@app.task(name=RECONCILE_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def reconcile_flow(self: Task[Any, Any], reconcile_id: int | None, flow: str = "") -> None:
+    """`syncctl reconcile` (a recorded reconciliation), or Beat's (`reconcile_id` None: it is
+    recorded here, repairing as the flow's `reconcile:` says): pipeline/reconcile.py. The
+    command line waits on its row in PostgreSQL."""
+    rt = get_runtime()
+    with rt.engine.begin() as conn:
+        requests.start(conn, self.request.id or "")  # a recorded request is begun
+    if reconcile_id is None:
+        how = rt.config.reconcile_of(rt.flow(flow))
+        if how is None:
+            log.warning("flow %s cannot be reconciled; Beat's reconcile is skipped", flow)
+            return
+        reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
+    try:
+        reconcile.run_reconcile(rt, reconcile_id)
+    except Exception as exc:
+        if retryable(exc) and self.request.retries < MAX_RETRIES:
+            countdown = backoff_s(exc, self.request.retries)
+            raise self.retry(args=(reconcile_id, flow), exc=exc, countdown=countdown) from exc
+        reconcile.fail(rt, reconcile_id, exc)
+        then = next_step(exc)
+        log.exception("reconcile %s of %s failed; next: %s", reconcile_id, flow, then)
 
 
 def _resync_slice_s() -> float:

@@ -8,7 +8,7 @@ resolves (pipeline/alerts.py). Cross-file checks (connector names, flow names) a
 `loader.py`.
 
 Kinds the evaluator does not build yet are refused here with that reason, never accepted
-and ignored: reconciliation drift and webhook refusals.
+and ignored: webhook refusals.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ class AlertKind(StrEnum):
     UNKNOWN_EFFECTS = "unknown_effects"  # a flow's effects parked as unknown above `threshold`
     LAG = "lag"  # a flow's oldest read, unsynced change older than `threshold` seconds
     QUOTA = "quota"  # a connector's monthly quota used `threshold` percent or more
+    # a flow's newest reconciliation left `threshold` or more objects not in step
+    RECONCILIATION_DRIFT = "reconciliation_drift"
 
 
 NOT_BUILT = {
-    "reconciliation_drift": "reconciliation drift alerts are not built yet",
     "webhook_refusals": "webhook refusal alerts are not built yet",
 }
 FLOW_KINDS = (
@@ -47,6 +48,7 @@ FLOW_KINDS = (
     AlertKind.DEAD_LETTERS,
     AlertKind.UNKNOWN_EFFECTS,
     AlertKind.LAG,
+    AlertKind.RECONCILIATION_DRIFT,
 )
 
 

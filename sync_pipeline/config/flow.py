@@ -81,6 +81,20 @@ class ResyncConfig:
     quota_share: float = 0.5
 
 
+NIGHTLY = "0 3 * * *"
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """When Beat reconciles the flow's target with what we wrote there (`syncctl reconcile`,
+    pipeline/reconcile.py): on `schedule` (five cron fields; None: only by hand), repairing
+    what it finds when `repair`. Flows whose target can be read back are reconciled nightly
+    unless their file says otherwise; for the others, the key is refused at load."""
+
+    schedule: str | None = NIGHTLY
+    repair: bool = False
+
+
 @dataclass(frozen=True)
 class Flow:
     name: str
@@ -98,6 +112,7 @@ class Flow:
     dedupe_key: DedupeKey
     notify: tuple[NotifyRule, ...]
     resync: ResyncConfig = ResyncConfig()
+    reconcile: ReconcileConfig | None = None  # None: not in its file (loader.reconcile_of)
 
 
 # -- small fields --------------------------------------------------------------------------
@@ -404,6 +419,15 @@ class ResyncSchema(StrictSchema):
         return ResyncConfig(**data)
 
 
+class ReconcileSchema(StrictSchema):
+    schedule = fields.Str(load_default=NIGHTLY, allow_none=True, validate=_cron)
+    repair = fields.Bool(load_default=False)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> ReconcileConfig:
+        return ReconcileConfig(**data)
+
+
 class EndpointSchema(StrictSchema):
     connector = fields.Str(required=True, validate=validate.Length(min=1))
     stream = fields.Str(required=True, validate=validate.Length(min=1))
@@ -437,6 +461,7 @@ class FlowSchema(StrictSchema):
     dedupe_key = _DedupeKeyField(load_default=BY_SOURCE_ID)
     notify = fields.List(fields.Nested(NotifySchema), load_default=list)
     resync = fields.Nested(ResyncSchema, load_default=ResyncConfig)
+    reconcile = fields.Nested(ReconcileSchema, load_default=None)
     # Written out so that they are refused with their reason, not as unknown keys.
     two_way = fields.Bool(load_default=False)
     conflict = fields.Raw(load_default=None)

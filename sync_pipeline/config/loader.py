@@ -39,7 +39,7 @@ from sync_pipeline.config.connector import (
     resolve_credentials,
     resolve_options,
 )
-from sync_pipeline.config.flow import Flow, FlowSchema
+from sync_pipeline.config.flow import Flow, FlowSchema, ReconcileConfig
 from sync_pipeline.config.options import (
     ConnectorOptions,
     OptionsSchema,
@@ -78,6 +78,19 @@ class Config:
         streams = capabilities(self.connectors[flow.source.connector].vendor)
         can = streams.get(flow.source.stream)
         return can is not None and can.read
+
+    def reads_back(self, flow: Flow) -> bool:
+        """Whether the flow's target can be read back (`syncctl reconcile`)."""
+        streams = capabilities(self.connectors[flow.target.connector].vendor)
+        can = streams.get(flow.target.stream)
+        return can is not None and can.reads_back
+
+    def reconcile_of(self, flow: Flow) -> ReconcileConfig | None:
+        """How the flow is reconciled: as its file says, else nightly where its target can
+        be read back; None where it cannot (the loader refused a `reconcile:` there)."""
+        if not self.reads_back(flow):
+            return None
+        return flow.reconcile or ReconcileConfig()
 
 
 def load_config(
@@ -402,6 +415,15 @@ def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str
                 (
                     f"expected a stream the {vendor} connector can write ({writable}); "
                     f"{stream} can only be {can.roles()}"
+                ),
+            )
+        if flow.reconcile is not None and (can is None or not can.reads_back):
+            readable = _names(target, lambda c: c.reads_back)
+            yield (
+                "reconcile",
+                (
+                    f"the {vendor} connector cannot read back stream {stream}, so it cannot be"
+                    f" reconciled (streams it reads back: {readable}); remove the key"
                 ),
             )
 

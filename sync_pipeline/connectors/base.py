@@ -68,11 +68,15 @@ class StreamCapabilities:
     # The connector option this stream cannot work without (the process codes a read of
     # approvals lists): a flow on the stream is refused at load while its connector lacks it.
     option: str | None = None
+    # read back: its objects can be read at the vendor and compared with what we wrote
+    # (connectors.base.ReadsBack): `syncctl reconcile` and a flow's `reconcile:` need it.
+    reads_back: bool = False
 
     def roles(self) -> str:
         """What the stream can do, as words: "read, written", "written", ..."""
         can = [word for word, yes in (("read", self.read), ("written", self.write)) if yes]
         can += [f"synced on {kind} events" for kind in sorted(self.events)]
+        can += ["read back"] if self.reads_back else []
         return ", ".join(can) or "nothing"
 
 
@@ -170,6 +174,57 @@ class LooksUpEffects(Protocol):
         """What the vendor holds of `request`: a DONE result (with the vendor's id) when the
         effect is there; None when it is not and sending it now is safe; a REJECTED result
         when it is not there and can no longer be made (the reason says why)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """An object at a flow's target as reconciliation compares it: its id and the fields the
+    flow decides there (an approval center instance: its status and whose tasks are open),
+    as text. Fields the target may change on its own (times, read marks) are left out."""
+
+    target_id: str
+    fields: tuple[tuple[str, str], ...]
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.fields)
+
+
+@dataclass(frozen=True)
+class ViewPage:
+    """One page of the objects of ours a target holds, and the token of the next (None: last)."""
+
+    views: tuple[TargetView, ...]
+    next_token: str | None
+
+
+@runtime_checkable
+class ReadsBack(Protocol):
+    """Targets whose objects can be read back at the vendor and compared with what we wrote
+    (`syncctl reconcile`, pipeline/reconcile.py). Declared per stream by
+    `StreamCapabilities.reads_back`."""
+
+    def expected_view(self, stream: str, request: WriteRequest) -> TargetView | None:
+        """What making `request` leaves at the target; None when it makes no object."""
+        ...
+
+    def suspects(self, stream: str, requests: Sequence[WriteRequest]) -> set[str]:
+        """The target ids, of the objects these writes made, that may not be as written: the
+        vendor's own check where it has one (Feishu `external_instances/check`), else all."""
+        ...
+
+    def read_back(self, stream: str, target_ids: Sequence[str]) -> dict[str, TargetView]:
+        """The objects as the target holds them now, by id; an id left out is not there (or
+        was removed: a status that means gone counts as not there)."""
+        ...
+
+    def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:
+        """One page of every object of ours the target holds (removed ones left out)."""
+        ...
+
+    def remove_back(self, stream: str, target_id: str, request: WriteRequest) -> WriteResult:
+        """Remove an object we did not make (reconciliation's repair of an extra one), as the
+        vendor removes it: DONE, or REJECTED and why. Sending it again changes nothing."""
         ...
 
 

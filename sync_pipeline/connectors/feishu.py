@@ -33,6 +33,8 @@ from sync_pipeline.connectors.base import (
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
+    TargetView,
+    ViewPage,
     build_client,
     options_of,
 )
@@ -165,7 +167,9 @@ class FeishuConnector:
         {
             MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
             APPROVALS: StreamCapabilities(read=True, option="approval_codes"),
-            APPROVAL_CENTER: StreamCapabilities(write=True, option="approval_center"),
+            APPROVAL_CENTER: StreamCapabilities(
+                write=True, option="approval_center", reads_back=True
+            ),
         }
     )
     OPTIONS = FeishuOptionsSchema
@@ -298,15 +302,40 @@ class FeishuConnector:
                 users.setdefault(str(item["open_id"]), _directory_user(item))
         return list(users.values())
 
-    # -- calls ---------------------------------------------------------------------------------
-    def _center_write(self, request: WriteRequest) -> WriteResult:
+    # -- reading back the approval center (connectors.base.ReadsBack) -------------------------
+    def expected_view(self, stream: str, request: WriteRequest) -> TargetView | None:
+        return self._center(stream).expected_view(request)
+
+    def suspects(self, stream: str, requests: Sequence[WriteRequest]) -> set[str]:
+        return self._center(stream).suspects(requests)
+
+    def read_back(self, stream: str, target_ids: Sequence[str]) -> dict[str, TargetView]:
+        return self._center(stream).read_back(target_ids)
+
+    def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:
+        return self._center(stream).list_back(page_token, limit)
+
+    def remove_back(self, stream: str, target_id: str, request: WriteRequest) -> WriteResult:
+        try:
+            return self._center(stream).remove_back(target_id, request)
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+
+    def _center(self, stream: str) -> ApprovalCenter:
+        if stream != APPROVAL_CENTER:
+            raise ValueError(f"{self.config.name}: stream {stream} cannot be read back")
         if self.approval_center is None:
             raise ConfigError(
                 "connectors.yaml",
                 [(f"{self.config.name}.options.approval_center", "expected approval_code")],
             )
+        return self.approval_center
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _center_write(self, request: WriteRequest) -> WriteResult:
+        center = self._center(APPROVAL_CENTER)
         try:
-            return self.approval_center.write(request)
+            return center.write(request)
         except VendorRejected as exc:
             return rejected(request, str(exc))
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.config.options import OptionsSchema, Text, Url
+from sync_pipeline.connectors.base import TargetView, ViewPage
 from sync_pipeline.connectors.buttons import feishu_approval as quick
 from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import ConfigError
@@ -51,6 +52,9 @@ INSTANCE_STATUS = {
     "revoked": "CANCELED",
 }
 TASKS_PAGE_SIZE = 100
+TASKS_MAX_IDS = 20  # instance ids (and approval codes) an external_tasks query may name
+CHECK_BATCH = 50  # instances per external_instances/check
+GONE = "DELETED"  # the status Feishu removes an external instance by
 
 # (method, path under open-apis/, api bucket, json body) -> the answer's `data`
 Call = Callable[[str, str, str, Any], Mapping[str, Any]]
@@ -130,6 +134,96 @@ class ApprovalCenter:
             instance_id,
             extra={"instance_id": instance_id, "approval_code": self.center.approval_code},
         )
+
+    # -- reading back (reconciliation) ---------------------------------------------------------
+    def expected_view(self, request: WriteRequest) -> TargetView | None:
+        """The instance a write of `request` leaves: its status and whose tasks are open."""
+        content, problem = approval_instance(
+            request, "an approval center instance", INSTANCE_STATUS
+        )
+        if problem:
+            return None
+        status = INSTANCE_STATUS[str(content["status"])]
+        return _view(request.source_id, status, pending_approvers(content))
+
+    def suspects(self, requests: Sequence[WriteRequest]) -> set[str]:
+        """Feishu's own check: the instances whose update time differs from the one these
+        writes pushed, or that it does not hold (an instance edited or removed by someone
+        else gets a new update time)."""
+        entries = []
+        for request in requests:
+            content = request.notification.content
+            stamp = content.get("updated_at") or content.get("created_at")
+            at = str(_ms(str(stamp))) if stamp else "0"
+            entries.append({"instance_id": request.source_id, "update_time": at})
+        differ: set[str] = set()
+        for start in range(0, len(entries), CHECK_BATCH):
+            data = self._call(
+                "POST",
+                "approval/v4/external_instances/check",
+                "approval/v4/external_instances/check",
+                {"instances": entries[start : start + CHECK_BATCH]},
+            )
+            differ |= {
+                str(item["instance_id"])
+                for item in data.get("diff_instances") or []
+                if isinstance(item, Mapping) and item.get("instance_id")
+            }
+        return differ
+
+    def read_back(self, instance_ids: Sequence[str]) -> dict[str, TargetView]:
+        """The instances Feishu holds, by id (a DELETED one is not there)."""
+        found: dict[str, TargetView] = {}
+        for start in range(0, len(instance_ids), TASKS_MAX_IDS):
+            body = {"instance_ids": list(instance_ids[start : start + TASKS_MAX_IDS])}
+            token: str | None = None
+            while True:
+                page = self._tasks_page(body, token, TASKS_PAGE_SIZE)
+                found.update((view.target_id, view) for view in page.views)
+                if page.next_token is None:
+                    break
+                token = page.next_token
+        return found
+
+    def list_back(self, page_token: str | None, limit: int) -> ViewPage:
+        """One page of the instances of our definition (DELETED ones left out)."""
+        return self._tasks_page({"approval_codes": [self.center.approval_code]}, page_token, limit)
+
+    def remove_back(self, instance_id: str, request: WriteRequest) -> WriteResult:
+        """An instance of our definition that no OA request made, removed as Feishu removes
+        one: status DELETED (UPDATE mode: nothing else of it is touched)."""
+        self._define()
+        at = _ms(str(request.notification.content.get("at") or "1970-01-01T00:00:00Z"))
+        body = {
+            "approval_code": self.center.approval_code,
+            "instance_id": instance_id,
+            "status": GONE,
+            "update_mode": "UPDATE",
+            "update_time": at,
+        }
+        self._call("POST", "approval/v4/external_instances", "approval/v4/external_instances", body)
+        return WriteResult(request.effect_key, WriteStatus.DONE, instance_id)
+
+    def _tasks_page(self, body: Mapping[str, Any], token: str | None, limit: int) -> ViewPage:
+        path = f"approval/v4/external_tasks?page_size={max(1, min(limit, 500))}"
+        if token:
+            path += f"&page_token={token}"
+        data = self._call("GET", path, "approval/v4/external_tasks", dict(body))
+        views = tuple(
+            _view(
+                str(item["instance_id"]),
+                str(item.get("status")),
+                [
+                    str(task["id"]).rsplit("/", 1)[-1]
+                    for task in item.get("tasks") or []
+                    if isinstance(task, Mapping) and task.get("status") == "PENDING"
+                ],
+            )
+            for item in data.get("data") or []
+            if isinstance(item, Mapping) and item.get("instance_id") and item.get("status") != GONE
+        )
+        more = bool(data.get("has_more")) and bool(data.get("page_token"))
+        return ViewPage(views, str(data["page_token"]) if more else None)
 
     # -- calls ---------------------------------------------------------------------------------
     def _define(self) -> None:
@@ -253,6 +347,10 @@ def _closed_task(
         "end_time": at,
         "update_time": at,
     }
+
+
+def _view(instance_id: str, status: str, open_for: Sequence[str]) -> TargetView:
+    return TargetView(instance_id, (("status", status), ("open_tasks", ",".join(sorted(open_for)))))
 
 
 def _ms(iso: str) -> int:

@@ -57,7 +57,7 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.state import alerts as rows
-from sync_pipeline.state import controls, deadletters, effects, quotas, runs
+from sync_pipeline.state import controls, deadletters, effects, quotas, reconciles, runs
 from sync_pipeline.state.alerts import Alert, AlertState
 from sync_pipeline.status import flow_statuses
 
@@ -99,6 +99,8 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
     with rt.engine.connect() as conn:
         if rule.kind is AlertKind.CONSECUTIVE_FAILURES:
             return [_failing(runs.recent_pulls(conn, f, rule.threshold), f, rule) for f in flows]
+        if rule.kind is AlertKind.RECONCILIATION_DRIFT:
+            return [_drifting(reconciles.latest_finished(conn, f), f, rule) for f in flows]
         if rule.kind is AlertKind.DEAD_LETTERS:
             counts = {f: deadletters.count_open(conn, f) for f in flows}
             what = "open dead letters"
@@ -113,6 +115,14 @@ def _failing(recent: Sequence[runs.Run], flow: str, rule: Rule) -> Seen:
     if len(recent) < rule.threshold or len(failed) < rule.threshold:
         return Seen(flow, False)
     return Seen(flow, True, f"its last {rule.threshold} runs failed: {recent[0].error or '?'}")
+
+
+def _drifting(newest: reconciles.Reconcile | None, flow: str, rule: Rule) -> Seen:
+    """The newest reconciliation's drift left unrepaired; a flow never reconciled has none."""
+    if newest is None:
+        return Seen(flow, False)
+    what = f"reconcile #{newest.id} found {len(newest.drift)} objects not in step at its target"
+    return Seen(flow, newest.left >= rule.threshold, f"{what}, {newest.left} left unrepaired")
 
 
 def _lagging(flow: str, lag_s: float | None, rule: Rule) -> Seen:
@@ -262,6 +272,7 @@ def next_step(kind: AlertKind, subject: str) -> str:
         AlertKind.DEAD_LETTERS: f"syncctl dlq list --flow {subject}",
         AlertKind.UNKNOWN_EFFECTS: "syncctl effects list, then syncctl effects settle ID",
         AlertKind.LAG: f"syncctl status; then syncctl run {subject} --wait",
+        AlertKind.RECONCILIATION_DRIFT: f"syncctl reconcile {subject} --repair",
         AlertKind.QUOTA: f"raise the monthly_quota of {subject} or wait for the next month",
     }[kind]
 

@@ -29,6 +29,7 @@ class RequestKind(StrEnum):
     RUN = "run"  # syncctl run FLOW
     REPLAY = "replay"  # syncctl dlq replay
     RESYNC = "resync"  # syncctl resync FLOW
+    RECONCILE = "reconcile"  # syncctl reconcile FLOW
 
 
 class RequestStatus(StrEnum):

@@ -383,3 +383,33 @@ alerts = sa.Table(
         "state IN ('ok', 'pending', 'firing', 'resolved')", name="alerts_state_known"
     ),
 )
+
+
+# Added in 0014: reconciliations (`syncctl reconcile`, pipeline/reconcile.py): one row each,
+# what it compared, the drift it found (missing, extra and different objects at the target,
+# kept whole in `drift`) and, with `repair`, how many it repaired.
+reconciles = sa.Table(
+    "reconciles",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("flow", sa.Text, nullable=False),
+    sa.Column("repair", sa.Boolean, nullable=False, server_default="false"),
+    sa.Column("status", sa.Text, nullable=False, server_default="running"),
+    sa.Column("requested_by", CleanText(), nullable=False),
+    sa.Column("checked", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("listed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("extra", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("different", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("repaired", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("drift", JSONB, nullable=False, server_default="[]"),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", CleanText(ERROR_CHARS), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed')", name="reconciles_status_known"
+    ),
+)
+sa.Index("reconciles_by_flow", reconciles.c.flow, reconciles.c.id)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.connectors.base import ConnectorContext, TargetView
 from sync_pipeline.connectors.dingtalk import DingTalkConnector
 from sync_pipeline.connectors.feishu import FeishuConnector
 from sync_pipeline.devtools.sandbox.core import SandboxStore
@@ -226,6 +227,46 @@ def test_feishu_without_an_approval_center_option_the_stream_is_a_config_error(
         FeishuConnector(config, ctx).write(
             STREAM, request(content(feishu_users[0], [feishu_users[1]]), "k1")
         )
+
+
+# -- Feishu, read back (connectors.base.ReadsBack: `syncctl reconcile`) ------------------------
+def test_feishu_reads_back_what_a_write_left(feishu, to_feishu, feishu_users) -> None:
+    applicant, boss, deputy = feishu_users[:3]
+    written = request(content(applicant, [deputy, boss]), "k1")
+    to_feishu.write(STREAM, written)
+
+    found = to_feishu.read_back(STREAM, ["8812", "absent"])
+
+    open_tasks = ",".join(sorted([boss, deputy]))
+    expected = TargetView("8812", (("status", "PENDING"), ("open_tasks", open_tasks)))
+    assert found == {"8812": expected}
+    assert to_feishu.expected_view(STREAM, written) == expected
+
+
+def test_feishus_check_names_only_the_instances_not_as_pushed(
+    feishu, to_feishu, feishu_users
+) -> None:
+    payload = content(feishu_users[0], [feishu_users[1]])
+    to_feishu.write(STREAM, request(payload, "k1"))
+    later = request({**payload, "updated_at": "2026-03-02T08:00:00Z"}, "k2")
+    unknown = replace(request(payload, "k3"), source_id="9999")
+
+    assert to_feishu.suspects(STREAM, [request(payload, "k1")]) == set()
+    assert to_feishu.suspects(STREAM, [later, unknown]) == {"8812", "9999"}
+
+
+def test_feishu_a_removed_instance_is_neither_read_back_nor_listed(
+    feishu, to_feishu, feishu_users
+) -> None:
+    to_feishu.write(STREAM, request(content(feishu_users[0], [feishu_users[1]]), "k1"))
+    assert [v.target_id for v in to_feishu.list_back(STREAM, None, 50).views] == ["8812"]
+
+    result = to_feishu.remove_back(STREAM, "8812", request({"at": "2026-03-03T08:00:00Z"}, "k2"))
+
+    assert result.status is WriteStatus.DONE
+    assert held(feishu)["status"] == "DELETED"
+    assert to_feishu.read_back(STREAM, ["8812"]) == {}
+    assert to_feishu.list_back(STREAM, None, 50).views == ()
 
 
 # -- DingTalk ----------------------------------------------------------------------------------
