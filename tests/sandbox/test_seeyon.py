@@ -219,7 +219,6 @@ def test_members_page_to_the_end_on_a_short_page(admin: Session) -> None:
         page += 1
 
     assert [m["code"] for m in seen] == [p.employee_no for p in WORLD.people]
-    assert page == -(-len(WORLD.people) // 7) + (len(WORLD.people) % 7 == 0)
 
 
 def test_a_member_is_found_by_code_with_the_worlds_email_and_mobile(admin: Session) -> None:

@@ -68,6 +68,27 @@ POST_ID = long_id("post", "staff")
 LEVEL_ID = long_id("level", "staff")
 
 
+# Partial expression indexes over the shared objects table: a member's affair lists, a flow's
+# affairs and a workitem's affair stay index lookups with a million seeded flows. Queries must
+# spell the same expressions and the literal platform/kind for SQLite to use them.
+AFFAIR_INDEXES = tuple(
+    f"CREATE INDEX IF NOT EXISTS seeyon_affairs_by_{name} ON objects ({columns})"
+    " WHERE platform = 'seeyon' AND kind = 'affair'"
+    for name, columns in (
+        (
+            "member",
+            "json_extract(body, '$.memberId'), json_extract(body, '$.state'), updated_ms, id",
+        ),
+        ("flow", "json_extract(body, '$.objectId')"),
+        ("workitem", "json_extract(body, '$.subObjectId')"),
+    )
+)
+
+_AFFAIRS = "SELECT body FROM objects WHERE platform = 'seeyon' AND kind = 'affair'"
+AFFAIRS_OF_FLOW = _AFFAIRS + " AND json_extract(body, '$.objectId') = ?"
+AFFAIR_OF_WORKITEM = _AFFAIRS + " AND json_extract(body, '$.subObjectId') = ?"
+
+
 class JSONResponse(responses.JSONResponse):
     """Seeyon's JSON answers: UTF-8, non-ASCII kept as is."""
 
@@ -159,6 +180,9 @@ class SeeyonBase(Emulator):
         self._creds = self._credentials_once()
         self._limiter = SlidingWindow()
         self._lock = threading.Lock()  # read-modify-write of one flow at a time
+        with store.write() as conn:
+            for statement in AFFAIR_INDEXES:
+                conn.execute(statement)
 
     # -- credentials -------------------------------------------------------------------------
     def _credentials_once(self) -> dict[str, str]:
@@ -203,6 +227,17 @@ class SeeyonBase(Emulator):
         if scale <= 0:
             return False
         return not self._limiter.allow((key,), max(1, round(RATE_LIMIT_PER_S * scale)), 1.0)
+
+    # -- affairs -----------------------------------------------------------------------------
+    def _affairs_where(self, sql: str, value: int) -> list[dict[str, Any]]:
+        return [json.loads(r[0]) for r in self.store.conn().execute(sql, (value,))]
+
+    def affairs_of(self, summary_id: int) -> list[dict[str, Any]]:
+        return self._affairs_where(AFFAIRS_OF_FLOW, summary_id)
+
+    def affair_of_workitem(self, workitem: int) -> dict[str, Any] | None:
+        found = self._affairs_where(AFFAIR_OF_WORKITEM, workitem)
+        return found[0] if found else None
 
     # -- members -----------------------------------------------------------------------------
     def member(self, member_id: int) -> dict[str, Any] | None:

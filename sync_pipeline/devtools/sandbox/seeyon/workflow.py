@@ -229,10 +229,9 @@ class Workflow(SeeyonBase):
             workitem = int(str(body.get("workitemId", "")).strip())
         except ValueError:
             raise Refused(BAD_PARAM, "workitemId must be a numeric id") from None
-        found = self.store.list(PLATFORM, "affair", equals={"subObjectId": workitem}, limit=1)
-        if not found:
+        item = self.affair_of_workitem(workitem)
+        if item is None:
             raise Refused(NOT_FOUND, f"workitem {workitem} 不存在")
-        item = found[0]
         owner_login = self._owner_setting()
         if call.member_id is not None:
             actor = call.member_id
@@ -309,7 +308,7 @@ class Workflow(SeeyonBase):
             summary = self.store.get(PLATFORM, "summary", str(summary_id))
             if summary is None:
                 raise Refused(NOT_FOUND, f"协同 {summary_id} 不存在")
-            affairs = self.store.list(PLATFORM, "affair", equals={"objectId": summary_id})
+            affairs = self.affairs_of(summary_id)
             pending = [a for a in affairs if a["state"] == AFFAIR_PENDING]
             if workitem is not None:
                 item = next(a for a in affairs if a["subObjectId"] == workitem)
