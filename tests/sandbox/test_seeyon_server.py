@@ -4,6 +4,7 @@ driven by the control API's simulated members, and under the generic faults."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,20 @@ class A8:
     def get(self, path: str, **params: Any) -> Any:
         answer = requests.get(
             self.url + path, headers={"token": self.token}, params=params, timeout=5
+        )
+        return answer.json()
+
+    def start(self, subject: str) -> Any:
+        body = {
+            "appName": "collaboration",
+            "data": {
+                "templateCode": "GENERAL_001",
+                "subject": subject,
+                "data": {"formmain_0103": {"主题": subject}},
+            },
+        }
+        answer = requests.post(
+            f"{self.url}/bpm/process/start", headers={"token": self.token}, json=body, timeout=5
         )
         return answer.json()
 
@@ -137,6 +152,19 @@ def test_a_finish_whose_answer_is_lost_is_applied_and_its_retry_is_already_done(
     [entry] = [e for e in sandbox.ledger("seeyon") if e["body"].get("workitemId") == str(workitem)]
     assert entry["endpoint"] == "POST /seeyon/rest/bpm/workitem/finish"
     assert A8(sandbox).get(f"/flow/state/{summary}") == 0
+
+
+def test_a_start_whose_answer_is_lost_is_found_once_by_its_subject(
+    sandbox: SandboxClient,
+) -> None:
+    sender, subject = A8(sandbox, login("E00012")), f"lost start {uuid.uuid4().hex[:8]}"
+    sandbox.fault("seeyon", "applied_no_answer")
+
+    with pytest.raises(requests.ConnectionError):
+        sender.start(subject)
+
+    found = A8(sandbox).get("/affairs/sent", memberId=member_id("E00012"), subject=subject)
+    assert [a["subject"] for a in found["data"]] == [subject]
 
 
 def test_a_read_under_applied_no_answer_keeps_its_answer(sandbox: SandboxClient) -> None:
