@@ -25,6 +25,7 @@ from tests.sandbox.test_oa import E9, receiver, wait_for
 __all__ = ["receiver"]  # a fixture these tests use, shared with the OA contract tests
 
 REGIST = "/api/ec/dev/auth/regist"
+PLATFORM_ORDER = ["control", "oa", "wecom", "dingtalk", "feishu", "agora", "seeyon"]
 
 
 class Sandbox:
@@ -155,7 +156,7 @@ def test_info_names_every_served_platform_with_url_and_credentials(sandbox: Sand
     assert set(info["oa"]["credentials"]) >= {"appid", "secret", "spk", "webhook_secret"}
     for platform, entry in info.items():
         offset = int(entry["base_url"].rsplit(":", 1)[1]) - sandbox.port_base
-        assert offset == ["control", "oa", "wecom", "dingtalk", "feishu", "agora"].index(platform)
+        assert offset == PLATFORM_ORDER.index(platform)
 
 
 def test_mutation_without_the_admin_token_is_refused(sandbox: Sandbox) -> None:
@@ -321,6 +322,7 @@ def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
         ("dingtalk", 403, "code", "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
         ("feishu", 429, "code", 99991400),
         ("agora", 429, "error", "reach_limit"),
+        ("seeyon", 429, "code", "1429"),
     ],
 )
 def test_ratelimit_fault_answers_each_vendors_own_throttle(

@@ -154,8 +154,8 @@ def sandbox() -> None:
     """Local emulators of WeCom, DingTalk, Feishu, Agora Chat and the OA, for dry runs.
 
     Each emulator speaks its vendor's documented HTTP contract on its own port (control API on
-    --port-base, then oa +1, wecom +2, dingtalk +3, feishu +4, agora +5) and records every
-    write it accepts in a ledger.
+    --port-base, then oa +1, wecom +2, dingtalk +3, feishu +4, agora +5, seeyon +6) and
+    records every write it accepts in a ledger.
     """
 
 

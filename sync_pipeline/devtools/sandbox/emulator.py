@@ -25,7 +25,7 @@ class PressError(Exception):
 class Emulator(ABC):
     """One vendor's HTTP contract. Subclasses are plain Starlette route tables."""
 
-    platform: ClassVar[str]  # "oa", "wecom", "dingtalk", "feishu", "agora"
+    platform: ClassVar[str]  # "oa", "wecom", "dingtalk", "feishu", "agora", "seeyon"
     title: ClassVar[str]  # shown by `syncctl sandbox up`
     port_offset: ClassVar[int]  # its port is --port-base + port_offset
 
