@@ -26,7 +26,7 @@ ALERTS_FILE = "alerts.yaml"
 DEFAULT_EVALUATE_EVERY_S = 30
 # A group message is posted only by connectors that can post to groups (connectors.base.
 # PostsToGroups); the loader checks the destination's connector is one of these vendors.
-GROUP_VENDORS = ("feishu",)
+GROUP_VENDORS = ("wecom", "dingtalk", "feishu", "agora")
 
 
 class AlertKind(StrEnum):

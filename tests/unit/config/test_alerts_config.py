@@ -90,14 +90,29 @@ def test_given_a_group_on_a_connector_that_cannot_post_to_groups_then_it_is_refu
     tree.write(
         "alerts.yaml",
         {
-            "destinations": {"ops": {"group": {"connector": "wecom", "chat_id": "c1"}}},
+            "destinations": {"ops": {"group": {"connector": "oa", "chat_id": "c1"}}},
             "rules": {"down": {"kind": "vendor_down", "notify": ["ops"]}},
         },
     )
 
     assert tree.error().problems == [
-        ("destinations.ops.group.connector", "expected a connector that posts to groups (none)")
+        ("destinations.ops.group.connector", "expected a connector that posts to groups (wecom)")
     ]
+
+
+def test_given_a_group_on_wecom_then_it_loads(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write(
+        "alerts.yaml",
+        {
+            "destinations": {"ops": {"group": {"connector": "wecom", "chat_id": "wr1"}}},
+            "rules": {"down": {"kind": "vendor_down", "notify": ["ops"]}},
+        },
+    )
+
+    group = tree.load().alerts.destination("ops").group
+    assert group is not None
+    assert group.connector == "wecom"
 
 
 def test_given_a_rule_notifying_an_unknown_destination_then_it_is_refused(
