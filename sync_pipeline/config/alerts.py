@@ -8,7 +8,7 @@ resolves (pipeline/alerts.py). Cross-file checks (connector names, flow names) a
 `loader.py`.
 
 Kinds the evaluator does not build yet are refused here with that reason, never accepted
-and ignored: reconciliation drift and webhook refusals.
+and ignored: reconciliation drift.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sync_pipeline.config import MapOf, StrictSchema
 
 ALERTS_FILE = "alerts.yaml"
 DEFAULT_EVALUATE_EVERY_S = 30
+DEFAULT_REFUSAL_WINDOW_S = 300  # webhook_refusals: the window its refusals are counted in
 # A group message is posted only by connectors that can post to groups (connectors.base.
 # PostsToGroups); the loader checks the destination's connector is one of these vendors.
 GROUP_VENDORS = ("wecom", "dingtalk", "feishu", "agora")
@@ -36,11 +37,12 @@ class AlertKind(StrEnum):
     UNKNOWN_EFFECTS = "unknown_effects"  # a flow's effects parked as unknown above `threshold`
     LAG = "lag"  # a flow's oldest read, unsynced change older than `threshold` seconds
     QUOTA = "quota"  # a connector's monthly quota used `threshold` percent or more
+    # a connector's webhook refused `threshold` deliveries or more in the last `window_s`
+    WEBHOOK_REFUSALS = "webhook_refusals"
 
 
 NOT_BUILT = {
     "reconciliation_drift": "reconciliation drift alerts are not built yet",
-    "webhook_refusals": "webhook refusal alerts are not built yet",
 }
 FLOW_KINDS = (
     AlertKind.CONSECUTIVE_FAILURES,
@@ -78,6 +80,7 @@ class Rule:
     notify: tuple[str, ...]
     flows: tuple[str, ...] = ()  # empty: every flow (flow kinds)
     vendors: tuple[str, ...] = ()  # empty: every vendor (vendor_down)
+    window_s: int = DEFAULT_REFUSAL_WINDOW_S  # webhook_refusals only
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class _RuleSchema(StrictSchema):
     for_s = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
     flows = fields.List(fields.Str(validate=validate.Length(min=1)), load_default=list)
     vendors = fields.List(fields.Str(validate=validate.Length(min=1)), load_default=list)
+    window_s = fields.Integer(strict=True, validate=validate.Range(min=10, max=86400))
     notify = fields.List(
         fields.Str(validate=validate.Length(min=1)), required=True, validate=validate.Length(min=1)
     )
@@ -161,6 +165,10 @@ class _RuleSchema(StrictSchema):
             raise ValidationError({"vendors": [f"expected flows, not vendors, for {kind}"]})
         if kind is AlertKind.QUOTA and data.get("flows"):
             raise ValidationError({"flows": ["expected vendors, not flows, for quota"]})
+        if kind is AlertKind.WEBHOOK_REFUSALS and data.get("flows"):
+            raise ValidationError({"flows": ["expected vendors, not flows, for webhook_refusals"]})
+        if kind is not AlertKind.WEBHOOK_REFUSALS and "window_s" in data:
+            raise ValidationError({"window_s": ["expected only for kind webhook_refusals"]})
         if kind is AlertKind.QUOTA and data.get("threshold", 0) > 100:
             raise ValidationError(
                 {"threshold": ["expected a percentage of the quota, at most 100"]}
@@ -207,6 +215,7 @@ class AlertsSchema(StrictSchema):
                 notify=tuple(body["notify"]),
                 flows=tuple(body["flows"]),
                 vendors=tuple(body["vendors"]),
+                window_s=body.get("window_s", DEFAULT_REFUSAL_WINDOW_S),
             )
             for name, body in data["rules"].items()
         }

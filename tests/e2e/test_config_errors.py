@@ -95,11 +95,11 @@ def test_given_an_alert_kind_not_built_then_check_names_the_file_and_key_and_exi
 ) -> None:
     alerts = config_dir / "alerts.yaml"
     alerts.write_text(
-        alerts.read_text("utf-8").replace("kind: quota", "kind: webhook_refusals"), "utf-8"
+        alerts.read_text("utf-8").replace("kind: quota", "kind: reconciliation_drift"), "utf-8"
     )
 
     line = one_line_exit_2(syncctl("check", env=env))
 
     assert line == (
-        f"syncctl: {alerts}: rules.quota.kind: webhook refusal alerts are not built yet"
+        f"syncctl: {alerts}: rules.quota.kind: reconciliation drift alerts are not built yet"
     )

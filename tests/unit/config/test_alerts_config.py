@@ -67,10 +67,30 @@ def test_given_a_webhook_whose_secret_variable_is_unset_then_the_load_names_it(
 
 def test_given_a_kind_not_built_then_it_is_refused_with_that_reason(tree: ConfigTree) -> None:
     tree.flow("f")
-    tree.write("alerts.yaml", alerts(kind="webhook_refusals"))
+    tree.write("alerts.yaml", alerts(kind="reconciliation_drift"))
 
     assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
-        ("rules.down.kind", "webhook refusal alerts are not built yet")
+        ("rules.down.kind", "reconciliation drift alerts are not built yet")
+    ]
+
+
+def test_given_a_webhook_refusals_rule_then_its_window_and_threshold_load(
+    tree: ConfigTree,
+) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="webhook_refusals", threshold=20, window_s=120))
+
+    rule = tree.load({**ENV, "ALERT_SECRET": "x"}).alerts.rules["down"]
+
+    assert (rule.kind, rule.threshold, rule.window_s) == (AlertKind.WEBHOOK_REFUSALS, 20, 120)
+
+
+def test_given_a_window_on_another_kind_then_it_is_refused(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="lag", threshold=600, window_s=120))
+
+    assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
+        ("rules.down.window_s", "expected only for kind webhook_refusals")
     ]
 
 
