@@ -8,7 +8,7 @@ resolves (pipeline/alerts.py). Cross-file checks (connector names, flow names) a
 `loader.py`.
 
 Kinds the evaluator does not build yet are refused here with that reason, never accepted
-and ignored: webhook refusals.
+and ignored (none at present).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from sync_pipeline.config import MapOf, StrictSchema
 
 ALERTS_FILE = "alerts.yaml"
 DEFAULT_EVALUATE_EVERY_S = 30
+DEFAULT_REFUSAL_WINDOW_S = 300  # webhook_refusals: the window its refusals are counted in
 # A group message is posted only by connectors that can post to groups (connectors.base.
 # PostsToGroups); the loader checks the destination's connector is one of these vendors.
-GROUP_VENDORS = ("feishu",)
+GROUP_VENDORS = ("wecom", "dingtalk", "feishu", "agora")
 
 
 class AlertKind(StrEnum):
@@ -38,11 +39,11 @@ class AlertKind(StrEnum):
     QUOTA = "quota"  # a connector's monthly quota used `threshold` percent or more
     # a flow's newest reconciliation left `threshold` or more objects not in step
     RECONCILIATION_DRIFT = "reconciliation_drift"
+    # a connector's webhook refused `threshold` deliveries or more in the last `window_s`
+    WEBHOOK_REFUSALS = "webhook_refusals"
 
 
-NOT_BUILT = {
-    "webhook_refusals": "webhook refusal alerts are not built yet",
-}
+NOT_BUILT: dict[str, str] = {}
 FLOW_KINDS = (
     AlertKind.CONSECUTIVE_FAILURES,
     AlertKind.DEAD_LETTERS,
@@ -80,6 +81,7 @@ class Rule:
     notify: tuple[str, ...]
     flows: tuple[str, ...] = ()  # empty: every flow (flow kinds)
     vendors: tuple[str, ...] = ()  # empty: every vendor (vendor_down)
+    window_s: int = DEFAULT_REFUSAL_WINDOW_S  # webhook_refusals only
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class _RuleSchema(StrictSchema):
     for_s = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
     flows = fields.List(fields.Str(validate=validate.Length(min=1)), load_default=list)
     vendors = fields.List(fields.Str(validate=validate.Length(min=1)), load_default=list)
+    window_s = fields.Integer(strict=True, validate=validate.Range(min=10, max=86400))
     notify = fields.List(
         fields.Str(validate=validate.Length(min=1)), required=True, validate=validate.Length(min=1)
     )
@@ -163,6 +166,10 @@ class _RuleSchema(StrictSchema):
             raise ValidationError({"vendors": [f"expected flows, not vendors, for {kind}"]})
         if kind is AlertKind.QUOTA and data.get("flows"):
             raise ValidationError({"flows": ["expected vendors, not flows, for quota"]})
+        if kind is AlertKind.WEBHOOK_REFUSALS and data.get("flows"):
+            raise ValidationError({"flows": ["expected vendors, not flows, for webhook_refusals"]})
+        if kind is not AlertKind.WEBHOOK_REFUSALS and "window_s" in data:
+            raise ValidationError({"window_s": ["expected only for kind webhook_refusals"]})
         if kind is AlertKind.QUOTA and data.get("threshold", 0) > 100:
             raise ValidationError(
                 {"threshold": ["expected a percentage of the quota, at most 100"]}
@@ -209,6 +216,7 @@ class AlertsSchema(StrictSchema):
                 notify=tuple(body["notify"]),
                 flows=tuple(body["flows"]),
                 vendors=tuple(body["vendors"]),
+                window_s=body.get("window_s", DEFAULT_REFUSAL_WINDOW_S),
             )
             for name, body in data["rules"].items()
         }

@@ -195,6 +195,43 @@ class AgoraConnector:
             return rejected(request, str(exc))
         return WriteResult(request.effect_key, WriteStatus.DONE, message_target(to, msg_id))
 
+    def post_to_group(self, chat_id: str, request: WriteRequest) -> WriteResult:
+        """A text message in a chat group (`/messages/chatgroups`, `chat_id` its group id), as
+        connectors.base.PostsToGroups asks: the title, the text and each field on a line of its
+        own, plain text (Agora interprets none of it). Agora has no dedupe handle, so a send
+        whose answer is lost is OutcomeUnknown and never resent (`group_dedupe_window_s`)."""
+        content = request.notification.content
+        rows = content.get("fields")
+        lines = [str(content.get("title") or ""), str(content.get("text") or "")]
+        if isinstance(rows, Mapping):
+            lines += [f"{name}: {value}" for name, value in rows.items() if value not in (None, "")]
+        text = PLAIN.fit("\n".join(line for line in lines if line), TEXT_BYTES, Unit.BYTES)
+        try:
+            _, answer, _ = self.client.request(
+                "POST",
+                f"{self.prefix}/messages/chatgroups",
+                api="messages/chatgroups",
+                idempotent=False,  # no dedupe handle: an unanswered send is OutcomeUnknown
+                json={
+                    "from": self.sender,
+                    "to": [chat_id],
+                    "type": "txt",
+                    "body": {"msg": text},
+                    "ext": {EFFECT_KEY_EXT: request.effect_key},
+                },
+                headers={"Accept": "application/json"},
+                auth=bearer,
+            )
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        msg_id = (answer.get("data") or {}).get(chat_id)
+        if not msg_id:
+            raise OutcomeUnknown(VENDOR, "no_msg_id", "messages/chatgroups")
+        return WriteResult(request.effect_key, WriteStatus.DONE, message_target(chat_id, msg_id))
+
+    def group_dedupe_window_s(self) -> float | None:
+        return None  # Agora has no dedupe handle: a resend is a second message
+
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
     ) -> Page:

@@ -298,6 +298,53 @@ class DingTalkConnector:
         except VendorRejected as exc:
             return rejected(request, str(exc))
 
+    def post_to_group(self, chat_id: str, request: WriteRequest) -> WriteResult:
+        """A card in a group chat (`chat_id`: its openConversationId), as connectors.base.
+        PostsToGroups asks: createAndDeliver to the space IM_GROUP by the app's robot, under
+        the outTrackId derived from the effect key (DingTalk delivers a card once per
+        outTrackId, so a resend after a lost answer delivers nothing twice). The card's text
+        carries the alert's fields, one line each."""
+        content = request.notification.content
+        rows = content.get("fields")
+        lines = [str(content.get("text") or "")]
+        if isinstance(rows, Mapping):
+            lines += [f"{name}: {value}" for name, value in rows.items() if value not in (None, "")]
+        text = "\n".join(line for line in lines if line)
+        track = out_track_id(request.effect_key)
+        try:
+            _, body, _ = self.client.request(
+                "POST",
+                "v1.0/card/instances/createAndDeliver",
+                api="card/instances/createAndDeliver",
+                idempotent=True,  # DingTalk creates and delivers once per outTrackId
+                json={
+                    "cardTemplateId": self.card_template_id,
+                    "outTrackId": track,
+                    "cardData": {
+                        "cardParamMap": _card_data(request.source_id, {**content, "text": text})
+                    },
+                    "callbackType": "STREAM",
+                    "openSpaceId": f"dtv1.card//IM_GROUP.{chat_id}",
+                    "imGroupOpenDeliverModel": {"robotCode": self.robot_code},
+                },
+                auth=NEW_API,
+            )
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        results = (body.get("result") or {}).get("deliverResults") or []
+        failed = [r for r in results if not r.get("success")]
+        if failed:
+            reason = str(failed[0].get("errorMsg") or "not delivered")
+            return rejected(
+                request, f"DingTalk could not deliver the card to {chat_id!r}: {reason}"
+            )
+        return WriteResult(request.effect_key, WriteStatus.DONE, track)
+
+    def group_dedupe_window_s(self) -> float | None:
+        """The outTrackId holds for as long as DingTalk keeps the card; `dedupe_window_s`'s
+        bound (today, China time) is the one the messages stream relies on too."""
+        return self.dedupe_window_s(MESSAGES)
+
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
     ) -> Page:

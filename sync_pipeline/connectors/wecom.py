@@ -40,7 +40,7 @@ from sync_pipeline.connectors.base import (
 )
 from sync_pipeline.connectors.buttons import decision_values
 from sync_pipeline.connectors.buttons import wecom as wecom_buttons
-from sync_pipeline.connectors.markup import PLAIN, WECOM_TEXT, Unit, link
+from sync_pipeline.connectors.markup import PLAIN, WECOM_MARKDOWN, WECOM_TEXT, Unit, link
 from sync_pipeline.connectors.notify import message_text, rejected, wants_decision
 from sync_pipeline.errors import (
     ConfigError,
@@ -213,6 +213,27 @@ class WeComConnector:
         if task_id:
             extra["task_id"] = str(task_id)  # with response_code, what a card update needs
         return WriteResult(request.effect_key, WriteStatus.DONE, str(msgid), extra=extra)
+
+    def post_to_group(self, chat_id: str, request: WriteRequest) -> WriteResult:
+        """A markdown message in a group chat the app created (`appchat/send`, 群聊会话), as
+        connectors.base.PostsToGroups asks. WeCom documents neither a duplicate check nor a
+        message id for appchat/send (only message/send has them), so a send whose answer is
+        lost is OutcomeUnknown and never resent blindly: `group_dedupe_window_s` is None."""
+        try:
+            self.client.request(
+                "POST",
+                "cgi-bin/appchat/send",
+                api="appchat/send",
+                idempotent=False,  # no dedupe handle: a resend is a second message
+                json={"chatid": chat_id, **group_markdown(request.notification.content)},
+                auth=query_token(),
+            )
+        except VendorRejected as exc:
+            return rejected(request, str(exc))
+        return WriteResult(request.effect_key, WriteStatus.DONE, chat_id)
+
+    def group_dedupe_window_s(self) -> float | None:
+        return None  # appchat/send has no duplicate check
 
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
@@ -427,6 +448,26 @@ def _text_message(content: Mapping[str, Any]) -> dict[str, Any]:
         "msgtype": "text",
         "text": {"content": message_text(content, WECOM_TEXT, TEXT_MAX_BYTES)},
     }
+
+
+def group_markdown(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A group post (an ops alert) as WeCom markdown: the title in bold, the text, and each
+    field on a line of its own under its bold name. Every value is outside text, escaped for
+    WeCom markdown (markup.WECOM_MARKDOWN); the bold and the line breaks are ours."""
+    rows = content.get("fields")
+    fields = list(rows.items()) if isinstance(rows, Mapping) else []
+    share = TEXT_MAX_BYTES // (2 + len(fields)) - 16
+    title = WECOM_MARKDOWN.fit(content.get("title") or "Alert", share, Unit.BYTES, one_line=True)
+    lines = [f"**{title}**"]
+    if content.get("text"):
+        lines.append(WECOM_MARKDOWN.fit(content["text"], share, Unit.BYTES, one_line=True))
+    lines += [
+        f"**{WECOM_MARKDOWN.fit(name, 32, Unit.BYTES, one_line=True)}**: "
+        f"{WECOM_MARKDOWN.fit(value, share - 40, Unit.BYTES, one_line=True)}"
+        for name, value in fields
+        if value not in (None, "")
+    ]
+    return {"msgtype": "markdown", "markdown": {"content": "\n".join(lines)}}
 
 
 def _card_message(request: WriteRequest, content: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,22 @@ so "sent exactly once" is shown, not claimed.
 Then real time: with the webhook service receiving every emulator's callbacks, a new OA
 request reaches its approver as a card within seconds, and the approver's press of Approve on
 the WeCom card approves the request in the OA as that person, updates the card in place and
-tells the applicant. Everything it started is stopped on exit, on error and on Ctrl-C.
+tells the applicant.
+
+Last, the operator's view: the demo takes the sandbox's OA down for a moment (its `down`
+fault) and asks every flow for a pull; the OA's circuit breaker opens, and Beat's alert
+evaluation raises `oa_down` in the Feishu ops group, then resolves it once the OA is back and
+a retried pull has closed the breaker. The rule lives in a demo-only alerts.yaml (every 5 s,
+for_s 5) in the demo's own copy of the config directory, never in the shipped one. It ends
+with the status table and the metrics endpoint's address. Everything it started is stopped
+on exit, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -39,13 +48,15 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.dispatch import QUEUES, run_health_check
+from sync_pipeline.follow import trigger_run
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.processes import celery_argv, child_process, free_port
 from sync_pipeline.services import Services, export_env, services
-from sync_pipeline.settings import load_settings
+from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import locks, runs
 from sync_pipeline.state.db import engine_for, with_search_path
 from sync_pipeline.state.migrate import migrate
+from sync_pipeline.status import FlowStatus, flow_statuses
 
 if TYPE_CHECKING:
     from sync_pipeline.devtools.sandbox.client import SandboxClient
@@ -65,7 +76,15 @@ DEMO_SCHEMA = "sync_demo"
 DEMO_SEED = 7
 DEMO_APPROVALS = 200
 POLL_S = 0.5
-STEPS = 6  # _step's numbers: servers, schema, sandbox, services, synced, real time
+STEPS = 7  # _step's numbers: servers, schema, sandbox, services, synced, real time, operator
+OUTAGE_TIMEOUT_S = 120.0  # for the alert to be raised, then again for it to be resolved
+# The demo's alert: the OA's breaker open for DEMO_FOR_S, evaluated every DEMO_EVERY_S, told
+# to the seed's first team group in Feishu (as the shipped config/alerts.yaml does).
+DEMO_OPS_GROUP = "oc_8db2a6f7a973f70919f5fdebf25a8136"
+DEMO_ALERT_RULE = "oa_down"
+DEMO_EVERY_S, DEMO_FOR_S = 5, 5
+ALERT_FIRING = f"[FIRING] {DEMO_ALERT_RULE}: oa"
+ALERT_RESOLVED = f"[RESOLVED] {DEMO_ALERT_RULE}: oa"
 
 # The ledger endpoints at which each IM emulator accepts a message or card for a person.
 MESSAGE_ENDPOINTS: Mapping[str, frozenset[str]] = {
@@ -99,6 +118,17 @@ class Moment:
 
 
 @dataclass(frozen=True)
+class OperatorView:
+    """The end of the demo: the outage's alert, the flows' status, where the metrics are."""
+
+    raised_s: float  # from the OA going down to the alert in the ops group
+    resolved_s: float  # from the OA back to the resolution in the ops group
+    statuses: list[FlowStatus]
+    metrics_url: str
+    metric_series: int  # sync_ series the endpoint answered with, read once while it ran
+
+
+@dataclass(frozen=True)
 class FlowResult:
     flow: str
     target: str  # the IM platform
@@ -126,9 +156,9 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
             result = migrate(demo.settings.urls()[1])
             steps.append((f"schema {DEMO_SCHEMA}", f"emptied, migrated to {result.after}"))
             _step(console, 2, f"schema {DEMO_SCHEMA} at {result.after}")
-            results, moments, answer = _sync_on_sandbox(console, demo, approvals, steps)
+            results, moments, operator, answer = _sync_on_sandbox(console, demo, approvals, steps)
             elapsed = time.monotonic() - began
-            _summary(console, resolved, steps, results, moments, answer, elapsed)
+            _summary(console, resolved, steps, results, moments, operator, answer, elapsed)
     except BaseException as exc:
         if not (isinstance(exc, KeyboardInterrupt) or _interrupted.is_set()):
             raise
@@ -155,15 +185,45 @@ def _demo_services(resolved: Services) -> Services:
     return replace(resolved, settings=replace(resolved.settings, database_url=demo_url))
 
 
+def _demo_config(shipped: Path, data: Path) -> Path:
+    """The shipped config directory copied into the demo's data, with the demo's own
+    alerts.yaml: one rule, the OA down, quick enough to be seen within the demo."""
+    config = data / "config"
+    shutil.copytree(shipped, config)
+    alerts = {
+        "evaluate_every_s": DEMO_EVERY_S,
+        "destinations": {
+            "ops": {"group": {"connector": "sandbox_feishu", "chat_id": DEMO_OPS_GROUP}}
+        },
+        "rules": {
+            DEMO_ALERT_RULE: {
+                "kind": "vendor_down",
+                "vendors": ["oa"],
+                "for_s": DEMO_FOR_S,
+                "notify": ["ops"],
+            }
+        },
+    }
+    (config / "alerts.yaml").write_text(json.dumps(alerts, indent=2), "utf-8")  # JSON is YAML
+    return config
+
+
 def _sync_on_sandbox(
     console: Console, demo: Services, approvals: int, steps: list[tuple[str, str]]
-) -> tuple[list[FlowResult], list[Moment], dict[str, Any]]:
+) -> tuple[list[FlowResult], list[Moment], OperatorView, dict[str, Any]]:
     from sync_pipeline.devtools.sandbox.client import running_sandbox, seeded_store
     from sync_pipeline.devtools.sandbox.registry import free_port_base
 
     settings = demo.settings
     data = settings.data_dir / "demo"
     shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    settings = replace(settings, config_dir=_demo_config(settings.config_dir, data))
+    demo = replace(demo, settings=settings)
+    # /metrics answers only with the admin token: the demo makes one for its own service when
+    # none is set (never printed), so that it can show the endpoint working.
+    token = settings.admin_token or secrets.token_urlsafe(24)
+    os.environ["SYNC_ADMIN_TOKEN"] = token
     port_base = free_port_base()
     seeded_store(data / "sandbox", port_base, seed=DEMO_SEED, approvals=approvals, checkin_days=1)
     with running_sandbox(data / "sandbox", port_base) as sandbox:
@@ -206,8 +266,10 @@ def _sync_on_sandbox(
             results = _results(config, engine, flows, sandbox)
             _step(console, 6, "real time: a new OA request, and Approve pressed in WeCom")
             moments = _real_time(sandbox)
+            _step(console, 7, "operator's view: the OA down for a moment, its alert in Feishu")
+            operator = _operator_view(sandbox, settings, engine, config, flows, base, token)
         engine.dispose()
-    return results, moments, answer
+    return results, moments, operator, answer
 
 
 def _wait_until_up(proc: Any, url: str, log: Path) -> None:
@@ -295,6 +357,53 @@ def _real_time(sandbox: SandboxClient) -> list[Moment]:
     ]
 
 
+def _operator_view(
+    sandbox: SandboxClient,
+    settings: Settings,
+    engine: Engine,
+    config: Config,
+    flows: Sequence[str],
+    base: str,
+    token: str,
+) -> OperatorView:
+    """The OA down (the sandbox's `down` fault) and a pull of every flow asked for: their
+    calls fail, the OA's breaker opens, and the alert is raised in the ops group; the OA back,
+    the pulls' retries close the breaker and the alert is resolved. Each timed. Then every
+    flow's pull finished, the status table, and one read of the metrics endpoint."""
+
+    def posted(title: str) -> bool:
+        return any(
+            e["body"].get("receive_id") == DEMO_OPS_GROUP and title in str(e["body"].get("content"))
+            for e in sandbox.ledger("feishu")
+        )
+
+    down_at = time.monotonic()
+    sandbox.fault("oa", "down")
+    try:
+        for flow in flows:
+            trigger_run(settings, flow)
+        _until(lambda: posted(ALERT_FIRING), f"the alert {ALERT_FIRING}", OUTAGE_TIMEOUT_S)
+        raised = time.monotonic() - down_at
+    finally:
+        sandbox.clear_faults("oa")
+    back_at = time.monotonic()
+    _until(lambda: posted(ALERT_RESOLVED), f"the alert {ALERT_RESOLVED}", OUTAGE_TIMEOUT_S)
+    resolved = time.monotonic() - back_at
+
+    def settled() -> bool:
+        with engine.connect() as conn:
+            latest = [runs.latest(conn, flow) for flow in flows]
+        return all(run is not None and run.done for run in latest)
+
+    _until(settled, "the flows' pulls to finish once the OA was back", OUTAGE_TIMEOUT_S)
+    answer = requests.get(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    answer.raise_for_status()
+    series = sum(1 for line in answer.text.splitlines() if line.startswith("sync_"))
+    return OperatorView(raised, resolved, flow_statuses(engine, config), f"{base}/metrics", series)
+
+
 def _mentioning(sandbox: SandboxClient, platform: str, text: str) -> list[Mapping[str, Any]]:
     return [
         e for e in sandbox.ledger(platform) if text in json.dumps(e["body"], ensure_ascii=False)
@@ -312,14 +421,14 @@ def _platforms_mentioning(sandbox: SandboxClient, text: str) -> list[str]:
     )
 
 
-def _until(found: Any, what: str) -> Any:
-    deadline = time.monotonic() + REAL_TIME_TIMEOUT_S
+def _until(found: Any, what: str, timeout_s: float = REAL_TIME_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = found()
         if value:
             return value
-        time.sleep(0.1)
-    raise TimeoutError(f"no sign of {what} within {REAL_TIME_TIMEOUT_S:g} s; see the logs")
+        time.sleep(0.1 if timeout_s <= REAL_TIME_TIMEOUT_S else POLL_S)
+    raise TimeoutError(f"no sign of {what} within {timeout_s:g} s; see the logs")
 
 
 def _free_flow_locks(redis_url: str, flows: Sequence[str]) -> None:
@@ -406,6 +515,7 @@ def _summary(
     steps: list[tuple[str, str]],
     results: list[FlowResult],
     moments: list[Moment],
+    operator: OperatorView,
     answer: dict[str, Any],
     elapsed_s: float,
 ) -> None:
@@ -437,11 +547,53 @@ def _summary(
     for moment in moments:
         live.add_row(moment.action, moment.outcome, f"{moment.seconds:.1f}")
     console.print(Panel.fit(_stack(info, flows, live), title="sync_pipeline demo: summary"))
+    _operator_summary(console, operator)
     if all(r.matches for r in results):
         console.print("Every message the flows counted is in the IM ledgers, exactly once.")
     else:
         console.print("[red]The run counts and the ledgers differ: see the table above.[/]")
     console.print("Everything started by the demo is stopped. Next: make test")
+
+
+def _operator_summary(console: Console, view: OperatorView) -> None:
+    """What an operator watches: the flows' status (as `syncctl status` shows it), the alert
+    the outage raised and resolved, and where the metrics are scraped."""
+    status = Table(title="syncctl status", box=None, pad_edge=False)
+    for column in ("flow", "lag", "last ok", "pull", "DLQ"):
+        status.add_column(column, justify="left" if column == "flow" else "right")
+    for f in view.statuses:
+        pull = "-" if f.last_run is None else f.last_run.status.value
+        pull = pull if f.enabled else "off"
+        status.add_row(
+            f.flow,
+            _age(f.lag_s) if f.pullable else "events",
+            _age(f.last_ok_age_s),
+            "paused" if f.paused else pull if f.pullable else "-",
+            str(f.dead_letters),
+        )
+    info = Table(show_header=False, box=None, pad_edge=False)
+    info.add_column(style="bold")
+    info.add_column()
+    info.add_row(
+        "alert",
+        f"OA down: {DEMO_ALERT_RULE} raised in the Feishu ops group after {view.raised_s:.0f} s,"
+        f" resolved {view.resolved_s:.0f} s after the OA was back (once each)",
+    )
+    info.add_row(
+        "metrics",
+        f"{view.metrics_url} (bearer SYNC_ADMIN_TOKEN; {view.metric_series} sync_ series"
+        " read while it ran)",
+    )
+    console.print(Panel.fit(_stack(status, info), title="the operator's view"))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def _stack(*parts: Table) -> Table:

@@ -57,7 +57,15 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.state import alerts as rows
-from sync_pipeline.state import controls, deadletters, effects, quotas, reconciles, runs
+from sync_pipeline.state import (
+    controls,
+    deadletters,
+    effects,
+    inbound,
+    quotas,
+    reconciles,
+    runs,
+)
 from sync_pipeline.state.alerts import Alert, AlertState
 from sync_pipeline.status import flow_statuses
 
@@ -92,6 +100,8 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
         return [_vendor_down(rt, vendor) for vendor in vendors]
     if rule.kind is AlertKind.QUOTA:
         return _quotas(rt, rule)
+    if rule.kind is AlertKind.WEBHOOK_REFUSALS:
+        return _refusals(rt, rule)
     flows = rule.flows or tuple(f.name for f in rt.config.enabled_flows())
     if rule.kind is AlertKind.LAG:
         lags = {s.flow: s.lag_s for s in flow_statuses(rt.engine, rt.config)}
@@ -152,6 +162,29 @@ def _quotas(rt: Runtime, rule: Rule) -> list[Seen]:
             scope = "all APIs" if api == CONFIG_ALL_APIS else api
             what = f"{share:.0f} % of the {period} quota for {scope} used"
             seen.append(Seen(name, share >= rule.threshold, what))
+    return seen
+
+
+def _refusals(rt: Runtime, rule: Rule) -> list[Seen]:
+    """Each connector that receives webhooks (of the rule's vendors): the deliveries its
+    webhook refused in the last `window_s` (forged, stale, replayed, malformed; a vendor's
+    duplicate delivery is not a refusal here). Buckets older than a day are pruned."""
+    names = sorted(
+        name
+        for name, connector in rt.config.connectors.items()
+        if connector.webhook is not None
+        and (not rule.vendors or connector.vendor.value in rule.vendors)
+    )
+    with rt.engine.begin() as conn:
+        inbound.prune_refusal_counts(conn)
+        counts = inbound.refusals_within(conn, rule.window_s, leave_out=(inbound.DUPLICATE,))
+    seen = []
+    for name in names:
+        reasons = counts.get(name, {})
+        refused = sum(reasons.values())
+        by = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        what = f"{refused} webhook deliveries refused in the last {rule.window_s} s"
+        seen.append(Seen(name, refused >= rule.threshold, f"{what} ({by})" if by else what))
     return seen
 
 
@@ -274,6 +307,10 @@ def next_step(kind: AlertKind, subject: str) -> str:
         AlertKind.LAG: f"syncctl status; then syncctl run {subject} --wait",
         AlertKind.RECONCILIATION_DRIFT: f"syncctl reconcile {subject} --repair",
         AlertKind.QUOTA: f"raise the monthly_quota of {subject} or wait for the next month",
+        AlertKind.WEBHOOK_REFUSALS: (
+            f"syncctl webhooks stats; check {subject}'s webhook secrets in connectors.yaml"
+            " against the vendor console, and who else is calling its callback URL"
+        ),
     }[kind]
 
 

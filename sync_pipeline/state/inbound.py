@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from sync_pipeline.records import EventKind, InboundEvent
-from sync_pipeline.state.schema import inbound_events, webhook_refusals
+from sync_pipeline.state.schema import inbound_events, webhook_refusal_counts, webhook_refusals
 
 
 class EventStatus(StrEnum):
@@ -357,8 +357,14 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows}
 
 
+DUPLICATE = "duplicate"  # the refusal reason of a second delivery of a recorded event
+REFUSAL_BUCKET_S = 10  # webhook_refusal_counts: the finest window a refusal alert can see
+REFUSAL_BUCKETS_KEPT_S = 24 * 3600  # older buckets are pruned (prune_refusal_counts)
+
+
 def refuse(conn: Connection, connector: str, reason: str) -> None:
-    """Count a refused delivery (forged, stale, replayed, malformed) for monitoring."""
+    """Count a refused delivery (forged, stale, replayed, malformed) for monitoring: its total,
+    and its 10-second bucket (what the `webhook_refusals` alert counts in its window)."""
     stmt = insert(webhook_refusals).values(connector=connector, reason=reason, count=1)
     conn.execute(
         stmt.on_conflict_do_update(
@@ -366,6 +372,54 @@ def refuse(conn: Connection, connector: str, reason: str) -> None:
             set_={"count": webhook_refusals.c.count + 1, "last_at": sa.func.now()},
         )
     )
+    epoch = sa.func.extract("epoch", sa.func.now())
+    bucket = sa.func.to_timestamp(sa.func.floor(epoch / REFUSAL_BUCKET_S) * REFUSAL_BUCKET_S)
+    counted = insert(webhook_refusal_counts).values(
+        connector=connector, reason=reason, bucket=bucket, count=1
+    )
+    conn.execute(
+        counted.on_conflict_do_update(
+            index_elements=[
+                webhook_refusal_counts.c.connector,
+                webhook_refusal_counts.c.reason,
+                webhook_refusal_counts.c.bucket,
+            ],
+            set_={"count": webhook_refusal_counts.c.count + 1},
+        )
+    )
+
+
+def refusals_within(
+    conn: Connection, window_s: int, *, leave_out: tuple[str, ...] = ()
+) -> dict[str, dict[str, int]]:
+    """Refusals per connector and reason in the last `window_s` seconds (by PostgreSQL's
+    clock, which stamped them; to the 10-second bucket), without the reasons `leave_out`."""
+    # A bucket starting up to 10 s before the window's start holds refusals inside it too.
+    since = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, window_s + REFUSAL_BUCKET_S)
+    query = (
+        sa.select(
+            webhook_refusal_counts.c.connector,
+            webhook_refusal_counts.c.reason,
+            sa.func.sum(webhook_refusal_counts.c.count),
+        )
+        .where(webhook_refusal_counts.c.bucket > since)
+        .group_by(webhook_refusal_counts.c.connector, webhook_refusal_counts.c.reason)
+    )
+    if leave_out:
+        query = query.where(webhook_refusal_counts.c.reason.not_in(leave_out))
+    found: dict[str, dict[str, int]] = {}
+    for connector, reason, count in conn.execute(query):
+        found.setdefault(str(connector), {})[str(reason)] = int(count)
+    return found
+
+
+def prune_refusal_counts(conn: Connection) -> int:
+    """Drop buckets older than REFUSAL_BUCKETS_KEPT_S; how many went."""
+    cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, REFUSAL_BUCKETS_KEPT_S)
+    gone = conn.execute(
+        sa.delete(webhook_refusal_counts).where(webhook_refusal_counts.c.bucket < cutoff)
+    )
+    return int(gone.rowcount or 0)
 
 
 def refusals(conn: Connection) -> dict[tuple[str, str], int]:

@@ -252,6 +252,19 @@ webhook_refusals = sa.Table(
     sa.Column("last_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# Added in 0016: refusals per connector, reason and 10-second bucket (`webhook_refusals` holds
+# the totals): the `webhook_refusals` alert counts those inside its window; buckets older than
+# a day are pruned by the alert evaluation.
+webhook_refusal_counts = sa.Table(
+    "webhook_refusal_counts",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False, server_default="0"),
+)
+sa.Index("webhook_refusal_counts_by_bucket", webhook_refusal_counts.c.bucket)
+
 # Added in 0008: the running services and the configuration each loaded (sync_pipeline/
 # presence.py); a row unseen for a few heartbeats is a service that died without saying so.
 service_instances = sa.Table(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sync_pipeline.state import inbound
 from sync_pipeline.state.schema import inbound_events
 
-DUPLICATE = "duplicate"  # the webhook_refusals reason that counts duplicate deliveries
+DUPLICATE = inbound.DUPLICATE  # the webhook_refusals reason that counts duplicate deliveries
 ERROR = "error"  # the reason that counts requests a bug of ours answered with a 500
 
 

@@ -1,5 +1,5 @@
 """config/alerts.yaml: rules and destinations checked at load, each problem naming the file
-and the key; kinds that are not built are refused, never accepted and ignored."""
+and the key; kinds that are not known are refused, never accepted and ignored."""
 
 from __future__ import annotations
 
@@ -65,12 +65,32 @@ def test_given_a_webhook_whose_secret_variable_is_unset_then_the_load_names_it(
     ]
 
 
-def test_given_a_kind_not_built_then_it_is_refused_with_that_reason(tree: ConfigTree) -> None:
+def test_given_an_unknown_kind_then_it_is_refused_naming_the_kinds(tree: ConfigTree) -> None:
     tree.flow("f")
-    tree.write("alerts.yaml", alerts(kind="webhook_refusals"))
+    tree.write("alerts.yaml", alerts(kind="disk_full"))
 
     assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
-        ("rules.down.kind", "webhook refusal alerts are not built yet")
+        ("rules.down.kind", f"expected one of: {', '.join(AlertKind)}")
+    ]
+
+
+def test_given_a_webhook_refusals_rule_then_its_window_and_threshold_load(
+    tree: ConfigTree,
+) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="webhook_refusals", threshold=20, window_s=120))
+
+    rule = tree.load({**ENV, "ALERT_SECRET": "x"}).alerts.rules["down"]
+
+    assert (rule.kind, rule.threshold, rule.window_s) == (AlertKind.WEBHOOK_REFUSALS, 20, 120)
+
+
+def test_given_a_window_on_another_kind_then_it_is_refused(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="lag", threshold=600, window_s=120))
+
+    assert tree.error({**ENV, "ALERT_SECRET": "x"}).problems == [
+        ("rules.down.window_s", "expected only for kind webhook_refusals")
     ]
 
 
@@ -90,14 +110,29 @@ def test_given_a_group_on_a_connector_that_cannot_post_to_groups_then_it_is_refu
     tree.write(
         "alerts.yaml",
         {
-            "destinations": {"ops": {"group": {"connector": "wecom", "chat_id": "c1"}}},
+            "destinations": {"ops": {"group": {"connector": "oa", "chat_id": "c1"}}},
             "rules": {"down": {"kind": "vendor_down", "notify": ["ops"]}},
         },
     )
 
     assert tree.error().problems == [
-        ("destinations.ops.group.connector", "expected a connector that posts to groups (none)")
+        ("destinations.ops.group.connector", "expected a connector that posts to groups (wecom)")
     ]
+
+
+def test_given_a_group_on_wecom_then_it_loads(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write(
+        "alerts.yaml",
+        {
+            "destinations": {"ops": {"group": {"connector": "wecom", "chat_id": "wr1"}}},
+            "rules": {"down": {"kind": "vendor_down", "notify": ["ops"]}},
+        },
+    )
+
+    group = tree.load().alerts.destination("ops").group
+    assert group is not None
+    assert group.connector == "wecom"
 
 
 def test_given_a_rule_notifying_an_unknown_destination_then_it_is_refused(
