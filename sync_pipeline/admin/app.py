@@ -50,14 +50,18 @@ async def _work(fn: Callable[..., T], *args: Any) -> T:
 
 
 async def _body(request: Request, schema: Schema) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise AdminRefused(413, "too_large", f"expected a body of at most {MAX_BODY_BYTES} bytes")
+    raw = b""
+    async for chunk in request.stream():  # read no further than the limit
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise AdminRefused(
+                413, "too_large", f"expected a body of at most {MAX_BODY_BYTES} bytes"
+            )
     if not raw.strip():
         return bodies.load(schema, {})
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past reason
         raise AdminRefused(400, "malformed", "expected a JSON object") from None
     return bodies.load(schema, data)
 

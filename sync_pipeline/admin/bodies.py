@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from sync_pipeline.errors import AdminRefused
 from sync_pipeline.untrusted import clean_text
@@ -112,7 +112,7 @@ class SettleBody(Body):
 
 class Query(Schema):
     class Meta:
-        unknown = EXCLUDE  # a query string may carry what a proxy adds
+        unknown = RAISE  # a parameter it does not know is a mistake to say, not to ignore
 
 
 class LettersQuery(Query):
