@@ -16,6 +16,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+import redis
+import sqlalchemy as sa
 from marshmallow import Schema
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +33,8 @@ from sync_pipeline.admin import bodies
 from sync_pipeline.admin.auth import BearerToken, Guard, Tally
 from sync_pipeline.admin.openapi import BASE_SCHEMA
 from sync_pipeline.admin.service import AdminService, alert_json, resync_view
-from sync_pipeline.errors import AdminRefused
+from sync_pipeline.errors import AdminRefused, ServiceUnavailable
+from sync_pipeline.failures import describe
 from sync_pipeline.state.effects import EffectStatus
 
 log = logging.getLogger(__name__)
@@ -520,8 +523,14 @@ SCHEMAS = SchemaGenerator(BASE_SCHEMA)
 
 
 def openapi_schema() -> dict[str, Any]:
-    """The OpenAPI 3 description, read from the routes' docstrings."""
-    return SCHEMAS.get_schema(routes=list(ROUTES))
+    """The OpenAPI 3 description, read from the routes' docstrings; every operation but
+    /healthz may answer 503 while PostgreSQL or Redis is away."""
+    described = SCHEMAS.get_schema(routes=list(ROUTES))
+    for path, operations in described["paths"].items():
+        for operation in operations.values():
+            if path != "/healthz":
+                operation["responses"]["503"] = {"$ref": "#/components/responses/Unavailable"}
+    return described
 
 
 async def openapi(request: Request) -> Response:
@@ -531,6 +540,24 @@ async def openapi(request: Request) -> Response:
 async def refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminRefused)  # noqa: S101 - registered for it only
     return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+
+# PostgreSQL or Redis gone while serving: 503, the cause in the log (never in the answer).
+UNAVAILABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ServiceUnavailable,
+)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("admin: %s %s: %s", request.method, request.url.path, describe(exc))
+    return JSONResponse(
+        {"error": "unavailable", "detail": "PostgreSQL or Redis did not answer; see the log"},
+        status_code=503,
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -558,7 +585,11 @@ def create_app(service: AdminService, token: str) -> Starlette:
     app = Starlette(
         routes=[*ROUTES, Route("/openapi.json", openapi, include_in_schema=False)],
         middleware=[Middleware(Guard, token=BearerToken(token), tally=tally)],
-        exception_handlers={AdminRefused: refused, HTTPException: http_error},
+        exception_handlers={
+            AdminRefused: refused,
+            HTTPException: http_error,
+            **dict.fromkeys(UNAVAILABLE, unavailable),
+        },
         lifespan=lifespan,
     )
     app.state.service = service

@@ -288,6 +288,10 @@ BASE_SCHEMA: dict[str, Any] = {
                 "description": "Refused, and nothing done: `error` says why in a word.",
                 "content": ERROR_CONTENT,
             },
+            "Unavailable": {
+                "description": "PostgreSQL or Redis did not answer; the cause is in the log.",
+                "content": ERROR_CONTENT,
+            },
         },
     },
 }

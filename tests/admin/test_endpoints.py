@@ -15,6 +15,7 @@ from sync_pipeline.dispatch import REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.state import alerts, deadletters, effects, locks, runs
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import work_requests
+from tests.admin.conftest import client_for
 from tests.conftest import syncctl
 
 FLOW = "approvals_to_wecom"
@@ -318,3 +319,21 @@ def test_firing_alerts_are_listed_and_ok_ones_only_with_all(api, admin_env) -> N
         ("runs_failing", FLOW, "firing")
     ]
     assert {a["rule"] for a in api.get("/alerts?all=true").json()} == {"runs_failing", "lag"}
+
+
+# -- servers away ------------------------------------------------------------------------------
+def test_with_postgresql_away_the_answer_is_503_naming_no_server_detail(admin_env) -> None:
+    away = {
+        **admin_env,
+        "DATABASE_URL": "postgresql://postgres:hunter2@127.0.0.1:1/nowhere",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "SYNC_CONNECT_TIMEOUT_S": "1",
+    }
+    with client_for(away) as client:
+        for method, path in (("GET", "/flows"), ("POST", f"/flows/{FLOW}/runs")):
+            answer = client.request(method, path)
+
+            assert answer.status_code == 503
+            assert answer.json()["error"] == "unavailable"
+            assert "hunter2" not in answer.text
+            assert "127.0.0.1" not in answer.text
