@@ -291,6 +291,26 @@ def test_settling_done_records_the_effect_made_and_closes_its_letters(api, admin
     assert settled.last_error == "settled done by dan"
 
 
+def test_settling_retry_makes_it_sendable_and_queues_the_replay_of_its_letter(
+    api, admin_env
+) -> None:
+    found = parked(admin_env)
+    with engine_for(admin_env["DATABASE_URL"]).begin() as conn:
+        deadletters.add(conn, FLOW, None, [("R1", {"effect_key": found.key}, "unknown", "X")])
+        [letter_id] = [d.id for d in deadletters.open_letters(conn, FLOW)]
+
+    answer = api.post(f"/effects/{found.id}/settle", json={"verdict": "retry"})
+
+    assert answer.status_code == 200
+    assert answer.json()["letters"] == [letter_id]
+    assert answer.json()["request"]["kind"] == "replay"
+    assert recorded_requests(admin_env) == [("replay", FLOW, REPLAY_TASK, [FLOW, [letter_id]])]
+    with engine_for(admin_env["DATABASE_URL"]).connect() as conn:
+        settled = effects.by_id(conn, found.id)
+    assert settled is not None
+    assert settled.status is effects.EffectStatus.FAILED  # claimed again by the replay
+
+
 def test_settling_an_effect_not_parked_is_refused(api, admin_env) -> None:
     found = parked(admin_env)
     api.post(f"/effects/{found.id}/settle", json={"verdict": "done"})
