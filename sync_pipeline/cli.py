@@ -1400,9 +1400,11 @@ def _alert_json(alert: Any) -> dict[str, Any]:
 
 
 def _register_subcommands() -> None:
+    from sync_pipeline.admin.cli import admin
     from sync_pipeline.webhooks.cli import webhooks
 
     main.add_command(webhooks)
+    main.add_command(admin)
     try:
         from sync_pipeline.devtools.sandbox.cli import sandbox
     except ImportError:  # the sandbox CLI lands with its own issue

@@ -13,6 +13,7 @@ SyncError                  retryable = False
 + LeaseHeld                another worker's live lease holds this work: leave it to it
 + CursorRegression         code tried to move a cursor backwards
 + Refused                  a webhook delivery answered 4xx and never enqueued
++ AdminRefused             an admin API request answered 4xx and not acted on
 + MigrationError           the schema could not be migrated
 + Transient                retryable = True; mixed into concrete classes, as dlt does
   + ServiceUnavailable     Redis/Postgres unreachable: URL named, password masked
@@ -351,3 +352,18 @@ class WriteFailed(Transient):
 
     def __str__(self) -> str:
         return f"{self.connector}: {self.reason}"
+
+
+class AdminRefused(SyncError):
+    """A request the admin API answers with a 4xx naming why (`code`), and never acts on: an
+    unknown flow (404), a flow that may not do it now (409), a malformed request (400, 422)."""
+
+    exit_code = 2
+    next_step = "see the answer's error: it says what to change"
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(status, code, detail)
+        self.status, self.code, self.detail = status, code, detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"

@@ -69,9 +69,9 @@ class FlowStatus:
             "lag_s": self.lag_s,
             "last_ok_age_s": self.last_ok_age_s,
             "dead_letters": self.dead_letters,
-            "last_run": _run_json(self.last_run),
-            "last_event": _run_json(self.last_event),
-            "resync": _resync_json(self.resync),
+            "last_run": run_json(self.last_run),
+            "last_event": run_json(self.last_event),
+            "resync": resync_json(self.resync),
             "paused": None
             if self.paused is None
             else {
@@ -82,7 +82,7 @@ class FlowStatus:
         }
 
 
-def _run_json(run: runs.Run | None) -> dict[str, Any] | None:
+def run_json(run: runs.Run | None) -> dict[str, Any] | None:
     if run is None:
         return None
     return {
@@ -98,7 +98,7 @@ def _run_json(run: runs.Run | None) -> dict[str, Any] | None:
     }
 
 
-def _resync_json(resync: resyncs.Resync | None) -> dict[str, Any] | None:
+def resync_json(resync: resyncs.Resync | None) -> dict[str, Any] | None:
     if resync is None:
         return None
     return {

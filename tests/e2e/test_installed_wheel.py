@@ -70,7 +70,7 @@ SANDBOX_TRIAL = [  # README.md's `docker compose exec -T sandbox syncctl ...`, a
 DOTENV = {  # compose's .env, as deploy/compose.env.example asks for it
     "POSTGRES_PASSWORD": "stand-in: the test's PostgreSQL takes its place",
     "FLOWER_BASIC_AUTH": "admin:wheel-test",
-    "SYNC_ADMIN_TOKEN": "",
+    "SYNC_ADMIN_TOKEN": "wheel-test-admin-token-0123456789",  # the admin API needs one
     "COMPOSE_PROFILES": "sandbox",
 }
 

@@ -391,6 +391,7 @@ def test_given_the_sandbox_then_it_runs_only_in_its_own_profile() -> None:
         "sandbox": ["sandbox"],
         "prometheus": ["monitoring"],
         "grafana": ["monitoring"],
+        "admin": ["admin"],
     }
     assert not any("sandbox" in s.get("depends_on", {}) for s in SERVICES.values())
 
