@@ -92,6 +92,17 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class BreakerConfig:
+    """The connector's circuit breaker (http/breaker.py): it opens after `failures`
+    consecutive failed calls of the app, seen by any worker, and lets one call through to
+    probe the vendor `reset_s` later. Calls fail fast while it is open (`vendor_down` alerts
+    watch it)."""
+
+    failures: int = 5
+    reset_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class ConnectorConfig:
     name: str
     vendor: Vendor
@@ -104,6 +115,7 @@ class ConnectorConfig:
     # None when not resolved.
     options: ConnectorOptions | None
     webhook: WebhookConfig | None = None  # None: this connector receives no callbacks
+    breaker: BreakerConfig = BreakerConfig()
     # False: loaded without the environment (load_config(environment=False)): no secrets and
     # no options (checked as written), base_url as written. Such a config describes; it
     # cannot make a connector.
@@ -157,6 +169,17 @@ class WebhookSchema(StrictSchema):
     encrypt_key = _CredentialRefField()
 
 
+class BreakerSchema(StrictSchema):
+    """`breaker:` of a connector; either key may be left out."""
+
+    failures = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
+    reset_s = fields.Float(validate=validate.Range(min=1, max=3600))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> BreakerConfig:
+        return BreakerConfig(**data)
+
+
 class ConnectorSchema(StrictSchema):
     vendor = fields.Enum(Vendor, by_value=True, required=True)
     base_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
@@ -172,6 +195,7 @@ class ConnectorSchema(StrictSchema):
     # (config/options.py), which the loader reads through the registry.
     options = fields.Dict(keys=fields.Str(), load_default=dict)
     webhook = fields.Nested(WebhookSchema, load_default=None)
+    breaker = fields.Nested(BreakerSchema, load_default=BreakerConfig)
 
     @validates_schema(skip_on_field_errors=False)
     def _vendor_needs(self, data: dict[str, Any], **_: Any) -> None:

@@ -357,6 +357,12 @@ def build_client(
         token_provider=token_provider,
         limits=limits,
         quota=quota,
-        breaker=CircuitBreaker(ctx.redis, config.vendor.value, app),
+        breaker=CircuitBreaker(
+            ctx.redis,
+            config.vendor.value,
+            app,
+            failure_threshold=config.breaker.failures,
+            reset_timeout_s=config.breaker.reset_s,
+        ),
         timeout=(min(3.05, config.timeout_s), config.timeout_s),
     )

@@ -46,7 +46,7 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.config.loader import Config, load_config
+from sync_pipeline.config.loader import CONNECTORS_FILE, Config, load_config
 from sync_pipeline.dispatch import QUEUES, run_health_check
 from sync_pipeline.follow import trigger_run
 from sync_pipeline.logging import configure_logging
@@ -82,6 +82,10 @@ OUTAGE_TIMEOUT_S = 120.0  # for the alert to be raised, then again for it to be 
 # to the seed's first team group in Feishu (as the shipped config/alerts.yaml does).
 DEMO_OPS_GROUP = "oc_8db2a6f7a973f70919f5fdebf25a8136"
 DEMO_ALERT_RULE = "oa_down"
+# The OA's breaker probes again this soon in the demo's copy of connectors.yaml (shipped: the
+# default, 30 s), so the alert resolves within seconds of the OA coming back.
+DEMO_OA_CONNECTOR = "sandbox_oa"
+DEMO_BREAKER_RESET_S = 5.0
 DEMO_EVERY_S, DEMO_FOR_S = 5, 5
 ALERT_FIRING = f"[FIRING] {DEMO_ALERT_RULE}: oa"
 ALERT_RESOLVED = f"[RESOLVED] {DEMO_ALERT_RULE}: oa"
@@ -205,6 +209,18 @@ def _demo_config(shipped: Path, data: Path) -> Path:
         },
     }
     (config / "alerts.yaml").write_text(json.dumps(alerts, indent=2), "utf-8")  # JSON is YAML
+    connectors = config / CONNECTORS_FILE
+    shipped_text = connectors.read_text("utf-8")
+    if f"\n{DEMO_OA_CONNECTOR}:\n" not in shipped_text:
+        raise RuntimeError(f"{connectors}: no {DEMO_OA_CONNECTOR} connector for the demo to use")
+    connectors.write_text(
+        shipped_text.replace(
+            f"\n{DEMO_OA_CONNECTOR}:\n",
+            f"\n{DEMO_OA_CONNECTOR}:\n  breaker: {{reset_s: {DEMO_BREAKER_RESET_S:g}}}\n",
+            1,
+        ),
+        "utf-8",
+    )
     return config
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from sync_pipeline.config.connector import ConnectorConfig, Secret, Vendor
+from sync_pipeline.config.connector import BreakerConfig, ConnectorConfig, Secret, Vendor
 from sync_pipeline.connectors import registry
 from sync_pipeline.connectors.agora import AgoraConnector
 from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.feishu import FeishuConnector
-from sync_pipeline.errors import ConfigError
+from sync_pipeline.errors import ConfigError, VendorUnavailable
+from sync_pipeline.http.breaker import BreakerState
 
 
 def config(vendor: Vendor, credentials: dict[str, str], options: dict[str, str]) -> ConnectorConfig:
@@ -44,6 +47,21 @@ def test_given_an_agora_config_the_registry_makes_an_agora_connector(ctx) -> Non
     )
 
     assert isinstance(made, AgoraConnector)
+
+
+def test_a_connector_s_breaker_opens_after_the_failures_its_config_gives(ctx) -> None:
+    feishu = replace(
+        config(Vendor.FEISHU, {"app_id": "cli_breaker", "app_secret": "s"}, {}),
+        breaker=BreakerConfig(failures=2, reset_s=60),
+    )
+    breaker = registry.make_connector(feishu, ctx).client.breaker
+
+    opened = [breaker.record_failure(), breaker.record_failure()]
+
+    assert opened == [False, True]
+    assert breaker.state() is BreakerState.OPEN
+    with pytest.raises(VendorUnavailable):  # calls fail fast until reset_s has passed
+        breaker.before_call()
 
 
 def test_every_vendor_has_a_connector_entry() -> None:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from sync_pipeline.config.connector import RateLimit, Secret, Vendor
+from sync_pipeline.config.connector import BreakerConfig, RateLimit, Secret, Vendor
 from sync_pipeline.connectors.wecom import WeComOptions
 
 from .conftest import CONNECTORS, ENV
@@ -99,6 +99,21 @@ def test_rate_limits_and_quotas_load_as_values(tree) -> None:
     assert wecom.timeout_s == 10.0
 
 
+def test_a_breaker_left_out_is_the_default_and_one_given_is_loaded(tree) -> None:
+    connectors = copy.deepcopy(CONNECTORS)
+    connectors["wecom"]["breaker"] = {"failures": 3, "reset_s": 5}
+    tree.connectors(connectors)
+
+    loaded = tree.load().connectors
+
+    assert loaded["wecom"].breaker == BreakerConfig(failures=3, reset_s=5.0)
+    assert all(
+        c.breaker == BreakerConfig(failures=5, reset_s=30.0)
+        for name, c in loaded.items()
+        if name != "wecom"
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "key", "expected"),
     [
@@ -137,6 +152,17 @@ def test_rate_limits_and_quotas_load_as_values(tree) -> None:
         ),
         ({"options": {}}, "wecom.options.agentid", "expected a value (required)"),
         ({"agent": 1}, "wecom.agent", "Unknown field."),
+        (
+            {"breaker": {"reset_s": 0}},
+            "wecom.breaker.reset_s",
+            "Must be greater than or equal to 1 and less than or equal to 3600.",
+        ),
+        (
+            {"breaker": {"failures": 0}},
+            "wecom.breaker.failures",
+            "Must be greater than or equal to 1 and less than or equal to 1000.",
+        ),
+        ({"breaker": {"trips": 3}}, "wecom.breaker.trips", "Unknown field."),
     ],
 )
 def test_a_bad_connector_setting_is_named_with_what_was_expected(
