@@ -50,6 +50,10 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
                     2,
                 )
             fail(failures.describe(exc), 1)
+        except TimeoutError as exc:
+            # A wait of a command for its own processes ran out (the demo's worker, flows or
+            # webhook service): the message says what and which log to read.
+            fail(str(exc) or "timed out", 1)
         except requests.RequestException as exc:
             # A server we call directly (the sandbox's control API in the demo, a health
             # URL) went away: say which, without its query (it may carry a token).

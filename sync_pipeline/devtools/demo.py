@@ -172,6 +172,19 @@ def run_demo(console: Console, approvals: int = DEMO_APPROVALS) -> None:
         sys.exit(1)
 
 
+def _health_check(settings: Settings, log: Path) -> dict[str, Any]:
+    """The worker's answer to the health task; TimeoutError (one line) when none comes."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    try:
+        return run_health_check(settings, HEALTH_TIMEOUT_S)
+    except CeleryTimeout:
+        raise TimeoutError(
+            f"the demo's worker did not answer the health task within {HEALTH_TIMEOUT_S:g} s;"
+            f" see {log}"
+        ) from None
+
+
 def _step(console: Console, number: int, text: str) -> None:
     """One numbered step of the demo's progress, out of STEPS: the count is written once."""
     console.print(f"[bold]{number}/{STEPS}[/] {text}", highlight=False)
@@ -268,7 +281,7 @@ def _sync_on_sandbox(
             child_process(beat_argv, demo, log=logs / "beat.log") as beat,
             child_process(webhooks_argv, demo, log=logs / "webhooks.log") as webhooks,
         ):
-            answer = run_health_check(settings, HEALTH_TIMEOUT_S)
+            answer = _health_check(settings, logs / "worker.log")
             base = f"http://127.0.0.1:{port}"
             _wait_until_up(webhooks, f"{base}/healthz", logs / "webhooks.log")
             for platform, setting in CALLBACK_SETTINGS.items():

@@ -293,6 +293,37 @@ def finish_many(
     )
 
 
+def finish_held(
+    conn: Connection,
+    event_row_ids: Sequence[int],
+    owner: str,
+    status: EventStatus,
+    error: str | None = None,
+) -> set[int]:
+    """Of the rows, those `owner` still holds, each tried once more and ended with one status
+    and reason, in one statement (the update locks them, as `held` would); returns them. A
+    row taken over by another task is left to it."""
+    if not event_row_ids:
+        return set()
+    rows = conn.execute(
+        inbound_events.update()
+        .where(
+            inbound_events.c.id.in_(list(event_row_ids)),
+            inbound_events.c.owner == owner,
+            inbound_events.c.status == EventStatus.QUEUED.value,
+        )
+        .values(
+            attempts=inbound_events.c.attempts + 1,
+            status=status.value,
+            error=error,
+            handled_at=sa.func.now(),
+            lease_until=None,
+        )
+        .returning(inbound_events.c.id)
+    )
+    return {int(row_id) for (row_id,) in rows}
+
+
 def give_up(conn: Connection, event_row_id: int, error: str) -> bool:
     """Mark a queued row FAILED (its task's retries are spent) unless a task holds it now;
     whether it was marked."""

@@ -33,3 +33,21 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@one_line_errors
+def _wait_for_own_process() -> None:
+    raise TimeoutError("the demo's worker did not answer the health task within 120 s; see w.log")
+
+
+def test_a_wait_for_the_command_s_own_process_that_runs_out_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        _wait_for_own_process()
+
+    assert ended.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "did not answer the health task within 120 s; see w.log" in err
+    assert "Traceback" not in err

@@ -302,11 +302,19 @@ def _finish(
     (still queued, for a retry). Returns the rows it held; a row taken over by another task
     (this one's lease ran out) keeps what that task records."""
     pairs = list(zip(batch, outcomes, strict=True))
+    alike = {(o.status, o.reason or None) for o in outcomes if isinstance(o, Handled)}
     with rt.engine.begin() as conn:
-        held = inbound.held(conn, [s.id for s in batch], owner)
-        inbound.start_attempts(conn, [s.id for s, o in pairs if s.id in held and not _waits(o)])
-        _record(conn, [(s, o) for s, o in pairs if s.id in held and not _retry(s, o)])
-        inbound.release(conn, [s.id for s, o in pairs if s.id in held and _retry(s, o)], owner)
+        if len(alike) == 1 and all(isinstance(o, Handled) for o in outcomes):
+            # The common case, every row handled alike: one statement holds, tries and ends them.
+            [(status, reason)] = alike
+            held = inbound.finish_held(conn, [s.id for s in batch], owner, status, reason)
+        else:
+            held = inbound.held(conn, [s.id for s in batch], owner)
+            tried = [s.id for s, o in pairs if s.id in held and not _waits(o)]
+            inbound.start_attempts(conn, tried)
+            _record(conn, [(s, o) for s, o in pairs if s.id in held and not _retry(s, o)])
+            retried = [s.id for s, o in pairs if s.id in held and _retry(s, o)]
+            inbound.release(conn, retried, owner)
     lost = [s.id for s in batch if s.id not in held]
     if lost:
         log.warning(
