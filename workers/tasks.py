@@ -32,7 +32,14 @@ from sync_pipeline.dispatch import (
     REPLAY_TASK,
     RESYNC_TASK,
 )
-from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
+from sync_pipeline.errors import (
+    MAX_COUNTDOWN_S,
+    ReconcileRunning,
+    Transient,
+    backoff_s,
+    next_step,
+    retryable,
+)
 from sync_pipeline.logging import LogContext, log_context, reset_log_context, set_log_context
 from sync_pipeline.pipeline import (
     alerts,
@@ -308,26 +315,36 @@ def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
 @app.task(name=RECONCILE_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def reconcile_flow(self: Task[Any, Any], reconcile_id: int | None, flow: str = "") -> None:
     """`syncctl reconcile` (a recorded reconciliation), or Beat's (`reconcile_id` None: it is
-    recorded here, repairing as the flow's `reconcile:` says): pipeline/reconcile.py. The
-    command line waits on its row in PostgreSQL."""
+    recorded here, repairing as the flow's `reconcile:` says): pipeline/reconcile.py, under
+    the reconciliation's lease (the sweeper sends it again if this worker dies). The command
+    line waits on its row in PostgreSQL."""
     rt = get_runtime()
+    task_id: str = self.request.id or ""
     with rt.engine.begin() as conn:
-        requests.start(conn, self.request.id or "")  # a recorded request is begun
+        requests.start(conn, task_id)  # a recorded request is begun
     if reconcile_id is None:
         how = rt.config.reconcile_of(rt.flow(flow))
         if how is None:
             log.warning("flow %s cannot be reconciled; Beat's reconcile is skipped", flow)
             return
-        reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
-    try:
-        reconcile.run_reconcile(rt, reconcile_id)
-    except Exception as exc:
-        if retryable(exc) and self.request.retries < MAX_RETRIES:
-            countdown = backoff_s(exc, self.request.retries)
-            raise self.retry(args=(reconcile_id, flow), exc=exc, countdown=countdown) from exc
-        reconcile.fail(rt, reconcile_id, exc)
-        then = next_step(exc)
-        log.exception("reconcile %s of %s failed; next: %s", reconcile_id, flow, then)
+        try:
+            reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
+        except ReconcileRunning as exc:
+            log.warning("Beat's reconcile of %s is skipped: %s", flow, exc)
+            return
+    with leases.held(rt, Leased.RECONCILE, reconcile_id, leases.owner(task_id)) as mine:
+        if not mine:
+            log.info("reconcile %s is being worked on by another worker", reconcile_id)
+            return
+        try:
+            reconcile.run_reconcile(rt, reconcile_id)
+        except Exception as exc:
+            if retryable(exc) and self.request.retries < MAX_RETRIES:
+                countdown = backoff_s(exc, self.request.retries)
+                raise self.retry(args=(reconcile_id, flow), exc=exc, countdown=countdown) from exc
+            reconcile.fail(rt, reconcile_id, exc)
+            then = next_step(exc)
+            log.exception("reconcile %s of %s failed; next: %s", reconcile_id, flow, then)
 
 
 def _resync_slice_s() -> float:
@@ -359,6 +376,9 @@ class _Resend:
 
     def resync(self, flow: str, resync_id: int) -> None:
         resync_flow.apply_async((resync_id,), {"flow": flow})
+
+    def reconcile(self, flow: str, reconcile_id: int) -> None:
+        reconcile_flow.apply_async((reconcile_id,), {"flow": flow})
 
 
 @app.task(name=sweeper.SWEEP_TASK, acks_late=True)

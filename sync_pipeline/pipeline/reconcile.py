@@ -24,6 +24,10 @@ new reconciliation, repaired again.
 
 It reads a flow's target and writes through the same effect keys as its pulls, so it takes
 neither the flow's lock nor its fence: like a resync, it goes beside the scheduled pulls.
+One reconciliation of a flow runs at a time (state/reconciles.start: a second is refused,
+naming the running one); a paused flow's target is not repaired (ReconcilePaused). The
+worker at one holds its lease (Leased.RECONCILE): one whose worker died is sent again by the
+sweeper, and goes over the target again from the start (its repairs' keys are the same).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import sqlalchemy as sa
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config
 from sync_pipeline.connectors.base import ReadsBack, TargetView
-from sync_pipeline.errors import ConfigError
+from sync_pipeline.errors import ConfigError, ReconcilePaused
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.effects import Unanswerable, Writes, make, writes_of
 from sync_pipeline.pipeline.runtime import Runtime
@@ -54,8 +58,8 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.stages.plan import effect_key, plan_writes
+from sync_pipeline.state import controls, reconciles
 from sync_pipeline.state import effects as keys
-from sync_pipeline.state import reconciles
 from sync_pipeline.state.reconciles import Drift, DriftKind, Reconcile
 from sync_pipeline.state.schema import id_map
 
@@ -93,6 +97,10 @@ def run_reconcile(rt: Runtime, reconcile_id: int) -> Reconcile:
     if rec.done:
         return rec
     flow = rt.flow(rec.flow)
+    if rec.repair:
+        with rt.engine.connect() as conn:
+            if controls.paused(conn, flow.name) is not None:
+                raise ReconcilePaused(flow.name)
     target = _reader(rt, flow)
     stream = flow.target.stream
     drift: list[Drift] = []
