@@ -71,6 +71,9 @@ class StreamCapabilities:
     # read back: its objects can be read at the vendor and compared with what we wrote
     # (connectors.base.ReadsBack): `syncctl reconcile` and a flow's `reconcile:` need it.
     reads_back: bool = False
+    # Why it cannot be read back, as the vendor's read APIs stand (said at load and by
+    # `syncctl reconcile`); empty where it can be, or where nothing more precise is known.
+    no_read_back: str = ""
 
     def roles(self) -> str:
         """What the stream can do, as words: "read, written", "written", ..."""

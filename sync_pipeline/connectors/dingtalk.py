@@ -52,7 +52,6 @@ from sync_pipeline.config.options import (
 )
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
-    WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
@@ -191,6 +190,17 @@ def _number(value: Any) -> float | None:
         return None
 
 
+NO_READ_MESSAGES = (
+    "DingTalk documents no read of a work notice's content or of an interactive card as it"
+    " stands, only a notice's send result (read, unread, failed)"
+)
+NO_READ_CENTRE = (
+    "DingTalk documents no read of a process-centre instance; its one read,"
+    " GET /v1.0/workflow/processCentres/todoTasks, lists one user's tasks at a time, and"
+    " reading instances back through it is not built yet"
+)
+
+
 def out_track_id(effect_key: str) -> str:
     """A card's outTrackId: DingTalk's idempotency key for creating and delivering it."""
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:OUT_TRACK_ID_LEN]
@@ -226,8 +236,8 @@ class DingTalkConnector:
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
-            MESSAGES: WRITE_ONLY,
-            APPROVAL_CENTER: WRITE_ONLY,
+            MESSAGES: StreamCapabilities(write=True, no_read_back=NO_READ_MESSAGES),
+            APPROVAL_CENTER: StreamCapabilities(write=True, no_read_back=NO_READ_CENTRE),
             APPROVALS: StreamCapabilities(read=True, option="process_codes"),
         }
     )

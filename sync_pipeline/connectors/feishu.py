@@ -112,6 +112,13 @@ BOLD_FRAME_BYTES = 6  # the "**" around a label and the newline after it, in JSO
 POST_TEXT_BYTES = 24 * 1024
 
 
+NO_READ_MESSAGES = (
+    "Feishu documents a read of one message (GET /im/v1/messages/:message_id) and of a chat's"
+    " history, but reading a flow's cards and results back is not built yet: a record makes"
+    " several messages, and the id map keys one target object per record"
+)
+
+
 def feishu_uuid(effect_key: str) -> str:
     """Feishu's dedupe handle for one effect: a 50-character hex prefix of its sha256."""
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:UUID_MAX]
@@ -165,7 +172,9 @@ class FeishuConnector:
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
-            MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
+            MESSAGES: StreamCapabilities(
+                write=True, events=frozenset({EventKind.MESSAGE}), no_read_back=NO_READ_MESSAGES
+            ),
             APPROVALS: StreamCapabilities(read=True, option="approval_codes"),
             APPROVAL_CENTER: StreamCapabilities(
                 write=True, option="approval_center", reads_back=True

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config
 from sync_pipeline.connectors.base import ReadsBack, TargetView
+from sync_pipeline.connectors.registry import capabilities
 from sync_pipeline.errors import ConfigError, ReconcilePaused
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.effects import Unanswerable, Writes, make, writes_of
@@ -74,10 +75,12 @@ def refusal(config: Config, flow: Flow) -> str | None:
     if config.reads_back(flow):
         return None
     target = flow.target
-    vendor = config.connectors[target.connector].vendor.value
+    vendor = config.connectors[target.connector].vendor
+    can = capabilities(vendor).get(target.stream)
+    why = can.no_read_back if can is not None and can.no_read_back else "no read API for it"
     return (
-        f"{flow.name} cannot be reconciled: the {vendor} connector cannot read back stream"
-        f" {target.stream} (no read API for it is documented)"
+        f"{flow.name} cannot be reconciled: the {vendor.value} connector cannot read back"
+        f" stream {target.stream} ({why})"
     )
 
 
