@@ -308,7 +308,7 @@ def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
             then = next_step(exc)
             log.exception("resync %s failed; next: %s", resync_id, then)
             raise
-    if not now.done and not _paused_resync(rt, now.flow):
+    if not now.done and not _paused(rt, now.flow):
         resync_flow.apply_async((resync_id,), {"flow": now.flow})  # the next slice
 
 
@@ -326,6 +326,9 @@ def reconcile_flow(self: Task[Any, Any], reconcile_id: int | None, flow: str = "
         how = rt.config.reconcile_of(rt.flow(flow))
         if how is None:
             log.warning("flow %s cannot be reconciled; Beat's reconcile is skipped", flow)
+            return
+        if how.repair and _paused(rt, flow):
+            log.warning("Beat's reconcile of %s is skipped: the flow is paused", flow)
             return
         try:
             reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
@@ -353,7 +356,7 @@ def _resync_slice_s() -> float:
     return max(5.0, settings.task_time_limit_s / 3)
 
 
-def _paused_resync(rt: Runtime, flow: str) -> bool:
+def _paused(rt: Runtime, flow: str) -> bool:
     with rt.engine.connect() as conn:
         return controls.paused(conn, flow) is not None
 

@@ -20,6 +20,20 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("reconciles", sa.Column("owner", sa.Text, nullable=True))
     op.add_column("reconciles", sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+    # Older rows may hold two running reconciliations of a flow (nothing refused them then):
+    # all but the newest of each flow are closed as failed, saying why, before the index.
+    op.execute(
+        """
+        UPDATE reconciles AS r
+        SET status = 'failed', finished_at = now(),
+            error = 'closed at upgrade: a newer reconciliation of the flow was running'
+        WHERE r.status = 'running'
+          AND EXISTS (
+            SELECT 1 FROM reconciles AS n
+            WHERE n.flow = r.flow AND n.status = 'running' AND n.id > r.id
+          )
+        """
+    )
     op.create_index(
         "reconciles_one_running",
         "reconciles",
