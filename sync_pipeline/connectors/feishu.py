@@ -318,8 +318,15 @@ class FeishuConnector:
     def suspects(self, stream: str, requests: Sequence[WriteRequest]) -> set[str]:
         return self._center(stream).suspects(requests)
 
-    def read_back(self, stream: str, target_ids: Sequence[str]) -> dict[str, TargetView]:
-        return self._center(stream).read_back(target_ids)
+    def read_back(self, stream: str, requests: Sequence[WriteRequest]) -> dict[str, TargetView]:
+        return self._center(stream).read_back([r.source_id for r in requests])
+
+    def repair_request(
+        self, stream: str, request: WriteRequest, held: TargetView | None
+    ) -> WriteRequest:
+        """An instance written again whole, as a first sync writes it (an upsert by its id)."""
+        self._center(stream)
+        return replace(request, target_id=None)
 
     def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:
         return self._center(stream).list_back(page_token, limit)

@@ -40,11 +40,11 @@ def test_every_target_stream_that_cannot_be_read_back_says_why(vendor: Vendor) -
 def test_reconcile_of_a_shipped_flow_that_cannot_be_read_back_names_the_vendors_read() -> None:
     config = load_config(CONFIG_DIR, environment=False)
 
-    why = refusal(config, config.flows["approvals_to_dingtalk_todos"])
+    why = refusal(config, config.flows["approvals_to_feishu"])
 
     assert why is not None
-    assert why.startswith("approvals_to_dingtalk_todos cannot be reconciled: the dingtalk")
-    assert "GET /v1.0/workflow/processCentres/todoTasks" in why
+    assert why.startswith("approvals_to_feishu cannot be reconciled: the feishu")
+    assert "GET /im/v1/messages/:message_id" in why
     assert "\n" not in why
 
 
