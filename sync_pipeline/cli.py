@@ -487,8 +487,9 @@ def reconcile(
     """Compare what FLOW wrote at its target with what the target holds, page by page, and
     report missing, extra and different objects; --repair fixes them through the effect
     protocol (run twice, it sends nothing the second time). A worker runs it on the admin
-    queue. Exit 0 in step (or all repaired), 1 drift left or it failed, 2 the flow's target
-    cannot be read back, 3 waiting gave up."""
+    queue; one of a flow at a time, and a paused flow is not repaired. Exit 0 in step (or all
+    repaired), 1 drift left or it failed, 2 refused (the flow's target cannot be read back,
+    another reconcile of it is running, --repair of a paused flow), 3 waiting gave up."""
     from sync_pipeline import reconcile_follow as follow
     from sync_pipeline.pipeline.reconcile import refusal
 
@@ -499,6 +500,8 @@ def reconcile(
     if why is not None:
         fail(why, 2)
     with services(settings) as resolved:
+        if repair:
+            _refuse_paused(resolved.settings, flow, "its target is not repaired")
         asked = follow.ask_reconcile(resolved.settings, flow, who or "?", repair=repair)
         outcome, found = follow.wait_for(resolved.settings, asked, timeout, start_timeout)
     if outcome is not follow.Outcome.FINISHED:
@@ -538,7 +541,7 @@ def _moment(text: str) -> str | None:
     return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-def _refuse_paused(settings: Settings, flow: str) -> None:
+def _refuse_paused(settings: Settings, flow: str, what: str = "it is not run") -> None:
     from sync_pipeline.state import controls
     from sync_pipeline.state.db import engine_for
 
@@ -546,7 +549,7 @@ def _refuse_paused(settings: Settings, flow: str) -> None:
         pause = controls.paused(conn, flow)
     if pause is not None:
         fail(
-            f"{flow} is paused ({_pause_words(pause)}), so it is not run;"
+            f"{flow} is paused ({_pause_words(pause)}), so {what};"
             f" resume it with: syncctl flow resume {flow}",
             2,
         )

@@ -342,6 +342,40 @@ class FlowPaused(Transient):
         return f"{self.flow} is paused: its events wait until it is resumed"
 
 
+class ReconcileRunning(SyncError):
+    """A reconciliation of the flow is running already: one at a time (state/reconciles.py)."""
+
+    next_step = "wait for it: syncctl status; then reconcile again"
+    exit_code = 2
+
+    def __init__(self, flow: str, running_id: int, by: str, since: str) -> None:
+        super().__init__(flow, running_id, by, since)
+        self.flow, self.running_id, self.by, self.since = flow, running_id, by, since
+
+    def __str__(self) -> str:
+        return (
+            f"reconcile #{self.running_id} of {self.flow} (asked by {self.by}, running since"
+            f" {self.since} UTC) is running; one at a time: wait for it, then ask again"
+        )
+
+
+class ReconcilePaused(SyncError):
+    """A repair of a paused flow's target: refused, as its pulls are (state/controls.py)."""
+
+    next_step = "resume the flow with: syncctl flow resume FLOW; then repair again"
+    exit_code = 2
+
+    def __init__(self, flow: str) -> None:
+        super().__init__(flow)
+        self.flow = flow
+
+    def __str__(self) -> str:
+        return (
+            f"{self.flow} is paused, so its target is not repaired (a reconcile without"
+            f" --repair still reports); resume it with: syncctl flow resume {self.flow}"
+        )
+
+
 class WriteFailed(Transient):
     """A connector answered a write with a transient failure (its result, not an exception):
     the effect is recorded failed, and the write is retried later under the same key."""

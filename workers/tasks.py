@@ -35,6 +35,7 @@ from sync_pipeline.dispatch import (
 from sync_pipeline.errors import (
     MAX_COUNTDOWN_S,
     LeaseHeld,
+    ReconcileRunning,
     Transient,
     backoff_s,
     next_step,
@@ -316,33 +317,46 @@ def resync_flow(self: Task[Any, Any], resync_id: int, flow: str = "") -> None:
             then = next_step(exc)
             log.exception("resync %s failed; next: %s", resync_id, then)
             raise
-    if not now.done and not _paused_resync(rt, now.flow):
+    if not now.done and not _paused(rt, now.flow):
         resync_flow.apply_async((resync_id,), {"flow": now.flow})  # the next slice
 
 
 @app.task(name=RECONCILE_TASK, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def reconcile_flow(self: Task[Any, Any], reconcile_id: int | None, flow: str = "") -> None:
     """`syncctl reconcile` (a recorded reconciliation), or Beat's (`reconcile_id` None: it is
-    recorded here, repairing as the flow's `reconcile:` says): pipeline/reconcile.py. The
-    command line waits on its row in PostgreSQL."""
+    recorded here, repairing as the flow's `reconcile:` says): pipeline/reconcile.py, under
+    the reconciliation's lease (the sweeper sends it again if this worker dies). The command
+    line waits on its row in PostgreSQL."""
     rt = get_runtime()
+    task_id: str = self.request.id or ""
     with rt.engine.begin() as conn:
-        requests.start(conn, self.request.id or "")  # a recorded request is begun
+        requests.start(conn, task_id)  # a recorded request is begun
     if reconcile_id is None:
         how = rt.config.reconcile_of(rt.flow(flow))
         if how is None:
             log.warning("flow %s cannot be reconciled; Beat's reconcile is skipped", flow)
             return
-        reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
-    try:
-        reconcile.run_reconcile(rt, reconcile_id)
-    except Exception as exc:
-        if retryable(exc) and self.request.retries < MAX_RETRIES:
-            countdown = backoff_s(exc, self.request.retries)
-            raise self.retry(args=(reconcile_id, flow), exc=exc, countdown=countdown) from exc
-        reconcile.fail(rt, reconcile_id, exc)
-        then = next_step(exc)
-        log.exception("reconcile %s of %s failed; next: %s", reconcile_id, flow, then)
+        if how.repair and _paused(rt, flow):
+            log.warning("Beat's reconcile of %s is skipped: the flow is paused", flow)
+            return
+        try:
+            reconcile_id = reconcile.start(rt, flow, reconcile.SCHEDULED_BY, repair=how.repair).id
+        except ReconcileRunning as exc:
+            log.warning("Beat's reconcile of %s is skipped: %s", flow, exc)
+            return
+    with leases.held(rt, Leased.RECONCILE, reconcile_id, leases.owner(task_id)) as mine:
+        if not mine:
+            log.info("reconcile %s is being worked on by another worker", reconcile_id)
+            return
+        try:
+            reconcile.run_reconcile(rt, reconcile_id)
+        except Exception as exc:
+            if retryable(exc) and self.request.retries < MAX_RETRIES:
+                countdown = backoff_s(exc, self.request.retries)
+                raise self.retry(args=(reconcile_id, flow), exc=exc, countdown=countdown) from exc
+            reconcile.fail(rt, reconcile_id, exc)
+            then = next_step(exc)
+            log.exception("reconcile %s of %s failed; next: %s", reconcile_id, flow, then)
 
 
 def _resync_slice_s() -> float:
@@ -351,7 +365,7 @@ def _resync_slice_s() -> float:
     return max(5.0, settings.task_time_limit_s / 3)
 
 
-def _paused_resync(rt: Runtime, flow: str) -> bool:
+def _paused(rt: Runtime, flow: str) -> bool:
     with rt.engine.connect() as conn:
         return controls.paused(conn, flow) is not None
 
@@ -374,6 +388,9 @@ class _Resend:
 
     def resync(self, flow: str, resync_id: int) -> None:
         resync_flow.apply_async((resync_id,), {"flow": flow})
+
+    def reconcile(self, flow: str, reconcile_id: int) -> None:
+        reconcile_flow.apply_async((reconcile_id,), {"flow": flow})
 
 
 @app.task(name=sweeper.SWEEP_TASK, acks_late=True)

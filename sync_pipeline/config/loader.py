@@ -419,11 +419,12 @@ def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str
             )
         if flow.reconcile is not None and (can is None or not can.reads_back):
             readable = _names(target, lambda c: c.reads_back)
+            why = f": {can.no_read_back}" if can is not None and can.no_read_back else ""
             yield (
                 "reconcile",
                 (
-                    f"the {vendor} connector cannot read back stream {stream}, so it cannot be"
-                    f" reconciled (streams it reads back: {readable}); remove the key"
+                    f"the {vendor} connector cannot read back stream {stream}{why}, so it"
+                    f" cannot be reconciled (streams it reads back: {readable}); remove the key"
                 ),
             )
 

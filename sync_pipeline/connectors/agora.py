@@ -143,7 +143,14 @@ class AgoraConnector:
 
     vendor = VENDOR
     STREAMS = MappingProxyType(
-        {MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE}))}
+        {
+            MESSAGES: StreamCapabilities(
+                write=True,
+                events=frozenset({EventKind.MESSAGE}),
+                no_read_back="Agora Chat documents no read of one sent message, only hourly"
+                " history exports (GET /chatmessages/{yyyyMMddHH})",
+            )
+        }
     )
     OPTIONS = AgoraOptionsSchema
 

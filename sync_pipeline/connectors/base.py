@@ -71,6 +71,9 @@ class StreamCapabilities:
     # read back: its objects can be read at the vendor and compared with what we wrote
     # (connectors.base.ReadsBack): `syncctl reconcile` and a flow's `reconcile:` need it.
     reads_back: bool = False
+    # Why it cannot be read back, as the vendor's read APIs stand (said at load and by
+    # `syncctl reconcile`); empty where it can be, or where nothing more precise is known.
+    no_read_back: str = ""
 
     def roles(self) -> str:
         """What the stream can do, as words: "read, written", "written", ..."""
@@ -213,9 +216,18 @@ class ReadsBack(Protocol):
         vendor's own check where it has one (Feishu `external_instances/check`), else all."""
         ...
 
-    def read_back(self, stream: str, target_ids: Sequence[str]) -> dict[str, TargetView]:
-        """The objects as the target holds them now, by id; an id left out is not there (or
-        was removed: a status that means gone counts as not there)."""
+    def read_back(self, stream: str, requests: Sequence[WriteRequest]) -> dict[str, TargetView]:
+        """The objects these writes made (each with its id-map target id), as the target holds
+        them now, by their views' target ids; an id left out is not there (or was removed: a
+        status that means gone counts as not there)."""
+        ...
+
+    def repair_request(
+        self, stream: str, request: WriteRequest, held: TargetView | None
+    ) -> WriteRequest:
+        """The write that makes the object stand as `request` plans it again, given what the
+        target holds (`held`, None: not there), sent through the flow's writes: never a
+        second object where one stands."""
         ...
 
     def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:

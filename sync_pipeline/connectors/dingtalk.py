@@ -19,7 +19,8 @@ step resends an effect whose outcome it does not know only inside `dedupe_window
 the time since today's midnight in China: within it both handles hold.
 
 Streams: write "messages" (a card, a work notification, or an update of a card sent earlier);
-read "approvals" (instances of the processes listed in the `process_codes` option).
+read "approvals" (instances of the processes listed in the `process_codes` option); write and
+read back "approval_center" (the process centre: dingtalk_process_centre.py).
 
 Two hosts: DingTalk serves the new API from https://api.dingtalk.com (`base_url`) and the old
 one from https://oapi.dingtalk.com (option `oapi_base_url`; it defaults to `base_url`, since
@@ -52,10 +53,11 @@ from sync_pipeline.config.options import (
 )
 from sync_pipeline.connectors.base import (
     CONFIG_ALL_APIS,
-    WRITE_ONLY,
     ConnectorContext,
     DirectoryUser,
     StreamCapabilities,
+    TargetView,
+    ViewPage,
     build_client,
     options_of,
 )
@@ -191,6 +193,12 @@ def _number(value: Any) -> float | None:
         return None
 
 
+NO_READ_MESSAGES = (
+    "DingTalk documents no read of a work notice's content or of an interactive card as it"
+    " stands, only a notice's send result (read, unread, failed)"
+)
+
+
 def out_track_id(effect_key: str) -> str:
     """A card's outTrackId: DingTalk's idempotency key for creating and delivering it."""
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:OUT_TRACK_ID_LEN]
@@ -226,8 +234,8 @@ class DingTalkConnector:
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
-            MESSAGES: WRITE_ONLY,
-            APPROVAL_CENTER: WRITE_ONLY,
+            MESSAGES: StreamCapabilities(write=True, no_read_back=NO_READ_MESSAGES),
+            APPROVAL_CENTER: StreamCapabilities(write=True, reads_back=True),
             APPROVALS: StreamCapabilities(read=True, option="process_codes"),
         }
     )
@@ -493,6 +501,37 @@ class DingTalkConnector:
         if not isinstance(result, Mapping):
             raise VendorUnavailable(VENDOR, "bad_body", "workflow/processInstances: no result")
         return _instance_record(code, instance_id, result)
+
+    # -- reading back the process centre (connectors.base.ReadsBack) --------------------------
+    def expected_view(self, stream: str, request: WriteRequest) -> TargetView | None:
+        return self._centre(stream).expected_view(request)
+
+    def suspects(self, stream: str, requests: Sequence[WriteRequest]) -> set[str]:
+        """All of them: DingTalk has no check of its own."""
+        centre = self._centre(stream)
+        views = (centre.expected_view(r) for r in requests)
+        return {v.target_id for v in views if v is not None}
+
+    def read_back(self, stream: str, requests: Sequence[WriteRequest]) -> dict[str, TargetView]:
+        return self._centre(stream).read_back(requests)
+
+    def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:
+        """Nothing: DingTalk lists no instances, only one user's open tasks."""
+        self._centre(stream)
+        return ViewPage((), None)
+
+    def remove_back(self, stream: str, target_id: str, request: WriteRequest) -> WriteResult:
+        return rejected(request, "DingTalk's process centre lists no instances to remove")
+
+    def repair_request(
+        self, stream: str, request: WriteRequest, held: TargetView | None
+    ) -> WriteRequest:
+        return self._centre(stream).repair_request(request, held)
+
+    def _centre(self, stream: str) -> ProcessCentre:
+        if stream != APPROVAL_CENTER:
+            raise ValueError(f"{self.config.name}: stream {stream} cannot be read back")
+        return self.process_centre
 
     def _centre_call(
         self, method: str, path: str, api: str, body: Any, idempotent: bool

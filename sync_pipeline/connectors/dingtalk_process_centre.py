@@ -26,13 +26,14 @@ schema's name, default "OA approvals").
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
 from sync_pipeline.config.options import OptionsSchema, Text
+from sync_pipeline.connectors.base import TargetView
 from sync_pipeline.connectors.notify import approval_instance, pending_approvers, rejected
 from sync_pipeline.errors import OutcomeUnknown, VendorRejected, VendorUnavailable
 from sync_pipeline.records import WriteRequest, WriteResult, WriteStatus
@@ -46,6 +47,10 @@ FINAL = {"approved": ("COMPLETED", "agree"), "rejected": ("COMPLETED", "refuse")
 FINAL["revoked"] = ("TERMINATED", "")
 NOTE_TTL_S = 7 * 86_400  # the id map holds the handle for good; the note covers one write
 CREATING_TTL_S = 60  # how long a create may take before another write may try
+STATUSES = ("pending", *FINAL)
+RUNNING = "RUNNING"  # a task still to do (todoTasks lists only these)
+TODO_PAGE_SIZE = 100  # the most todoTasks gives a page
+TODO_MAX_PAGES = 1000  # a bound on one user's list, so a looping answer cannot go on forever
 
 # (method, path under v1.0/workflow/processCentres, api bucket, body, idempotent) -> answer;
 # a GET's body goes as its query
@@ -98,9 +103,7 @@ class ProcessCentre:
         self._process_code: str | None = None
 
     def write(self, request: WriteRequest) -> WriteResult:
-        content, problem = approval_instance(
-            request, "a process centre instance", ("pending", *FINAL)
-        )
+        content, problem = approval_instance(request, "a process centre instance", STATUSES)
         if problem:
             return rejected(request, problem)
         handle = self._handle(request)
@@ -110,6 +113,69 @@ class ProcessCentre:
         return WriteResult(
             request.effect_key, WriteStatus.DONE, handle.text(), extra={"instance": handle.instance}
         )
+
+    # -- reading back (reconciliation) ---------------------------------------------------------
+    # DingTalk documents no read of an instance; its one read, `todoTasks`, lists one user's
+    # open (RUNNING) tasks. So what is compared is whose tasks are open on each instance, read
+    # through the todo lists of the users concerned (the instance's approvers now, and those
+    # the handle holds tasks for), among the todos we hold or plan: a todo of ours closed or
+    # cancelled behind our back shows, and one we hold that should be closed. The instance's
+    # own status cannot be read, a todo opened behind our back for someone else is not seen,
+    # and there is no listing of every instance, so nothing is found missing or extra.
+    def expected_view(self, request: WriteRequest) -> TargetView | None:
+        """The instance a write of `request` leaves: whose tasks are open, as node/user."""
+        content, problem = approval_instance(request, "a process centre instance", STATUSES)
+        handle = Handle.parse(request.target_id)
+        if problem or handle is None:
+            return None
+        node = str(content.get("node") or "-")
+        return _view(handle.instance, [f"{node}/{user}" for user in pending_approvers(content)])
+
+    def read_back(self, requests: Sequence[WriteRequest]) -> dict[str, TargetView]:
+        """The instances these writes made, each with whose tasks DingTalk has open on it."""
+        ours: dict[str, set[str]] = {}  # instance -> the node/user todos we hold or plan
+        for request in requests:
+            handle = Handle.parse(request.target_id)
+            if handle is None:
+                continue
+            view = self.expected_view(request)
+            planned = view.as_dict()["open_tasks"].split(",") if view else []
+            ours[handle.instance] = ours.get(handle.instance, set()) | {*handle.tasks, *planned}
+        users = {key.rsplit("/", 1)[-1] for keys in ours.values() for key in keys if key}
+        open_on: dict[str, list[str]] = {instance: [] for instance in ours}
+        for user in sorted(users):
+            for task in self._todo(user):
+                instance = str(task.get("processInstanceId"))
+                key = f"{task.get('activityId') or '-'}/{user}"
+                if key in ours.get(instance, ()) and task.get("status") == RUNNING:
+                    open_on[instance].append(key)
+        return {instance: _view(instance, keys) for instance, keys in open_on.items()}
+
+    def repair_request(self, request: WriteRequest, held: TargetView | None) -> WriteRequest:
+        """The request's write on a handle that holds only the tasks DingTalk has open: the
+        write opens again (one call) the tasks closed behind our back, and closes the ones
+        that are over, on the same instance; the handle outranks the last write's note."""
+        handle = Handle.parse(request.target_id)
+        if handle is None or held is None:
+            return request  # nothing of ours to build on: the write says why (rejected)
+        noted = Handle.parse(self._notes.get(self._key(request.source_id)))
+        open_now = set(filter(None, held.as_dict().get("open_tasks", "").split(",")))
+        handle.tasks = {key: task for key, task in handle.tasks.items() if key in open_now}
+        handle.changes = max(handle.changes, noted.changes if noted else 0) + 1
+        return replace(request, target_id=handle.text())
+
+    def _todo(self, user: str) -> list[Mapping[str, Any]]:
+        """Every open task of `user` in the process centre, page by page."""
+        tasks: list[Mapping[str, Any]] = []
+        number = 1
+        while True:
+            query = {"userId": user, "pageNumber": number, "pageSize": TODO_PAGE_SIZE}
+            found = self._call("GET", "todoTasks", "processCentres/todoTasks", query, True)
+            result = found.get("result") or {}
+            tasks += [t for t in result.get("list") or [] if isinstance(t, Mapping)]
+            if not result.get("hasMore") or number >= TODO_MAX_PAGES:
+                return tasks
+            number += 1
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _key(self, source_id: str) -> str:
@@ -250,6 +316,10 @@ class ProcessCentre:
             handle.finished = True
             self._note(source_id, handle)
         self._notes.delete(self._key(source_id) + ":creating")
+
+
+def _view(instance: str, open_tasks: Sequence[str]) -> TargetView:
+    return TargetView(instance, (("open_tasks", ",".join(sorted(set(open_tasks)))),))
 
 
 def _closed(task: int, key: str, status: str, last: Any) -> dict[str, Any]:

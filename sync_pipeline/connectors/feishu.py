@@ -112,6 +112,13 @@ BOLD_FRAME_BYTES = 6  # the "**" around a label and the newline after it, in JSO
 POST_TEXT_BYTES = 24 * 1024
 
 
+NO_READ_MESSAGES = (
+    "Feishu documents a read of one message (GET /im/v1/messages/:message_id) and of a chat's"
+    " history, but reading a flow's cards and results back is not built yet: a record makes"
+    " several messages, and the id map keys one target object per record"
+)
+
+
 def feishu_uuid(effect_key: str) -> str:
     """Feishu's dedupe handle for one effect: a 50-character hex prefix of its sha256."""
     return hashlib.sha256(effect_key.encode("utf-8")).hexdigest()[:UUID_MAX]
@@ -165,7 +172,9 @@ class FeishuConnector:
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
-            MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
+            MESSAGES: StreamCapabilities(
+                write=True, events=frozenset({EventKind.MESSAGE}), no_read_back=NO_READ_MESSAGES
+            ),
             APPROVALS: StreamCapabilities(read=True, option="approval_codes"),
             APPROVAL_CENTER: StreamCapabilities(
                 write=True, option="approval_center", reads_back=True
@@ -309,8 +318,15 @@ class FeishuConnector:
     def suspects(self, stream: str, requests: Sequence[WriteRequest]) -> set[str]:
         return self._center(stream).suspects(requests)
 
-    def read_back(self, stream: str, target_ids: Sequence[str]) -> dict[str, TargetView]:
-        return self._center(stream).read_back(target_ids)
+    def read_back(self, stream: str, requests: Sequence[WriteRequest]) -> dict[str, TargetView]:
+        return self._center(stream).read_back([r.source_id for r in requests])
+
+    def repair_request(
+        self, stream: str, request: WriteRequest, held: TargetView | None
+    ) -> WriteRequest:
+        """An instance written again whole, as a first sync writes it (an upsert by its id)."""
+        self._center(stream)
+        return replace(request, target_id=None)
 
     def list_back(self, stream: str, page_token: str | None, limit: int) -> ViewPage:
         return self._center(stream).list_back(page_token, limit)

@@ -60,7 +60,6 @@ from marshmallow import ValidationError, fields, validate
 from sync_pipeline.config.connector import ConnectorConfig
 from sync_pipeline.config.options import ConnectorOptions, OptionsSchema, Text, Whole
 from sync_pipeline.connectors.base import (
-    WRITE_ONLY,
     ConnectorContext,
     Decision,
     DecisionRequest,
@@ -304,8 +303,16 @@ class OAConnector:
             APPROVALS: StreamCapabilities(
                 read=True, events=frozenset({EventKind.APPROVAL_CHANGED})
             ),
-            TODOS: WRITE_ONLY,
-            PROJECT_PROGRESS: WRITE_ONLY,  # comments appended; there is no read of its own
+            TODOS: StreamCapabilities(
+                write=True,
+                no_read_back="the OA's unified-todo API (rest/ofs) documents no read of a"
+                " todo it received",
+            ),
+            # comments appended; there is no read of its own
+            PROJECT_PROGRESS: StreamCapabilities(
+                write=True,
+                no_read_back="a progress comment is appended with no id of its own to read back by",
+            ),
         }
     )
     OPTIONS = OAOptionsSchema

@@ -146,7 +146,12 @@ class WeComConnector:
     vendor = VENDOR
     STREAMS = MappingProxyType(
         {
-            MESSAGES: StreamCapabilities(write=True, events=frozenset({EventKind.MESSAGE})),
+            MESSAGES: StreamCapabilities(
+                write=True,
+                events=frozenset({EventKind.MESSAGE}),
+                no_read_back="WeCom documents no read of an app message it sent (a msgid can"
+                " only be recalled)",
+            ),
             APPROVALS: READ_ONLY,  # its change events come without a way to re-read one
         }
     )

@@ -15,8 +15,10 @@ A record edited in the source but not pulled yet is not drift: the next pull syn
 
 `--repair` sends every fix as an ordinary effect (`effects.make`): its key is claimed in
 PostgreSQL before the vendor is called and recorded after. A missing or different object is
-written again whole from the payload (the same write a first sync makes); an extra one is
-removed as its vendor removes one. The key is derived from the reconciliation, the object, the
+written again from the payload as the target's `repair_request` makes the write (Feishu: whole,
+the same write a first sync makes; DingTalk: on our handle less the todos it no longer has
+open, so the same instance gets them again), and the id map keeps what it left; an extra one
+is removed as its vendor removes one. The key is derived from the reconciliation, the object, the
 kind of drift and what was found there: its task redelivered derives the same keys, done
 already, and a repair run again finds nothing to repair (the first fixed it), so neither
 sends anything the second time; the same object drifting again later is a new finding of a
@@ -24,6 +26,10 @@ new reconciliation, repaired again.
 
 It reads a flow's target and writes through the same effect keys as its pulls, so it takes
 neither the flow's lock nor its fence: like a resync, it goes beside the scheduled pulls.
+One reconciliation of a flow runs at a time (state/reconciles.start: a second is refused,
+naming the running one); a paused flow's target is not repaired (ReconcilePaused). The
+worker at one holds its lease (Leased.RECONCILE): one whose worker died is sent again by the
+sweeper, and goes over the target again from the start (its repairs' keys are the same).
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ import sqlalchemy as sa
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config
 from sync_pipeline.connectors.base import ReadsBack, TargetView
-from sync_pipeline.errors import ConfigError
+from sync_pipeline.connectors.registry import capabilities
+from sync_pipeline.errors import ConfigError, ReconcilePaused
 from sync_pipeline.failures import describe
 from sync_pipeline.pipeline.effects import Unanswerable, Writes, make, writes_of
 from sync_pipeline.pipeline.runtime import Runtime
@@ -54,8 +61,8 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.stages.plan import effect_key, plan_writes
+from sync_pipeline.state import controls, reconciles
 from sync_pipeline.state import effects as keys
-from sync_pipeline.state import reconciles
 from sync_pipeline.state.reconciles import Drift, DriftKind, Reconcile
 from sync_pipeline.state.schema import id_map
 
@@ -70,11 +77,21 @@ def refusal(config: Config, flow: Flow) -> str | None:
     if config.reads_back(flow):
         return None
     target = flow.target
-    vendor = config.connectors[target.connector].vendor.value
+    vendor = config.connectors[target.connector].vendor
+    can = capabilities(vendor).get(target.stream)
+    why = can.no_read_back if can is not None and can.no_read_back else "no read API for it"
     return (
-        f"{flow.name} cannot be reconciled: the {vendor} connector cannot read back stream"
-        f" {target.stream} (no read API for it is documented)"
+        f"{flow.name} cannot be reconciled: the {vendor.value} connector cannot read back"
+        f" stream {target.stream} ({why})"
     )
+
+
+@dataclass(frozen=True)
+class _Fix:
+    """A drifted object: the write planned for it, and what the target holds (None: not there)."""
+
+    request: WriteRequest
+    held: TargetView | None
 
 
 @dataclass(frozen=True)
@@ -93,16 +110,21 @@ def run_reconcile(rt: Runtime, reconcile_id: int) -> Reconcile:
     if rec.done:
         return rec
     flow = rt.flow(rec.flow)
+    if rec.repair:
+        with rt.engine.connect() as conn:
+            if controls.paused(conn, flow.name) is not None:
+                raise ReconcilePaused(flow.name)
     target = _reader(rt, flow)
     stream = flow.target.stream
     drift: list[Drift] = []
-    fixes: dict[str, WriteRequest] = {}  # target id -> the write that fixes it
+    fixes: dict[str, _Fix] = {}  # target id -> what is planned there, and what stands
     checked = 0
     for page in _expected_pages(rt, flow, target):
         checked += len(page)
         by_id = {e.view.target_id: e for e in page}
         suspects = target.suspects(stream, [e.request for e in page]) & set(by_id)
-        found = target.read_back(stream, sorted(suspects)) if suspects else {}
+        asked = [by_id[t].request for t in sorted(suspects)]
+        found = target.read_back(stream, asked) if suspects else {}
         for target_id in sorted(suspects):
             expected = by_id[target_id]
             held = found.get(target_id)
@@ -113,7 +135,7 @@ def run_reconcile(rt: Runtime, reconcile_id: int) -> Reconcile:
                 drift.append(Drift(DriftKind.DIFFERENT, target_id, expected.source_id, differs))
             else:
                 continue
-            fixes[target_id] = expected.request
+            fixes[target_id] = _Fix(expected.request, held)
     listed = 0
     token: str | None = None
     while True:
@@ -164,7 +186,7 @@ def _expected_pages(rt: Runtime, flow: Flow, target: ReadsBack) -> Iterator[list
         with rt.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(id_map.c.id, id_map.c.source_id, id_map.c.source_version)
-                .add_columns(id_map.c.payload)
+                .add_columns(id_map.c.payload, id_map.c.target_id)
                 .where(
                     id_map.c.flow == flow.name,
                     id_map.c.target_id.is_not(None),
@@ -181,7 +203,8 @@ def _expected_pages(rt: Runtime, flow: Flow, target: ReadsBack) -> Iterator[list
         for row in rows:
             record = Record(row.source_id, row.source_version or "", "", row.payload)
             planned = plan_writes(flow.name, [record], flow.notify, {}, target=flow.target.stream)
-            for request in planned:
+            for plain in planned:
+                request = replace(plain, target_id=row.target_id)  # what we hold of it
                 view = target.expected_view(flow.target.stream, request)
                 if view is not None:
                     page.append(_Expected(view, request, row.source_id))
@@ -234,21 +257,23 @@ class Repairs:
         return self.writes.system
 
     def attempt(self, request: WriteRequest) -> WriteResult:
-        target_id = request.target_id or request.source_id
         if request.effect_key in self.removals:
+            target_id = request.target_id or request.source_id
             return self.target.remove_back(self.stream, target_id, request)
-        return self.writes.attempt(replace(request, target_id=None))  # whole, as a first sync
+        return self.writes.attempt(request)  # as the target's repair_request made it
 
     def dedupe_window_s(self) -> float | None:
         return None
 
     def look_up(self, request: WriteRequest) -> WriteResult | Unanswerable | None:
-        target_id = request.target_id or request.source_id
-        held = self.target.read_back(self.stream, [target_id]).get(target_id)
         if request.effect_key in self.removals:
-            done = held is None
+            target_id = request.target_id or request.source_id
+            done = target_id not in self.target.read_back(self.stream, [request])
         else:
-            done = held is not None and not _differs(self.wanted[request.effect_key], held)
+            wanted = self.wanted[request.effect_key]
+            target_id = wanted.target_id
+            held = self.target.read_back(self.stream, [request]).get(target_id)
+            done = held is not None and not _differs(wanted, held)
         if done:
             return WriteResult(request.effect_key, WriteStatus.DONE, target_id)
         return None  # not made: making it now is safe
@@ -259,7 +284,7 @@ def _repair(
     flow: Flow,
     target: ReadsBack,
     drift: Sequence[Drift],
-    fixes: Mapping[str, WriteRequest],
+    fixes: Mapping[str, _Fix],
     reconcile_id: int,
 ) -> list[Drift]:
     """Each drift fixed as an effect with its own key (module docstring); the drift comes
@@ -285,9 +310,10 @@ def _repair(
             request = WriteRequest(key, d.target_id, WriteOp.UPDATE, note, d.target_id)
             removals.add(key)
         else:
-            planned = fixes[d.target_id]
-            request = replace(planned, effect_key=key, target_id=d.target_id)
-            view = target.expected_view(flow.target.stream, planned)
+            fix = fixes[d.target_id]
+            planned = replace(fix.request, effect_key=key)
+            request = target.repair_request(flow.target.stream, planned, fix.held)
+            view = target.expected_view(flow.target.stream, fix.request)
             if view is not None:
                 wanted[key] = view
         requests.append(request)
@@ -303,7 +329,22 @@ def _repair(
         outcome = settled.outcomes.get(key_of[n])
         done = outcome is not None and outcome.status is WriteStatus.DONE
         repaired.append(replace(d, repaired=done))
+        if done and outcome is not None and d.kind is not DriftKind.EXTRA:
+            _relink(rt, flow, fixes[d.target_id].request, outcome.target_id)
     return repaired
+
+
+def _relink(rt: Runtime, flow: Flow, planned: WriteRequest, target_id: str | None) -> None:
+    """The id map keeps what a repair left (DingTalk: the handle naming the new tasks), so
+    the next pull's write builds on it."""
+    if target_id is None or target_id == planned.target_id:
+        return
+    with rt.engine.begin() as conn:
+        conn.execute(
+            id_map.update()
+            .where(id_map.c.flow == flow.name, id_map.c.source_id == planned.source_id)
+            .values(target_id=target_id)
+        )
 
 
 def _finding(drift: Drift) -> str:

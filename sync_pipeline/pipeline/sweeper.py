@@ -14,6 +14,9 @@ sends again, through `Resend` (the worker's tasks):
 - a running resync whose lease ran out with its owner still named (its worker died), or that
   nothing holds and that has not moved for STILL_S (its next task was lost), its flow not
   paused: the resync, which goes on from its checkpoint (pipeline/resync.py);
+- a running reconciliation whose lease ran out with its owner still named (its worker died),
+  or that nothing holds and that has not moved for STILL_S (its task was lost): the
+  reconciliation, which reads the target again from the start (pipeline/reconcile.py);
 - a work request (a manual run, a replay, a resync) that no worker began within
   REQUEST_START_S of its last send (state/requests.py), under its own task id.
 
@@ -32,7 +35,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.state import leases, requests, resyncs
+from sync_pipeline.state import leases, reconciles, requests, resyncs
 from sync_pipeline.state.idmap import clock
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import WorkRequest
@@ -63,6 +66,9 @@ class Resend(Protocol):
     def resync(self, flow: str, resync_id: int) -> None:
         """Go on with the resync from its checkpoint."""
 
+    def reconcile(self, flow: str, reconcile_id: int) -> None:
+        """Run the reconciliation (again)."""
+
 
 @dataclass(frozen=True)
 class Swept:
@@ -73,10 +79,12 @@ class Swept:
     stalled: int = 0  # runs that had not moved
     requests: int = 0  # work requests never started
     resyncs: int = 0  # resyncs whose lease ran out
+    reconciles: int = 0  # reconciliations whose lease ran out, or that were lost
 
     @property
     def total(self) -> int:
-        return self.pages + self.pulls + self.stalled + self.requests + self.resyncs
+        swept = (self.pages, self.pulls, self.stalled, self.requests, self.resyncs, self.reconciles)
+        return sum(swept)
 
 
 def sweep(rt: Runtime, resend: Resend, now: datetime | None = None) -> Swept:
@@ -89,16 +97,18 @@ def sweep(rt: Runtime, resend: Resend, now: datetime | None = None) -> Swept:
     stalled = _stalled(rt, resend, now)
     sent = _requests(rt, resend, now)
     resumed = _resyncs(rt, resend, now)
+    redriven = _reconciles(rt, resend, now)
     # Inbound events have a sweep of their own on Beat beside this one (`admin.sweep_events`:
     # rows the broker never got, and rows whose lease ran out, `events.sweep_expired`).
-    swept = Swept(pages=pages, pulls=pulls, stalled=stalled, requests=sent, resyncs=resumed)
+    swept = Swept(pages, pulls, stalled, sent, resumed, redriven)
     if swept.total:
         log.warning(
-            "sent again: %d page steps, %d pulls and %d resyncs whose worker died, %d stalled"
-            " runs, %d work requests no worker began",
+            "sent again: %d page steps, %d pulls, %d resyncs and %d reconciliations whose worker"
+            " died (or whose task was lost), %d stalled runs, %d work requests no worker began",
             pages,
             pulls,
             resumed,
+            redriven,
             stalled,
             sent,
         )
@@ -169,4 +179,23 @@ def _resyncs(rt: Runtime, resend: Resend, now: datetime) -> int:
             resyncs.mark_sent(conn, resync_id, now)
         log.info("resync %s of %s has not moved for %g s", resync_id, flow, STILL_S)
         resend.resync(flow, resync_id)
+    return len(lapsed) + len(still)
+
+
+def _reconciles(rt: Runtime, resend: Resend, now: datetime) -> int:
+    """Reconciliations whose worker died (their lease ran out), and running ones nothing holds
+    that stood still for STILL_S (their task was lost): never left running for good."""
+    with rt.engine.connect() as conn:
+        lapsed = reconciles.lapsed(conn, now)
+        still = reconciles.stalled(conn, now, STILL_S)
+    for reconcile_id, flow, owner in lapsed:
+        with rt.engine.begin() as conn:
+            leases.release(conn, Leased.RECONCILE, reconcile_id, owner)
+        log.info("reconcile %s of %s: its worker (%s) died", reconcile_id, flow, owner)
+        resend.reconcile(flow, reconcile_id)
+    for reconcile_id, flow in still:
+        with rt.engine.begin() as conn:
+            reconciles.mark_sent(conn, reconcile_id, now)
+        log.info("reconcile %s of %s has not moved for %g s", reconcile_id, flow, STILL_S)
+        resend.reconcile(flow, reconcile_id)
     return len(lapsed) + len(still)

@@ -23,7 +23,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.state.schema import pages, resyncs, runs
+from sync_pipeline.state.schema import pages, reconciles, resyncs, runs
 
 UNFINISHED = ("pulled", "planned", "done")  # a page not yet committed
 
@@ -32,10 +32,12 @@ class Leased(StrEnum):
     PAGE = "page"  # a plan or write step on a page
     RUN = "run"  # a pull reading a run's pages
     RESYNC = "resync"  # a full resync reading and syncing its pages (state/resyncs.py)
+    RECONCILE = "reconcile"  # a reconciliation reading back a target (state/reconciles.py)
 
 
 def _table(kind: Leased) -> sa.Table:
-    return {Leased.PAGE: pages, Leased.RUN: runs, Leased.RESYNC: resyncs}[kind]
+    tables = {Leased.PAGE: pages, Leased.RUN: runs, Leased.RESYNC: resyncs}
+    return {**tables, Leased.RECONCILE: reconciles}[kind]
 
 
 def _expires(lease_s: float) -> sa.ColumnElement[datetime]:

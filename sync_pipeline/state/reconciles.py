@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipeline.errors import ReconcileRunning
 from sync_pipeline.state.schema import reconciles
 from sync_pipeline.untrusted import clean_json
 
@@ -94,12 +95,69 @@ class Reconcile:
 
 
 def start(conn: Connection, flow: str, requested_by: str, *, repair: bool) -> Reconcile:
+    """Record a reconciliation of `flow` in the caller's transaction; ReconcileRunning while
+    another of the flow is running (one at a time: two would repair the same drift under
+    different keys). The unique index `reconciles_one_running` backs the check."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"reconcile:{flow}"))))
+    other = running(conn, flow)
+    if other is not None:
+        raise ReconcileRunning(flow, other.id, other.requested_by, f"{other.started_at:%H:%M:%S}")
     row = conn.execute(
         reconciles.insert()
         .values(flow=flow, requested_by=requested_by, repair=repair)
         .returning(*reconciles.c)
     ).one()
     return _reconcile(row)
+
+
+def running(conn: Connection, flow: str) -> Reconcile | None:
+    """The flow's reconciliation that is going on, if one is."""
+    row = conn.execute(
+        sa.select(reconciles).where(
+            reconciles.c.flow == flow, reconciles.c.status == ReconcileStatus.RUNNING.value
+        )
+    ).one_or_none()
+    return None if row is None else _reconcile(row)
+
+
+def lapsed(conn: Connection, now: datetime, limit: int = 100) -> Sequence[tuple[int, str, str]]:
+    """(id, flow, owner) of running reconciliations whose lease ran out with its owner named:
+    the worker at it died (SIGKILL), and the sweeper sends it again."""
+    rows = conn.execute(
+        sa.select(reconciles.c.id, reconciles.c.flow, reconciles.c.owner)
+        .where(
+            reconciles.c.status == ReconcileStatus.RUNNING.value,
+            reconciles.c.owner.is_not(None),
+            reconciles.c.lease_until < now,
+        )
+        .order_by(reconciles.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(r.id), r.flow, r.owner) for r in rows]
+
+
+def stalled(
+    conn: Connection, now: datetime, still_s: float, limit: int = 100
+) -> Sequence[tuple[int, str]]:
+    """(id, flow) of running reconciliations nothing holds that have not moved for `still_s`:
+    their task was lost (the broker's, or the work request's resend, never came)."""
+    moved = sa.func.coalesce(reconciles.c.lease_until, reconciles.c.started_at)
+    rows = conn.execute(
+        sa.select(reconciles.c.id, reconciles.c.flow)
+        .where(
+            reconciles.c.status == ReconcileStatus.RUNNING.value,
+            reconciles.c.owner.is_(None),
+            moved < now - sa.literal(timedelta(seconds=still_s)),
+        )
+        .order_by(reconciles.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(r.id), r.flow) for r in rows]
+
+
+def mark_sent(conn: Connection, reconcile_id: int, now: datetime) -> None:
+    """The sweeper sent it again at `now`: that counts as movement (not sent at every sweep)."""
+    conn.execute(reconciles.update().where(reconciles.c.id == reconcile_id).values(lease_until=now))
 
 
 def get(conn: Connection, reconcile_id: int) -> Reconcile | None:

@@ -421,8 +421,19 @@ reconciles = sa.Table(
     ),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("error", CleanText(ERROR_CHARS), nullable=True),
+    # The lease of the worker at it (pipeline/leases.py); lease_until also says when it last
+    # moved (the sweeper re-drives one whose worker died, or whose task was lost).
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
         "status IN ('running', 'succeeded', 'failed')", name="reconciles_status_known"
     ),
 )
 sa.Index("reconciles_by_flow", reconciles.c.flow, reconciles.c.id)
+# One reconciliation of a flow running at a time (state/reconciles.start).
+sa.Index(
+    "reconciles_one_running",
+    reconciles.c.flow,
+    unique=True,
+    postgresql_where=reconciles.c.status == "running",
+)

@@ -235,7 +235,7 @@ def test_feishu_reads_back_what_a_write_left(feishu, to_feishu, feishu_users) ->
     written = request(content(applicant, [deputy, boss]), "k1")
     to_feishu.write(STREAM, written)
 
-    found = to_feishu.read_back(STREAM, ["8812", "absent"])
+    found = to_feishu.read_back(STREAM, [written, replace(written, source_id="absent")])
 
     open_tasks = ",".join(sorted([boss, deputy]))
     expected = TargetView("8812", (("status", "PENDING"), ("open_tasks", open_tasks)))
@@ -265,7 +265,7 @@ def test_feishu_a_removed_instance_is_neither_read_back_nor_listed(
 
     assert result.status is WriteStatus.DONE
     assert held(feishu)["status"] == "DELETED"
-    assert to_feishu.read_back(STREAM, ["8812"]) == {}
+    assert to_feishu.read_back(STREAM, [request({}, "k1")]) == {}
     assert to_feishu.list_back(STREAM, None, 50).views == ()
 
 
@@ -408,3 +408,57 @@ def test_dingtalk_an_approval_without_a_link_is_a_dead_letter(connect_ding, ding
 
     assert result.status is WriteStatus.REJECTED
     assert "url" in result.reason
+
+
+# -- DingTalk, read back (connectors.base.ReadsBack: `syncctl reconcile`) ----------------------
+def test_dingtalk_reads_back_whose_todos_are_open_on_the_instance(
+    ding, connect_ding, ding_users
+) -> None:
+    applicant, boss, deputy = ding_users[:3]
+    planned = request(content(applicant, [boss, deputy]), "k1")
+    written = replace(planned, target_id=connect_ding().write(STREAM, planned).target_id)
+    instance = pc_instance(ding)["processInstanceId"]
+
+    found = connect_ding().read_back(STREAM, [written])
+
+    expected = TargetView(instance, (("open_tasks", f"n1/{boss},n1/{deputy}"),))
+    assert found == {instance: expected}
+    assert connect_ding().expected_view(STREAM, written) == expected
+
+
+def test_dingtalk_a_todo_closed_behind_our_back_is_read_back_closed(
+    ding, connect_ding, ding_users
+) -> None:
+    applicant, boss, deputy = ding_users[:3]
+    planned = request(content(applicant, [boss, deputy]), "k1")
+    written = replace(planned, target_id=connect_ding().write(STREAM, planned).target_id)
+    [task] = [t for t in ding.store.list("dingtalk", "pc_task") if t["userId"] == boss]
+    ding.store.put("dingtalk", "pc_task", str(task["taskId"]), {**task, "status": "CANCELED"})
+
+    [held] = connect_ding().read_back(STREAM, [written]).values()
+
+    assert held.as_dict()["open_tasks"] == f"n1/{deputy}"
+
+
+def test_dingtalk_a_repair_opens_the_closed_todo_again_on_the_same_instance(
+    ding, connect_ding, ding_users
+) -> None:
+    applicant, boss, deputy = ding_users[:3]
+    planned = request(content(applicant, [boss, deputy]), "k1")
+    written = replace(planned, target_id=connect_ding().write(STREAM, planned).target_id)
+    [task] = [t for t in ding.store.list("dingtalk", "pc_task") if t["userId"] == boss]
+    ding.store.put("dingtalk", "pc_task", str(task["taskId"]), {**task, "status": "CANCELED"})
+    connector = connect_ding()
+    [held] = connector.read_back(STREAM, [written]).values()
+
+    fixed = connector.write(
+        STREAM, connector.repair_request(STREAM, replace(written, effect_key="r1"), held)
+    )
+
+    assert fixed.status is WriteStatus.DONE
+    assert len(ding.store.list("dingtalk", "pc_instance")) == 1
+    assert sorted(pc_tasks(ding)) == sorted(
+        [(boss, "CANCELED", ""), (deputy, "RUNNING", ""), (boss, "RUNNING", "")]
+    )
+    [again] = connector.read_back(STREAM, [replace(written, target_id=fixed.target_id)]).values()
+    assert again == connector.expected_view(STREAM, written)

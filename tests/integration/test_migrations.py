@@ -90,3 +90,26 @@ def test_two_processes_migrating_at_once_both_succeed_once(database_url: str) ->
     revisions = len(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
     assert sorted(outputs) == ["0", str(revisions)]
     assert STATE_TABLES <= _tables(database_url)
+
+
+def test_the_upgrade_to_one_running_reconcile_a_flow_closes_the_older_running_ones(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    config = alembic_config()
+    with engine_for(database_url).begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0014")
+        for by in ("first", "second"):
+            conn.execute(
+                sa.text("INSERT INTO reconciles (flow, requested_by) VALUES ('f', :by)"), {"by": by}
+            )
+
+    migrate(database_url)
+
+    with engine_for(database_url).connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT requested_by, status FROM reconciles ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in rows] == [("first", "failed"), ("second", "running")]
