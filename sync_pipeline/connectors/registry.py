@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol, cast
 
 from sync_pipeline.config.connector import ConnectorConfig, Vendor
+from sync_pipeline.config.declarative import RestSpec
 from sync_pipeline.config.options import OptionsSchema
 from sync_pipeline.connectors.base import Connector, ConnectorContext, StreamCapabilities
 from sync_pipeline.errors import ConfigError
@@ -23,6 +24,7 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
     Vendor.DINGTALK: ("sync_pipeline.connectors.dingtalk", "DingTalkConnector"),
     Vendor.FEISHU: ("sync_pipeline.connectors.feishu", "FeishuConnector"),
     Vendor.AGORA: ("sync_pipeline.connectors.agora", "AgoraConnector"),
+    Vendor.REST: ("sync_pipeline.connectors.declarative.connector", "DeclarativeConnector"),
 }
 
 
@@ -38,6 +40,22 @@ def capabilities(vendor: Vendor, name: str = "") -> Mapping[str, StreamCapabilit
     (imported, never made: no secret, no network)."""
     streams: Mapping[str, StreamCapabilities] = connector_class(vendor, name).STREAMS
     return streams
+
+
+def declared_streams(spec: RestSpec) -> Mapping[str, StreamCapabilities]:
+    """A rest connector's streams, as its description declares them: read where it has
+    `read:`, written where it has `write:`. No webhook events: not built for rest yet."""
+    return {
+        name: StreamCapabilities(read=stream.read is not None, write=stream.write is not None)
+        for name, stream in spec.streams.items()
+    }
+
+
+def streams_of(config: ConnectorConfig) -> Mapping[str, StreamCapabilities]:
+    """The streams of one configured connector: its vendor's, or a rest connector's own."""
+    if config.vendor is Vendor.REST:
+        return {} if config.declarative is None else declared_streams(config.declarative)
+    return capabilities(config.vendor, config.name)
 
 
 def option_schema(vendor: Vendor, name: str = "") -> type[OptionsSchema]:
