@@ -15,6 +15,7 @@ Everything is a frozen value; the connector (connectors/declarative/) only runs 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,9 +33,40 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from sync_pipeline.config import MapOf, StrictSchema
 
+
+def _zone(name: str) -> tzinfo:
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def _local_time(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") -> str:
+    """`{{ content.sent_at | local_time(fmt, "Asia/Shanghai") }}`: an ISO time as the API
+    writes times (its format, its zone)."""
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.astimezone(_zone(tz)).strftime(format)
+
+
+def _utc(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") -> str | None:
+    """`{{ record.createTime | utc(fmt, "Asia/Shanghai") }}`: an API's local time as ISO-8601
+    UTC, the pipeline's spelling (None for an empty value)."""
+    if value in (None, ""):
+        return None
+    local = datetime.strptime(str(value).strip(), format).replace(tzinfo=_zone(tz))
+    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch_ms(value: Any) -> str:
+    """`{{ content.sent_at | epoch_ms }}`: an ISO time as milliseconds since the epoch."""
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return str(int(moment.timestamp() * 1000))
+
+
+# A field the API left out renders as "" (and is falsy, so `content.node or 'todo'` works):
+# APIs leave fields out; a credential misspelt is caught at load (RestSpec.credentials).
 TEMPLATES = jinja2.sandbox.ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, autoescape=False
+    undefined=jinja2.ChainableUndefined, autoescape=False
 )
+TEMPLATES.filters.update(local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms)
+TEMPLATES.globals.update(now=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 STREAM_NAME = r"[a-z][a-z0-9_]*"
 WHOLE_EXPRESSION = re.compile(r"\{\{((?:(?!\}\}|\{\{).)*)\}\}", re.DOTALL)
 CREDENTIAL_USE = re.compile(r"credentials\.([A-Za-z_][A-Za-z0-9_]*)|credentials\[['\"]([^'\"]+)")
@@ -57,7 +89,7 @@ class Template:
         whole = WHOLE_EXPRESSION.fullmatch(self.source)
         if whole is None:
             return self.render(context)
-        return TEMPLATES.compile_expression(whole.group(1), undefined_to_none=False)(**context)
+        return TEMPLATES.compile_expression(whole.group(1))(**context)
 
     def credentials(self) -> set[str]:
         """The credential names the template reads, for the check against `credentials:`."""
@@ -155,6 +187,20 @@ class ValueField(fields.Field[Value]):
             return path
         template: Template = TemplateField().deserialize(value)
         return template
+
+
+def same(value: Any, expected: Any) -> bool:
+    """JSON equality: a bool is only a bool, a number only a number, a text only a text."""
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return isinstance(value, bool) and isinstance(expected, bool) and value == expected
+    numbers = (int, float)
+    if isinstance(value, numbers) and isinstance(expected, numbers):
+        return value == expected
+    return type(value) is type(expected) and value == expected
+
+
+def one_of(value: Any, expected: tuple[Any, ...]) -> bool:
+    return any(same(value, e) for e in expected)
 
 
 def extract(value: Value, record: Any, context: Mapping[str, Any]) -> Any:
@@ -335,7 +381,7 @@ class ErrorRule:
     action: ErrorAction
     status: tuple[int, ...] = ()
     path: Path | None = None
-    equals: tuple[str, ...] = ()
+    equals: tuple[Any, ...] = ()  # compared as JSON values: "0" is not 0, false is not 0
     contains: str = ""
     code: Path | None = None
     message: Path | None = None
@@ -364,7 +410,7 @@ class ErrorRuleSchema(StrictSchema):
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> ErrorRule:
         data["status"] = tuple(data.get("status", ()))
-        data["equals"] = tuple(str(v) for v in data.get("equals", ()))
+        data["equals"] = tuple(data.get("equals", ()))
         return ErrorRule(**data)
 
 
@@ -376,7 +422,7 @@ class ErrorsSpec:
 
     rules: tuple[ErrorRule, ...] = ()
     success_path: Path | None = None
-    success_equals: tuple[str, ...] = ()
+    success_equals: tuple[Any, ...] = ()
     code: Path | None = None
     message: Path | None = None
 
@@ -396,7 +442,7 @@ class ErrorsSchema(StrictSchema):
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> ErrorsSpec:
         data["rules"] = tuple(data["rules"])
-        data["success_equals"] = tuple(str(v) for v in data.get("success_equals", ()))
+        data["success_equals"] = tuple(data.get("success_equals", ()))
         return ErrorsSpec(**data)
 
 
@@ -503,7 +549,8 @@ class PaginatorSpec:
     has_more_path: Path | None = None
     total_path: Path | None = None
     short_page: bool = False
-    # where the paging values go: "params" (query), "json" or "form" (the request's body)
+    # where the paging values go: "params" (query), "json" or "form" (the request's body), or
+    # "none": only into the templates, as `page`, `offset`, `cursor` and `limit`
     into: str = "params"
 
 
@@ -522,7 +569,7 @@ class PaginatorSchema(StrictSchema):
     has_more_path = PathField()
     total_path = PathField()
     short_page = fields.Bool()
-    into = fields.Str(validate=validate.OneOf(["params", "json", "form"]))
+    into = fields.Str(validate=validate.OneOf(["params", "json", "form", "none"]))
 
     @validates_schema
     def _complete(self, data: dict[str, Any], **_: Any) -> None:
@@ -677,16 +724,31 @@ class WriteSpec:
     id: Path | None = None
     idempotency: Template | None = None
     idempotency_header: str = ""
+    # What a 2xx answer must hold for the write to be done (else the record is rejected,
+    # with `message_path`'s text): for APIs that answer a refusal with 200.
+    ok_path: Path | None = None
+    ok_equals: tuple[Any, ...] = ()
+    message_path: Path | None = None
 
 
 class WriteEndpointSchema(RequestSchema):
     id = PathField()
     idempotency = TemplateField()
     idempotency_header = fields.Str(validate=validate.Length(min=1))
+    ok_path = PathField()
+    ok_equals = fields.List(fields.Raw())
+    message_path = PathField()
+
+    @validates_schema
+    def _ok(self, data: dict[str, Any], **_: Any) -> None:
+        if ("ok_path" in data) != bool(data.get("ok_equals")):
+            raise ValidationError("expected ok_path and ok_equals together")
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> WriteSpec:
-        own = {k: data.pop(k) for k in ("id", "idempotency", "idempotency_header") if k in data}
+        names = ("id", "idempotency", "idempotency_header", "ok_path", "message_path")
+        own = {k: data.pop(k) for k in names if k in data}
+        own["ok_equals"] = tuple(data.pop("ok_equals", ()))
         return WriteSpec(RequestSpec(**data), **own)
 
 
@@ -695,7 +757,7 @@ class WritesSpec:
     create: WriteSpec | None = None
     update: WriteSpec | None = None
     actions: Mapping[str, WriteSpec] = field(default_factory=dict)  # approve, reject, ...
-    dedupe_window_s: float | None = None
+    dedupe_window_s: float | None = None  # math.inf with `upsert: true`
 
 
 class WritesSchema(StrictSchema):
@@ -703,14 +765,20 @@ class WritesSchema(StrictSchema):
     update = fields.Nested(WriteEndpointSchema)
     actions = MapOf(fields.Nested(WriteEndpointSchema))
     dedupe_window_s = fields.Float(validate=validate.Range(min=0))
+    # The API keeps one object per key whatever is resent (an upsert): resending is always safe.
+    upsert = fields.Bool()
 
     @validates_schema
     def _something(self, data: dict[str, Any], **_: Any) -> None:
         if not ({"create", "update"} & set(data)) and not data.get("actions"):
             raise ValidationError("expected create:, update: or actions:")
+        if data.get("upsert") and "dedupe_window_s" in data:
+            raise ValidationError("expected upsert: or dedupe_window_s:, not both")
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> WritesSpec:
+        if data.pop("upsert", False):
+            data["dedupe_window_s"] = math.inf
         return WritesSpec(**data)
 
 
@@ -756,13 +824,15 @@ class StreamSchema(StrictSchema):
 @dataclass(frozen=True)
 class RestSpec:
     """A whole declarative connector: auth, headers every call sends, error mapping, streams;
-    `users` names the stream whose records are the directory (list_users)."""
+    `directory` is read for the directory of users (list_users)."""
 
     streams: Mapping[str, StreamSpec]
     auth: AuthSpec = field(default_factory=lambda: AuthSpec(AuthType.NONE))
     headers: Mapping[str, Template] = field(default_factory=dict)
     errors: ErrorsSpec = field(default_factory=ErrorsSpec)
-    users: str | None = None  # the stream whose records are the directory (list_users)
+    # the directory (list_users): read like a stream, its fields user_id, employee_no, email,
+    # mobile, name; not a stream flows can name
+    directory: StreamSpec | None = None
     timezone: tzinfo = UTC  # the source's local time, for times people read
 
     def credentials(self) -> set[str]:
@@ -786,7 +856,7 @@ class RestSchema(StrictSchema):
     headers = _TEMPLATES
     errors = fields.Nested(ErrorsSchema)
     streams = MapOf(fields.Nested(StreamSchema), required=True)
-    users = fields.Str(validate=validate.Regexp(STREAM_NAME))
+    directory = fields.Nested(StreamSchema)
     timezone = ZoneField()
 
     @validates_schema
@@ -812,9 +882,9 @@ class RestSchema(StrictSchema):
                     problems[f"streams.{name}.read.parent.stream"] = [
                         "expected a stream without a parent of its own (one level)"
                     ]
-        users = data.get("users")
-        if users is not None and (users not in streams or streams[users].read is None):
-            problems["users"] = ["expected a readable stream of this connector"]
+        directory = data.get("directory")
+        if directory is not None and (directory.read is None or directory.read.parent):
+            problems["directory"] = ["expected read: (without a parent)"]
         if problems:
             raise ValidationError(problems)
 

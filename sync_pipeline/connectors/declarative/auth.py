@@ -98,7 +98,7 @@ class Authenticator:
                 f"token:rest:{config.name}",
                 fetchers[kind],
                 TOKEN_REFRESH_MARGIN_S,
-                vendor=config.name,
+                vendor="rest",
             )
 
     def bind(self, client: HttpClient) -> None:
@@ -196,7 +196,7 @@ class Authenticator:
         body = self._token_call({}, path=ECOLOGY_APPLYTOKEN, headers=headers)
         token = body.get("token")
         if not token:
-            raise VendorUnavailable(self.config.name, "no_token", "applytoken gave no token")
+            raise VendorUnavailable("rest", "no_token", "applytoken gave no token")
         return str(token), float(self.spec.token_ttl_s)
 
     def _token_call(
@@ -236,7 +236,7 @@ class Authenticator:
     def _token_of(self, body: Mapping[str, Any]) -> tuple[str, float]:
         token = (self.spec.token_path or ACCESS_TOKEN).first(body)
         if not token:
-            raise VendorUnavailable(self.config.name, "no_token", "the token answer gave none")
+            raise VendorUnavailable("rest", "no_token", "the token answer gave none")
         expires = (self.spec.expires_in_path or EXPIRES_IN).first(body)
         try:
             ttl = float(expires) if expires is not None else self.spec.ttl_s

@@ -42,6 +42,7 @@ from sync_pipeline.config.declarative import (
     Template,
     WriteSpec,
     extract,
+    one_of,
 )
 from sync_pipeline.config.options import ConnectorOptions, OptionsSchema
 from sync_pipeline.connectors.base import (
@@ -111,7 +112,7 @@ def classifier(name: str, errors: ErrorsSpec) -> Any:
         if value is None:
             return False
         if rule.equals:
-            return str(value) in rule.equals
+            return one_of(value, rule.equals)
         return rule.contains in str(value)
 
     def wait_of(
@@ -152,7 +153,7 @@ def classifier(name: str, errors: ErrorsSpec) -> Any:
             return VendorRejected(name, code_of(None, body, status), message_of(None, body))
         if errors.success_path is not None:
             value = errors.success_path.first(body)
-            if value is None or str(value) not in errors.success_equals:
+            if not one_of(value, errors.success_equals):
                 return VendorRejected(name, code_of(None, body, status), message_of(None, body))
         return None
 
@@ -211,7 +212,7 @@ class DeclarativeConnector:
         self.auth = Authenticator(
             config, self.spec.auth, self._context, ctx.refresh_tokens, ctx.redis
         )
-        self._classify = classifier(self.name, self.spec.errors)
+        self._classify = classifier(VENDOR, self.spec.errors)
         place = self.auth.place if self.auth.tokens is not None else None
         self._place = place
         self.client = build_client(config, ctx, self._classify, self.auth.tokens, app=self.name)
@@ -234,13 +235,14 @@ class DeclarativeConnector:
     def list_users(self) -> list[DirectoryUser]:
         """The records of the `users` stream, every page: fields user_id (else the id),
         employee_no, email, mobile, name."""
-        if self.spec.users is None:
+        directory = self.spec.directory
+        if directory is None:
             return []
         users: list[DirectoryUser] = []
         token: str | None = None
         followed: set[str] = set()
         while True:
-            page = self.read_page(self.spec.users, ReadWindow(None, None), token, 100)
+            page = self._read_page("directory", directory, ReadWindow(None, None), token, 100)
             for record in page.records:
                 p = record.payload
 
@@ -261,14 +263,14 @@ class DeclarativeConnector:
             if token is None:
                 return users
             if token in followed:
-                raise PagingLoop(self.name, self.spec.users)
+                raise PagingLoop(VENDOR, "directory")
             followed.add(token)
 
     def read_one(self, stream: str, source_id: str) -> Record | None:
         """The record now, by its id, where the stream declares `read_one`; None when gone."""
         spec = self._stream(stream)
         if spec.read_one is None:
-            raise VendorRejected(self.name, "unsupported", f"stream {stream} has no read_one")
+            raise VendorRejected(VENDOR, "unsupported", f"stream {stream} has no read_one")
         context = {**self._context, "source_id": source_id}
         try:
             _, body, _ = self._call(spec.read_one.request, context, idempotent=True)
@@ -284,13 +286,17 @@ class DeclarativeConnector:
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
     ) -> Page:
-        spec = self._stream(stream)
+        return self._read_page(stream, self._stream(stream), window, page_token, limit)
+
+    def _read_page(
+        self, stream: str, spec: StreamSpec, window: ReadWindow, page_token: str | None, limit: int
+    ) -> Page:
         if spec.read is None:
-            raise VendorRejected(self.name, "unsupported", f"stream {stream} is not read")
+            raise ConfigError("flows", [(stream, f"expected a stream {self.name} can read")])
         read = spec.read
         limit = max(1, min(limit, read.paginator.max_page_size))
         position = (
-            _Position.decode(self.name, page_token)
+            _Position.decode(VENDOR, page_token)
             if page_token
             else self._first_position(read, window)
         )
@@ -309,7 +315,7 @@ class DeclarativeConnector:
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
         writes = self._stream(stream).write
         if writes is None:
-            raise VendorRejected(self.name, "unsupported_stream", f"stream {stream} is not written")
+            raise VendorRejected(VENDOR, "unsupported_stream", f"stream {stream} is not written")
         note = request.notification
         action = str(note.content.get("decision") or note.kind.value)
         end: WriteSpec | None
@@ -341,7 +347,12 @@ class DeclarativeConnector:
             _, body, _ = self._call(end.request, context, idempotent=handle, headers=headers)
         except VendorRejected as exc:
             return WriteResult(request.effect_key, WriteStatus.REJECTED, reason=str(exc))
-        made = end.id.first(_unbare(body)) if end.id is not None else None
+        answer = _unbare(body)
+        if end.ok_path is not None and not one_of(end.ok_path.first(answer), end.ok_equals):
+            said = end.message_path.first(answer) if end.message_path is not None else None
+            reason = f"{self.name} refused it: {str(said or '')[:200]}"
+            return WriteResult(request.effect_key, WriteStatus.REJECTED, reason=reason)
+        made = end.id.first(answer) if end.id is not None else None
         target = str(made) if made not in (None, "") else request.target_id or request.source_id
         return WriteResult(request.effect_key, WriteStatus.DONE, target)
 
@@ -404,6 +415,11 @@ class DeclarativeConnector:
                 paging[pager.size_param] = size
         elif kind in (PaginatorType.LINK_HEADER, PaginatorType.NEXT_URL) and pager.size_param:
             paging[pager.size_param] = size
+        context["page"] = paging.get(pager.page_param, pager.start)
+        context["offset"] = paging.get(pager.offset_param, 0)
+        context["cursor"] = at if kind is PaginatorType.CURSOR else None
+        if pager.into == "none":
+            paging = {}
         url = at if kind in (PaginatorType.LINK_HEADER, PaginatorType.NEXT_URL) and at else None
         _, body, headers = self._call(
             read.request,
@@ -418,7 +434,7 @@ class DeclarativeConnector:
         records = [self._record(stream, spec, r, position if inc else None, extra) for r in kept]
         seen = digest_of([json.dumps(r, sort_keys=True, default=str) for r in raw])
         if raw and seen == position.seen:
-            raise PagingLoop(self.name, stream, "page_repeated")
+            raise PagingLoop(VENDOR, stream, "page_repeated")
         following = self._next(stream, read, position, raw, data, headers, size, seen)
         more_slices = (
             inc is not None and slice_end and position.until and slice_end < position.until
@@ -474,7 +490,7 @@ class DeclarativeConnector:
         if nxt in (None, ""):
             return None
         if nxt == at:
-            raise PagingLoop(self.name, stream)  # the API handed back the token it was given
+            raise PagingLoop(VENDOR, stream)  # the API handed back the token it was given
         return _Position(
             position.since, position.until, nxt, seen, position.parent_at, position.parent_index
         )
@@ -492,7 +508,7 @@ class DeclarativeConnector:
         parent_read = parent_spec.read
         assert parent_read is not None  # noqa: S101 - the schema requires it
         parent_position = (
-            _Position.decode(self.name, position.parent_at)
+            _Position.decode(VENDOR, position.parent_at)
             if position.parent_at
             else self._first_position(parent_read, ReadWindow(None, None))
         )
@@ -614,7 +630,7 @@ class DeclarativeConnector:
         if url is not None:  # a next page's URL, as the API gave it: only to our own host
             parts, ours = urlsplit(url), urlsplit(self.client.base_url)
             if parts.netloc and (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
-                raise VendorRejected(self.name, "foreign_next_url", "a next page on another host")
+                raise VendorRejected(VENDOR, "foreign_next_url", "a next page on another host")
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             if parts.netloc:
                 base_url = f"{parts.scheme}://{parts.netloc}"
