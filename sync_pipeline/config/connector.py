@@ -115,6 +115,14 @@ class ConnectorConfig:
     # vendor rest only: the connector's description (`declarative:`), loaded by the loader.
     declarative: RestSpec | None = None
 
+    @property
+    def system(self) -> str:
+        """The name its users are known by in flows' user mappings, the directory and effect
+        keys: the vendor's, or a rest connector's `system` (default: the connector's name)."""
+        if self.vendor is Vendor.REST:
+            return (self.declarative.system if self.declarative else None) or self.name
+        return self.vendor.value
+
 
 class CredentialRefSchema(StrictSchema):
     env = fields.Str(validate=validate.Regexp(ENV_NAME, error="expected an env var NAME"))

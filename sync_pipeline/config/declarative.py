@@ -62,10 +62,22 @@ def _epoch_ms(value: Any) -> str:
 
 # A field the API left out renders as "" (and is falsy, so `content.node or 'todo'` works):
 # APIs leave fields out; a credential misspelt is caught at load (RestSpec.credentials).
+def _to_dict(rows: Any, key: str, value: str) -> dict[str, Any]:
+    """`{{ answer.fields | to_dict('fieldName', 'fieldValue') }}`: a list of name/value
+    records as one mapping (an absent list: an empty one)."""
+    if not isinstance(rows, list | tuple):
+        return {}
+    return {
+        str(row[key]): row.get(value)
+        for row in rows
+        if isinstance(row, Mapping) and row.get(key) not in (None, "")
+    }
+
+
 TEMPLATES = jinja2.sandbox.ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False
 )
-TEMPLATES.filters.update(local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms)
+TEMPLATES.filters.update(local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms, to_dict=_to_dict)
 TEMPLATES.globals.update(now=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 STREAM_NAME = r"[a-z][a-z0-9_]*"
 WHOLE_EXPRESSION = re.compile(r"\{\{((?:(?!\}\}|\{\{).)*)\}\}", re.DOTALL)
@@ -712,6 +724,28 @@ class OneSchema(RequestSchema):
         return OneSpec(RequestSpec(**data), record, missing)
 
 
+@dataclass(frozen=True)
+class HydrateSpec:
+    """A detail call per record the pipeline asks for (only those whose version changed):
+    `when` (a template over `record`, the mapped payload) says whether it is made; `fields`
+    are read from its `answer` (a JSONPath into it, or a template with `answer` and `record`)
+    and added to the payload."""
+
+    request: RequestSpec
+    fields: Mapping[str, Value]
+    when: Template | None = None
+
+
+class HydrateSchema(RequestSchema):
+    when = TemplateField()
+    fields_ = MapOf(ValueField(), data_key="fields", required=True)
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> HydrateSpec:
+        fields_, when = data.pop("fields_"), data.pop("when", None)
+        return HydrateSpec(RequestSpec(**data), fields_, when)
+
+
 # -- writes ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WriteSpec:
@@ -791,6 +825,7 @@ class StreamSpec:
 
     read: ReadSpec | None = None
     read_one: OneSpec | None = None
+    hydrate: tuple[HydrateSpec, ...] = ()
     write: WritesSpec | None = None
     fields: Mapping[str, Value] = field(default_factory=dict)
     id: Value | None = None
@@ -800,6 +835,7 @@ class StreamSpec:
 class StreamSchema(StrictSchema):
     read = fields.Nested(ReadSchema)
     read_one = fields.Nested(OneSchema)
+    hydrate = fields.List(fields.Nested(HydrateSchema))
     write = fields.Nested(WritesSchema)
     fields_ = MapOf(ValueField(), data_key="fields")
     id = ValueField()
@@ -818,6 +854,7 @@ class StreamSchema(StrictSchema):
     def _build(self, data: dict[str, Any], **_: Any) -> StreamSpec:
         data["fields"] = data.pop("fields_", {})
         data["version"] = tuple(data.get("version", ()))
+        data["hydrate"] = tuple(data.get("hydrate", ()))
         return StreamSpec(**data)
 
 
@@ -827,6 +864,9 @@ class RestSpec:
     `directory` is read for the directory of users (list_users)."""
 
     streams: Mapping[str, StreamSpec]
+    # The name flows' user mappings (from_system, to_system) and the directory know this
+    # system by: "oa" for an OA the shipped flows map users of; default the connector's name.
+    system: str | None = None
     auth: AuthSpec = field(default_factory=lambda: AuthSpec(AuthType.NONE))
     headers: Mapping[str, Template] = field(default_factory=dict)
     errors: ErrorsSpec = field(default_factory=ErrorsSpec)
@@ -842,6 +882,7 @@ class RestSpec:
         for stream in self.streams.values():
             requests = [stream.read.request if stream.read else None]
             requests.append(stream.read_one.request if stream.read_one else None)
+            requests += [step.request for step in stream.hydrate]
             if stream.write:
                 ends = [stream.write.create, stream.write.update, *stream.write.actions.values()]
                 requests += [end.request for end in ends if end is not None]
@@ -852,6 +893,7 @@ class RestSpec:
 
 
 class RestSchema(StrictSchema):
+    system = fields.Str(validate=validate.Regexp(STREAM_NAME))
     auth = fields.Nested(AuthSchema)
     headers = _TEMPLATES
     errors = fields.Nested(ErrorsSchema)

@@ -130,6 +130,14 @@ def load_config(
         str(name): body["vendor"] if isinstance(body, dict) and body.get("vendor") in known else ""
         for name, body in raw_connectors.items()
     }
+    # The names users are known by: the vendor's, or a rest connector's system (its name).
+    systems = {
+        name: (spec.system if spec is not None and spec.system else name)
+        if vendor == Vendor.REST.value
+        else vendor
+        for name, vendor in vendors.items()
+        for spec in [specs.get(name)]
+    }
     flows: dict[str, Flow] = {}
     defined_in: dict[str, Path] = {}
     flows_dir = config_dir / FLOWS_DIR
@@ -138,7 +146,7 @@ def load_config(
         flow = None if raw is None else _flow(path, raw, problems)
         if flow is None:
             continue
-        file_problems = list(_cross_checks(flow, vendors, declared, connectors_path))
+        file_problems = list(_cross_checks(flow, vendors, declared, connectors_path, systems))
         file_problems += _option_checks(flow, vendors, declared, raw_connectors, connectors_path)
         if flow.name in defined_in:
             file_problems.append(
@@ -422,7 +430,11 @@ Declared = Mapping[str, Mapping[str, StreamCapabilities]]  # rest connector -> i
 
 
 def _cross_checks(
-    flow: Flow, vendors: Mapping[str, str], declared: Declared, connectors_path: Path
+    flow: Flow,
+    vendors: Mapping[str, str],
+    declared: Declared,
+    connectors_path: Path,
+    systems: Mapping[str, str],
 ) -> Iterator[tuple[str, str]]:
     """What one file cannot know alone: connector names, what their streams can do, and
     users mapped between the flow's own two systems."""
@@ -434,15 +446,15 @@ def _cross_checks(
                 f"expected a connector defined in {connectors_path} ({known})",
             )
     yield from _stream_checks(flow, vendors, declared)
-    source, target = vendors.get(flow.source.connector), vendors.get(flow.target.connector)
+    source, target = systems.get(flow.source.connector), systems.get(flow.target.connector)
     for name, spec in flow.mapping.fields.items():
         if not isinstance(spec, UserField):
             continue
         key = f"mapping.fields.{name}.user"
         if source and spec.from_system != source:
-            yield f"{key}.from_system", f"expected {source}, the source connector's vendor"
+            yield f"{key}.from_system", f"expected {source}, the source connector's system"
         if target and spec.to_system != target:
-            yield f"{key}.to_system", f"expected {target}, the target connector's vendor"
+            yield f"{key}.to_system", f"expected {target}, the target connector's system"
 
 
 def _stream_checks(

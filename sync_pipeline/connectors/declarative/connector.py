@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +35,7 @@ from sync_pipeline.config.declarative import (
     ErrorsSpec,
     IncrementalSpec,
     PaginatorType,
+    Path,
     ReadSpec,
     RequestSpec,
     RestSpec,
@@ -88,10 +89,10 @@ class RestOptionsSchema(OptionsSchema):
     BUILDS = RestOptions
 
 
-def classifier(name: str, errors: ErrorsSpec) -> Any:
+def classifier(name: str, errors: ErrorsSpec, tokens: bool = True) -> Any:
     """`classify` of the description's error mapping: its rules in order, then the defaults
-    (429 rate limited with Retry-After, 401 token expired, 5xx retry, other 4xx reject), then
-    `success_path`'s check of a 2xx answer."""
+    (429 rate limited with Retry-After, 401 token expired where a token is fetched, else
+    refused; 5xx retry, other 4xx reject), then `success_path`'s check of a 2xx answer."""
 
     def code_of(rule: ErrorRule | None, body: Mapping[str, Any], status: int) -> str:
         path = (rule.code if rule else None) or errors.code
@@ -145,7 +146,7 @@ def classifier(name: str, errors: ErrorsSpec) -> Any:
             return VendorRejected(name, code, text)
         if status == 429:
             return RateLimited(name, "http_429", retry_after=wait_of(None, body, headers))
-        if status == 401:
+        if status == 401 and tokens:
             return TokenExpired(name, "http_401")
         if status >= 500:
             return VendorUnavailable(name, f"http_{status}")
@@ -212,7 +213,7 @@ class DeclarativeConnector:
         self.auth = Authenticator(
             config, self.spec.auth, self._context, ctx.refresh_tokens, ctx.redis
         )
-        self._classify = classifier(VENDOR, self.spec.errors)
+        self._classify = classifier(VENDOR, self.spec.errors, self.auth.tokens is not None)
         place = self.auth.place if self.auth.tokens is not None else None
         self._place = place
         self.client = build_client(config, ctx, self._classify, self.auth.tokens, app=self.name)
@@ -230,7 +231,28 @@ class DeclarativeConnector:
         return None if writes is None else writes.dedupe_window_s
 
     def hydrate(self, stream: str, records: Sequence[Record]) -> list[Record]:
-        return list(records)  # what the list gives is the record; read_one re-reads one
+        """Each `hydrate:` detail call the stream declares, per record (its `when` allowing),
+        its fields added to the payload; a stream without any gives the list's records."""
+        steps = self._stream(stream).hydrate
+        if not steps:
+            return list(records)
+        hydrated: list[Record] = []
+        for record in records:
+            payload = dict(record.payload)
+            for step in steps:
+                context = {**self._context, "record": payload, "source_id": record.source_id}
+                if step.when is not None and not step.when.value(context):
+                    continue
+                _, body, _ = self._call(step.request, context, idempotent=True)
+                answer = _unbare(body)
+                for name, value in step.fields.items():
+                    payload[name] = (
+                        value.first(answer)
+                        if isinstance(value, Path)
+                        else value.value({**context, "answer": answer})
+                    )
+            hydrated.append(replace(record, payload=payload))
+        return hydrated
 
     def list_users(self) -> list[DirectoryUser]:
         """The records of the `users` stream, every page: fields user_id (else the id),

@@ -30,7 +30,7 @@ def test_a_user_mapped_to_another_system_than_the_target_is_an_error(tree) -> No
     tree.flow("x", flow)
 
     assert tree.error().problems == [
-        ("mapping.fields.applicant.user.to_system", "expected wecom, the target connector's vendor")
+        ("mapping.fields.applicant.user.to_system", "expected wecom, the target connector's system")
     ]
 
 
