@@ -710,17 +710,17 @@ class OneSpec:
 
     request: RequestSpec
     record: Path
-    missing_status: tuple[int, ...] = (404,)
+    missing: tuple[str, ...] = ("http_404",)  # error codes that mean the record is gone
 
 
 class OneSchema(RequestSchema):
     record = PathField(required=True)
-    missing_status = fields.List(fields.Integer(strict=True))
+    missing = fields.List(fields.Str(validate=validate.Length(min=1)))
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> OneSpec:
         record = data.pop("record")
-        missing = tuple(data.pop("missing_status", (404,)))
+        missing = tuple(data.pop("missing", ("http_404",)))
         return OneSpec(RequestSpec(**data), record, missing)
 
 

@@ -192,6 +192,15 @@ class DeclarativeConnector:
     STREAMS: Mapping[str, StreamCapabilities] = MappingProxyType({})  # per instance, below
     OPTIONS = RestOptionsSchema
 
+    def __new__(cls, config: ConnectorConfig, ctx: ConnectorContext) -> DeclarativeConnector:
+        """A RereadingDeclarativeConnector where a stream can be re-read by id: the pipeline
+        asks `isinstance(connector, ReadsOne)`, so only such a connector has `read_one`."""
+        spec = config.declarative
+        rereads = spec is not None and any(s.read_one for s in spec.streams.values())
+        kind = RereadingDeclarativeConnector if cls is DeclarativeConnector and rereads else cls
+        made: DeclarativeConnector = super().__new__(kind)
+        return made
+
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:
         if config.declarative is None:
             raise ConfigError(
@@ -287,23 +296,6 @@ class DeclarativeConnector:
             if token in followed:
                 raise PagingLoop(VENDOR, "directory")
             followed.add(token)
-
-    def read_one(self, stream: str, source_id: str) -> Record | None:
-        """The record now, by its id, where the stream declares `read_one`; None when gone."""
-        spec = self._stream(stream)
-        if spec.read_one is None:
-            raise VendorRejected(VENDOR, "unsupported", f"stream {stream} has no read_one")
-        context = {**self._context, "source_id": source_id}
-        try:
-            _, body, _ = self._call(spec.read_one.request, context, idempotent=True)
-        except VendorRejected as exc:
-            if exc.code in {f"http_{s}" for s in spec.read_one.missing_status}:
-                return None
-            raise
-        found = spec.read_one.record.first(_unbare(body))
-        if not isinstance(found, Mapping):
-            return None
-        return self._record(stream, spec, found, None, {})
 
     def read_page(
         self, stream: str, window: ReadWindow, page_token: str | None, limit: int
@@ -771,3 +763,25 @@ def _parse(value: Any, inc: IncrementalSpec) -> datetime:
     else:
         moment = datetime.strptime(str(value).strip(), inc.format)  # noqa: DTZ007 - zone below
     return moment if moment.tzinfo else moment.replace(tzinfo=inc.timezone)
+
+
+class RereadingDeclarativeConnector(DeclarativeConnector):
+    """A rest connector one of whose streams declares `read_one`: it is `ReadsOne`, so a dead
+    letter's replay re-reads the record from the source (and webhook events could)."""
+
+    def read_one(self, stream: str, source_id: str) -> Record | None:
+        """The record now, by its id, where the stream declares `read_one`; None when gone."""
+        spec = self._stream(stream)
+        if spec.read_one is None:
+            raise VendorRejected(VENDOR, "unsupported", f"stream {stream} has no read_one")
+        context = {**self._context, "source_id": source_id}
+        try:
+            _, body, _ = self._call(spec.read_one.request, context, idempotent=True)
+        except VendorRejected as exc:
+            if exc.code in spec.read_one.missing:
+                return None
+            raise
+        found = spec.read_one.record.first(_unbare(body))
+        if not isinstance(found, Mapping):
+            return None
+        return self._record(stream, spec, found, None, {})

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from sync_pipeline.config.connector import Vendor
-from sync_pipeline.connectors.base import Connector, ConnectorContext
+from sync_pipeline.connectors.base import Connector, ConnectorContext, ReadsOne
 from sync_pipeline.connectors.declarative.connector import DeclarativeConnector
 from sync_pipeline.connectors.oa import OAConnector
 from sync_pipeline.devtools.sandbox.core import SandboxStore
@@ -64,3 +64,17 @@ def test_the_declarative_oa_lists_the_directory_the_python_one_does(
     python, declarative = both
 
     assert declarative.list_users() == python.list_users()
+
+
+def test_the_declarative_oa_rereads_one_request_as_its_list_gives_it(
+    both: tuple[Connector, Connector],
+) -> None:
+    python, declarative = both
+    [first, *_] = declarative.read_page("approvals", EVERYTHING, None, 5).records
+
+    assert isinstance(declarative, ReadsOne)
+    again = declarative.read_one("approvals", first.source_id)
+
+    assert again == first  # same version: an event's re-read is no change
+    assert again.payload == python.read_one("approvals", first.source_id).payload  # type: ignore[attr-defined]
+    assert declarative.read_one("approvals", "999999") is None
