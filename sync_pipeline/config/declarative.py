@@ -816,6 +816,69 @@ class WritesSchema(StrictSchema):
         return WritesSpec(**data)
 
 
+# -- webhooks --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WebhookEventSpec:
+    """A delivery whose `type_path` value starts with `type_prefix` means a record of
+    `stream` changed: its id at `source_id`, the delivery's own id at `event_id` (what
+    deduplicates a second delivery), optionally its status and version."""
+
+    stream: str
+    event_id: Path
+    source_id: Path
+    type_path: Path | None = None
+    type_prefix: str = ""
+    status: Path | None = None
+    version: Path | None = None
+
+
+class WebhookEventSchema(StrictSchema):
+    stream = fields.Str(required=True, validate=validate.Regexp(STREAM_NAME))
+    event_id = PathField(required=True)
+    source_id = PathField(required=True)
+    type_path = PathField()
+    type_prefix = fields.Str()
+    status = PathField()
+    version = PathField()
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> WebhookEventSpec:
+        return WebhookEventSpec(**data)
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    """How the API signs its change webhook, and what its deliveries mean. The signature is
+    HMAC(`secret`, `message`) in `signature_header`, `message` a template over `timestamp`
+    (the `timestamp_header` value, Unix seconds, checked against the window) and `body` (the
+    raw body); `secret` names the key of the connector's `webhook:` section that holds it."""
+
+    signature_header: str
+    timestamp_header: str
+    message: Template
+    events: tuple[WebhookEventSpec, ...]
+    secret: str = "secret"  # noqa: S105 - the name of a key, not a secret
+    algorithm: str = "sha256"
+    encoding: str = "hex"
+
+
+class WebhookSpecSchema(StrictSchema):
+    signature_header = fields.Str(required=True, validate=validate.Length(min=1))
+    timestamp_header = fields.Str(required=True, validate=validate.Length(min=1))
+    message = TemplateField(required=True)
+    events = fields.List(
+        fields.Nested(WebhookEventSchema), required=True, validate=validate.Length(min=1)
+    )
+    secret = fields.Str(validate=validate.Regexp(r"[a-z][a-z0-9_]*"))
+    algorithm = fields.Str(validate=validate.OneOf(["sha1", "sha256", "sha512"]))
+    encoding = fields.Str(validate=validate.OneOf(["hex", "base64"]))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> WebhookSpec:
+        data["events"] = tuple(data["events"])
+        return WebhookSpec(**data)
+
+
 # -- streams and the whole -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class StreamSpec:
@@ -874,6 +937,13 @@ class RestSpec:
     # mobile, name; not a stream flows can name
     directory: StreamSpec | None = None
     timezone: tzinfo = UTC  # the source's local time, for times people read
+    webhook: WebhookSpec | None = None  # the API's change webhook, if it has one
+
+    def evented(self) -> frozenset[str]:
+        """The streams a webhook delivery names a changed record of (each has read_one)."""
+        if self.webhook is None:
+            return frozenset()
+        return frozenset(event.stream for event in self.webhook.events)
 
     def credentials(self) -> set[str]:
         names = self.auth.credentials()
@@ -900,6 +970,7 @@ class RestSchema(StrictSchema):
     streams = MapOf(fields.Nested(StreamSchema), required=True)
     directory = fields.Nested(StreamSchema)
     timezone = ZoneField()
+    webhook = fields.Nested(WebhookSpecSchema)
 
     @validates_schema
     def _streams(self, data: dict[str, Any], **_: Any) -> None:
@@ -924,6 +995,13 @@ class RestSchema(StrictSchema):
                     problems[f"streams.{name}.read.parent.stream"] = [
                         "expected a stream without a parent of its own (one level)"
                     ]
+        webhook = data.get("webhook")
+        for i, event in enumerate(webhook.events if webhook else ()):
+            target = streams.get(event.stream)
+            if target is None or target.read_one is None:
+                problems[f"webhook.events.{i}.stream"] = [
+                    "expected a stream of this connector with read_one: (an event re-reads it)"
+                ]
         directory = data.get("directory")
         if directory is not None and (directory.read is None or directory.read.parent):
             problems["directory"] = ["expected read: (without a parent)"]

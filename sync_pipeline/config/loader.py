@@ -36,6 +36,7 @@ from sync_pipeline.config.connector import (
     CredentialRefSchema,
     RateLimit,
     Vendor,
+    WebhookConfig,
     resolve_credentials,
     resolve_options,
 )
@@ -267,6 +268,7 @@ def _connectors(
         if data["vendor"] is Vendor.REST:
             if spec is None:
                 continue  # its own problems are reported (in the file that describes it)
+            found += _rest_webhook_problems(name, spec, data["webhook"])
             unknown = sorted(spec.credentials() - set(data["credentials"]))
             if unknown:
                 found.append(
@@ -301,6 +303,23 @@ def _connectors(
     if found:
         problems.setdefault(str(path), []).extend(found)
     return connectors
+
+
+def _rest_webhook_problems(
+    name: str, spec: RestSpec, webhook: WebhookConfig | None
+) -> list[tuple[str, str]]:
+    """A rest connector's `webhook:` section holds the one secret its description's webhook
+    names; without a webhook in the description, it has none."""
+    if webhook is None:
+        return []
+    if spec.webhook is None:
+        return [(f"{name}.webhook", "expected webhook: in the connector's description")]
+    given = set(webhook.secrets)
+    if given != {spec.webhook.secret}:
+        return [
+            (f"{name}.webhook", f"expected exactly {spec.webhook.secret}, the secret it signs with")
+        ]
+    return []
 
 
 def _declarative(

@@ -16,6 +16,7 @@ from sync_pipeline.config.declarative import RestSpec
 from sync_pipeline.config.options import OptionsSchema
 from sync_pipeline.connectors.base import Connector, ConnectorContext, StreamCapabilities
 from sync_pipeline.errors import ConfigError
+from sync_pipeline.records import EventKind
 
 # vendor -> (module, class); each class is built as cls(config, ctx).
 CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
@@ -44,9 +45,15 @@ def capabilities(vendor: Vendor, name: str = "") -> Mapping[str, StreamCapabilit
 
 def declared_streams(spec: RestSpec) -> Mapping[str, StreamCapabilities]:
     """A rest connector's streams, as its description declares them: read where it has
-    `read:`, written where it has `write:`. No webhook events: not built for rest yet."""
+    `read:`, written where it has `write:`, synced on approval_changed events where its
+    `webhook:` names it."""
+    evented = spec.evented()
     return {
-        name: StreamCapabilities(read=stream.read is not None, write=stream.write is not None)
+        name: StreamCapabilities(
+            read=stream.read is not None,
+            write=stream.write is not None,
+            events=frozenset({EventKind.APPROVAL_CHANGED}) if name in evented else frozenset(),
+        )
         for name, stream in spec.streams.items()
     }
 

@@ -53,6 +53,7 @@ from sync_pipeline.connectors.base import (
     build_client,
 )
 from sync_pipeline.connectors.declarative.auth import Authenticator, digest_of
+from sync_pipeline.connectors.registry import declared_streams
 from sync_pipeline.errors import (
     ConfigError,
     PagingLoop,
@@ -208,12 +209,7 @@ class DeclarativeConnector:
             )
         self.config, self.name = config, config.name
         self.spec: RestSpec = config.declarative
-        self.STREAMS = MappingProxyType(
-            {
-                name: StreamCapabilities(read=s.read is not None, write=s.write is not None)
-                for name, s in self.spec.streams.items()
-            }
-        )
+        self.STREAMS = MappingProxyType(dict(declared_streams(self.spec)))
         self.timezone = self.spec.timezone
         self._context: dict[str, Any] = {
             "credentials": {k: v.reveal() for k, v in config.credentials.items()},

@@ -126,13 +126,30 @@ def test_a_time_format_that_loses_the_seconds_is_refused(tmp_path: Path) -> None
     assert key == "home_oa.declarative.streams.items.read.incremental.format"
 
 
-def test_a_webhook_on_a_rest_connector_is_refused_as_not_built(tmp_path: Path) -> None:
+def test_a_webhook_section_without_a_webhook_in_the_description_is_refused(
+    tmp_path: Path,
+) -> None:
     write(tmp_path, GOOD, webhook={"secret": {"env": "X"}})
 
     [(_, key, what)] = problems(tmp_path)
 
     assert key == "home_oa.webhook"
-    assert "not built" in what
+    assert "webhook: in the connector's description" in what
+
+
+def test_a_webhook_event_on_a_stream_that_cannot_be_reread_is_refused(tmp_path: Path) -> None:
+    hook = {
+        "signature_header": "X-Sig",
+        "timestamp_header": "X-Ts",
+        "message": "{{ timestamp }}.{{ body }}",
+        "events": [{"stream": "items", "event_id": "$.id", "source_id": "$.item"}],
+    }
+    write(tmp_path, {**GOOD, "webhook": hook})
+
+    [(_, key, what)] = problems(tmp_path)
+
+    assert key == "home_oa.declarative.webhook.events.0.stream"
+    assert "read_one" in what
 
 
 def test_a_flow_is_checked_against_the_streams_the_description_declares(tmp_path: Path) -> None:
