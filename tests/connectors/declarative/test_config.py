@@ -169,3 +169,43 @@ def test_a_flow_is_checked_against_the_streams_the_description_declares(tmp_path
 
     assert ("f.yaml", "source.stream", "expected a stream of the rest connector: items") in found
     assert any(k == "target.stream" and "can only be read" in w for _, k, w in found)
+
+
+def user_flow(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    flow = {
+        "source": {"connector": "home_oa", "stream": "items"},
+        "target": {"connector": "home_oa", "stream": "todos"},
+        "trigger": {"interval_s": 60},
+        "mode": "incremental",
+        "cursor_field": "updated_at",
+        "mapping": {
+            "fields": {"to": {"user": {"from": "owner", "from_system": "oa", "to_system": "oa"}}}
+        },
+    }
+    (tmp_path / "flows" / "f.yaml").write_text(yaml.safe_dump(flow), "utf-8")
+
+
+TODOS = {"todos": {"write": {"create": {"method": "POST", "path": "todos", "json": {"a": "b"}}}}}
+
+
+def test_users_are_mapped_by_the_system_the_description_names(tmp_path: Path) -> None:
+    write(tmp_path, {**GOOD, "system": "oa", "streams": {**GOOD["streams"], **TODOS}})
+    user_flow(tmp_path)
+
+    config = load_config(tmp_path, {})
+
+    assert config.connectors["home_oa"].system == "oa"
+
+
+def test_without_a_system_a_rest_connectors_users_are_known_by_its_name(tmp_path: Path) -> None:
+    write(tmp_path, {**GOOD, "streams": {**GOOD["streams"], **TODOS}})
+    user_flow(tmp_path)
+
+    found = problems(tmp_path)
+
+    assert (
+        "f.yaml",
+        "mapping.fields.to.user.from_system",
+        "expected home_oa, the source connector's system",
+    ) in found
