@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_pipeline.connectors.base import Connector
-from sync_pipeline.errors import RateLimited, TokenExpired
+from sync_pipeline.errors import RateLimited, TokenExpired, VendorUnavailable
 from sync_pipeline.records import (
     Notification,
     NotifyKind,
@@ -45,6 +45,14 @@ TODOS = {
                     "path": "todos/{{ target_id }}",
                     "id": "$.data.todo_id",
                     "form": {"title": "{{ content.title }}"},
+                },
+                "actions": {
+                    "approve": {
+                        "method": "PUT",
+                        "path": "todos/{{ source_id }}",
+                        "id": "$.data.todo_id",
+                        "form": {"title": "approved by {{ to }}: {{ content.comment }}"},
+                    }
                 },
             }
         }
@@ -153,3 +161,21 @@ def test_a_429_without_a_rule_is_rate_limited_with_its_retry_after(rest: Make) -
 
     assert isinstance(error, RateLimited)
     assert error.retry_after == 3.0
+
+
+def test_a_decision_goes_to_its_declared_action_endpoint(rest: Make) -> None:
+    connector = rest(TODOS)
+    note = Notification(NotifyKind.DECISION, "u7", {"decision": "approve", "comment": "ok"})
+
+    result = connector.write("todos", WriteRequest("f" * 64, "t5", WriteOp.UPDATE, note))
+
+    assert (result.status, result.target_id) == (WriteStatus.DONE, "t5"), result.reason
+
+
+def test_a_body_code_declared_retryable_is_vendor_unavailable(rest: Make) -> None:
+    connector = rest(busy([{"path": "$.code", "equals": [50001], "action": "retry"}]))
+
+    error = connector.classify(200, {"code": 50001}, {})
+
+    assert isinstance(error, VendorUnavailable)
+    assert error.retryable
