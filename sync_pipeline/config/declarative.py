@@ -890,6 +890,9 @@ class StreamSpec:
     read_one: OneSpec | None = None
     hydrate: tuple[HydrateSpec, ...] = ()
     write: WritesSpec | None = None
+    # An approval decided as its approver (a press on an IM card): "approve" and "reject"
+    # endpoints, with `source_id`, `as_user`, `comment` in their templates. Never resent.
+    decide: Mapping[str, WriteSpec] = field(default_factory=dict)
     fields: Mapping[str, Value] = field(default_factory=dict)
     id: Value | None = None
     version: tuple[Value, ...] = ()  # joined with "|"; none: the payload's content hash
@@ -900,6 +903,7 @@ class StreamSchema(StrictSchema):
     read_one = fields.Nested(OneSchema)
     hydrate = fields.List(fields.Nested(HydrateSchema))
     write = fields.Nested(WritesSchema)
+    decide = MapOf(fields.Nested(WriteEndpointSchema))
     fields_ = MapOf(ValueField(), data_key="fields")
     id = ValueField()
     version = fields.List(ValueField())
@@ -912,6 +916,11 @@ class StreamSchema(StrictSchema):
             raise ValidationError({"id": ["expected the JSONPath of a record's id, to read"]})
         if "read_one" in data and "read" not in data:
             raise ValidationError({"read_one": ["expected read: beside it"]})
+        decide = data.get("decide")
+        if decide is not None and (set(decide) != {"approve", "reject"} or "read_one" not in data):
+            raise ValidationError(
+                {"decide": ["expected approve: and reject: (and read_one: beside them)"]}
+            )
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> StreamSpec:
@@ -953,6 +962,7 @@ class RestSpec:
             requests = [stream.read.request if stream.read else None]
             requests.append(stream.read_one.request if stream.read_one else None)
             requests += [step.request for step in stream.hydrate]
+            requests += [end.request for end in stream.decide.values()]
             if stream.write:
                 ends = [stream.write.create, stream.write.update, *stream.write.actions.values()]
                 requests += [end.request for end in ends if end is not None]

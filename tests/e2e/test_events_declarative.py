@@ -1,7 +1,7 @@
-"""The OA webhook's end-to-end tests, unchanged, with the sandbox's OA connected by YAML alone
-(config/examples/declarative): its change webhook verified as the description declares it,
-each event re-reading the request through the description's `read_one`. The tests of card
-presses deciding in the OA are not among them: a rest connector does not decide yet."""
+"""The OA webhook's and the card presses' end-to-end tests, unchanged, with the sandbox's OA
+connected by YAML alone (config/examples/declarative): its change webhook verified as the
+description declares it, each event re-reading the request through its `read_one`, and a press
+on a WeCom, Feishu or DingTalk card deciding in the OA through its `decide:` endpoints."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import pytest
 from tests.e2e.test_events_approvals import (  # noqa: F401 - this module's fixtures and tests
     redis_url,
     sandbox,
+    test_a_dingtalk_press_approves_in_the_oa_and_updates_the_card,
+    test_a_feishu_press_approves_in_the_oa_and_patches_the_card,
     test_a_new_approval_reaches_its_approver_as_a_card_through_the_oa_webhook,
     test_a_request_approved_in_the_oas_web_page_updates_the_wecom_card_to_say_who_approved,
+    test_a_wecom_press_approves_in_the_oa_updates_the_card_and_tells_the_applicant,
     test_an_approval_whose_webhook_was_lost_is_caught_by_the_next_run,
     test_webhooks_out_of_order_end_in_the_oas_final_state,
     webhooks,

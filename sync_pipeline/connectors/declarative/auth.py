@@ -65,7 +65,7 @@ class Authenticator:
         self.tokens: TokenCache | None = None
         self.static = Signed()
         self._client: HttpClient | None = None
-        self._userid_header = ""
+        self._userids: dict[str, str] = {}  # ecology: OA user id -> its userid header
         kind = spec.type
         if kind is AuthType.API_KEY:
             value = self._text(spec.value)
@@ -85,7 +85,6 @@ class Authenticator:
             )
         elif kind is AuthType.ECOLOGY:
             self._spk = self._ecology_key()
-            self._userid_header = self._encrypt(self._text(spec.userid))
         fetchers: Mapping[AuthType, Callable[[], tuple[str, float]]] = {
             AuthType.OAUTH2_CLIENT_CREDENTIALS: self._client_credentials,
             AuthType.OAUTH2_REFRESH_TOKEN: self._refresh,
@@ -107,15 +106,22 @@ class Authenticator:
 
     def place(self, token: str) -> AuthParts:
         """Where a fetched token goes on a request."""
-        if self.spec.type is AuthType.ECOLOGY:
-            appid = self._credential("appid")
-            return AuthParts(
-                headers={"appid": appid, "token": token, "userid": self._userid_header}
-            )
+        if self.spec.type is AuthType.ECOLOGY:  # the acting user comes with `acting`
+            return AuthParts(headers={"appid": self._credential("appid"), "token": token})
         use: TokenUse = self.spec.use
         if use.placement is Placement.QUERY:
             return AuthParts(params={use.name: token})
         return AuthParts(headers={use.name: f"{use.prefix}{token}"})
+
+    def acting(self, context: Mapping[str, Any]) -> dict[str, str]:
+        """ecology: the `userid` header of the user a call acts as (`userid`, a template:
+        `as_user` is set when deciding as an approver), encrypted once per user."""
+        if self.spec.type is not AuthType.ECOLOGY:
+            return {}
+        user = self._text_in(self.spec.userid, context)
+        if user not in self._userids:
+            self._userids[user] = self._encrypt(user)
+        return {"userid": self._userids[user]}
 
     def sign(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
         """hmac: the signature (and its timestamp) of this very request; {} otherwise."""
@@ -246,7 +252,11 @@ class Authenticator:
 
     # -- helpers -------------------------------------------------------------------------------
     def _text(self, template: Any) -> str:
-        return "" if template is None else str(template.render(self._context))
+        return self._text_in(template, self._context)
+
+    @staticmethod
+    def _text_in(template: Any, context: Mapping[str, Any]) -> str:
+        return "" if template is None else str(template.render(context))
 
     def _credential(self, name: str) -> str:
         secret = self.config.credentials.get(name)

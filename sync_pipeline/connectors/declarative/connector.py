@@ -48,6 +48,7 @@ from sync_pipeline.config.declarative import (
 from sync_pipeline.config.options import ConnectorOptions, OptionsSchema
 from sync_pipeline.connectors.base import (
     ConnectorContext,
+    Decision,
     DirectoryUser,
     StreamCapabilities,
     build_client,
@@ -194,11 +195,16 @@ class DeclarativeConnector:
     OPTIONS = RestOptionsSchema
 
     def __new__(cls, config: ConnectorConfig, ctx: ConnectorContext) -> DeclarativeConnector:
-        """A RereadingDeclarativeConnector where a stream can be re-read by id: the pipeline
-        asks `isinstance(connector, ReadsOne)`, so only such a connector has `read_one`."""
+        """The class its description calls for: the pipeline asks `isinstance(connector,
+        ReadsOne)` and `DecidesApprovals`, so only a connector with a stream that declares
+        `read_one` has that method, and only one with `decide:` can decide."""
         spec = config.declarative
-        rereads = spec is not None and any(s.read_one for s in spec.streams.values())
-        kind = RereadingDeclarativeConnector if cls is DeclarativeConnector and rereads else cls
+        streams = spec.streams.values() if spec is not None else ()
+        kind: type[DeclarativeConnector] = cls
+        if cls is DeclarativeConnector and any(s.decide for s in streams):
+            kind = DecidingDeclarativeConnector
+        elif cls is DeclarativeConnector and any(s.read_one for s in streams):
+            kind = RereadingDeclarativeConnector
         made: DeclarativeConnector = super().__new__(kind)
         return made
 
@@ -636,6 +642,7 @@ class DeclarativeConnector:
         all_headers |= {k: t.render(context) for k, t in request.headers.items()}
         all_headers |= dict(headers or {})
         all_headers |= self.auth.static.headers
+        all_headers |= self.auth.acting(context)
         base_url = None
         if url is not None:  # a next page's URL, as the API gave it: only to our own host
             parts, ours = urlsplit(url), urlsplit(self.client.base_url)
@@ -781,3 +788,30 @@ class RereadingDeclarativeConnector(DeclarativeConnector):
         if not isinstance(found, Mapping):
             return None
         return self._record(stream, spec, found, None, {})
+
+
+class DecidingDeclarativeConnector(RereadingDeclarativeConnector):
+    """A rest connector one of whose streams declares `decide:` (approve and reject): it is
+    `DecidesApprovals`, so a press on an IM card decides the approval in the source."""
+
+    def decide(
+        self, stream: str, source_id: str, decision: Decision, as_user: str, comment: str
+    ) -> None:
+        """Approve or reject as `as_user` through the declared endpoint; never resent (a lost
+        answer is OutcomeUnknown, and the caller re-reads the approval). A refusal raises
+        VendorRejected."""
+        end = self._stream(stream).decide.get(decision.value)
+        if end is None:
+            raise VendorRejected(VENDOR, "unsupported", f"stream {stream} decides nothing")
+        context = {
+            **self._context,
+            "source_id": source_id,
+            "as_user": as_user,
+            "comment": comment,
+            "decision": decision.value,
+        }
+        _, body, _ = self._call(end.request, context, idempotent=False)
+        answer = _unbare(body)
+        if end.ok_path is not None and not one_of(end.ok_path.first(answer), end.ok_equals):
+            said = end.message_path.first(answer) if end.message_path is not None else None
+            raise VendorRejected(VENDOR, "refused", str(said or "")[:200])
