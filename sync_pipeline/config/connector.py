@@ -20,6 +20,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from sync_pipeline.config import MapOf, StrictSchema
+from sync_pipeline.config.declarative import RestSpec
 from sync_pipeline.config.options import ConnectorOptions, is_reference
 
 
@@ -29,6 +30,7 @@ class Vendor(StrEnum):
     DINGTALK = "dingtalk"
     FEISHU = "feishu"
     AGORA = "agora"
+    REST = "rest"  # declarative: described in YAML alone (config/declarative.py)
 
 
 # What each vendor's connector cannot work without (platform-apis.md, per vendor).
@@ -38,6 +40,7 @@ REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("app_key", "app_secret"),
     Vendor.FEISHU: ("app_id", "app_secret"),
     Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
+    Vendor.REST: (),  # its description names the credentials it reads (checked at load)
 }
 # The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
 WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
@@ -46,6 +49,7 @@ WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("token", "aes_key", "owner_key"),  # owner_key: appKey, corpId or suiteKey
     Vendor.FEISHU: ("verification_token", "encrypt_key"),
     Vendor.AGORA: ("secret",),  # the callback rule's secret
+    Vendor.REST: (),  # its description's `webhook.secret` names it (checked by the loader)
 }
 DEFAULT_WEBHOOK_WINDOW_S = 300.0
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
@@ -120,6 +124,16 @@ class ConnectorConfig:
     # no options (checked as written), base_url as written. Such a config describes; it
     # cannot make a connector.
     resolved: bool = True
+    # vendor rest only: the connector's description (`declarative:`), loaded by the loader.
+    declarative: RestSpec | None = None
+
+    @property
+    def system(self) -> str:
+        """The name its users are known by in flows' user mappings, the directory and effect
+        keys: the vendor's, or a rest connector's `system` (default: the connector's name)."""
+        if self.vendor is Vendor.REST:
+            return (self.declarative.system if self.declarative else None) or self.name
+        return self.vendor.value
 
 
 class CredentialRefSchema(StrictSchema):
@@ -196,6 +210,8 @@ class ConnectorSchema(StrictSchema):
     options = fields.Dict(keys=fields.Str(), load_default=dict)
     webhook = fields.Nested(WebhookSchema, load_default=None)
     breaker = fields.Nested(BreakerSchema, load_default=BreakerConfig)
+    # vendor rest: the description, inline or {file: path}; the loader reads and checks it.
+    declarative = fields.Raw(load_default=None)
 
     @validates_schema(skip_on_field_errors=False)
     def _vendor_needs(self, data: dict[str, Any], **_: Any) -> None:
@@ -209,7 +225,13 @@ class ConnectorSchema(StrictSchema):
         if absent:
             errors["credentials"] = [f"expected {', '.join(absent)} for a {vendor} connector"]
         webhook = data.get("webhook")
-        if webhook is not None:
+        if vendor is Vendor.REST:
+            # Its webhook's secret is named by its description: the loader checks it.
+            if not isinstance(data.get("declarative"), Mapping):
+                errors["declarative"] = ["expected the connector's description (or {file: path})"]
+        elif data.get("declarative") is not None:
+            errors["declarative"] = ["expected only on a connector of vendor rest"]
+        elif webhook is not None:
             errors.update(_webhook_problems(vendor, webhook))
         if errors:
             raise ValidationError(errors)

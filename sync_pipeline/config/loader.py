@@ -36,9 +36,11 @@ from sync_pipeline.config.connector import (
     CredentialRefSchema,
     RateLimit,
     Vendor,
+    WebhookConfig,
     resolve_credentials,
     resolve_options,
 )
+from sync_pipeline.config.declarative import RestSchema, RestSpec
 from sync_pipeline.config.flow import Flow, FlowSchema, ReconcileConfig
 from sync_pipeline.config.options import (
     ConnectorOptions,
@@ -47,7 +49,12 @@ from sync_pipeline.config.options import (
     is_reference,
 )
 from sync_pipeline.connectors.base import StreamCapabilities
-from sync_pipeline.connectors.registry import capabilities, option_schema
+from sync_pipeline.connectors.registry import (
+    capabilities,
+    declared_streams,
+    option_schema,
+    streams_of,
+)
 from sync_pipeline.errors import ConfigError, ConfigErrors
 from sync_pipeline.stages.transform import UserField
 
@@ -75,7 +82,7 @@ class Config:
     def pullable(self, flow: Flow) -> bool:
         """Whether a pull can read the flow's source; a flow whose source stream only webhook
         events sync (chat messages) has nothing to pull."""
-        streams = capabilities(self.connectors[flow.source.connector].vendor)
+        streams = streams_of(self.connectors[flow.source.connector])
         can = streams.get(flow.source.stream)
         return can is not None and can.read
 
@@ -119,14 +126,31 @@ def load_config(
     digest = hashlib.sha256()
     connectors_path = config_dir / CONNECTORS_FILE
     raw_connectors = _read(connectors_path, problems, digest) or {}
+    # The declarative connectors' descriptions first: their streams are what flows are
+    # checked against, and they need no environment.
+    specs = _declarative(connectors_path, raw_connectors, problems, digest)
+    declared = {name: declared_streams(spec) for name, spec in specs.items() if spec is not None}
     connectors = _connectors(
-        connectors_path, raw_connectors, env if environment else None, problems, webhook_secrets
+        connectors_path,
+        raw_connectors,
+        env if environment else None,
+        problems,
+        webhook_secrets,
+        specs,
     )
     # Names and vendors as written, so flows are checked even while connectors.yaml has errors.
     known = tuple(str(v) for v in Vendor)
     vendors = {
         str(name): body["vendor"] if isinstance(body, dict) and body.get("vendor") in known else ""
         for name, body in raw_connectors.items()
+    }
+    # The names users are known by: the vendor's, or a rest connector's system (its name).
+    systems = {
+        name: (spec.system if spec is not None and spec.system else name)
+        if vendor == Vendor.REST.value
+        else vendor
+        for name, vendor in vendors.items()
+        for spec in [specs.get(name)]
     }
     flows: dict[str, Flow] = {}
     defined_in: dict[str, Path] = {}
@@ -136,8 +160,8 @@ def load_config(
         flow = None if raw is None else _flow(path, raw, problems)
         if flow is None:
             continue
-        file_problems = list(_cross_checks(flow, vendors, connectors_path))
-        file_problems += _option_checks(flow, vendors, raw_connectors, connectors_path)
+        file_problems = list(_cross_checks(flow, vendors, declared, connectors_path, systems))
+        file_problems += _option_checks(flow, vendors, declared, raw_connectors, connectors_path)
         if flow.name in defined_in:
             file_problems.append(
                 ("name", f"expected a unique name; {defined_in[flow.name]} has it")
@@ -225,6 +249,7 @@ def _connectors(
     env: Mapping[str, str] | None,
     problems: dict[str, list[tuple[str, str]]],
     webhook_secrets: bool,
+    specs: Mapping[str, RestSpec | None],
 ) -> dict[str, ConnectorConfig]:
     """Each connector checked; with `env` None, checked as written and left unresolved."""
     found: list[tuple[str, str]] = []
@@ -252,6 +277,21 @@ def _connectors(
         found += unusable
         if data is None or schema is None:
             continue
+        spec = specs.get(name)
+        if data["vendor"] is Vendor.REST:
+            if spec is None:
+                continue  # its own problems are reported (in the file that describes it)
+            found += _rest_webhook_problems(name, spec, data["webhook"])
+            unknown = sorted(spec.credentials() - set(data["credentials"]))
+            if unknown:
+                found.append(
+                    (
+                        f"{name}.declarative",
+                        f"expected credentials {', '.join(unknown)} under credentials:",
+                    )
+                )
+                continue
+        data = {**data, "declarative": spec}
         limits = {
             api: tuple(RateLimit(count, per_s) for count, per_s in windows)
             for api, windows in data["rate_limits"].items()
@@ -276,6 +316,56 @@ def _connectors(
     if found:
         problems.setdefault(str(path), []).extend(found)
     return connectors
+
+
+def _rest_webhook_problems(
+    name: str, spec: RestSpec, webhook: WebhookConfig | None
+) -> list[tuple[str, str]]:
+    """A rest connector's `webhook:` section holds the one secret its description's webhook
+    names; without a webhook in the description, it has none."""
+    if webhook is None:
+        return []
+    if spec.webhook is None:
+        return [(f"{name}.webhook", "expected webhook: in the connector's description")]
+    given = set(webhook.secrets)
+    if given != {spec.webhook.secret}:
+        return [
+            (f"{name}.webhook", f"expected exactly {spec.webhook.secret}, the secret it signs with")
+        ]
+    return []
+
+
+def _declarative(
+    path: Path,
+    raw: Mapping[str, Any],
+    problems: dict[str, list[tuple[str, str]]],
+    digest: Hash,
+) -> dict[str, RestSpec | None]:
+    """Each rest connector's description, inline or from `{file: path}` (relative to
+    connectors.yaml); None where it has problems, which are recorded against the file that
+    holds them (keys under `NAME.declarative.` inline, from the file's top otherwise)."""
+    specs: dict[str, RestSpec | None] = {}
+    for name, body in raw.items():
+        if not isinstance(body, Mapping) or body.get("vendor") != Vendor.REST.value:
+            continue
+        written = body.get("declarative")
+        if not isinstance(written, Mapping):
+            specs[str(name)] = None  # ConnectorSchema says what is expected
+            continue
+        where, prefix = path, f"{name}.declarative."
+        if set(written) == {"file"} and isinstance(written["file"], str):
+            where, prefix = path.parent / written["file"], ""
+            written = _read(where, problems, digest)
+            if written is None:
+                specs[str(name)] = None
+                continue
+        try:
+            specs[str(name)] = RestSchema().load(written)
+        except ValidationError as exc:
+            specs[str(name)] = None
+            found = [(f"{prefix}{key}".rstrip("."), msg) for key, msg in flatten(exc.messages)]
+            problems.setdefault(str(where), []).extend(found)
+    return specs
 
 
 def _written_options(
@@ -368,8 +458,15 @@ def _flow(
     return flow
 
 
+Declared = Mapping[str, Mapping[str, StreamCapabilities]]  # rest connector -> its streams
+
+
 def _cross_checks(
-    flow: Flow, vendors: Mapping[str, str], connectors_path: Path
+    flow: Flow,
+    vendors: Mapping[str, str],
+    declared: Declared,
+    connectors_path: Path,
+    systems: Mapping[str, str],
 ) -> Iterator[tuple[str, str]]:
     """What one file cannot know alone: connector names, what their streams can do, and
     users mapped between the flow's own two systems."""
@@ -380,27 +477,29 @@ def _cross_checks(
                 f"{side}.connector",
                 f"expected a connector defined in {connectors_path} ({known})",
             )
-    yield from _stream_checks(flow, vendors)
-    source, target = vendors.get(flow.source.connector), vendors.get(flow.target.connector)
+    yield from _stream_checks(flow, vendors, declared)
+    source, target = systems.get(flow.source.connector), systems.get(flow.target.connector)
     for name, spec in flow.mapping.fields.items():
         if not isinstance(spec, UserField):
             continue
         key = f"mapping.fields.{name}.user"
         if source and spec.from_system != source:
-            yield f"{key}.from_system", f"expected {source}, the source connector's vendor"
+            yield f"{key}.from_system", f"expected {source}, the source connector's system"
         if target and spec.to_system != target:
-            yield f"{key}.to_system", f"expected {target}, the target connector's vendor"
+            yield f"{key}.to_system", f"expected {target}, the target connector's system"
 
 
-def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+def _stream_checks(
+    flow: Flow, vendors: Mapping[str, str], declared: Declared
+) -> Iterator[tuple[str, str]]:
     """Each stream asked only for what its connector declares (connectors/registry.py):
     a stream a connector cannot serve in its role would fail every run, not once."""
-    source = _streams(vendors.get(flow.source.connector, ""))
+    source = _streams(flow.source.connector, vendors, declared)
     if isinstance(source, str):
         yield "source.connector", source
     elif source is not None:
         yield from _source_checks(flow, source, vendors[flow.source.connector])
-    target = _streams(vendors.get(flow.target.connector, ""))
+    target = _streams(flow.target.connector, vendors, declared)
     if isinstance(target, str):
         yield "target.connector", target
     elif target is not None:
@@ -430,13 +529,17 @@ def _stream_checks(flow: Flow, vendors: Mapping[str, str]) -> Iterator[tuple[str
 
 
 def _option_checks(
-    flow: Flow, vendors: Mapping[str, str], raw: Mapping[str, Any], connectors_path: Path
+    flow: Flow,
+    vendors: Mapping[str, str],
+    declared: Declared,
+    raw: Mapping[str, Any],
+    connectors_path: Path,
 ) -> list[tuple[str, str]]:
     """A stream that needs an option of its connector (StreamCapabilities.option) only on a
     connector whose options, as written, have it: without, every run would fail."""
     problems = []
     for side, endpoint in (("source", flow.source), ("target", flow.target)):
-        streams = _streams(vendors.get(endpoint.connector, ""))
+        streams = _streams(endpoint.connector, vendors, declared)
         can = streams.get(endpoint.stream) if isinstance(streams, Mapping) else None
         if can is None or can.option is None:
             continue
@@ -482,9 +585,14 @@ def _source_checks(
         )
 
 
-def _streams(vendor: str) -> Mapping[str, StreamCapabilities] | str | None:
-    """The vendor's streams; a problem when this build lacks it; None for a vendor the
-    connectors file already reports."""
+def _streams(
+    connector: str, vendors: Mapping[str, str], declared: Declared
+) -> Mapping[str, StreamCapabilities] | str | None:
+    """The connector's streams (its vendor's, or a rest connector's own); a problem when
+    this build lacks the vendor; None for a connector whose file already reports it."""
+    vendor = vendors.get(connector, "")
+    if vendor == Vendor.REST.value:
+        return declared.get(connector)
     if not vendor:
         return None
     try:

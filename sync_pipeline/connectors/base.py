@@ -25,6 +25,7 @@ from sync_pipeline.http import (
     HttpClient,
     QuotaBudget,
     QuotaStore,
+    RefreshTokenStore,
     TokenProvider,
 )
 from sync_pipeline.records import (
@@ -314,12 +315,14 @@ class DecidesApprovals(Protocol):
 @dataclass(frozen=True)
 class ConnectorContext:
     """What a connector gets from the process: shared Redis, where monthly quotas are counted
-    (the runtime's PostgreSQL store; None: quotas are not metered) and one pooled HTTP
-    session."""
+    (the runtime's PostgreSQL store; None: quotas are not metered), one pooled HTTP session,
+    and where rotating refresh tokens are kept (the runtime's PostgreSQL store; None: a
+    connector that needs one refuses to be made)."""
 
     redis: redis.Redis
     quotas: QuotaStore | None
     session: requests.Session
+    refresh_tokens: RefreshTokenStore | None = None
 
 
 Options = TypeVar("Options", bound=ConnectorOptions)

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from typing import Protocol, cast
 
 from sync_pipeline.config.connector import ConnectorConfig, Vendor
+from sync_pipeline.config.declarative import RestSpec
 from sync_pipeline.config.options import OptionsSchema
 from sync_pipeline.connectors.base import Connector, ConnectorContext, StreamCapabilities
 from sync_pipeline.errors import ConfigError
+from sync_pipeline.records import EventKind
 
 # vendor -> (module, class); each class is built as cls(config, ctx).
 CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
@@ -23,6 +25,7 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
     Vendor.DINGTALK: ("sync_pipeline.connectors.dingtalk", "DingTalkConnector"),
     Vendor.FEISHU: ("sync_pipeline.connectors.feishu", "FeishuConnector"),
     Vendor.AGORA: ("sync_pipeline.connectors.agora", "AgoraConnector"),
+    Vendor.REST: ("sync_pipeline.connectors.declarative.connector", "DeclarativeConnector"),
 }
 
 
@@ -38,6 +41,28 @@ def capabilities(vendor: Vendor, name: str = "") -> Mapping[str, StreamCapabilit
     (imported, never made: no secret, no network)."""
     streams: Mapping[str, StreamCapabilities] = connector_class(vendor, name).STREAMS
     return streams
+
+
+def declared_streams(spec: RestSpec) -> Mapping[str, StreamCapabilities]:
+    """A rest connector's streams, as its description declares them: read where it has
+    `read:`, written where it has `write:`, synced on approval_changed events where its
+    `webhook:` names it."""
+    evented = spec.evented()
+    return {
+        name: StreamCapabilities(
+            read=stream.read is not None,
+            write=stream.write is not None,
+            events=frozenset({EventKind.APPROVAL_CHANGED}) if name in evented else frozenset(),
+        )
+        for name, stream in spec.streams.items()
+    }
+
+
+def streams_of(config: ConnectorConfig) -> Mapping[str, StreamCapabilities]:
+    """The streams of one configured connector: its vendor's, or a rest connector's own."""
+    if config.vendor is Vendor.REST:
+        return {} if config.declarative is None else declared_streams(config.declarative)
+    return capabilities(config.vendor, config.name)
 
 
 def option_schema(vendor: Vendor, name: str = "") -> type[OptionsSchema]:

@@ -21,7 +21,7 @@ from sync_pipeline.http.quota import QuotaBudget, QuotaCounter, QuotaStore
 from sync_pipeline.http.ratelimit import RateLimiter, RateLimitKey
 from sync_pipeline.http.retry import RetryPolicy
 from sync_pipeline.http.session import DEFAULT_TIMEOUT, Timeout, make_session
-from sync_pipeline.http.tokens import TokenCache, TokenProvider
+from sync_pipeline.http.tokens import RefreshTokenStore, TokenCache, TokenProvider
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -36,6 +36,7 @@ __all__ = [
     "QuotaStore",
     "RateLimitKey",
     "RateLimiter",
+    "RefreshTokenStore",
     "Response",
     "RetryPolicy",
     "Timeout",

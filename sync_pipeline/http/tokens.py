@@ -55,6 +55,22 @@ class TokenProvider(Protocol):
         ...
 
 
+class RefreshTokenStore(Protocol):
+    """Where a connector's rotating OAuth2 refresh token lives between fetches: durable (the
+    runtime's PostgreSQL, state/refresh_tokens.py), because a provider that rotates it
+    accepts only the newest, so a lost one strands the connector. A store that cannot be
+    reached raises ServiceUnavailable; a value comes back exactly as it was put."""
+
+    def get(self, connector: str, seal: str) -> str | None:
+        """The newest refresh token put for `connector` (None: none yet). `seal` is the
+        secret it was put with, which the store may keep it sealed under."""
+        ...
+
+    def put(self, connector: str, token: str, seal: str) -> None:
+        """Keep `token` as `connector`'s newest, committed before this returns."""
+        ...
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 

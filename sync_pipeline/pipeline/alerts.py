@@ -441,7 +441,7 @@ def _group(rt: Runtime, group: GroupDestination) -> GroupPost:
             str(rt.settings.config_dir / "alerts.yaml"),
             [("group.connector", f"expected a connector that posts to groups: {group.connector}")],
         )
-    system = rt.config.connectors[group.connector].vendor.value
+    system = rt.config.connectors[group.connector].system
     return GroupPost(connector, group.chat_id, group.connector, system)
 
 

@@ -169,7 +169,7 @@ def _look_up(
 def writes_of(rt: Runtime, flow: Flow) -> Writes:
     """The effector of a flow's target."""
     target = flow.target.connector
-    system = rt.config.connectors[target].vendor.value
+    system = rt.config.connectors[target].system
     return Writes(rt.connector(target), flow.target.stream, target, system)
 
 

@@ -23,6 +23,7 @@ from sync_pipeline.http import make_session
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.quotas import PostgresQuotaStore
+from sync_pipeline.state.refresh_tokens import PostgresRefreshTokenStore
 
 
 @dataclass
@@ -46,8 +47,10 @@ class Runtime:
 
     def connector(self, name: str) -> Connector:
         if name not in self._connectors:
-            quotas = PostgresQuotaStore(self.settings.urls()[1], self.settings.connect_timeout_s)
-            context = ConnectorContext(self.redis, quotas, self.session)
+            database, timeout = self.settings.urls()[1], self.settings.connect_timeout_s
+            quotas = PostgresQuotaStore(database, timeout)
+            refresh = PostgresRefreshTokenStore(database, timeout)
+            context = ConnectorContext(self.redis, quotas, self.session, refresh)
             self._connectors[name] = make_connector(self.config.connectors[name], context)
         return self._connectors[name]
 

@@ -435,8 +435,8 @@ def _wanted(record: Record, link: idmap.Link | None, read_at: datetime | None) -
 def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
     connectors = rt.config.connectors
     return (
-        connectors[flow.source.connector].vendor.value,
-        connectors[flow.target.connector].vendor.value,
+        connectors[flow.source.connector].system,
+        connectors[flow.target.connector].system,
     )
 
 

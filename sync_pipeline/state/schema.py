@@ -437,3 +437,15 @@ sa.Index(
     unique=True,
     postgresql_where=reconciles.c.status == "running",
 )
+# Added in 0017: the newest refresh token of each declarative connector whose OAuth2 provider
+# rotates them (state/refresh_tokens.py), sealed (Fernet) under a key derived from the
+# connector's client secret: the table never holds a token in the clear.
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column(
+        "stored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)

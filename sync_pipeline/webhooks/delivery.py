@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from sync_pipeline.config.connector import Secret, Vendor
+from sync_pipeline.config.declarative import WebhookSpec
 from sync_pipeline.connectors.buttons import ButtonValue
 from sync_pipeline.records import (
     ApprovalChange,
@@ -43,6 +44,7 @@ class Endpoint:
     vendor: Vendor
     secrets: Mapping[str, Secret] = field(repr=False)
     window_s: float
+    declarative: WebhookSpec | None = None  # vendor rest: its description's webhook
 
     def secret(self, name: str) -> str:
         return self.secrets[name].reveal()

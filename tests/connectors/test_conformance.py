@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +31,15 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from sync_pipeline.config.connector import Vendor
+from sync_pipeline.config.loader import load_config
 from sync_pipeline.connectors import agora, dingtalk, feishu, oa, wecom
 from sync_pipeline.connectors.agora import AgoraConnector
 from sync_pipeline.connectors.base import Connector, ConnectorContext, ReadsOne
+from sync_pipeline.connectors.declarative.connector import DeclarativeConnector, classifier
 from sync_pipeline.connectors.dingtalk import DingTalkConnector
 from sync_pipeline.connectors.feishu import FeishuConnector
 from sync_pipeline.connectors.oa import OAConnector
-from sync_pipeline.connectors.registry import CONNECTORS, capabilities
+from sync_pipeline.connectors.registry import CONNECTORS, capabilities, declared_streams
 from sync_pipeline.connectors.wecom import WeComConnector
 from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
 from sync_pipeline.devtools.sandbox.core import SandboxStore
@@ -383,6 +386,40 @@ def _agora(emulator: AgoraEmulator, ctx: ConnectorContext) -> Connector:
     return AgoraConnector(config, ctx)
 
 
+# The declarative connector (vendor rest) runs here as the sandbox's e-cology OA, described in
+# YAML alone (config/examples/declarative/): the same emulator, the same promises.
+DECLARATIVE = Path(__file__).parents[2] / "config" / "examples" / "declarative"
+DECLARATIVE_OA = "sandbox_oa_declarative"
+
+
+def _declarative_oa_config(base_url: str, credentials: Mapping[str, str]) -> Any:
+    env = {
+        "SANDBOX_OA_BASE_URL": base_url,
+        "SANDBOX_OA_APPID": credentials["appid"],
+        "SANDBOX_OA_SECRET": credentials["secret"],
+        "SANDBOX_OA_SPK": credentials["spk"],
+        "SANDBOX_OA_OFS_SYSCODE": credentials["ofs_syscode"],
+    }
+    return load_config(DECLARATIVE, env).connectors[DECLARATIVE_OA]
+
+
+DECLARATIVE_SPEC = load_config(DECLARATIVE, environment=False).connectors[DECLARATIVE_OA]
+
+
+def _rest(emulator: OAEmulator, ctx: ConnectorContext) -> Connector:
+    return DeclarativeConnector(
+        _declarative_oa_config(emulator.base_url, emulator.credentials()), ctx
+    )
+
+
+def streams_of_vendor(vendor: Vendor) -> Mapping[str, Any]:
+    """The streams a vendor's connector declares; the rest connector's, as its example says."""
+    if vendor is Vendor.REST:
+        assert DECLARATIVE_SPEC.declarative is not None
+        return declared_streams(DECLARATIVE_SPEC.declarative)
+    return capabilities(vendor)
+
+
 UPSERT = Dedupe(0, float("inf"), closed=True)  # looked up first: never made twice
 NO_FAST_LIMITS = {"rate_limit_scale": "0"}  # detail calls are metered: a read would wait
 WECOM_SEND = "message/send"
@@ -649,6 +686,57 @@ HARNESS: Mapping[Vendor, Harness] = {
             )
         },
     ),
+    Vendor.REST: Harness(
+        OAEmulator,
+        _rest,
+        writes={"todos": Writing(oa_todo, objects("oa", "todo"), UPSERT)},
+        reads={
+            "approvals": Reading(
+                approvals=500,
+                window=days(0, 320),
+                limit=37,
+                held=oa_in_order,
+                ordered=True,
+                list_path="/api/workflow/paService/getAllWorkflowRequestList",
+                stuck=PagingLoop,  # the same page twice: the connector's own check stops it
+                stuck_code="page_repeated",
+                crowded=500,
+            ),
+        },
+        classify=classifier("rest", DECLARATIVE_SPEC.declarative.errors),  # type: ignore[union-attr]
+        answers=(
+            Answer(200, {"_bare": []}, None),
+            Answer(200, {"code": "SUCCESS", "errMsg": {}}, None),
+            Answer(200, {"code": "1", "data": {}}, None),
+            Answer(200, {"code": 0, "status": True, "token": "t"}, None),
+            Answer(
+                200, {"code": -1, "status": False, "msg": "token不存在或者超时：x"}, TokenExpired
+            ),
+            Answer(200, {"code": -1, "status": False, "msg": "认证信息错误！"}, VendorRejected),
+            Answer(
+                429,
+                {"code": "REQUEST_FREQUENCY_LIMIT"},
+                RateLimited,
+                "REQUEST_FREQUENCY_LIMIT",
+                1.0,
+                {"Retry-After": "1"},
+            ),
+            Answer(200, {"code": "SYSTEM_INNER_ERROR", "errMsg": {}}, VendorUnavailable),
+            Answer(500, {}, VendorUnavailable, "http_500"),
+            Answer(200, {"code": "PARAM_ERROR", "errMsg": {"msg": "bad"}}, VendorRejected),
+            Answer(200, {"code": "NO_PERMISSION", "errMsg": {}}, VendorRejected, "NO_PERMISSION"),
+            Answer(200, {"code": "USER_EXCEPTION", "errMsg": {}}, VendorRejected),
+            Answer(200, {"code": "0", "errMsg": {"msg": "params"}}, VendorRejected),
+        ),
+        throttled=Answer(429, {}, RateLimited, "REQUEST_FREQUENCY_LIMIT", 1.0),
+        probes={
+            "read": Probe(
+                "workflow/getAllWorkflowRequestList",
+                "approvals",
+                read_probe("approvals", days(0, 320)),
+            )
+        },
+    ),
     Vendor.AGORA: Harness(
         AgoraEmulator,
         _agora,
@@ -699,7 +787,7 @@ def declared(able: Callable[[Any], bool]) -> list[Any]:
     return [
         pytest.param(vendor, stream, id=f"{vendor}-{stream}")
         for vendor in CONNECTORS
-        for stream, can in capabilities(vendor).items()
+        for stream, can in streams_of_vendor(vendor).items()
         if able(can)
     ]
 
@@ -784,7 +872,7 @@ def test_every_connector_the_registry_knows_has_a_harness_for_each_declared_role
     vendor: Vendor,
 ) -> None:
     kit = harness(vendor)
-    streams = capabilities(vendor)
+    streams = streams_of_vendor(vendor)
 
     assert set(kit.writes) == {s for s, can in streams.items() if can.write}
     assert set(kit.reads) == {s for s, can in streams.items() if can.read}

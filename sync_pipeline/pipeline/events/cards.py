@@ -506,8 +506,8 @@ def _systems(rt: Runtime, flow: Flow) -> tuple[str, str]:
     """(source vendor, target vendor) of a flow, as effect keys and the directory name them."""
     connectors = rt.config.connectors
     return (
-        connectors[flow.source.connector].vendor.value,
-        connectors[flow.target.connector].vendor.value,
+        connectors[flow.source.connector].system,
+        connectors[flow.target.connector].system,
     )
 
 

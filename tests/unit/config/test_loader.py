@@ -30,7 +30,7 @@ def test_a_user_mapped_to_another_system_than_the_target_is_an_error(tree) -> No
     tree.flow("x", flow)
 
     assert tree.error().problems == [
-        ("mapping.fields.applicant.user.to_system", "expected wecom, the target connector's vendor")
+        ("mapping.fields.applicant.user.to_system", "expected wecom, the target connector's system")
     ]
 
 
@@ -115,7 +115,7 @@ def test_problems_in_several_files_are_all_reported_each_with_its_file(tree) -> 
     assert [(e.file, e.problems) for e in error.errors] == [
         (
             str(tree.root / "connectors.yaml"),
-            [("oa.vendor", "Must be one of: oa, wecom, dingtalk, feishu, agora.")],
+            [("oa.vendor", "Must be one of: oa, wecom, dingtalk, feishu, agora, rest.")],
         ),
         (str(tree.root / "flows/a.yaml"), [("source.stream", "Missing data for required field.")]),
         (
