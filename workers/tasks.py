@@ -28,7 +28,16 @@ from sync_pipeline import health
 from sync_pipeline.dispatch import EVENT_TASK, HEALTH_TASK, REPLAY_TASK, RESYNC_TASK
 from sync_pipeline.errors import MAX_COUNTDOWN_S, Transient, backoff_s, next_step, retryable
 from sync_pipeline.logging import LogContext, log_context, reset_log_context, set_log_context
-from sync_pipeline.pipeline import alerts, events, leases, replay, resync, steps, sweeper
+from sync_pipeline.pipeline import (
+    alerts,
+    events,
+    leases,
+    matrix_sync,
+    replay,
+    resync,
+    steps,
+    sweeper,
+)
 from sync_pipeline.pipeline.runtime import (
     Runtime,
     get_runtime,
@@ -231,6 +240,14 @@ def handle_event(
 def _resend_event(event_row_id: int, countdown: float) -> None:
     """Another row of a batch that must be tried again: its own task, after the wait."""
     handle_event.apply_async((event_row_id,), countdown=min(countdown, MAX_COUNTDOWN_S))
+
+
+@app.task(name=matrix_sync.SYNC_TASK, acks_late=True)
+def matrix_sync_task(connector: str) -> int:
+    """Decisions made in `connector`'s Matrix rooms, recorded as card_action events and
+    handed to `events.handle` (pipeline/matrix_sync.py); Beat runs this every few seconds. A
+    failed read is simply the next tick's: the since-token moves only with what it recorded."""
+    return matrix_sync.poll(get_runtime(), connector, handle_event.delay)
 
 
 @app.task(name=sweep.SWEEP_TASK, acks_late=True)

@@ -29,6 +29,7 @@ class Vendor(StrEnum):
     DINGTALK = "dingtalk"
     FEISHU = "feishu"
     AGORA = "agora"
+    MATRIX = "matrix"
 
 
 # What each vendor's connector cannot work without (platform-apis.md, per vendor).
@@ -38,6 +39,7 @@ REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("app_key", "app_secret"),
     Vendor.FEISHU: ("app_id", "app_secret"),
     Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
+    Vendor.MATRIX: ("access_token",),  # the bot user's
 }
 # The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
 WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
