@@ -13,6 +13,7 @@ from sync_pipeline.connectors.base import ConnectorContext
 from sync_pipeline.connectors.matrix import MatrixConnector
 from sync_pipeline.connectors.registry import option_schema
 from sync_pipeline.http import make_session
+from tests.e2e.conftest import migrated, private_redis, private_redis_url  # noqa: F401 - reused
 from tests.matrix.synapse import MatrixUser, Synapse, running_synapse
 
 

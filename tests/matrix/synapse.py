@@ -14,8 +14,10 @@ shared-secret admin API. Readiness is `GET /_matrix/client/versions` answering.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
+import importlib.util
 import os
 import socket
 import subprocess
@@ -39,20 +41,23 @@ START_DEADLINE_S = 120.0
 
 
 def synapse_python() -> Path:
-    """The Python of the venv holding matrix-synapse, made (and filled) on first use."""
-    venv = Path(
-        os.environ.get("SYNAPSE_VENV") or ROOT / ".sync-data" / f"synapse-{SYNAPSE_VERSION}"
-    )
+    """A Python that runs Synapse: this one when the `matrix-test` extra put it here, else
+    the venv of its own, made and filled on first use (one maker at a time: a lock, as test
+    modules start in parallel)."""
+    if importlib.util.find_spec("synapse") is not None:
+        return Path(sys.executable)
+    default = ROOT / ".sync-data" / f"synapse-{SYNAPSE_VERSION}"
+    venv = Path(os.environ.get("SYNAPSE_VENV") or default)
     python = venv / "bin" / "python"
     marker = venv / "installed"
-    if marker.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"matrix-synapse=={SYNAPSE_VERSION}"],
-        check=True,
-    )
-    marker.write_text(SYNAPSE_VERSION)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            subprocess.run([*pip, f"matrix-synapse=={SYNAPSE_VERSION}"], check=True)
+            marker.write_text(SYNAPSE_VERSION)
     return python
 
 
@@ -224,6 +229,9 @@ def _configure(home: Path, port: int, python: Path) -> str:
         trusted_key_servers=[],
         suppress_key_server_warning=True,
         presence={"enabled": False},
+        # A /sync repeated within the cache's life (2 min by default) is answered from it,
+        # which would hide an invitation from a test polling without a since-token.
+        caches={"sync_response_cache_duration": 0},
         # Rate limits stay on: generous for everyone, tight for one user by override.
         rc_message={"per_second": 50, "burst_count": 100},
         rc_login={

@@ -10,8 +10,6 @@ import pytest
 
 from sync_pipeline.connectors.base import Decision
 from sync_pipeline.connectors.matrix import MatrixConnector, parse_target
-from sync_pipeline.errors import RateLimited
-from sync_pipeline.http import RetryPolicy
 from sync_pipeline.pipeline import matrix_sync
 from sync_pipeline.records import CardAction, Notification, WriteOp, WriteRequest, WriteStatus
 from tests.matrix.conftest import MakeConnector
@@ -70,19 +68,6 @@ def test_a_card_reaches_the_approver_in_a_direct_room_with_its_source_id(
     assert "React ✅ to approve" in message["content"]["body"]
 
 
-def test_the_same_write_twice_is_one_message_as_the_txn_id_is_the_effect_key(
-    synapse: Synapse, make_connector: MakeConnector
-) -> None:
-    bot, approver = person(synapse, "bot"), person(synapse)
-    request = card(approver.user_id, key="k-" + uuid.uuid4().hex)
-
-    first = make_connector(bot).write("messages", request)
-    again = make_connector(bot).write("messages", request)  # another worker, after a lost answer
-
-    assert again.target_id == first.target_id
-    assert len(sent(synapse, bot, parse_target(first.target_id or "")[0])) == 1  # type: ignore[index]
-
-
 def test_outside_text_is_escaped_in_the_html_body(
     synapse: Synapse, make_connector: MakeConnector
 ) -> None:
@@ -121,24 +106,6 @@ def test_a_card_update_is_an_edit_of_the_card(
     assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": card_id}
     assert "Approved by Ann" in edit["content"]["m.new_content"]["body"]
     assert "React" not in edit["content"]["m.new_content"]["body"]
-
-
-def test_m_limit_exceeded_is_rate_limited_with_the_servers_wait(
-    synapse: Synapse, make_connector: MakeConnector
-) -> None:
-    bot, approver = person(synapse, "bot"), person(synapse)
-    connector = make_connector(bot)
-    room_id = connector.room_for(approver.user_id)
-    synapse.limit(bot, per_second=1, burst=1)
-    connector.client.retry_policy = RetryPolicy(max_attempts=1)
-
-    with pytest.raises(RateLimited) as raised:
-        write_cards(connector, approver, 5)
-
-    assert raised.value.code == "M_LIMIT_EXCEEDED"
-    assert raised.value.retry_after is not None
-    assert 0 < raised.value.retry_after <= 2
-    assert len(sent(synapse, bot, room_id)) < 5
 
 
 def test_a_throttled_send_waits_as_told_and_is_made_once(
