@@ -170,6 +170,7 @@ class MatrixConnector:
         app = hashlib.sha256(token.encode()).hexdigest()[:12]  # names the bot, reveals nothing
         self.client = build_client(config, ctx, classify, _StaticToken(token), app=app)
         self._me: str | None = None
+        self.sync_limit = SYNC_LIMIT  # timeline events per room per /sync
 
     # -- the connector seam ------------------------------------------------------------------
     def classify(
@@ -238,7 +239,10 @@ class MatrixConnector:
         params: dict[str, Any] = {
             "timeout": timeout_ms,
             "filter": json.dumps(
-                {"room": {"timeline": {"limit": SYNC_LIMIT}}, "presence": {"not_types": ["*"]}}
+                {
+                    "room": {"timeline": {"limit": self.sync_limit}},
+                    "presence": {"not_types": ["*"]},
+                }
             ),
         }
         if since:
@@ -247,6 +251,28 @@ class MatrixConnector:
             "GET", f"{API}/sync", api="sync", idempotent=True, params=params, auth=bearer
         )
         return body
+
+    def timeline(self, room_id: str, room: Mapping[str, Any], since: str | None) -> list[Any]:
+        """A room's timeline events since `since`, oldest first: as /sync gave them, with the
+        gap before them filled from `/messages` when /sync cut it (`limited`), back to
+        `since`. A first read (no `since`) takes only what /sync gave."""
+        timeline = room.get("timeline") or {}
+        events = list(timeline.get("events") or [])
+        token = timeline.get("prev_batch")
+        if not (timeline.get("limited") and token and since):
+            return events
+        older: list[Any] = []
+        path = f"{API}/rooms/{quote(room_id, safe='')}/messages"
+        while token:
+            params = {"from": token, "to": since, "dir": "b", "limit": self.sync_limit}
+            _, page, _ = self.client.request(
+                "GET", path, api="messages", idempotent=True, params=params, auth=bearer
+            )
+            chunk = list(page.get("chunk") or [])
+            older += chunk
+            following = page.get("end")
+            token = str(following) if chunk and following and following != token else None
+        return [*reversed(older), *events]
 
     def joined_invites(self, synced: Mapping[str, Any]) -> None:
         """Join the rooms the bot was invited to (a configured room shared with it)."""

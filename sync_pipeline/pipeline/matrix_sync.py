@@ -46,7 +46,7 @@ def poll(rt: Runtime, connector_name: str, send: Callable[[int], object]) -> int
         since = cursors.get(conn, key).cursor
     synced = connector.sync(since)
     connector.joined_invites(synced)
-    events = list(decode(connector, connector_name, synced))
+    events = list(decode(connector, connector_name, synced, since))
     rows = []
     with rt.engine.begin() as conn:
         for event in events:
@@ -60,15 +60,17 @@ def poll(rt: Runtime, connector_name: str, send: Callable[[int], object]) -> int
 
 
 def decode(
-    connector: MatrixConnector, connector_name: str, synced: Mapping[str, Any]
+    connector: MatrixConnector,
+    connector_name: str,
+    synced: Mapping[str, Any],
+    since: str | None,
 ) -> Iterator[InboundEvent]:
-    """The card presses in one /sync answer: reactions and replies of people (not the bot)
-    to cards of ours that stand for a decision."""
+    """The card presses in one /sync answer from `since` (a cut timeline filled in): reactions
+    and replies of people (not the bot) to cards of ours that stand for a decision."""
     me = connector.me()
     joined = (synced.get("rooms") or {}).get("join") or {}
     for room_id, room in joined.items():
-        timeline = (room or {}).get("timeline") or {}
-        for event in timeline.get("events") or []:
+        for event in connector.timeline(room_id, room or {}, since):
             if not isinstance(event, Mapping) or event.get("sender") in (None, me):
                 continue
             press = _press(event)

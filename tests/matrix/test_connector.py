@@ -137,7 +137,7 @@ def test_a_second_connector_finds_the_direct_room_the_first_made(
 # -- decisions read back with /sync ---------------------------------------------------------------
 def presses(connector: MatrixConnector, since: str | None) -> tuple[list[CardAction], str]:
     synced = connector.sync(since)
-    events = list(matrix_sync.decode(connector, "test_matrix", synced))
+    events = list(matrix_sync.decode(connector, "test_matrix", synced, since))
     return [CardAction.from_json(e.data) for e in events], str(synced["next_batch"])
 
 
@@ -164,6 +164,25 @@ def test_a_reaction_and_a_reply_on_a_card_are_read_as_decisions_once(
     assert {p.source_id for p in found} == {"8812"}
     assert {p.card["card"] for p in found} == {made.target_id}
     assert presses(connector, since)[0] == []
+
+
+def test_given_more_events_than_a_sync_gives_the_cut_part_is_read_from_messages(
+    synapse: Synapse, make_connector: MakeConnector
+) -> None:
+    bot, approver = person(synapse, "bot"), person(synapse)
+    connector = make_connector(bot)
+    made = connector.write("messages", card(approver.user_id))
+    room_id, card_id = parse_target(made.target_id or "")  # type: ignore[misc]
+    synapse.join(approver, room_id)
+    _, since = presses(connector, None)
+    connector.sync_limit = 2
+
+    synapse.react(approver, room_id, card_id, "✅")
+    for n in range(5):
+        synapse.send(approver, room_id, "m.room.message", {"msgtype": "m.text", "body": f"{n}"})
+    found, _ = presses(connector, since)
+
+    assert [p.action for p in found] == [Decision.APPROVE.value]
 
 
 def test_a_reaction_on_a_message_that_is_not_our_card_decides_nothing(
