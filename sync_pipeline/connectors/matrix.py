@@ -144,14 +144,6 @@ class _StaticToken(TokenProvider):
         return False
 
 
-@dataclass(frozen=True)
-class SyncBatch:
-    """What one /sync read found: the events to record, and the token to read on from."""
-
-    events: tuple[Any, ...]  # records.InboundEvent, built by the pipeline's decoder
-    next_batch: str
-
-
 class MatrixConnector:
     """One bot user on one homeserver: `base_url` is the homeserver, `access_token` the
     bot's; options as `MatrixOptions` declares them."""
@@ -167,8 +159,7 @@ class MatrixConnector:
         token = config.credentials["access_token"].reveal()
         self.options = options_of(config, MatrixOptions)
         self._redis = ctx.redis
-        app = hashlib.sha256(token.encode()).hexdigest()[:12]  # names the bot, reveals nothing
-        self.client = build_client(config, ctx, classify, _StaticToken(token), app=app)
+        self.client = build_client(config, ctx, classify, _StaticToken(token), app=config.name)
         self._me: str | None = None
         self.sync_limit = SYNC_LIMIT  # timeline events per room per /sync
 
