@@ -188,7 +188,7 @@ def edits(synapse: Synapse, who: MatrixUser, room_id: str, card_id: str) -> list
 
 # -- the flow ---------------------------------------------------------------------------------
 def test_an_oa_approval_reaches_its_approver_once_and_their_tick_approves_it_once(
-    matrix_env, running, sandbox: SandboxClient, synapse: Synapse, people
+    matrix_env, running, sandbox: SandboxClient, synapse: Synapse, people, tmp_path: Path
 ) -> None:
     approver = people[APPROVER]
     request_id, title = new_approval(sandbox)
@@ -209,6 +209,8 @@ def test_an_oa_approval_reaches_its_approver_once_and_their_tick_approves_it_onc
         lambda: told(synapse, people[APPLICANT], title), DEADLINE_S, what="the applicant told"
     )
     assert "Approved" in result
+    logs = [(tmp_path / name).read_text("utf-8", "replace") for name in ("worker.log", "beat.log")]
+    assert not [log for log in logs if people["bot"].access_token in log]
 
 
 def test_a_reply_reject_rejects_the_request_as_the_approver(
