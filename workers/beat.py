@@ -15,11 +15,12 @@ from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
 from sync_pipeline.config.alerts import AlertsConfig
+from sync_pipeline.config.connector import Vendor
 from sync_pipeline.config.flow import Flow
 from sync_pipeline.config.loader import Config, load_config
 from sync_pipeline.dispatch import RECONCILE_TASK
 from sync_pipeline.errors import ConfigError
-from sync_pipeline.pipeline import alerts, sweeper
+from sync_pipeline.pipeline import alerts, matrix_sync, sweeper
 from sync_pipeline.presence import Presence
 from sync_pipeline.settings import load_settings
 from sync_pipeline.webhooks.sweep import SWEEP_EVERY_S, SWEEP_TASK
@@ -99,6 +100,28 @@ def alert_schedule(config: AlertsConfig) -> dict[str, dict[str, Any]]:
     }
 
 
+def matrix_schedule(config: Config) -> dict[str, dict[str, Any]]:
+    """A /sync read (pipeline/matrix_sync.py) every SYNC_EVERY_S for each Matrix connector an
+    enabled flow writes to: how decisions made in its rooms are found (Matrix calls no one)."""
+    names = sorted(
+        {
+            flow.target.connector
+            for flow in config.flows.values()
+            if flow.enabled and config.connectors[flow.target.connector].vendor is Vendor.MATRIX
+        }
+    )
+    every = matrix_sync.SYNC_EVERY_S
+    return {
+        f"matrix sync {name}": {
+            "task": matrix_sync.SYNC_TASK,
+            "schedule": every,
+            "args": (name,),
+            "options": {"queue": "events", "expires": every},
+        }
+        for name in names
+    }
+
+
 class FlowScheduler(PersistentScheduler):
     """The persistent scheduler with the flows' entries merged in at start.
 
@@ -113,7 +136,12 @@ class FlowScheduler(PersistentScheduler):
         self._presence = Presence(load_settings().urls()[1], "beat", config.digest)
         self._presence.start()
         flows = flow_schedule(config.flows.values())
-        ticks = {**SWEEPS, **alert_schedule(config.alerts), **reconcile_schedule(config)}
+        ticks = {
+            **SWEEPS,
+            **alert_schedule(config.alerts),
+            **reconcile_schedule(config),
+            **matrix_schedule(config),
+        }
         self.app.conf.beat_schedule = {**self.app.conf.beat_schedule, **ticks, **flows}
         super().setup_schedule()
         for name in flows:

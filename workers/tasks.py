@@ -46,6 +46,7 @@ from sync_pipeline.pipeline import (
     alerts,
     events,
     leases,
+    matrix_sync,
     reconcile,
     replay,
     resync,
@@ -262,6 +263,14 @@ def handle_event(
 def _resend_event(event_row_id: int, countdown: float) -> None:
     """Another row of a batch that must be tried again: its own task, after the wait."""
     handle_event.apply_async((event_row_id,), countdown=min(countdown, MAX_COUNTDOWN_S))
+
+
+@app.task(name=matrix_sync.SYNC_TASK, acks_late=True)
+def matrix_sync_task(connector: str) -> int:
+    """Decisions made in `connector`'s Matrix rooms, recorded as card_action events and
+    handed to `events.handle` (pipeline/matrix_sync.py); Beat runs this every few seconds. A
+    failed read is simply the next tick's: the since-token moves only with what it recorded."""
+    return matrix_sync.poll(get_runtime(), connector, handle_event.delay)
 
 
 @app.task(name=sweep.SWEEP_TASK, acks_late=True)

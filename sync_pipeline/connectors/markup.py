@@ -200,3 +200,8 @@ WECOM_MARKDOWN = Markup(
 )
 WECOM_TEXT = Markup("wecom_text", everywhere=_full_width("<"))
 PLAIN = Markup("plain")  # Feishu plain_text and post text, WeCom card fields, DingTalk text, Agora
+# Matrix's `formatted_body` is HTML (org.matrix.custom.html): outside text is escaped as HTML
+# text and attribute values are, so it can open no tag, link or mention (a pill is an <a>).
+MATRIX_HTML = Markup(
+    "matrix_html", everywhere={"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+)

@@ -26,6 +26,7 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
     Vendor.FEISHU: ("sync_pipeline.connectors.feishu", "FeishuConnector"),
     Vendor.AGORA: ("sync_pipeline.connectors.agora", "AgoraConnector"),
     Vendor.REST: ("sync_pipeline.connectors.declarative.connector", "DeclarativeConnector"),
+    Vendor.MATRIX: ("sync_pipeline.connectors.matrix", "MatrixConnector"),
 }
 
 

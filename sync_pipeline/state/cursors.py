@@ -96,3 +96,17 @@ def set_by_operator(conn: Connection, flow: str, cursor: str | None) -> tuple[Cu
         .values(cursor=cursor, updated_at=sa.func.now())
     )
     return before, fence
+
+
+def put(conn: Connection, key: str, cursor: str) -> None:
+    """Keep an opaque position that is not a flow's (a Matrix /sync since-token under
+    "matrix_sync:<connector>"): set as it is, no order, no fence."""
+    stmt = (
+        insert(flow_cursors)
+        .values(flow=key, cursor=cursor)
+        .on_conflict_do_update(
+            index_elements=[flow_cursors.c.flow],
+            set_={"cursor": cursor, "updated_at": sa.func.now()},
+        )
+    )
+    conn.execute(stmt)

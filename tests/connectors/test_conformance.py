@@ -15,8 +15,10 @@ same promises, proven here once rather than copied into each vendor's tests:
   resending an effect whose outcome it does not know.
 
 A connector the registry knows without a harness here fails the suite: none is added without
-conformance. What is particular to a vendor (its windows, its codes, its ledger) is harness
-data, below."""
+conformance. A vendor tested against its real server instead of an emulator (Matrix, on a
+Synapse the tests start) keeps the same promises in a module of its own, named in
+`ON_A_REAL_SERVER`, which must exist. What is particular to a vendor (its windows, its codes,
+its ledger) is harness data, below."""
 
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ from sync_pipeline.records import (
     WriteStatus,
     iso_utc,
 )
+from tests.conftest import ROOT
 from tests.connectors.conftest import SEED, connector_config
 from tests.stuck import StuckOn
 
@@ -774,6 +777,11 @@ HARNESS: Mapping[Vendor, Harness] = {
 }
 
 
+# Vendors whose conformance runs against their real server, in the module named.
+ON_A_REAL_SERVER: Mapping[Vendor, str] = {Vendor.MATRIX: "tests/matrix/test_conformance.py"}
+EMULATED = [vendor for vendor in CONNECTORS if vendor not in ON_A_REAL_SERVER]
+
+
 # -- parameters ------------------------------------------------------------------------------
 def harness(vendor: Vendor) -> Harness:
     """The vendor's harness; a connector the registry knows without one fails its tests."""
@@ -786,7 +794,7 @@ def declared(able: Callable[[Any], bool]) -> list[Any]:
     """(vendor, stream) of every declared stream that `able` picks, as pytest params."""
     return [
         pytest.param(vendor, stream, id=f"{vendor}-{stream}")
-        for vendor in CONNECTORS
+        for vendor in EMULATED
         for stream, can in streams_of_vendor(vendor).items()
         if able(can)
     ]
@@ -795,7 +803,7 @@ def declared(able: Callable[[Any], bool]) -> list[Any]:
 def probes() -> list[Any]:
     return [
         pytest.param(vendor, name, id=f"{vendor}-{name}")
-        for vendor in CONNECTORS
+        for vendor in EMULATED
         for name in (HARNESS[vendor].probes if vendor in HARNESS else ("none",))
     ]
 
@@ -803,7 +811,7 @@ def probes() -> list[Any]:
 def answers() -> list[Any]:
     return [
         pytest.param(vendor, answer, id=f"{vendor}-{answer.status}-{number}")
-        for vendor in CONNECTORS
+        for vendor in EMULATED
         for number, answer in enumerate(HARNESS[vendor].answers if vendor in HARNESS else ())
     ]
 
@@ -867,7 +875,7 @@ def make(serve_app, store: SandboxStore, ctx: ConnectorContext) -> Make:
 
 
 # -- every connector has a harness -----------------------------------------------------------
-@pytest.mark.parametrize("vendor", list(CONNECTORS))
+@pytest.mark.parametrize("vendor", EMULATED)
 def test_every_connector_the_registry_knows_has_a_harness_for_each_declared_role(
     vendor: Vendor,
 ) -> None:
@@ -884,7 +892,13 @@ def test_the_suite_has_no_harness_for_a_connector_the_registry_does_not_know() -
     assert set(HARNESS) <= set(CONNECTORS)
 
 
-@pytest.mark.parametrize("vendor", list(CONNECTORS))
+@pytest.mark.parametrize("vendor", list(ON_A_REAL_SERVER))
+def test_a_connector_tested_on_its_real_server_has_its_conformance_module(vendor: Vendor) -> None:
+    assert vendor in CONNECTORS
+    assert (ROOT / ON_A_REAL_SERVER[vendor]).is_file()
+
+
+@pytest.mark.parametrize("vendor", EMULATED)
 def test_the_connector_names_its_vendor(vendor: Vendor, make: Make) -> None:
     assert make(vendor).connector.vendor == vendor.value
 

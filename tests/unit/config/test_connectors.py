@@ -120,7 +120,7 @@ def test_a_breaker_left_out_is_the_default_and_one_given_is_loaded(tree) -> None
         (
             {"vendor": "slack"},
             "wecom.vendor",
-            "Must be one of: oa, wecom, dingtalk, feishu, agora, rest.",
+            "Must be one of: oa, wecom, dingtalk, feishu, agora, rest, matrix.",
         ),
         ({"base_url": "ftp://x"}, "wecom.base_url", "Not a valid URL."),
         ({"base_url": None}, "wecom.base_url", "Field may not be null."),
