@@ -891,7 +891,8 @@ def dlq_replay(
 
 @main.group()
 def events() -> None:
-    """Inbound webhook events: what was received, and replaying those that failed."""
+    """Inbound events: what was received, replaying those that failed, and keeping a
+    connection for them where there is no public URL."""
 
 
 @events.command(name="list")
@@ -950,6 +951,30 @@ def events_list(status: str, limit: int, as_json: bool) -> None:
             r.error or "",
         )
     console.print(table)
+
+
+@events.command(name="connect")
+@click.argument("connector")
+@one_line_errors
+def events_connect(connector: str) -> None:
+    """Keep CONNECTOR's connection for events without a public URL (its `events:` section:
+    DingTalk's Stream mode) until stopped: each event recorded once, then acked."""
+    from sync_pipeline.config.loader import load_config
+    from sync_pipeline.logging import configure_logging
+    from sync_pipeline.state.migrate import migrate
+    from sync_pipeline.webhooks.longconn.run import connect
+
+    settings = settings_from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    config = load_config(settings.config_dir)
+    found = config.connectors.get(connector)
+    if found is None:
+        fail(f"no connector {connector!r} in {settings.config_dir}", 2)
+    if found.events is None:
+        fail(f"{connector} has no events: section (events: {{mode: stream}} on DingTalk)", 2)
+    with services(settings) as resolved:
+        migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)
+        connect(resolved.settings, found, config.digest)
 
 
 @events.command(name="replay")

@@ -36,6 +36,8 @@ class AlertKind(StrEnum):
     UNKNOWN_EFFECTS = "unknown_effects"  # a flow's effects parked as unknown above `threshold`
     LAG = "lag"  # a flow's oldest read, unsynced change older than `threshold` seconds
     QUOTA = "quota"  # a connector's monthly quota used `threshold` percent or more
+    # a connector's no-public-URL event connection (`events:`) is down, silent or not running
+    EVENT_CONNECTION = "event_connection"
 
 
 NOT_BUILT = {
@@ -159,8 +161,8 @@ class _RuleSchema(StrictSchema):
             raise ValidationError({"flows": ["expected vendors, not flows, for vendor_down"]})
         if kind in FLOW_KINDS and data.get("vendors"):
             raise ValidationError({"vendors": [f"expected flows, not vendors, for {kind}"]})
-        if kind is AlertKind.QUOTA and data.get("flows"):
-            raise ValidationError({"flows": ["expected vendors, not flows, for quota"]})
+        if kind in (AlertKind.QUOTA, AlertKind.EVENT_CONNECTION) and data.get("flows"):
+            raise ValidationError({"flows": [f"expected vendors, not flows, for {kind}"]})
         if kind is AlertKind.QUOTA and data.get("threshold", 0) > 100:
             raise ValidationError(
                 {"threshold": ["expected a percentage of the quota, at most 100"]}

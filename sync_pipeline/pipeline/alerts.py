@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
+import sqlalchemy as sa
 
 from sync_pipeline.config.alerts import (
     AlertKind,
@@ -57,7 +58,7 @@ from sync_pipeline.records import (
     WriteStatus,
 )
 from sync_pipeline.state import alerts as rows
-from sync_pipeline.state import controls, deadletters, effects, quotas, runs
+from sync_pipeline.state import connections, controls, deadletters, effects, quotas, runs
 from sync_pipeline.state.alerts import Alert, AlertState
 from sync_pipeline.status import flow_statuses
 
@@ -92,6 +93,8 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
         return [_vendor_down(rt, vendor) for vendor in vendors]
     if rule.kind is AlertKind.QUOTA:
         return _quotas(rt, rule)
+    if rule.kind is AlertKind.EVENT_CONNECTION:
+        return _event_connections(rt, rule)
     flows = rule.flows or tuple(f.name for f in rt.config.enabled_flows())
     if rule.kind is AlertKind.LAG:
         lags = {s.flow: s.lag_s for s in flow_statuses(rt.engine, rt.config)}
@@ -142,6 +145,30 @@ def _quotas(rt: Runtime, rule: Rule) -> list[Seen]:
             scope = "all APIs" if api == CONFIG_ALL_APIS else api
             what = f"{share:.0f} % of the {period} quota for {scope} used"
             seen.append(Seen(name, share >= rule.threshold, what))
+    return seen
+
+
+def _event_connections(rt: Runtime, rule: Rule) -> list[Seen]:
+    """Each connector with an `events:` connection (of the rule's vendors): wrong while it is
+    down or silent, or when `syncctl events connect` has written nothing for twice its
+    silence limit (not running), or never connected."""
+    seen = []
+    with rt.engine.connect() as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        for name, connector in sorted(rt.config.connectors.items()):
+            events = connector.events
+            if events is None or (rule.vendors and connector.vendor.value not in rule.vendors):
+                continue
+            found = connections.get(conn, name)
+            if found is None:
+                seen.append(Seen(name, True, "its event connection never came up"))
+            elif not found.alive:
+                seen.append(Seen(name, True, f"its event connection is down: {found.detail}"))
+            elif (now - found.seen_at).total_seconds() > 2 * events.silence_s:
+                quiet = (now - found.seen_at).total_seconds()
+                seen.append(Seen(name, True, f"nothing heard of its connection for {quiet:.0f} s"))
+            else:
+                seen.append(Seen(name, False))
     return seen
 
 
@@ -263,6 +290,10 @@ def next_step(kind: AlertKind, subject: str) -> str:
         AlertKind.UNKNOWN_EFFECTS: "syncctl effects list, then syncctl effects settle ID",
         AlertKind.LAG: f"syncctl status; then syncctl run {subject} --wait",
         AlertKind.QUOTA: f"raise the monthly_quota of {subject} or wait for the next month",
+        AlertKind.EVENT_CONNECTION: (
+            f"check `syncctl events connect {subject}` is running and its log; it reconnects"
+            " by itself, and the scheduled pull catches what it missed"
+        ),
     }[kind]
 
 

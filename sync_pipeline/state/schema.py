@@ -383,3 +383,16 @@ alerts = sa.Table(
         "state IN ('ok', 'pending', 'firing', 'resolved')", name="alerts_state_known"
     ),
 )
+
+# The liveness of each connector's no-public-URL event connection (`syncctl events connect`):
+# alive since when, the last frame seen (pings included), and how many outages it had.
+event_connections = sa.Table(
+    "event_connections",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),
+    sa.Column("alive", sa.Boolean, nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", CleanText(ERROR_CHARS), nullable=False, server_default=""),
+)

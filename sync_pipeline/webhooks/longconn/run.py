@@ -1,0 +1,52 @@
+"""`syncctl events connect CONNECTOR`: keep one connector's no-public-URL connection until
+SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from sync_pipeline.config.connector import ConnectorConfig, EventsMode
+from sync_pipeline.presence import Presence
+from sync_pipeline.settings import Settings
+from sync_pipeline.webhooks.longconn.dingtalk import StreamClient, StreamConfig
+from sync_pipeline.webhooks.longconn.keeper import Keeper
+
+log = logging.getLogger(__name__)
+
+
+def stream_config(connector: ConnectorConfig) -> StreamConfig:
+    events = connector.events
+    if events is None or events.mode is not EventsMode.STREAM:
+        raise ValueError(f"{connector.name} has no events: {{mode: stream}}")
+    return StreamConfig(
+        connector=connector.name,
+        base_url=connector.base_url,
+        client_id=connector.credentials["app_key"],
+        client_secret=connector.credentials["app_secret"],
+        silence_s=events.silence_s,
+        timeout_s=connector.timeout_s,
+    )
+
+
+def connect(settings: Settings, connector: ConnectorConfig, digest: str) -> None:
+    """Run the connection in this process until told to stop."""
+    keeper = Keeper(settings, connector.name)
+    client = StreamClient(stream_config(connector), keeper)
+    presence = Presence(settings.urls()[1], "events-connect", digest)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await client.keep(stop)
+
+    presence.start()
+    try:
+        asyncio.run(main())
+    finally:
+        presence.stop()
+        keeper.close()
+        log.info("events %s: stopped", connector.name)
