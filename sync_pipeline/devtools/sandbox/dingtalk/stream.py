@@ -8,9 +8,10 @@ protocol page of open-dingtalk/developerpedia describe it:
    where `data` is a JSON text; EVENT headers also carry eventId, eventType, eventBornTime,
    eventCorpId and eventUnifiedAppId;
 3. it acks each by messageId: `{code, headers{messageId, contentType}, message, data}`, an
-   EVENT's `data` holding `{"status": "SUCCESS" | "LATER"}`; an event not acked with SUCCESS
-   (or a callback not acked with 200), unless refused for good (400, 404), is pushed again
-   every `stream_repush_s`, to any connection, until it is;
+   EVENT's `data` holding `{"status": "SUCCESS" | "LATER"}` (the official SDK's default ack
+   echoes the event there instead, so a 200 without LATER is taken as done); an event acked
+   with LATER or 500, or not acked at all, is pushed again every `stream_repush_s`, to any
+   connection, until it is acked (400 and 404 refuse it for good);
 4. SYSTEM `ping` frames every `stream_ping_s` carry `{"opaque": ...}`, which the client echoes;
    SYSTEM `disconnect` announces that the server closes the socket `stream_disconnect_s` later.
 
@@ -186,9 +187,9 @@ class Stream(DingTalkBase):
         ok = code == 200
         if ok and push.frame["type"] == "EVENT":
             try:
-                ok = json.loads(str(answer.get("data") or "{}")).get("status") == "SUCCESS"
+                ok = json.loads(str(answer.get("data") or "{}")).get("status") != "LATER"
             except (ValueError, AttributeError):
-                ok = False
+                ok = True  # the official SDK's default ack echoes the event as data
         topic = push.frame["headers"]["topic"]
         self.callback_answers.append(
             {"event": topic, "status": code, "acknowledged": ok, "via": "stream"}
