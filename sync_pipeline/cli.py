@@ -977,6 +977,39 @@ def events_connect(connector: str) -> None:
         connect(resolved.settings, found, config.digest)
 
 
+@events.command(name="alive")
+@click.argument("connector")
+@one_line_errors
+def events_alive(connector: str) -> None:
+    """Exit 0 when CONNECTOR's events connection is up and was heard from within twice its
+    silence limit, 1 otherwise (the compose service's healthcheck); one line either way."""
+    from sync_pipeline.config.loader import load_config
+    from sync_pipeline.state import connections
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    found = load_config(settings.config_dir, environment=False).connectors.get(connector)
+    if found is None or found.events is None:
+        fail(f"{connector} has no events: section in {settings.config_dir}", 2)
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        live = connections.get(conn, connector)
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    if live is None:
+        click.echo(f"{connector}: never connected")
+        sys.exit(1)
+    if not live.alive:
+        click.echo(f"{connector}: down since {live.since:%Y-%m-%d %H:%M:%S}: {live.detail}")
+        sys.exit(1)
+    quiet_s = (now - live.seen_at).total_seconds()
+    if quiet_s > 2 * found.events.silence_s:
+        click.echo(f"{connector}: nothing heard for {quiet_s:.0f} s")
+        sys.exit(1)
+    click.echo(f"{connector}: up since {live.since:%Y-%m-%d %H:%M:%S}, {live.outages} outages")
+
+
 @events.command(name="replay")
 @click.argument("event_ids", nargs=-1, type=int)
 @one_line_errors

@@ -96,23 +96,24 @@ def liveness(env: Mapping[str, str]) -> connections.Liveness | None:
         engine.dispose()
 
 
-@pytest.fixture
-def connected(stream_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+@contextmanager
+def connecting(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`syncctl events connect sandbox_dingtalk`, up once its connection brought a frame."""
-    out = open(tmp_path / "connect.log", "wb")  # noqa: SIM115 - closed below
+    out = open(log, "wb")  # noqa: SIM115 - closed below
     exe = Path(sys.executable).parent / "syncctl"
+    before = liveness(env)
     proc = subprocess.Popen(
         [str(exe), "events", "connect", CONNECTOR],
-        env=stream_env,
+        env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
     def alive() -> bool:
-        assert proc.poll() is None, (tmp_path / "connect.log").read_text("utf-8", "replace")
-        found = liveness(stream_env)
-        return found is not None and found.alive
+        assert proc.poll() is None, log.read_text("utf-8", "replace")
+        found = liveness(env)
+        return found is not None and found.alive and found != before
 
     try:
         wait_for(alive, DEADLINE_S, what="the Stream connection")
@@ -120,6 +121,12 @@ def connected(stream_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess
     finally:
         stop(proc)
         out.close()
+
+
+@pytest.fixture
+def connected(stream_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with connecting(stream_env, tmp_path / "connect.log") as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -269,6 +276,29 @@ def test_a_disconnect_frame_is_followed_by_a_new_connection(
     )
     assert len(found) == 1
     assert connected.poll() is None
+
+
+def test_an_event_pushed_while_no_client_is_connected_arrives_once_it_connects(
+    stream_env, sandbox, worker, tmp_path
+) -> None:
+    with connecting(stream_env, tmp_path / "first.log"):
+        pass  # connected once, then stopped
+    instance_id = instance(5)
+
+    press_started(sandbox, instance_id)  # the gateway holds it: nobody is connected
+    with connecting(stream_env, tmp_path / "second.log"):
+        found = wait_for(
+            lambda: recorded(stream_env, "approval_changed", instance_id), DEADLINE_S, what="event"
+        )
+
+    assert len(found) == 1
+
+
+def test_events_alive_says_the_connection_is_up(stream_env, sandbox, connected) -> None:
+    result = syncctl("events", "alive", CONNECTOR, env=stream_env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"{CONNECTOR}: up since ")
 
 
 @contextmanager
