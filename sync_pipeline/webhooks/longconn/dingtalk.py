@@ -47,7 +47,7 @@ MAX_FRAME_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
-class StreamConfig:
+class ConnectionConfig:
     connector: str
     base_url: str
     client_id: Secret = field(repr=False)
@@ -64,7 +64,7 @@ class Reconnect(Exception):
     """The server announced it is closing (SYSTEM disconnect)."""
 
 
-def open_connection(cfg: StreamConfig) -> str:
+def open_connection(cfg: ConnectionConfig) -> str:
     """The websocket URL with its one-use ticket (blocking: called in a thread)."""
     body = {
         "clientId": cfg.client_id.reveal(),
@@ -97,7 +97,7 @@ def ack(headers: Mapping[str, Any], data: Mapping[str, Any], code: int = 200) ->
 
 
 class StreamClient:
-    def __init__(self, cfg: StreamConfig, keeper: Keeper) -> None:
+    def __init__(self, cfg: ConnectionConfig, keeper: Keeper) -> None:
         self.cfg, self.keeper = cfg, keeper
         self.heard = False  # whether the current connection brought a frame
 

@@ -1,5 +1,5 @@
-"""`events:` on a connector: DingTalk's Stream mode is accepted with its silence limit; what is
-not built (Feishu's long connection) or not the vendor's is refused at load, naming the key."""
+"""`events:` on a connector: DingTalk's Stream mode and Feishu's long connection are accepted
+with their silence limit; a mode that is not the vendor's is refused at load, naming the key."""
 
 from __future__ import annotations
 
@@ -46,12 +46,21 @@ def test_given_a_silence_limit_then_it_is_kept(tree):
     assert loaded.silence_s == 30
 
 
-def test_given_feishus_long_connection_then_it_is_refused_as_not_built(tree):
-    with_events(tree, "fs", FEISHU, {"mode": "long_connection"})
+def test_given_feishu_on_its_long_connection_then_it_loads(tree):
+    with_events(tree, "fs", FEISHU, {"mode": "long_connection", "silence_s": 60})
+
+    loaded = tree.load(MORE_ENV).connectors["fs"].events
+
+    assert loaded == EventsConfig(EventsMode.LONG_CONNECTION, 60)
+
+
+def test_given_feishu_on_streams_mode_then_its_own_mode_is_named(tree):
+    with_events(tree, "fs", FEISHU, {"mode": "stream"})
 
     problems = tree.error(MORE_ENV).problems
 
-    assert ("fs.events", "Feishu's long connection is not built yet") in problems
+    expected = "expected mode: long_connection for a feishu connector, not mode: stream"
+    assert ("fs.events", expected) in problems
 
 
 def test_given_a_mode_the_vendor_has_not_then_the_expected_one_is_named(tree):
