@@ -958,7 +958,8 @@ def events_list(status: str, limit: int, as_json: bool) -> None:
 @one_line_errors
 def events_connect(connector: str) -> None:
     """Keep CONNECTOR's connection for events without a public URL (its `events:` section:
-    DingTalk's Stream mode) until stopped: each event recorded once, then acked."""
+    DingTalk's Stream mode, Feishu's long connection) until stopped: each event recorded
+    once, then acknowledged."""
     from sync_pipeline.config.loader import load_config
     from sync_pipeline.logging import configure_logging
     from sync_pipeline.state.migrate import migrate
@@ -971,7 +972,11 @@ def events_connect(connector: str) -> None:
     if found is None:
         fail(f"no connector {connector!r} in {settings.config_dir}", 2)
     if found.events is None:
-        fail(f"{connector} has no events: section (events: {{mode: stream}} on DingTalk)", 2)
+        fail(
+            f"{connector} has no events: section (DingTalk: events: {{mode: stream}}; Feishu:"
+            " events: {mode: long_connection})",
+            2,
+        )
     with services(settings) as resolved:
         migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)
         connect(resolved.settings, found, config.digest)

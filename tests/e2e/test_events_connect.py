@@ -346,3 +346,13 @@ def test_a_silent_gateway_raises_one_alert_and_one_resolution_and_reconnects(
     assert after.outages == before.outages + 1
     assert len(posted(sandbox, FIRING)) == 1
     assert len(posted(sandbox, RESOLVED)) == 1
+
+
+def test_events_connect_refuses_a_connector_without_an_events_section_in_one_line(
+    stream_env,
+) -> None:
+    result = syncctl("events", "connect", "sandbox_wecom", env=stream_env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "sandbox_wecom has no events: section" in result.stderr
