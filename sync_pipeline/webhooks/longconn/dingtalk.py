@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,7 @@ class StreamClient:
             except Reconnect:
                 backoff = 0.0
             except (OSError, ValueError, websockets.WebSocketException) as exc:  # requests: OSError
-                await asyncio.to_thread(self.keeper.lost, f"{type(exc).__name__}: {exc}"[:200])
+                await asyncio.to_thread(self.keeper.lost, failure(exc))
             if self.heard:
                 backoff = min(backoff, BACKOFF_MIN_S)  # the connection worked: start over
             if stop.is_set():
@@ -185,6 +186,15 @@ class StreamClient:
         if kind == "CALLBACK":
             return ack(headers, {"response": {}}, code=200 if recorded else 500)
         return ack(headers, {"status": "SUCCESS" if recorded else "LATER"})
+
+
+QUERY = re.compile(r"\?\S*")
+
+
+def failure(exc: BaseException) -> str:
+    """One line for the log and the liveness row: a socket URL's query (its ticket, its
+    device id) is left out."""
+    return QUERY.sub("?...", f"{type(exc).__name__}: {excerpt(str(exc))}")[:200]
 
 
 def _data(frame: Mapping[str, Any]) -> Any:

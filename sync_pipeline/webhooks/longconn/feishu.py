@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -88,9 +89,10 @@ class LongConnectionClient(StreamClient):
 
     async def _ping(self, socket: websockets.ClientConnection, service: int, every: float) -> None:
         ping = pbbp2.encode(pbbp2.Frame(service=service, headers=(("type", "ping"),)))
-        while True:
-            await socket.send(ping)
-            await asyncio.sleep(every)
+        with contextlib.suppress(websockets.ConnectionClosed):  # the receiver sees it too
+            while True:
+                await socket.send(ping)
+                await asyncio.sleep(every)
 
     async def _receive(self, socket: websockets.ClientConnection, stop: asyncio.Event) -> None:
         while not stop.is_set():
