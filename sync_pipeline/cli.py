@@ -1035,7 +1035,8 @@ def dlq_replay(
 
 @main.group()
 def events() -> None:
-    """Inbound webhook events: what was received, and replaying those that failed."""
+    """Inbound events: what was received, replaying those that failed, and keeping a
+    connection for them where there is no public URL."""
 
 
 @events.command(name="list")
@@ -1094,6 +1095,68 @@ def events_list(status: str, limit: int, as_json: bool) -> None:
             r.error or "",
         )
     console.print(table)
+
+
+@events.command(name="connect")
+@click.argument("connector")
+@one_line_errors
+def events_connect(connector: str) -> None:
+    """Keep CONNECTOR's connection for events without a public URL (its `events:` section:
+    DingTalk's Stream mode, Feishu's long connection) until stopped: each event recorded
+    once, then acknowledged."""
+    from sync_pipeline.config.loader import load_config
+    from sync_pipeline.logging import configure_logging
+    from sync_pipeline.state.migrate import migrate
+    from sync_pipeline.webhooks.longconn.run import connect
+
+    settings = settings_from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    config = load_config(settings.config_dir)
+    found = config.connectors.get(connector)
+    if found is None:
+        fail(f"no connector {connector!r} in {settings.config_dir}", 2)
+    if found.events is None:
+        fail(
+            f"{connector} has no events: section (DingTalk: events: {{mode: stream}}; Feishu:"
+            " events: {mode: long_connection})",
+            2,
+        )
+    with services(settings) as resolved:
+        migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)
+        connect(resolved.settings, found, config.digest)
+
+
+@events.command(name="alive")
+@click.argument("connector")
+@one_line_errors
+def events_alive(connector: str) -> None:
+    """Exit 0 when CONNECTOR's events connection is up and was heard from within twice its
+    silence limit, 1 otherwise (the compose service's healthcheck); one line either way."""
+    from sync_pipeline.config.loader import load_config
+    from sync_pipeline.state import connections
+    from sync_pipeline.state.db import engine_for
+
+    settings = settings_from_env()
+    found = load_config(settings.config_dir, environment=False).connectors.get(connector)
+    if found is None or found.events is None:
+        fail(f"{connector} has no events: section in {settings.config_dir}", 2)
+    with (
+        services(settings, need_redis=False) as resolved,
+        engine_for(resolved.settings.urls()[1]).connect() as conn,
+    ):
+        live = connections.get(conn, connector)
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    if live is None:
+        click.echo(f"{connector}: never connected")
+        sys.exit(1)
+    if not live.alive:
+        click.echo(f"{connector}: down since {live.since:%Y-%m-%d %H:%M:%S}: {live.detail}")
+        sys.exit(1)
+    quiet_s = (now - live.seen_at).total_seconds()
+    if quiet_s > 2 * found.events.silence_s:
+        click.echo(f"{connector}: nothing heard for {quiet_s:.0f} s")
+        sys.exit(1)
+    click.echo(f"{connector}: up since {live.since:%Y-%m-%d %H:%M:%S}, {live.outages} outages")
 
 
 @events.command(name="replay")

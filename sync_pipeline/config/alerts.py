@@ -41,6 +41,8 @@ class AlertKind(StrEnum):
     RECONCILIATION_DRIFT = "reconciliation_drift"
     # a connector's webhook refused `threshold` deliveries or more in the last `window_s`
     WEBHOOK_REFUSALS = "webhook_refusals"
+    # a connector's no-public-URL event connection (`events:`) is down, silent or not running
+    EVENT_CONNECTION = "event_connection"
 
 
 NOT_BUILT: dict[str, str] = {}
@@ -164,10 +166,9 @@ class _RuleSchema(StrictSchema):
             raise ValidationError({"flows": ["expected vendors, not flows, for vendor_down"]})
         if kind in FLOW_KINDS and data.get("vendors"):
             raise ValidationError({"vendors": [f"expected flows, not vendors, for {kind}"]})
-        if kind is AlertKind.QUOTA and data.get("flows"):
-            raise ValidationError({"flows": ["expected vendors, not flows, for quota"]})
-        if kind is AlertKind.WEBHOOK_REFUSALS and data.get("flows"):
-            raise ValidationError({"flows": ["expected vendors, not flows, for webhook_refusals"]})
+        vendor_kinds = (AlertKind.QUOTA, AlertKind.WEBHOOK_REFUSALS, AlertKind.EVENT_CONNECTION)
+        if kind in vendor_kinds and data.get("flows"):
+            raise ValidationError({"flows": [f"expected vendors, not flows, for {kind}"]})
         if kind is not AlertKind.WEBHOOK_REFUSALS and "window_s" in data:
             raise ValidationError({"window_s": ["expected only for kind webhook_refusals"]})
         if kind is AlertKind.QUOTA and data.get("threshold", 0) > 100:

@@ -97,6 +97,32 @@ class WebhookConfig:
     window_s: float
 
 
+class EventsMode(StrEnum):
+    """How a connector receives events without a public URL (sync_pipeline/webhooks/longconn)."""
+
+    STREAM = "stream"  # DingTalk's Stream mode
+    LONG_CONNECTION = "long_connection"  # Feishu / Lark's long connection
+
+
+# What each vendor can receive without a public URL.
+EVENTS_MODES: Mapping[Vendor, EventsMode] = {
+    Vendor.DINGTALK: EventsMode.STREAM,
+    Vendor.FEISHU: EventsMode.LONG_CONNECTION,
+}
+# DingTalk's ping interval is unpublished (its SDK pings every 60 s); Feishu's client pings
+# every PingInterval (120 s by default) and is ponged: a third of this is sooner.
+DEFAULT_SILENCE_S = 90.0
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """`events:` of a connector: receive its events over a connection it opens (no public URL);
+    `silence_s`: how long a socket may bring no frame, not even a ping, before it is dead."""
+
+    mode: EventsMode
+    silence_s: float = DEFAULT_SILENCE_S
+
+
 @dataclass(frozen=True)
 class BreakerConfig:
     """The connector's circuit breaker (http/breaker.py): it opens after `failures`
@@ -122,6 +148,7 @@ class ConnectorConfig:
     options: ConnectorOptions | None
     webhook: WebhookConfig | None = None  # None: this connector receives no callbacks
     breaker: BreakerConfig = BreakerConfig()
+    events: EventsConfig | None = None  # None: no `syncctl events connect` for it
     # False: loaded without the environment (load_config(environment=False)): no secrets and
     # no options (checked as written), base_url as written. Such a config describes; it
     # cannot make a connector.
@@ -196,6 +223,13 @@ class BreakerSchema(StrictSchema):
         return BreakerConfig(**data)
 
 
+class EventsSchema(StrictSchema):
+    mode = fields.Str(required=True)
+    silence_s = fields.Float(
+        load_default=DEFAULT_SILENCE_S, validate=validate.Range(min=1, max=3600)
+    )
+
+
 class ConnectorSchema(StrictSchema):
     vendor = fields.Enum(Vendor, by_value=True, required=True)
     base_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
@@ -214,6 +248,7 @@ class ConnectorSchema(StrictSchema):
     breaker = fields.Nested(BreakerSchema, load_default=BreakerConfig)
     # vendor rest: the description, inline or {file: path}; the loader reads and checks it.
     declarative = fields.Raw(load_default=None)
+    events = fields.Nested(EventsSchema, load_default=None)
 
     @validates_schema(skip_on_field_errors=False)
     def _vendor_needs(self, data: dict[str, Any], **_: Any) -> None:
@@ -235,17 +270,34 @@ class ConnectorSchema(StrictSchema):
             errors["declarative"] = ["expected only on a connector of vendor rest"]
         elif webhook is not None:
             errors.update(_webhook_problems(vendor, webhook))
+        events = data.get("events")
+        if events is not None:
+            errors.update(_events_problems(vendor, events))
         if errors:
             raise ValidationError(errors)
 
     @post_load
     def _build_webhook(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        events = data.get("events")
+        if events is not None:
+            mode = EventsMode(events["mode"])
+            data = {**data, "events": EventsConfig(mode, float(events["silence_s"]))}
         written = data.get("webhook")
         if written is None:
             return data
         window = float(written.get("window_s", DEFAULT_WEBHOOK_WINDOW_S))
         secrets = {k: v for k, v in written.items() if k != "window_s"}
         return {**data, "webhook": WebhookConfig(secrets, window)}
+
+
+def _events_problems(vendor: Vendor, events: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Whether the vendor's no-public-URL mode is the one asked for, and built."""
+    mode = events.get("mode")
+    built = EVENTS_MODES.get(vendor)
+    if built is not None and mode == built.value:
+        return {}
+    expected = f"mode: {built.value}" if built is not None else "no events section"
+    return {"events": [f"expected {expected} for a {vendor} connector, not mode: {mode}"]}
 
 
 def _webhook_problems(vendor: Vendor, webhook: Mapping[str, Any]) -> dict[str, list[str]]:

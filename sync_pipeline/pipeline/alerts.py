@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
+import sqlalchemy as sa
 
 from sync_pipeline.config.alerts import (
     AlertKind,
@@ -58,6 +59,7 @@ from sync_pipeline.records import (
 )
 from sync_pipeline.state import alerts as rows
 from sync_pipeline.state import (
+    connections,
     controls,
     deadletters,
     effects,
@@ -102,6 +104,8 @@ def observe(rt: Runtime, rule: Rule) -> list[Seen]:
         return _quotas(rt, rule)
     if rule.kind is AlertKind.WEBHOOK_REFUSALS:
         return _refusals(rt, rule)
+    if rule.kind is AlertKind.EVENT_CONNECTION:
+        return _event_connections(rt, rule)
     flows = rule.flows or tuple(f.name for f in rt.config.enabled_flows())
     if rule.kind is AlertKind.LAG:
         lags = {s.flow: s.lag_s for s in flow_statuses(rt.engine, rt.config)}
@@ -185,6 +189,30 @@ def _refusals(rt: Runtime, rule: Rule) -> list[Seen]:
         by = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
         what = f"{refused} webhook deliveries refused in the last {rule.window_s} s"
         seen.append(Seen(name, refused >= rule.threshold, f"{what} ({by})" if by else what))
+    return seen
+
+
+def _event_connections(rt: Runtime, rule: Rule) -> list[Seen]:
+    """Each connector with an `events:` connection (of the rule's vendors): wrong while it is
+    down or silent, or when `syncctl events connect` has written nothing for twice its
+    silence limit (not running), or never connected."""
+    seen = []
+    with rt.engine.connect() as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        for name, connector in sorted(rt.config.connectors.items()):
+            events = connector.events
+            if events is None or (rule.vendors and connector.vendor.value not in rule.vendors):
+                continue
+            found = connections.get(conn, name)
+            if found is None:
+                seen.append(Seen(name, True, "its event connection never came up"))
+            elif not found.alive:
+                seen.append(Seen(name, True, f"its event connection is down: {found.detail}"))
+            elif (now - found.seen_at).total_seconds() > 2 * events.silence_s:
+                quiet = (now - found.seen_at).total_seconds()
+                seen.append(Seen(name, True, f"nothing heard of its connection for {quiet:.0f} s"))
+            else:
+                seen.append(Seen(name, False))
     return seen
 
 
@@ -310,6 +338,10 @@ def next_step(kind: AlertKind, subject: str) -> str:
         AlertKind.WEBHOOK_REFUSALS: (
             f"syncctl webhooks stats; check {subject}'s webhook secrets in connectors.yaml"
             " against the vendor console, and who else is calling its callback URL"
+        ),
+        AlertKind.EVENT_CONNECTION: (
+            f"check `syncctl events connect {subject}` is running and its log; it reconnects"
+            " by itself, and the scheduled pull catches what it missed"
         ),
     }[kind]
 

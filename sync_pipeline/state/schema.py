@@ -449,3 +449,16 @@ refresh_tokens = sa.Table(
         "stored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+# Added in 0018: the liveness of each connector's no-public-URL event connection (`syncctl
+# events connect`): alive since when, the last frame seen (pings included), and how many
+# outages it had.
+event_connections = sa.Table(
+    "event_connections",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),
+    sa.Column("alive", sa.Boolean, nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", CleanText(ERROR_CHARS), nullable=False, server_default=""),
+)

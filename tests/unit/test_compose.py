@@ -269,7 +269,7 @@ def test_given_a_stack_service_then_its_config_is_mounted_read_only_where_it_rea
 
 
 # The commands that load the connectors' configuration, secrets included.
-CONNECTOR_COMMANDS = {"worker", "beat", "webhooks"}
+CONNECTOR_COMMANDS = {"worker", "beat", "webhooks", "events"}  # events: `events connect`
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -392,6 +392,7 @@ def test_given_the_sandbox_then_it_runs_only_in_its_own_profile() -> None:
         "prometheus": ["monitoring"],
         "grafana": ["monitoring"],
         "admin": ["admin"],
+        "events-connect": ["events-connect"],
     }
     assert not any("sandbox" in s.get("depends_on", {}) for s in SERVICES.values())
 

@@ -169,3 +169,12 @@ def test_given_no_rules_then_beat_schedules_no_evaluation(tree: ConfigTree) -> N
     tree.flow("f")
 
     assert alert_schedule(tree.load().alerts) == {}
+
+
+def test_given_an_event_connection_rule_with_flows_then_it_is_refused(tree: ConfigTree) -> None:
+    tree.flow("f")
+    tree.write("alerts.yaml", alerts(kind="event_connection", flows=["f"]))
+
+    assert ("rules.down.flows", "expected vendors, not flows, for event_connection") in (
+        tree.error({**ENV, "ALERT_SECRET": "s"}).problems
+    )

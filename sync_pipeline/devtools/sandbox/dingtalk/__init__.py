@@ -13,6 +13,8 @@ id = appKey), sent through `core.deliver_callback`; the receiver must answer the
 
 Settings (store.set_setting("dingtalk", key, value)):
     callback_url      the event subscription URL
+    events_mode       "stream": events and card presses go to Stream clients instead
+                      (stream.py; stream_ping_s, stream_repush_s, stream_disconnect_s)
     token_ttl_s       access token lifetime (default 7200)
     rate_limit_scale  multiplies the 20 QPS per app per API; 0 turns it off
     monthly_quota     calls per app per calendar month before 90020 (absent or 0: no quota)
@@ -30,12 +32,12 @@ The third-party process centre is described in process_centre.py.
 One module per API family, each a mixin of `DingTalkBase` (base.py); `DingTalkEmulator` below
 combines them and holds the one route table: auth.py, workflow.py, process_centre.py,
 attendance.py, contacts.py, messages.py (work notifications, robot messages), cards.py
-(interactive cards), callbacks.py (the simulated user), seeding.py.
+(interactive cards), stream.py (Stream mode), callbacks.py (the simulated user), seeding.py.
 """
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from sync_pipeline.devtools.sandbox.dingtalk.attendance import Attendance
 from sync_pipeline.devtools.sandbox.dingtalk.auth import Auth
@@ -82,6 +84,8 @@ class DingTalkEmulator(
         return [
             Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
             Route("/gettoken", self._gettoken, methods=["GET"]),
+            Route("/v1.0/gateway/connections/open", self._open_connection, methods=["POST"]),
+            WebSocketRoute("/connect", self._connect),
             Route(
                 "/v1.0/workflow/processes/instanceIds/query",
                 new(self.list_instance_ids),

@@ -10,15 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync_pipeline.devtools.sandbox.core import deliver_callback, now_ms
-from sync_pipeline.devtools.sandbox.dingtalk.base import PLATFORM, ApiError, DingTalkBase
+from sync_pipeline.devtools.sandbox.dingtalk.base import PLATFORM, ApiError
+from sync_pipeline.devtools.sandbox.dingtalk.stream import CARD_TOPIC, Stream
 from sync_pipeline.devtools.sandbox.dingtalk.workflow import decide, terminate
 from sync_pipeline.devtools.sandbox.emulator import PressError
 from sync_pipeline.devtools.sandbox.wxcrypto import CryptoError, WXBizMsgCrypt
 
-CARD_TOPIC = "/v1.0/card/instances/callback"  # the Stream topic of card callbacks
+STREAM_FAULTS = ("stream_drop", "stream_silence", "stream_disconnect")
 
 
-class Callbacks(DingTalkBase):
+class Callbacks(Stream):
     """Acts as a DingTalk user and sends the event DingTalk would send."""
 
     def press(self, action: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,8 +33,12 @@ class Callbacks(DingTalkBase):
           bpms_instance_change  {process_instance_id, type: start|finish|terminate}; terminate
                                 withdraws a running instance, as its originator would
           card_action           {out_track_id, user_id, [action_id, params]}: a card button
+          stream_drop, stream_silence {for_s}, stream_disconnect: Stream mode's faults
+        With the setting events_mode "stream", the events go to Stream clients (stream.py).
         """
         kind = action.get("kind")
+        if kind in STREAM_FAULTS:
+            return self.stream_fault(action)
         if kind == "check_url":
             return self._send_event({"EventType": "check_url"})
         if kind == "bpms_task_change":
@@ -52,7 +57,10 @@ class Callbacks(DingTalkBase):
         return WXBizMsgCrypt(creds["token"], creds["aes_key"], creds["appKey"])
 
     def _send_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Encrypt one event, POST it, and check that each answer is the encrypted "success"."""
+        """Encrypt one event, POST it, and check that each answer is the encrypted "success";
+        in Stream mode, push it instead."""
+        if self.streaming():
+            return self.stream_push(event)
         url = self.store.setting(PLATFORM, "callback_url")
         if not url:
             raise PressError("dingtalk has no callback_url setting: set it before pressing")
@@ -184,7 +192,8 @@ class Callbacks(DingTalkBase):
         }
         event = {
             # Not a DingTalk EventType: the Stream topic of card callbacks names this payload,
-            # which DingTalk sends over Stream mode; the sandbox sends it over HTTP instead.
+            # which DingTalk sends over Stream mode (stream.py); without events_mode "stream"
+            # the sandbox sends it through the HTTP subscription instead.
             "EventType": CARD_TOPIC,
             "outTrackId": track,
             "corpId": self.credentials()["corpId"],

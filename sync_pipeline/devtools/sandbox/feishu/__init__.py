@@ -11,25 +11,27 @@ Conventions kept from the vendor: every path lives under `/open-apis`; bodies ar
 unknown path or method is the gateway's plain-text `404 page not found`; page tokens are opaque
 and a page token is only returned while `has_more` is true.
 
-Settings (platform "feishu"): `callback_url` (where events go), `encrypt_key` (set it to "" for
-plaintext, unsigned events), `token_ttl_s` (default 7200), `rate_limit_scale` (1 = the vendor's
-limits, 0 = off), `external_sync_min_interval_ms` (default 0: off; see external_approvals.py).
+Settings (platform "feishu"): `callback_url` (where events go; with `events_mode`
+`long_connection` they go to long-connection clients instead, longconn.py), `encrypt_key`
+(set it to "" for plaintext, unsigned events), `token_ttl_s` (default 7200),
+`rate_limit_scale` (1 = the vendor's limits, 0 = off), `external_sync_min_interval_ms`
+(default 0: off; see external_approvals.py).
 Simulated users: `press({"kind": ...})` with card_action, message, approve, reject,
-approval_instance, approval_task, url_verification or quick_approval.
+approval_instance, approval_task, url_verification, quick_approval, ws_drop or ws_silence.
 
 Third-party ("external") approvals are described in external_approvals.py.
 
 One module per API family, each a mixin of `FeishuBase` (base.py); `FeishuEmulator` below
 combines them and holds the one route table: auth.py, approvals.py (approval v4),
 external_approvals.py, attendance.py, contacts.py, messages.py (IM and cards), callbacks.py
-(the simulated users), seeding.py.
+(the simulated users), longconn.py (the long connection), seeding.py.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from sync_pipeline.devtools.sandbox.feishu.approvals import Approvals, _approval_code
 from sync_pipeline.devtools.sandbox.feishu.attendance import Attendance
@@ -81,7 +83,10 @@ class FeishuEmulator(
                 f"{API}/auth/v3/tenant_access_token/internal",
                 self._tenant_access_token,
                 methods=["POST"],
-            )
+            ),
+            # The long connection (longconn.py): outside /open-apis, as lark-oapi asks for it.
+            Route("/callback/ws/endpoint", self._ws_endpoint, methods=["POST"]),
+            WebSocketRoute("/ws", self._ws),
         ]
         routes += [Route(API + path, self._endpoint(fn), methods=[m]) for m, path, fn in authed]
         # The gateway answers any other path or method in plain text (observed).

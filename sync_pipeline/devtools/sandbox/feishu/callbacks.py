@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sync_pipeline.devtools.sandbox.core import deliver_callback, now_ms
 from sync_pipeline.devtools.sandbox.emulator import PressError
-from sync_pipeline.devtools.sandbox.feishu.base import PLATFORM, FeishuBase, _hex
+from sync_pipeline.devtools.sandbox.feishu.base import PLATFORM, _hex
+from sync_pipeline.devtools.sandbox.feishu.longconn import LongConnection
 
 CARD_TOKEN_TTL_MS = 30 * 60 * 1000  # delayed card update token: 30 minutes ...
 
@@ -42,7 +43,7 @@ def sign_event(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str
     return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
 
 
-class Callbacks(FeishuBase):
+class Callbacks(LongConnection):
     """Acts as Feishu users and sends the callbacks Feishu would send."""
 
     def press(self, action: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +59,8 @@ class Callbacks(FeishuBase):
             "approval_task": self._press_approval_event,
             "url_verification": self._press_url_verification,
             "quick_approval": self._press_quick_approval,
+            "ws_drop": self.ws_fault,
+            "ws_silence": self.ws_fault,
         }
         if kind not in presses:
             raise PressError(f"feishu press kind must be one of {', '.join(presses)}, not {kind!r}")
@@ -77,7 +80,10 @@ class Callbacks(FeishuBase):
         return url
 
     def _deliver(self, envelope: Mapping[str, Any]) -> tuple[list[int], list[tuple[int, bytes]]]:
-        """POST one event the way Feishu does: encrypted and signed when an encrypt key is set."""
+        """POST one event the way Feishu does: encrypted and signed when an encrypt key is set;
+        with events_mode long_connection, push it to a long-connection client instead."""
+        if self.long_connected():
+            return self.ws_push(envelope)
         plain = json.dumps(envelope, ensure_ascii=False).encode()
         encrypt_key = self.credentials()["encrypt_key"]
         headers = {"Content-Type": "application/json; charset=utf-8"}
@@ -302,7 +308,7 @@ class Callbacks(FeishuBase):
 
     def _send_approval_events(self, instance: Mapping[str, Any], task_id: str) -> list[int]:
         """The approval_task event for the decided task, then the instance's own event."""
-        if not self.store.setting(PLATFORM, "callback_url"):
+        if not (self.store.setting(PLATFORM, "callback_url") or self.long_connected()):
             return []
         task = next(t for t in instance["task_list"] if t["id"] == task_id)
         statuses, _ = self._deliver(self._v1(self._task_event(instance, task)))
