@@ -30,6 +30,7 @@ EMULATORS: dict[str, tuple[str, int]] = {
     "dingtalk": ("sync_pipeline.devtools.sandbox.dingtalk:DingTalkEmulator", 3),
     "feishu": ("sync_pipeline.devtools.sandbox.feishu:FeishuEmulator", 4),
     "agora": ("sync_pipeline.devtools.sandbox.agora:AgoraEmulator", 5),
+    "slack": ("sync_pipeline.devtools.sandbox.slack:SlackEmulator", 6),
 }
 
 
