@@ -29,6 +29,7 @@ class Vendor(StrEnum):
     DINGTALK = "dingtalk"
     FEISHU = "feishu"
     AGORA = "agora"
+    SLACK = "slack"
 
 
 # What each vendor's connector cannot work without (platform-apis.md, per vendor).
@@ -38,6 +39,7 @@ REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("app_key", "app_secret"),
     Vendor.FEISHU: ("app_id", "app_secret"),
     Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
+    Vendor.SLACK: ("bot_token",),  # xoxb-, without token rotation
 }
 # The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
 WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
@@ -46,6 +48,7 @@ WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.DINGTALK: ("token", "aes_key", "owner_key"),  # owner_key: appKey, corpId or suiteKey
     Vendor.FEISHU: ("verification_token", "encrypt_key"),
     Vendor.AGORA: ("secret",),  # the callback rule's secret
+    Vendor.SLACK: ("signing_secret",),  # v0: HMAC-SHA256 over "v0:" + ts + ":" + body
 }
 DEFAULT_WEBHOOK_WINDOW_S = 300.0
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
@@ -155,6 +158,7 @@ class WebhookSchema(StrictSchema):
     owner_key = _CredentialRefField()
     verification_token = _CredentialRefField()
     encrypt_key = _CredentialRefField()
+    signing_secret = _CredentialRefField()
 
 
 class ConnectorSchema(StrictSchema):

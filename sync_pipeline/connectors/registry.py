@@ -23,6 +23,7 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
     Vendor.DINGTALK: ("sync_pipeline.connectors.dingtalk", "DingTalkConnector"),
     Vendor.FEISHU: ("sync_pipeline.connectors.feishu", "FeishuConnector"),
     Vendor.AGORA: ("sync_pipeline.connectors.agora", "AgoraConnector"),
+    Vendor.SLACK: ("sync_pipeline.connectors.slack", "SlackConnector"),
 }
 
 

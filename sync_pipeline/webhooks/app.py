@@ -60,7 +60,7 @@ from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.untrusted import excerpt
-from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, wecom
+from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, slack, wecom
 from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
 from sync_pipeline.webhooks.metrics import CONTENT_TYPE, StateCollector, exposition
@@ -76,6 +76,7 @@ RECEIVERS: Mapping[Vendor, Receiver] = {
     Vendor.DINGTALK: dingtalk.receive,
     Vendor.FEISHU: feishu.receive,
     Vendor.AGORA: agora.receive,
+    Vendor.SLACK: slack.receive,
 }
 MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
 CLOSE = {"connection": "close"}  # after an answer given before the body was read whole

@@ -103,9 +103,9 @@ def test_rate_limits_and_quotas_load_as_values(tree) -> None:
     ("change", "key", "expected"),
     [
         (
-            {"vendor": "slack"},
+            {"vendor": "teams"},
             "wecom.vendor",
-            "Must be one of: oa, wecom, dingtalk, feishu, agora.",
+            "Must be one of: oa, wecom, dingtalk, feishu, agora, slack.",
         ),
         ({"base_url": "ftp://x"}, "wecom.base_url", "Not a valid URL."),
         ({"base_url": None}, "wecom.base_url", "Field may not be null."),
