@@ -55,7 +55,7 @@ from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_confi
 from sync_pipeline.errors import ConfigError, Reason, Refused
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.presence import Presence
-from sync_pipeline.records import EventKind
+from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
@@ -162,10 +162,7 @@ class WebhookService:
         if accepted.event is None:
             return accepted.answer, None
         try:
-            with self.engine.begin() as conn:
-                row_id = inbound.record(conn, accepted.event)
-                if row_id is None:
-                    inbound.refuse(conn, endpoint.connector, DUPLICATE)
+            row_id = self.record(endpoint.connector, accepted.event)
         except sa.exc.SQLAlchemyError as exc:
             # Not recorded: the vendor retries, and its retry must not pass for a replay.
             self._forget(endpoint, accepted)
@@ -176,6 +173,15 @@ class WebhookService:
         if accepted.event.kind is EventKind.UNHANDLED:
             return accepted.answer, None  # recorded as ignored: its id is taken, nothing to do
         return accepted.answer, row_id
+
+    def record(self, connector: str, event: InboundEvent) -> int | None:
+        """Record `event` once: its row id, or None for a duplicate (counted as one). Raises
+        SQLAlchemyError when it could not be recorded: the vendor must deliver it again."""
+        with self.engine.begin() as conn:
+            row_id = inbound.record(conn, event)
+            if row_id is None:
+                inbound.refuse(conn, connector, DUPLICATE)
+        return row_id
 
     def refuse(self, connector: str, refusal: Refused) -> None:
         log.warning("webhook %s refused: %s", connector, refusal)
