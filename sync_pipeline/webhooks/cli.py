@@ -134,12 +134,13 @@ def slack_socket(connector: str) -> None:
     """Receive a Slack connector's button presses over Socket Mode (no public URL): record
     each once, ack it, have it handled. Needs the connector's credential app_token (xapp-)."""
     from sync_pipeline.webhooks.app import WebhookService, load_endpoints
-    from sync_pipeline.webhooks.slack_socket import SlackSocketReceiver
+    from sync_pipeline.webhooks.slack_socket import SlackSocketReceiver, app_token
 
     settings = _settings()
     config = load_config(settings.config_dir, os.environ)
     if connector not in config.connectors:
         fail(f"no connector {connector!r} in {settings.config_dir}/connectors.yaml", 2)
+    app_token(config.connectors[connector])  # a slack connector with an app_token, or exit 2
     with services(settings) as resolved:
         migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)
         endpoints = load_endpoints(config, os.environ, settings.config_dir)

@@ -293,3 +293,32 @@ def test_a_connection_url_works_once(slack: SlackEmulator) -> None:
 
     assert '"type": "hello"' in hello
     first.close()
+
+
+def test_an_envelope_not_acked_within_3_s_is_sent_again_marked_as_a_retry(
+    slack: SlackEmulator, client: WebClient
+) -> None:
+    import json
+
+    import websocket
+
+    creds = slack.credentials()
+    web = WebClient(token=creds["app_token"], base_url=creds["api_url"])
+    url = web.apps_connections_open(app_token=creds["app_token"])["url"]
+    socket = websocket.create_connection(url, timeout=10)
+    socket.recv()  # hello
+    channel, ts = card(client)
+    result: dict[str, Any] = {}
+    pressing = threading.Thread(target=lambda: result.update(press(slack, channel, ts)))
+    pressing.start()
+
+    first = json.loads(socket.recv())  # not acked
+    second = json.loads(socket.recv())
+    socket.send(json.dumps({"envelope_id": second["envelope_id"]}))
+    pressing.join(timeout=10)
+
+    assert first["envelope_id"] == second["envelope_id"]
+    assert "retry_attempt" not in first
+    assert (second["retry_attempt"], second["retry_reason"]) == (1, "timeout")
+    assert (result["acked"], result["sent"]) == (True, 2)
+    socket.close()
