@@ -155,7 +155,8 @@ def test_info_names_every_served_platform_with_url_and_credentials(sandbox: Sand
     assert set(info["oa"]["credentials"]) >= {"appid", "secret", "spk", "webhook_secret"}
     for platform, entry in info.items():
         offset = int(entry["base_url"].rsplit(":", 1)[1]) - sandbox.port_base
-        assert offset == ["control", "oa", "wecom", "dingtalk", "feishu", "agora"].index(platform)
+        platforms = ["control", "oa", "wecom", "dingtalk", "feishu", "agora", "slack"]
+        assert offset == platforms.index(platform)
 
 
 def test_mutation_without_the_admin_token_is_refused(sandbox: Sandbox) -> None:
@@ -253,7 +254,7 @@ def test_press_with_an_impossible_action_answers_409_with_the_reason(sandbox: Sa
 
 
 def test_press_on_an_unknown_platform_answers_404(sandbox: Sandbox) -> None:
-    assert sandbox.post("/_sandbox/slack/press", {}).status_code == 404
+    assert sandbox.post("/_sandbox/teams/press", {}).status_code == 404
 
 
 def test_admin_transition_moves_an_approval_and_fires_the_webhook(
@@ -321,6 +322,7 @@ def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
         ("dingtalk", 403, "code", "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
         ("feishu", 429, "code", 99991400),
         ("agora", 429, "error", "reach_limit"),
+        ("slack", 429, "error", "ratelimited"),
     ],
 )
 def test_ratelimit_fault_answers_each_vendors_own_throttle(
