@@ -32,6 +32,7 @@ class Vendor(StrEnum):
     AGORA = "agora"
     REST = "rest"  # declarative: described in YAML alone (config/declarative.py)
     MATRIX = "matrix"
+    SLACK = "slack"
 
 
 # What each vendor's connector cannot work without (platform-apis.md, per vendor).
@@ -43,6 +44,7 @@ REQUIRED_CREDENTIALS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.AGORA: ("app_id", "app_certificate"),  # app tokens are built locally
     Vendor.REST: (),  # its description names the credentials it reads (checked at load)
     Vendor.MATRIX: ("access_token",),  # the bot user's
+    Vendor.SLACK: ("bot_token",),  # xoxb-, without token rotation
 }
 # The secrets each vendor's callbacks need (platform-apis.md §1.2, §2.2, §3.2, §6, §7.1).
 WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
@@ -52,6 +54,7 @@ WEBHOOK_SECRETS: Mapping[Vendor, tuple[str, ...]] = {
     Vendor.FEISHU: ("verification_token", "encrypt_key"),
     Vendor.AGORA: ("secret",),  # the callback rule's secret
     Vendor.REST: (),  # its description's `webhook.secret` names it (checked by the loader)
+    Vendor.SLACK: ("signing_secret",),  # v0: HMAC-SHA256 over "v0:" + ts + ":" + body
 }
 DEFAULT_WEBHOOK_WINDOW_S = 300.0
 ENV_NAME = r"[A-Z_][A-Z0-9_]*"
@@ -210,6 +213,7 @@ class WebhookSchema(StrictSchema):
     owner_key = _CredentialRefField()
     verification_token = _CredentialRefField()
     encrypt_key = _CredentialRefField()
+    signing_secret = _CredentialRefField()
 
 
 class BreakerSchema(StrictSchema):

@@ -33,6 +33,11 @@ What each language reads, and how the escape neutralises it:
 - WeCom text messages: plain, except `<a href="...">` links (WeCom's own example) and
   `$userName=...$` translation, which applies only with `enable_id_trans` (never set here).
   `<` becomes `＜`, so no tag can open.
+- Slack mrkdwn (a message's `text`, section and context blocks): `*bold*`, `_italic_`,
+  `~strike~`, code, `>` quotes, and the angle-bracket forms `<url|text>`, `<@U...>`,
+  `<#C...>`, `<!here>`; Slack's own rule is to escape `&`, `<` and `>` as `&amp;`, `&lt;`,
+  `&gt;` (docs.slack.dev "Formatting text for app surfaces"), which opens no link, mention or
+  element; a block's `plain_text` (headers, button labels) is plain.
 - Plain text: Feishu's `plain_text` (card titles, buttons) and `post` text elements, WeCom
   template card fields, DingTalk work notifications (`msgtype: text`) and Agora Chat (text
   messages, and a custom message's `customExts`: data the client app shows as it likes).
@@ -199,6 +204,10 @@ WECOM_MARKDOWN = Markup(
     blocks=True,
 )
 WECOM_TEXT = Markup("wecom_text", everywhere=_full_width("<"))
+# Slack mrkdwn (section text, a message's `text`): Slack documents escaping `&`, `<` and `>` as
+# `&amp;`, `&lt;`, `&gt;` and nothing else, which disarms `<!channel>`, `<@U...>` and
+# `<url|text>`; its bold, italic and strike marks only style words.
+SLACK_MRKDWN = Markup("slack_mrkdwn", everywhere={"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 PLAIN = Markup("plain")  # Feishu plain_text and post text, WeCom card fields, DingTalk text, Agora
 # Matrix's `formatted_body` is HTML (org.matrix.custom.html): outside text is escaped as HTML
 # text and attribute values are, so it can open no tag, link or mention (a pill is an <a>).

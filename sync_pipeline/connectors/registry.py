@@ -27,6 +27,7 @@ CONNECTORS: Mapping[Vendor, tuple[str, str]] = {
     Vendor.AGORA: ("sync_pipeline.connectors.agora", "AgoraConnector"),
     Vendor.REST: ("sync_pipeline.connectors.declarative.connector", "DeclarativeConnector"),
     Vendor.MATRIX: ("sync_pipeline.connectors.matrix", "MatrixConnector"),
+    Vendor.SLACK: ("sync_pipeline.connectors.slack", "SlackConnector"),
 }
 
 

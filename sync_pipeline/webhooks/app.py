@@ -55,12 +55,12 @@ from sync_pipeline.config.loader import CONNECTORS_FILE, TOP, Config, load_confi
 from sync_pipeline.errors import ConfigError, Reason, Refused
 from sync_pipeline.logging import configure_logging
 from sync_pipeline.presence import Presence
-from sync_pipeline.records import EventKind
+from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.settings import Settings, load_settings
 from sync_pipeline.state import inbound
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.untrusted import excerpt
-from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, rest, wecom
+from sync_pipeline.webhooks import agora, dingtalk, feishu, oa, rest, slack, wecom
 from sync_pipeline.webhooks.auth import admin_token
 from sync_pipeline.webhooks.delivery import Accepted, Answer, Endpoint, Incoming
 from sync_pipeline.webhooks.metrics import CONTENT_TYPE, StateCollector, exposition
@@ -77,6 +77,7 @@ RECEIVERS: Mapping[Vendor, Receiver] = {
     Vendor.FEISHU: feishu.receive,
     Vendor.AGORA: agora.receive,
     Vendor.REST: rest.receive,
+    Vendor.SLACK: slack.receive,
 }
 MAX_BODY_BYTES = 1 << 20  # callbacks are a few KB; Feishu's largest card callback is far below
 CLOSE = {"connection": "close"}  # after an answer given before the body was read whole
@@ -163,10 +164,7 @@ class WebhookService:
         if accepted.event is None:
             return accepted.answer, None
         try:
-            with self.engine.begin() as conn:
-                row_id = inbound.record(conn, accepted.event)
-                if row_id is None:
-                    inbound.refuse(conn, endpoint.connector, DUPLICATE)
+            row_id = self.record(endpoint.connector, accepted.event)
         except sa.exc.SQLAlchemyError as exc:
             # Not recorded: the vendor retries, and its retry must not pass for a replay.
             self._forget(endpoint, accepted)
@@ -177,6 +175,15 @@ class WebhookService:
         if accepted.event.kind is EventKind.UNHANDLED:
             return accepted.answer, None  # recorded as ignored: its id is taken, nothing to do
         return accepted.answer, row_id
+
+    def record(self, connector: str, event: InboundEvent) -> int | None:
+        """Record `event` once: its row id, or None for a duplicate (counted as one). Raises
+        SQLAlchemyError when it could not be recorded: the vendor must deliver it again."""
+        with self.engine.begin() as conn:
+            row_id = inbound.record(conn, event)
+            if row_id is None:
+                inbound.refuse(conn, connector, DUPLICATE)
+        return row_id
 
     def refuse(self, connector: str, refusal: Refused) -> None:
         log.warning("webhook %s refused: %s", connector, refusal)

@@ -127,6 +127,35 @@ def _check_port(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port", 2)
 
 
+@webhooks.command(name="slack-socket")
+@click.argument("connector")
+@one_line_errors
+def slack_socket(connector: str) -> None:
+    """Receive a Slack connector's button presses over Socket Mode (no public URL): record
+    each once, ack it, have it handled. Needs the connector's credential app_token (xapp-)."""
+    from sync_pipeline.webhooks.app import WebhookService, load_endpoints
+    from sync_pipeline.webhooks.slack_socket import SlackSocketReceiver, app_token
+
+    settings = _settings()
+    config = load_config(settings.config_dir, os.environ)
+    if connector not in config.connectors:
+        fail(f"no connector {connector!r} in {settings.config_dir}/connectors.yaml", 2)
+    app_token(config.connectors[connector])  # a slack connector with an app_token, or exit 2
+    with services(settings) as resolved:
+        migrate(resolved.settings.urls()[1], resolved.settings.connect_timeout_s)
+        endpoints = load_endpoints(config, os.environ, settings.config_dir)
+        service = WebhookService(resolved.settings, endpoints, config)
+        receiver = SlackSocketReceiver(service, config.connectors[connector])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: receiver.stop.set())
+        console.print(f"webhooks: {connector} over Slack Socket Mode")
+        try:
+            receiver.run()
+        finally:
+            service.close()
+    console.print("webhooks: stopped")
+
+
 @webhooks.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @one_line_errors

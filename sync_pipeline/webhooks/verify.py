@@ -1,8 +1,9 @@
 """Signatures, decryption and the timestamp window of the vendors' callbacks.
 
-Written from the contracts in platform-apis.md (§1.2 WeCom, §2.2 DingTalk, §3.2 Feishu, §6
-Agora, and the OA's change webhook), never from the sandbox's emulators: they implement the
-same crypto independently, so a callback the sandbox sends and this module accepts checks both.
+Written from the contracts in platform-apis.md (§1.2 WeCom, §2.2 DingTalk, §3.2 Feishu, §4
+Slack, §6 Agora, and the OA's change webhook), never from the sandbox's emulators: they
+implement the same crypto independently, so a callback the sandbox sends and this module
+accepts checks both.
 Every failure raises `Refused` with the reason the service counts; nothing here parses a
 payload, and no secret or ciphertext reaches an error message.
 """
@@ -187,3 +188,10 @@ def agora_security(call_id: str, secret: str, timestamp: str) -> str:
     """The callback's `security`: md5_hex(callId + secret + timestamp)."""
     text = call_id + secret + timestamp
     return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - the vendor's algorithm
+
+
+# -- Slack (platform-apis.md §4) ----------------------------------------------------------------
+def slack_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
+    """X-Slack-Signature: "v0=" + hex(HMAC-SHA256(signing secret, "v0:" + ts + ":" + raw body))."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()

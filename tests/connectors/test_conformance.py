@@ -23,7 +23,7 @@ its ledger) is harness data, below."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from starlette.types import ASGIApp
 
 from sync_pipeline.config.connector import Vendor
 from sync_pipeline.config.loader import load_config
-from sync_pipeline.connectors import agora, dingtalk, feishu, oa, wecom
+from sync_pipeline.connectors import agora, dingtalk, feishu, oa, slack, wecom
 from sync_pipeline.connectors.agora import AgoraConnector
 from sync_pipeline.connectors.base import Connector, ConnectorContext, ReadsOne
 from sync_pipeline.connectors.declarative.connector import DeclarativeConnector, classifier
@@ -42,6 +42,7 @@ from sync_pipeline.connectors.dingtalk import DingTalkConnector
 from sync_pipeline.connectors.feishu import FeishuConnector
 from sync_pipeline.connectors.oa import OAConnector
 from sync_pipeline.connectors.registry import CONNECTORS, capabilities, declared_streams
+from sync_pipeline.connectors.slack import SlackConnector
 from sync_pipeline.connectors.wecom import WeComConnector
 from sync_pipeline.devtools.sandbox.agora import AgoraEmulator
 from sync_pipeline.devtools.sandbox.core import SandboxStore
@@ -50,6 +51,7 @@ from sync_pipeline.devtools.sandbox.emulator import Emulator
 from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
 from sync_pipeline.devtools.sandbox.server import FaultCache, FaultInjector
+from sync_pipeline.devtools.sandbox.slack import SlackEmulator, member_id
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
 from sync_pipeline.devtools.sandbox.world import DAY_MS, EPOCH_MS, World
 from sync_pipeline.errors import (
@@ -181,6 +183,7 @@ class Harness:
     throttled: Answer  # what its throttle answer (the `ratelimit` fault) is classified as
     probes: Mapping[str, Probe]  # one call per API family
     settings: Mapping[str, str] = field(default_factory=dict)  # the emulator's
+    tokens_expire: bool = True  # False: the vendor's token never expires (Slack's bot token)
 
 
 # -- per vendor ------------------------------------------------------------------------------
@@ -423,6 +426,16 @@ def streams_of_vendor(vendor: Vendor) -> Mapping[str, Any]:
     return capabilities(vendor)
 
 
+def _slack(emulator: SlackEmulator, ctx: ConnectorContext) -> Connector:
+    creds = emulator.credentials()
+    config = connector_config(Vendor.SLACK, emulator, {"bot_token": creds["bot_token"]})
+    return SlackConnector(replace(config, base_url=creds["api_url"]), ctx)
+
+
+def slack_member(emulator: Emulator) -> str:
+    return member_id(SEED, "E00002")
+
+
 UPSERT = Dedupe(0, float("inf"), closed=True)  # looked up first: never made twice
 NO_FAST_LIMITS = {"rate_limit_scale": "0"}  # detail calls are metered: a read would wait
 WECOM_SEND = "message/send"
@@ -430,6 +443,7 @@ FEISHU_SEND = "POST /open-apis/im/v1/messages"
 DINGTALK_CARD = "card/instances/createAndDeliver"
 DINGTALK_NOTIFY = "message/corpconversation/asyncsend_v2"
 AGORA_SEND = "POST /messages/users"
+SLACK_SEND = "chat.postMessage"
 
 HARNESS: Mapping[Vendor, Harness] = {
     Vendor.OA: Harness(
@@ -773,6 +787,55 @@ HARNESS: Mapping[Vendor, Harness] = {
                 garbled=OutcomeUnknown,
             )
         },
+    ),
+    Vendor.SLACK: Harness(
+        SlackEmulator,
+        _slack,
+        # chat.postMessage has no dedupe handle: the effect table, and a look-up of the
+        # message metadata, stop a second send.
+        writes={
+            "messages": Writing(
+                lambda e: card(slack_member(e)), ledger("slack", SLACK_SEND), None, made_twice=2
+            )
+        },
+        reads={},
+        classify=slack.classify,
+        answers=(
+            Answer(200, {"ok": True, "ts": "1.000100"}, None),
+            Answer(200, {"ok": False, "error": "invalid_auth"}, VendorRejected, "invalid_auth"),
+            Answer(200, {"ok": False, "error": "token_revoked"}, VendorRejected, "token_revoked"),
+            Answer(200, {"ok": False, "error": "token_expired"}, TokenExpired, "token_expired"),
+            Answer(
+                429,
+                {"ok": False, "error": "ratelimited"},
+                RateLimited,
+                "ratelimited",
+                30.0,
+                {"Retry-After": "30"},
+            ),
+            Answer(200, {"ok": False, "error": "rate_limited"}, RateLimited, "rate_limited", 1.0),
+            Answer(200, {"ok": False, "error": "internal_error"}, VendorUnavailable),
+            Answer(503, {}, VendorUnavailable, "http_503"),
+            Answer(
+                200,
+                {"ok": False, "error": "channel_not_found"},
+                VendorRejected,
+                "channel_not_found",
+            ),
+            Answer(200, {"ok": False, "error": "msg_blocks_too_long"}, VendorRejected),
+            Answer(404, {}, VendorRejected, "http_404"),
+        ),
+        throttled=Answer(429, {}, RateLimited, "ratelimited", 1.0),
+        probes={
+            "send": Probe(
+                SLACK_SEND,
+                "messages",
+                write_probe("messages", lambda e: card(slack_member(e))),
+                ledger("slack", SLACK_SEND),
+                garbled=OutcomeUnknown,
+            )
+        },
+        tokens_expire=False,
     ),
 }
 
@@ -1124,6 +1187,8 @@ def test_given_the_vendor_answers_5xx_the_call_fails_as_unavailable_and_retryabl
 def test_given_an_expired_token_the_call_gets_a_new_one_and_succeeds(
     vendor: Vendor, probe: str, make: Make
 ) -> None:
+    if not harness(vendor).tokens_expire:
+        pytest.skip(f"{vendor} tokens never expire: there is nothing to renew")
     served = make(vendor)
     call = harness(vendor).probes[probe]
     call.call(served.connector, served.emulator, "k1")

@@ -32,7 +32,7 @@ FLOW = "approvals_to_wecom"
 SEED = 7
 APPROVALS = 500
 LIST_ENDPOINT = "getAllWorkflowRequestList"
-CALLBACK_SETTING = {"oa": "webhook_url"}  # every IM emulator calls it callback_url
+CALLBACK_SETTING = {"oa": "webhook_url", "slack": "interactivity_url"}  # others: callback_url
 SERVICE_START_S = 90
 
 

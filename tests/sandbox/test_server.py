@@ -25,7 +25,7 @@ from tests.sandbox.test_oa import E9, receiver, wait_for
 __all__ = ["receiver"]  # a fixture these tests use, shared with the OA contract tests
 
 REGIST = "/api/ec/dev/auth/regist"
-PLATFORM_ORDER = ["control", "oa", "wecom", "dingtalk", "feishu", "agora", "seeyon"]
+PLATFORM_ORDER = ["control", "oa", "wecom", "dingtalk", "feishu", "agora", "seeyon", "slack"]
 
 
 class Sandbox:
@@ -254,7 +254,7 @@ def test_press_with_an_impossible_action_answers_409_with_the_reason(sandbox: Sa
 
 
 def test_press_on_an_unknown_platform_answers_404(sandbox: Sandbox) -> None:
-    assert sandbox.post("/_sandbox/slack/press", {}).status_code == 404
+    assert sandbox.post("/_sandbox/teams/press", {}).status_code == 404
 
 
 def test_admin_transition_moves_an_approval_and_fires_the_webhook(
@@ -323,6 +323,7 @@ def test_ratelimit_fault_answers_the_vendors_throttle(oa: Sandbox) -> None:
         ("feishu", 429, "code", 99991400),
         ("agora", 429, "error", "reach_limit"),
         ("seeyon", 429, "code", "1429"),
+        ("slack", 429, "error", "ratelimited"),
     ],
 )
 def test_ratelimit_fault_answers_each_vendors_own_throttle(

@@ -53,6 +53,7 @@ CONNECTOR = {
     "dingtalk": "sandbox_dingtalk",
     "feishu": "sandbox_feishu",
     "agora": "sandbox_agora",
+    "slack": "sandbox_slack",
 }
 
 
@@ -316,7 +317,7 @@ class Recorder:
 
         async def record(request: Request) -> Response:
             kept = {"content-type", "x-oa-timestamp", "x-oa-signature"} | {
-                k for k in request.headers if k.startswith("x-lark-")
+                k for k in request.headers if k.startswith(("x-lark-", "x-slack-"))
             }
             self.captured.append(
                 Captured(

@@ -117,3 +117,15 @@ def test_stats_prints_a_table_by_default(service, service_env) -> None:
     assert result.returncode == 0, result.stderr
     assert "sandbox_oa" in result.stdout
     assert "bad_signature: 1" in result.stdout
+
+
+def test_slack_socket_on_a_connector_that_is_not_slack_says_so_in_one_line_and_exits_2(
+    sandbox, service_env
+) -> None:
+    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(CONFIG_DIR)}
+
+    result = syncctl("webhooks", "slack-socket", "sandbox_oa", env=env)
+
+    assert result.returncode == 2
+    assert "Socket Mode is for slack connectors" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

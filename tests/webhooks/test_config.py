@@ -195,4 +195,5 @@ def test_the_sandbox_exports_every_callback_secret_the_shipped_config_names(sand
         "sandbox_dingtalk",
         "sandbox_feishu",
         "sandbox_agora",
+        "sandbox_slack",
     }

@@ -151,11 +151,11 @@ def _details(data_dir: Path, port_base: int) -> tuple[dict[str, dict[str, Any]],
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def sandbox() -> None:
-    """Local emulators of WeCom, DingTalk, Feishu, Agora Chat and the OA, for dry runs.
+    """Local emulators of WeCom, DingTalk, Feishu, Agora Chat, Slack and the OA, for dry runs.
 
     Each emulator speaks its vendor's documented HTTP contract on its own port (control API on
-    --port-base, then oa +1, wecom +2, dingtalk +3, feishu +4, agora +5, seeyon +6) and
-    records every write it accepts in a ledger.
+    --port-base, then oa +1, wecom +2, dingtalk +3, feishu +4, agora +5, seeyon +6, slack +7)
+    and records every write it accepts in a ledger.
     """
 
 

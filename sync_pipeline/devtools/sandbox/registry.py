@@ -31,6 +31,7 @@ EMULATORS: dict[str, tuple[str, int]] = {
     "feishu": ("sync_pipeline.devtools.sandbox.feishu:FeishuEmulator", 4),
     "agora": ("sync_pipeline.devtools.sandbox.agora:AgoraEmulator", 5),
     "seeyon": ("sync_pipeline.devtools.sandbox.seeyon:SeeyonEmulator", 6),
+    "slack": ("sync_pipeline.devtools.sandbox.slack:SlackEmulator", 7),
 }
 
 

@@ -118,9 +118,9 @@ def test_a_breaker_left_out_is_the_default_and_one_given_is_loaded(tree) -> None
     ("change", "key", "expected"),
     [
         (
-            {"vendor": "slack"},
+            {"vendor": "teams"},
             "wecom.vendor",
-            "Must be one of: oa, wecom, dingtalk, feishu, agora, rest, matrix.",
+            "Must be one of: oa, wecom, dingtalk, feishu, agora, rest, matrix, slack.",
         ),
         ({"base_url": "ftp://x"}, "wecom.base_url", "Not a valid URL."),
         ({"base_url": None}, "wecom.base_url", "Field may not be null."),

@@ -36,6 +36,8 @@ SANDBOX_ENV = {
         "SANDBOX_AGORA_APP_CERTIFICATE",
         "SANDBOX_AGORA_ORG_NAME",
         "SANDBOX_AGORA_APP_NAME",
+        "SANDBOX_SLACK_BOT_TOKEN",
+        "SANDBOX_SLACK_APP_TOKEN",
     )
 }
 IM_VENDORS = [Vendor.WECOM, Vendor.DINGTALK, Vendor.FEISHU, Vendor.AGORA]
@@ -73,7 +75,8 @@ def approval(source_id: str, status: str, approvers: list[str], applicant: str =
 
 
 def test_the_sandbox_connectors_load_with_every_secret_from_the_environment(config) -> None:
-    assert sorted(config.connectors) == [f"sandbox_{v}" for v in sorted(["oa", *IM_VENDORS])]
+    shipped = sorted(["oa", "slack", *IM_VENDORS])
+    assert sorted(config.connectors) == [f"sandbox_{v}" for v in shipped]
     for connector in config.connectors.values():
         assert connector.name == f"sandbox_{connector.vendor}"
         assert all(
@@ -88,6 +91,13 @@ def test_there_is_one_enabled_approvals_flow_per_im_from_the_oa(config, vendor) 
     assert flow.enabled
     assert config.connectors[flow.source.connector].vendor is Vendor.OA
     assert config.connectors[flow.target.connector].vendor is vendor
+
+
+def test_the_slack_approvals_flow_ships_disabled_so_the_demo_stays_as_it_is(config) -> None:
+    flow = config.flows["approvals_to_slack"]
+
+    assert not flow.enabled
+    assert config.connectors[flow.target.connector].vendor is Vendor.SLACK
 
 
 @pytest.mark.parametrize("vendor", IM_VENDORS)

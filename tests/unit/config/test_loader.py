@@ -115,7 +115,12 @@ def test_problems_in_several_files_are_all_reported_each_with_its_file(tree) -> 
     assert [(e.file, e.problems) for e in error.errors] == [
         (
             str(tree.root / "connectors.yaml"),
-            [("oa.vendor", "Must be one of: oa, wecom, dingtalk, feishu, agora, rest, matrix.")],
+            [
+                (
+                    "oa.vendor",
+                    "Must be one of: oa, wecom, dingtalk, feishu, agora, rest, matrix, slack.",
+                )
+            ],
         ),
         (str(tree.root / "flows/a.yaml"), [("source.stream", "Missing data for required field.")]),
         (
