@@ -138,12 +138,21 @@ class BotToken:
         return False
 
 
+NO_READ_MESSAGES = (
+    "Slack documents a read of a conversation's history (conversations.history, which finds a"
+    " lost post by its metadata), but reading a flow's cards back is not built yet: a record"
+    " makes several messages, and the id map keys one target object per record"
+)
+
+
 class SlackConnector:
     """One Slack app installed in one workspace: `base_url` is the Web API root; credential
     `bot_token`; options as `SlackOptions` declares them."""
 
     vendor = VENDOR
-    STREAMS = MappingProxyType({MESSAGES: StreamCapabilities(write=True)})
+    STREAMS = MappingProxyType(
+        {MESSAGES: StreamCapabilities(write=True, no_read_back=NO_READ_MESSAGES)}
+    )
     OPTIONS = SlackOptionsSchema
 
     def __init__(self, config: ConnectorConfig, ctx: ConnectorContext) -> None:

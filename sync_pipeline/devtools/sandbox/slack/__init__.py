@@ -48,7 +48,7 @@ class SlackEmulator(SocketMode, Interactivity, Chat, Conversations, Users, Seedi
 
     platform: ClassVar[str] = PLATFORM
     title: ClassVar[str] = "Slack Web API"
-    port_offset: ClassVar[int] = 6
+    port_offset: ClassVar[int] = 7
 
     def routes(self) -> list[BaseRoute]:
         # method -> (handler, tier, token kind); None: a special limit checked by the handler.
