@@ -47,9 +47,13 @@ def _local_time(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") 
 
 def _utc(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") -> str | None:
     """`{{ record.createTime | utc(fmt, "Asia/Shanghai") }}`: an API's local time as ISO-8601
-    UTC, the pipeline's spelling (None for an empty value)."""
+    UTC, the pipeline's spelling (None for an empty value). Format `epoch_ms` or `epoch_s`
+    reads a number since the epoch (`{{ record.updateDate | utc('epoch_ms') }}`)."""
     if value in (None, ""):
         return None
+    if format in ("epoch_ms", "epoch_s"):
+        seconds = float(value) / (1000 if format == "epoch_ms" else 1)
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     local = datetime.strptime(str(value).strip(), format).replace(tzinfo=_zone(tz))
     return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -711,17 +715,22 @@ class OneSpec:
     request: RequestSpec
     record: Path
     missing: tuple[str, ...] = ("http_404",)  # error codes that mean the record is gone
+    # Where the record read by id gives its time, when not at the list's `cursor_field`
+    # (in the same format): an API whose detail answer names it otherwise.
+    cursor_field: Path | None = None
 
 
 class OneSchema(RequestSchema):
     record = PathField(required=True)
     missing = fields.List(fields.Str(validate=validate.Length(min=1)))
+    cursor_field = PathField()
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> OneSpec:
         record = data.pop("record")
         missing = tuple(data.pop("missing", ("http_404",)))
-        return OneSpec(RequestSpec(**data), record, missing)
+        cursor_field = data.pop("cursor_field", None)
+        return OneSpec(RequestSpec(**data), record, missing, cursor_field)
 
 
 @dataclass(frozen=True)
@@ -729,21 +738,25 @@ class HydrateSpec:
     """A detail call per record the pipeline asks for (only those whose version changed):
     `when` (a template over `record`, the mapped payload) says whether it is made; `fields`
     are read from its `answer` (a JSONPath into it, or a template with `answer` and `record`)
-    and added to the payload."""
+    and added to the payload. With `each` (a template giving a list), the call is made once
+    per item (`item` in its templates) and each field is the list of its non-empty values,
+    one per item: for an API that answers only per member, per department..."""
 
     request: RequestSpec
     fields: Mapping[str, Value]
     when: Template | None = None
+    each: Template | None = None
 
 
 class HydrateSchema(RequestSchema):
     when = TemplateField()
+    each = TemplateField()
     fields_ = MapOf(ValueField(), data_key="fields", required=True)
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> HydrateSpec:
-        fields_, when = data.pop("fields_"), data.pop("when", None)
-        return HydrateSpec(RequestSpec(**data), fields_, when)
+        fields_, when, each = data.pop("fields_"), data.pop("when", None), data.pop("each", None)
+        return HydrateSpec(RequestSpec(**data), fields_, when, each)
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -763,9 +776,13 @@ class WriteSpec:
     ok_path: Path | None = None
     ok_equals: tuple[Any, ...] = ()
     message_path: Path | None = None
+    # Reads made first, as hydrate's steps, their fields put under `found` in this endpoint's
+    # templates: an id the write needs that only a look-up gives (Seeyon's workitem).
+    before: tuple[HydrateSpec, ...] = ()
 
 
 class WriteEndpointSchema(RequestSchema):
+    before = fields.List(fields.Nested(HydrateSchema))
     id = PathField()
     idempotency = TemplateField()
     idempotency_header = fields.Str(validate=validate.Length(min=1))
@@ -783,6 +800,7 @@ class WriteEndpointSchema(RequestSchema):
         names = ("id", "idempotency", "idempotency_header", "ok_path", "message_path")
         own = {k: data.pop(k) for k in names if k in data}
         own["ok_equals"] = tuple(data.pop("ok_equals", ()))
+        own["before"] = tuple(data.pop("before", ()))
         return WriteSpec(RequestSpec(**data), **own)
 
 
@@ -962,10 +980,12 @@ class RestSpec:
             requests = [stream.read.request if stream.read else None]
             requests.append(stream.read_one.request if stream.read_one else None)
             requests += [step.request for step in stream.hydrate]
-            requests += [end.request for end in stream.decide.values()]
+            ends = list(stream.decide.values())
             if stream.write:
-                ends = [stream.write.create, stream.write.update, *stream.write.actions.values()]
-                requests += [end.request for end in ends if end is not None]
+                made = [stream.write.create, stream.write.update, *stream.write.actions.values()]
+                ends += [end for end in made if end is not None]
+            for end in ends:
+                requests += [end.request, *(step.request for step in end.before)]
             for request in requests:
                 if request is not None:
                     names |= request.credentials()
