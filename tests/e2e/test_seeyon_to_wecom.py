@@ -43,7 +43,8 @@ def seeyon_config(into: Path) -> Path:
     connectors = {"sandbox_wecom": shipped["sandbox_wecom"], **example}
     (into / "connectors.yaml").write_text(yaml.safe_dump(connectors, allow_unicode=True), "utf-8")
     shutil.copy(EXAMPLE / "seeyon.yaml", into / "seeyon.yaml")
-    shutil.copytree(EXAMPLE / "flows", into / "flows")
+    (into / "flows").mkdir()
+    shutil.copy(EXAMPLE / f"{FLOW}.yaml", into / "flows" / f"{FLOW}.yaml")
     return into
 
 

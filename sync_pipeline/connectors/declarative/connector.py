@@ -6,9 +6,11 @@ The page token is ours (JSON): the slice of the window being read (a window long
 `max_window_s` is read slice by slice), the paginator's position, a digest of the last page
 (a page just like the one before it is an API ignoring our paging: errors.PagingLoop), and
 for a child stream the parent's page and the parent record being read, so children are read
-for every record of every parent page. A record whose cursor is missing, does not parse in the
-declared format, or lies outside the window asked for, means the cursor is mis-declared: the
-read is refused with a ConfigError naming the key, never a cursor moved on a guess.
+for every record of every parent page (an incremental child's pages but the last carry the
+window's start as their cursor: children of later parents may be older). A record whose
+cursor is missing, does not parse in the declared format, or lies outside the window asked
+for, means the cursor is mis-declared: the read is refused with a ConfigError naming the
+key, never a cursor moved on a guess.
 
 Writes: create (op create), update (op update, `target_id` in the templates), and actions
 (a decision's "approve"/"reject", or the notification's kind), each with a templated JSON or
@@ -348,6 +350,13 @@ class DeclarativeConnector:
             if rows or following is None:
                 break
             position = following
+        inc = read.incremental
+        if read.parent is not None and inc is not None and following is not None:
+            floor = self._first_position(read, window).since or inc.start  # lookback included
+            # Children are read parent by parent, each in cursor order, so a later parent's
+            # records may be older than an earlier one's: until the last page, a page commits
+            # no further than the window's start, and a read cut short is read again from there.
+            rows = [replace(row, cursor_value=floor) for row in rows]
         return Page(tuple(rows), following.encode() if following else None, calls=calls)
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
