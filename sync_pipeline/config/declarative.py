@@ -15,6 +15,7 @@ Everything is a frozen value; the connector (connectors/declarative/) only runs 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -64,6 +65,20 @@ def _epoch_ms(value: Any) -> str:
     return str(int(moment.timestamp() * 1000))
 
 
+def _from_json(value: Any) -> Any:
+    """`{{ (answer.data.app_bussiness_data | from_json).summaryId }}`: a JSON text inside a
+    field (Seeyon's start answer double-encodes its ids) as the value it encodes; an empty
+    value is None, and a text that is not JSON is refused as the API's fault."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValueError(f"expected a JSON text, got {value[:40]!r}") from None
+
+
 # A field the API left out renders as "" (and is falsy, so `content.node or 'todo'` works):
 # APIs leave fields out; a credential misspelt is caught at load (RestSpec.credentials).
 def _to_dict(rows: Any, key: str, value: str) -> dict[str, Any]:
@@ -81,7 +96,9 @@ def _to_dict(rows: Any, key: str, value: str) -> dict[str, Any]:
 TEMPLATES = jinja2.sandbox.ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False
 )
-TEMPLATES.filters.update(local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms, to_dict=_to_dict)
+TEMPLATES.filters.update(
+    local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms, to_dict=_to_dict, from_json=_from_json
+)
 TEMPLATES.globals.update(now=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 STREAM_NAME = r"[a-z][a-z0-9_]*"
 WHOLE_EXPRESSION = re.compile(r"\{\{((?:(?!\}\}|\{\{).)*)\}\}", re.DOTALL)

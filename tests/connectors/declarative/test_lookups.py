@@ -108,3 +108,11 @@ def test_utc_reads_epoch_milliseconds_and_seconds() -> None:
     )
 
     assert template.render() == "2026-03-01T00:00:00Z 1970-01-01T00:01:00Z"
+
+
+def test_from_json_reads_a_json_text_inside_a_field() -> None:
+    business = '{"affairId": "-12", "summaryId": "-9007199254740993"}'
+    answer = {"data": {"app_bussiness_data": business}}
+    template = TEMPLATES.from_string("{{ (answer.data.app_bussiness_data | from_json).summaryId }}")
+
+    assert template.render(answer=answer) == "-9007199254740993"
