@@ -15,6 +15,7 @@ Everything is a frozen value; the connector (connectors/declarative/) only runs 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -47,9 +48,13 @@ def _local_time(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") 
 
 def _utc(value: Any, format: str = "%Y-%m-%d %H:%M:%S", tz: str = "UTC") -> str | None:
     """`{{ record.createTime | utc(fmt, "Asia/Shanghai") }}`: an API's local time as ISO-8601
-    UTC, the pipeline's spelling (None for an empty value)."""
+    UTC, the pipeline's spelling (None for an empty value). Format `epoch_ms` or `epoch_s`
+    reads a number since the epoch (`{{ record.updateDate | utc('epoch_ms') }}`)."""
     if value in (None, ""):
         return None
+    if format in ("epoch_ms", "epoch_s"):
+        seconds = float(value) / (1000 if format == "epoch_ms" else 1)
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     local = datetime.strptime(str(value).strip(), format).replace(tzinfo=_zone(tz))
     return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -58,6 +63,20 @@ def _epoch_ms(value: Any) -> str:
     """`{{ content.sent_at | epoch_ms }}`: an ISO time as milliseconds since the epoch."""
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return str(int(moment.timestamp() * 1000))
+
+
+def _from_json(value: Any) -> Any:
+    """`{{ (answer.data.app_bussiness_data | from_json).summaryId }}`: a JSON text inside a
+    field (Seeyon's start answer double-encodes its ids) as the value it encodes; an empty
+    value is None, and a text that is not JSON is refused as the API's fault."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ValueError(f"expected a JSON text, got {value[:40]!r}") from None
 
 
 # A field the API left out renders as "" (and is falsy, so `content.node or 'todo'` works):
@@ -77,7 +96,9 @@ def _to_dict(rows: Any, key: str, value: str) -> dict[str, Any]:
 TEMPLATES = jinja2.sandbox.ImmutableSandboxedEnvironment(
     undefined=jinja2.ChainableUndefined, autoescape=False
 )
-TEMPLATES.filters.update(local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms, to_dict=_to_dict)
+TEMPLATES.filters.update(
+    local_time=_local_time, utc=_utc, epoch_ms=_epoch_ms, to_dict=_to_dict, from_json=_from_json
+)
 TEMPLATES.globals.update(now=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 STREAM_NAME = r"[a-z][a-z0-9_]*"
 WHOLE_EXPRESSION = re.compile(r"\{\{((?:(?!\}\}|\{\{).)*)\}\}", re.DOTALL)
@@ -711,17 +732,22 @@ class OneSpec:
     request: RequestSpec
     record: Path
     missing: tuple[str, ...] = ("http_404",)  # error codes that mean the record is gone
+    # Where the record read by id gives its time, when not at the list's `cursor_field`
+    # (in the same format): an API whose detail answer names it otherwise.
+    cursor_field: Path | None = None
 
 
 class OneSchema(RequestSchema):
     record = PathField(required=True)
     missing = fields.List(fields.Str(validate=validate.Length(min=1)))
+    cursor_field = PathField()
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> OneSpec:
         record = data.pop("record")
         missing = tuple(data.pop("missing", ("http_404",)))
-        return OneSpec(RequestSpec(**data), record, missing)
+        cursor_field = data.pop("cursor_field", None)
+        return OneSpec(RequestSpec(**data), record, missing, cursor_field)
 
 
 @dataclass(frozen=True)
@@ -729,21 +755,25 @@ class HydrateSpec:
     """A detail call per record the pipeline asks for (only those whose version changed):
     `when` (a template over `record`, the mapped payload) says whether it is made; `fields`
     are read from its `answer` (a JSONPath into it, or a template with `answer` and `record`)
-    and added to the payload."""
+    and added to the payload. With `each` (a template giving a list), the call is made once
+    per item (`item` in its templates) and each field is the list of its non-empty values,
+    one per item: for an API that answers only per member, per department..."""
 
     request: RequestSpec
     fields: Mapping[str, Value]
     when: Template | None = None
+    each: Template | None = None
 
 
 class HydrateSchema(RequestSchema):
     when = TemplateField()
+    each = TemplateField()
     fields_ = MapOf(ValueField(), data_key="fields", required=True)
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> HydrateSpec:
-        fields_, when = data.pop("fields_"), data.pop("when", None)
-        return HydrateSpec(RequestSpec(**data), fields_, when)
+        fields_, when, each = data.pop("fields_"), data.pop("when", None), data.pop("each", None)
+        return HydrateSpec(RequestSpec(**data), fields_, when, each)
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -763,9 +793,13 @@ class WriteSpec:
     ok_path: Path | None = None
     ok_equals: tuple[Any, ...] = ()
     message_path: Path | None = None
+    # Reads made first, as hydrate's steps, their fields put under `found` in this endpoint's
+    # templates: an id the write needs that only a look-up gives (Seeyon's workitem).
+    before: tuple[HydrateSpec, ...] = ()
 
 
 class WriteEndpointSchema(RequestSchema):
+    before = fields.List(fields.Nested(HydrateSchema))
     id = PathField()
     idempotency = TemplateField()
     idempotency_header = fields.Str(validate=validate.Length(min=1))
@@ -783,6 +817,7 @@ class WriteEndpointSchema(RequestSchema):
         names = ("id", "idempotency", "idempotency_header", "ok_path", "message_path")
         own = {k: data.pop(k) for k in names if k in data}
         own["ok_equals"] = tuple(data.pop("ok_equals", ()))
+        own["before"] = tuple(data.pop("before", ()))
         return WriteSpec(RequestSpec(**data), **own)
 
 
@@ -962,10 +997,12 @@ class RestSpec:
             requests = [stream.read.request if stream.read else None]
             requests.append(stream.read_one.request if stream.read_one else None)
             requests += [step.request for step in stream.hydrate]
-            requests += [end.request for end in stream.decide.values()]
+            ends = list(stream.decide.values())
             if stream.write:
-                ends = [stream.write.create, stream.write.update, *stream.write.actions.values()]
-                requests += [end.request for end in ends if end is not None]
+                made = [stream.write.create, stream.write.update, *stream.write.actions.values()]
+                ends += [end for end in made if end is not None]
+            for end in ends:
+                requests += [end.request, *(step.request for step in end.before)]
             for request in requests:
                 if request is not None:
                     names |= request.credentials()

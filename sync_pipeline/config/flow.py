@@ -23,7 +23,6 @@ from croniter import croniter
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from sync_pipeline.config import MapOf, OneOf, Shape, StrictSchema, strict_schema
-from sync_pipeline.config.connector import Vendor
 from sync_pipeline.records import NotifyKind
 from sync_pipeline.stages import MESSAGE_GAPS, MESSAGE_STREAM, MISSING, PATH, Template
 from sync_pipeline.stages.dedupe import BY_SOURCE_ID, SOURCE_ID, DedupeKey
@@ -174,8 +173,13 @@ class _DedupeKeyField(fields.Field[DedupeKey]):
 # -- mapping: target field -> how to compute it --------------------------------------------
 
 
-def _system() -> fields.Enum[Vendor]:
-    return fields.Enum(Vendor, by_value=True, required=True)
+def _system() -> fields.Str:
+    """A system's name: a vendor's (wecom, oa...) or a declarative connector's `system:`;
+    the loader checks it is the flow's own source's or target's."""
+    return fields.Str(
+        required=True,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]*$", error="expected a system name"),
+    )
 
 
 FIELD_SHAPES: dict[str, Shape] = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ from sync_pipeline.devtools.sandbox.dingtalk import PROCESS_CODES, DingTalkEmula
 from sync_pipeline.devtools.sandbox.emulator import Emulator
 from sync_pipeline.devtools.sandbox.feishu import FeishuEmulator
 from sync_pipeline.devtools.sandbox.oa import OAEmulator, oa_user_id
+from sync_pipeline.devtools.sandbox.seeyon import ACCOUNT_ID as SEEYON_ACCOUNT_ID
+from sync_pipeline.devtools.sandbox.seeyon import SeeyonEmulator
 from sync_pipeline.devtools.sandbox.server import FaultCache, FaultInjector
 from sync_pipeline.devtools.sandbox.slack import SlackEmulator, member_id
 from sync_pipeline.devtools.sandbox.wecom import WeComEmulator, userid_for
@@ -418,11 +420,58 @@ def _rest(emulator: OAEmulator, ctx: ConnectorContext) -> Connector:
     )
 
 
+class Described(str):
+    """A second declarative description's harness key: its own name, run as vendor rest."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return Vendor.REST.value
+
+
+# The sandbox's Seeyon A8 OA, also described in YAML alone (config/examples/seeyon/).
+SEEYON = Described("rest-seeyon")
+SEEYON_EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "seeyon"
+
+
+def _seeyon_config(base_url: str, credentials: Mapping[str, str]) -> Any:
+    env = {
+        "SANDBOX_SEEYON_BASE_URL": base_url,
+        "SANDBOX_SEEYON_REST_USER": credentials["restUser"],
+        "SANDBOX_SEEYON_REST_PASSWORD": credentials["restPassword"],
+        "SANDBOX_SEEYON_ORG_ACCOUNT_ID": credentials["orgAccountId"],
+    }
+    return load_config(SEEYON_EXAMPLE, env).connectors["seeyon"]
+
+
+SEEYON_SPEC = load_config(SEEYON_EXAMPLE, environment=False).connectors["seeyon"]
+
+
+def _seeyon(emulator: SeeyonEmulator, ctx: ConnectorContext) -> Connector:
+    return DeclarativeConnector(_seeyon_config(emulator.base_url, emulator.credentials()), ctx)
+
+
+def seeyon_flows_changed(store: SandboxStore, window: ReadWindow) -> list[str]:
+    """Every flow whose updateDate falls in [since, until): its sender's 已发 affair is read."""
+    since, until = ms(window.since), ms(window.until)
+    return [
+        str(s["id"]) for s in store.list("seeyon", "summary") if since <= s["updateDate"] < until
+    ]
+
+
+def seeyon_members(store: SandboxStore, window: ReadWindow) -> list[str]:
+    return [str(m["id"]) for m in store.list("seeyon", "member") if not m.get("isDeleted")]
+
+
 def streams_of_vendor(vendor: Vendor) -> Mapping[str, Any]:
     """The streams a vendor's connector declares; the rest connector's, as its example says."""
     if vendor is Vendor.REST:
         assert DECLARATIVE_SPEC.declarative is not None
         return declared_streams(DECLARATIVE_SPEC.declarative)
+    if isinstance(vendor, Described):
+        assert SEEYON_SPEC.declarative is not None
+        return declared_streams(SEEYON_SPEC.declarative)
     return capabilities(vendor)
 
 
@@ -754,6 +803,58 @@ HARNESS: Mapping[Vendor, Harness] = {
             )
         },
     ),
+    SEEYON: Harness(  # type: ignore[dict-item]
+        SeeyonEmulator,
+        _seeyon,
+        writes={},
+        reads={
+            "approvals": Reading(
+                approvals=300,
+                window=days(0, 320),
+                limit=4,
+                held=seeyon_flows_changed,
+                ordered=False,  # member by member, each member's in updateDate order
+                list_path="/seeyon/rest/affairs/sent",
+                stuck=PagingLoop,
+                stuck_code="page_repeated",
+                crowded=300,
+                settings=NO_FAST_LIMITS,
+            ),
+            "members": Reading(
+                approvals=5,
+                window=ReadWindow(iso(EPOCH_MS), iso_utc(datetime.now(UTC) + timedelta(days=1))),
+                limit=7,  # not incremental: read whole, each at the time it is read
+                held=seeyon_members,
+                ordered=False,
+                list_path=f"/seeyon/rest/orgMembers/{SEEYON_ACCOUNT_ID}",
+                stuck=PagingLoop,
+                stuck_code="page_repeated",
+                crowded=5,
+                short_pages=1,
+            ),
+        },
+        classify=classifier("rest", SEEYON_SPEC.declarative.errors),  # type: ignore[union-attr]
+        answers=(
+            Answer(200, {"_bare": []}, None),
+            Answer(200, {"_bare": 3}, None),  # flow/state: a bare number
+            Answer(200, {"code": 0, "message": "", "data": {"summaryId": "1"}}, None),
+            Answer(200, {"page": 1, "size": 20, "pages": 0, "total": 0, "data": []}, None),
+            Answer(401, {"code": "1010", "message": "被迫下线"}, TokenExpired),
+            Answer(200, {"code": 1001, "message": "bad", "data": None}, VendorRejected, "1001"),
+            Answer(200, {"code": 1002, "message": "不存在", "data": None}, VendorRejected, "1002"),
+            Answer(200, {"code": 1004, "message": "已处理", "data": None}, VendorRejected, "1004"),
+            Answer(429, {"code": "1429"}, RateLimited, "1429", 1.0, {"Retry-After": "1"}),
+            Answer(500, {}, VendorUnavailable, "http_500"),
+        ),
+        throttled=Answer(429, {}, RateLimited, "1429", 1.0),
+        probes={
+            "read": Probe(
+                "orgMembers",
+                "members",
+                read_probe("members", ReadWindow(None, None)),
+            )
+        },
+    ),
     Vendor.AGORA: Harness(
         AgoraEmulator,
         _agora,
@@ -842,7 +943,11 @@ HARNESS: Mapping[Vendor, Harness] = {
 
 # Vendors whose conformance runs against their real server, in the module named.
 ON_A_REAL_SERVER: Mapping[Vendor, str] = {Vendor.MATRIX: "tests/matrix/test_conformance.py"}
-EMULATED = [vendor for vendor in CONNECTORS if vendor not in ON_A_REAL_SERVER]
+# Every vendor the registry knows, and the second declarative description (run as rest).
+EMULATED: list[Vendor] = [
+    *(vendor for vendor in CONNECTORS if vendor not in ON_A_REAL_SERVER),
+    SEEYON,  # type: ignore[list-item]
+]
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -952,7 +1057,7 @@ def test_every_connector_the_registry_knows_has_a_harness_for_each_declared_role
 
 
 def test_the_suite_has_no_harness_for_a_connector_the_registry_does_not_know() -> None:
-    assert set(HARNESS) <= set(CONNECTORS)
+    assert {vendor.value for vendor in HARNESS} <= set(CONNECTORS)
 
 
 @pytest.mark.parametrize("vendor", list(ON_A_REAL_SERVER))

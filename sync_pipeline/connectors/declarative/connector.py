@@ -6,9 +6,11 @@ The page token is ours (JSON): the slice of the window being read (a window long
 `max_window_s` is read slice by slice), the paginator's position, a digest of the last page
 (a page just like the one before it is an API ignoring our paging: errors.PagingLoop), and
 for a child stream the parent's page and the parent record being read, so children are read
-for every record of every parent page. A record whose cursor is missing, does not parse in the
-declared format, or lies outside the window asked for, means the cursor is mis-declared: the
-read is refused with a ConfigError naming the key, never a cursor moved on a guess.
+for every record of every parent page (an incremental child's pages but the last carry the
+window's start as their cursor: children of later parents may be older). A record whose
+cursor is missing, does not parse in the declared format, or lies outside the window asked
+for, means the cursor is mis-declared: the read is refused with a ConfigError naming the
+key, never a cursor moved on a guess.
 
 Writes: create (op create), update (op update, `target_id` in the templates), and actions
 (a decision's "approve"/"reject", or the notification's kind), each with a templated JSON or
@@ -26,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import jinja2
 from requests.utils import parse_header_links
 
 from sync_pipeline.config.connector import ConnectorConfig
@@ -33,6 +36,7 @@ from sync_pipeline.config.declarative import (
     ErrorAction,
     ErrorRule,
     ErrorsSpec,
+    HydrateSpec,
     IncrementalSpec,
     PaginatorType,
     Path,
@@ -252,18 +256,38 @@ class DeclarativeConnector:
             payload = dict(record.payload)
             for step in steps:
                 context = {**self._context, "record": payload, "source_id": record.source_id}
-                if step.when is not None and not step.when.value(context):
-                    continue
-                _, body, _ = self._call(step.request, context, idempotent=True)
-                answer = _unbare(body)
-                for name, value in step.fields.items():
-                    payload[name] = (
-                        value.first(answer)
-                        if isinstance(value, Path)
-                        else value.value({**context, "answer": answer})
-                    )
+                payload |= self._looked_up(step, context)
             hydrated.append(replace(record, payload=payload))
         return hydrated
+
+    def _looked_up(self, step: HydrateSpec, context: Mapping[str, Any]) -> dict[str, Any]:
+        """A hydrate step's fields (or a write's `before` step's): {} when its `when` says no;
+        with `each`, one call per item and each field the list of its non-empty values."""
+        if step.when is not None and not step.when.value(context):
+            return {}
+
+        def fields_of(extra: Mapping[str, Any]) -> dict[str, Any]:
+            scope = {**context, **extra}
+            _, body, _ = self._call(step.request, scope, idempotent=True)
+            answer = _unbare(body)
+            return {
+                name: value.first(answer)
+                if isinstance(value, Path)
+                else value.value({**scope, "answer": answer})
+                for name, value in step.fields.items()
+            }
+
+        if step.each is None:
+            return fields_of({})
+        items = step.each.value(context)
+        if not isinstance(items, list | tuple):
+            items = [] if items in (None, "") else [items]
+        found: dict[str, list[Any]] = {name: [] for name in step.fields}
+        for item in items:
+            for name, value in fields_of({"item": item}).items():
+                if value not in (None, "") and not isinstance(value, jinja2.Undefined):
+                    found[name].append(value)
+        return dict(found)
 
     def list_users(self) -> list[DirectoryUser]:
         """The records of the `users` stream, every page: fields user_id (else the id),
@@ -326,6 +350,13 @@ class DeclarativeConnector:
             if rows or following is None:
                 break
             position = following
+        inc = read.incremental
+        if read.parent is not None and inc is not None and following is not None:
+            floor = self._first_position(read, window).since or inc.start  # lookback included
+            # Children are read parent by parent, each in cursor order, so a later parent's
+            # records may be older than an earlier one's: until the last page, a page commits
+            # no further than the window's start, and a read cut short is read again from there.
+            rows = [replace(row, cursor_value=floor) for row in rows]
         return Page(tuple(rows), following.encode() if following else None, calls=calls)
 
     def write(self, stream: str, request: WriteRequest) -> WriteResult:
@@ -355,6 +386,7 @@ class DeclarativeConnector:
             "to": note.to,
             "content": dict(note.content),
         }
+        context["found"] = self._found(end, context)
         headers: dict[str, str] = {}
         if end.idempotency is not None and end.idempotency_header:
             headers[end.idempotency_header] = end.idempotency.render(context)
@@ -371,6 +403,14 @@ class DeclarativeConnector:
         made = end.id.first(answer) if end.id is not None else None
         target = str(made) if made not in (None, "") else request.target_id or request.source_id
         return WriteResult(request.effect_key, WriteStatus.DONE, target)
+
+    def _found(self, end: WriteSpec, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields of an endpoint's `before` look-ups, in order (each sees the earlier ones
+        under `found`)."""
+        found: dict[str, Any] = {}
+        for step in end.before:
+            found |= self._looked_up(step, {**context, "found": found})
+        return found
 
     # -- reading -------------------------------------------------------------------------------
     def _first_position(self, read: ReadSpec, window: ReadWindow) -> _Position:
@@ -563,6 +603,7 @@ class DeclarativeConnector:
         raw: Mapping[str, Any],
         position: _Position | None,
         extra: Mapping[str, Any],
+        cursor_field: Path | None = None,
     ) -> Record:
         context = {**self._context, **extra}
         assert spec.id is not None  # noqa: S101 - the schema requires it with read:
@@ -581,6 +622,8 @@ class DeclarativeConnector:
         inc = read.incremental if read else None
         cursor = iso_utc(datetime.now(UTC))
         if inc is not None:
+            if cursor_field is not None:  # a record read by id: its time where read_one says
+                inc = replace(inc, cursor_field=cursor_field)
             cursor = self._cursor(stream, inc, raw, position)
         if spec.version:
             version = "|".join(str(extract(v, raw, context)) for v in spec.version)
@@ -787,7 +830,7 @@ class RereadingDeclarativeConnector(DeclarativeConnector):
         found = spec.read_one.record.first(_unbare(body))
         if not isinstance(found, Mapping):
             return None
-        return self._record(stream, spec, found, None, {})
+        return self._record(stream, spec, found, None, {}, spec.read_one.cursor_field)
 
 
 class DecidingDeclarativeConnector(RereadingDeclarativeConnector):
@@ -803,13 +846,14 @@ class DecidingDeclarativeConnector(RereadingDeclarativeConnector):
         end = self._stream(stream).decide.get(decision.value)
         if end is None:
             raise VendorRejected(VENDOR, "unsupported", f"stream {stream} decides nothing")
-        context = {
+        context: dict[str, Any] = {
             **self._context,
             "source_id": source_id,
             "as_user": as_user,
             "comment": comment,
             "decision": decision.value,
         }
+        context["found"] = self._found(end, context)
         _, body, _ = self._call(end.request, context, idempotent=False)
         answer = _unbare(body)
         if end.ok_path is not None and not one_of(end.ok_path.first(answer), end.ok_equals):

@@ -119,7 +119,7 @@ def test_every_problem_in_a_file_is_reported_at_once(tree) -> None:
                 }
             },
             "mapping.fields.u.user.from_system",
-            "Must be one of",
+            "expected oa, the source connector's system",
         ),
         (
             {"mapping": {"fields": {"s": {"value_map": {"from": "status"}}}}},
