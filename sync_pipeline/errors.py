@@ -5,6 +5,7 @@ SyncError                  retryable = False
 + ConfigError              unusable config: file, key path, what was expected
   + ConfigErrors           problems in more than one file
 + RecordError              one bad record -> dead letter; the batch goes on
+  + TemplateFailed         a rest connector's template failed on one record's data
 + VendorError
   + VendorRejected         the vendor refused this request; a retry gets the same answer
   + QuotaExhausted         a monthly call quota would be exceeded: stop the run, not retry
@@ -129,6 +130,21 @@ class RecordError(SyncError):
 
     def __str__(self) -> str:
         return f"record {self.record_id}: {self.reason}"
+
+
+class TemplateFailed(RecordError):
+    """A template of a rest connector's description (config/declarative.py) could not be
+    rendered with one record's data (a missing field in a filter, a date that is not one): that
+    record is dead-lettered with the template and the reason, and the others go on."""
+
+    next_step = "fix the record or the description's template, then: syncctl dlq replay --flow FLOW"
+
+    def __init__(self, template: str, reason: str) -> None:
+        SyncError.__init__(self, template, reason)
+        self.record_id, self.template, self.reason = "", template, reason
+
+    def __str__(self) -> str:
+        return f"the template {self.template!r} failed on this record's data: {self.reason}"
 
 
 class VendorError(SyncError):

@@ -33,6 +33,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from sync_pipeline.config import MapOf, StrictSchema
+from sync_pipeline.errors import SyncError, TemplateFailed
 
 
 def _zone(name: str) -> tzinfo:
@@ -114,15 +115,32 @@ class Template:
     compiled: jinja2.Template = field(compare=False, repr=False)
 
     def render(self, context: Mapping[str, Any]) -> str:
-        return self.compiled.render(**context)
+        try:
+            return self.compiled.render(**context)
+        except SyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any filter or expression on outside data
+            raise self._failed(exc) from None
 
     def value(self, context: Mapping[str, Any]) -> Any:
         """What the template stands for: a template that is one `{{ expression }}` keeps the
-        expression's type (a number, a list: for JSON bodies); any other renders to text."""
+        expression's type (a number, a list: for JSON bodies); any other renders to text.
+        A template that fails on the data is TemplateFailed (that record's dead letter)."""
         whole = WHOLE_EXPRESSION.fullmatch(self.source)
         if whole is None:
             return self.render(context)
-        return TEMPLATES.compile_expression(whole.group(1))(**context)
+        try:
+            return TEMPLATES.compile_expression(whole.group(1))(**context)
+        except SyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any filter or expression on outside data
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> TemplateFailed:
+        """The failure, without the values of a template that reads credentials."""
+        reason = type(exc).__name__ if self.credentials() else f"{type(exc).__name__}: {exc}"
+        source = self.source if len(self.source) <= 120 else self.source[:117] + "..."
+        return TemplateFailed(source, reason[:300])
 
     def credentials(self) -> set[str]:
         """The credential names the template reads, for the check against `credentials:`."""
