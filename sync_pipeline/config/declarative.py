@@ -313,6 +313,10 @@ class AuthSpec:
     expires_in_path: Path | None = None
     ttl_s: float = 3600.0  # when the answer gives no expiry
     use: TokenUse = field(default_factory=TokenUse)
+    # login: what the token request adds for a call made as a user (a `decide:` endpoint's),
+    # rendered with that endpoint's templates (`as_user`, `found`): one token per user, bound
+    # to whoever decides (Seeyon's `loginName`). Empty: every call uses the connector's token.
+    as_user: Mapping[str, Template] = field(default_factory=dict)
     # hmac: a signature over `message` with `key`, sent in `header`, with a timestamp header
     key: Template | None = None
     message: Template | None = None
@@ -338,6 +342,7 @@ class AuthSpec:
             self.message,
             self.userid,
             *self.body.values(),
+            *self.as_user.values(),
         ):
             if value is not None:
                 names |= value.credentials()
@@ -383,6 +388,7 @@ class AuthSchema(StrictSchema):
     refresh_token = TemplateField()
     rotates = fields.Bool()
     body = _TEMPLATES
+    as_user = _TEMPLATES
     body_format = fields.Str(validate=validate.OneOf(["form", "json"]))
     token_path = PathField()
     refresh_token_path = PathField()
@@ -406,6 +412,10 @@ class AuthSchema(StrictSchema):
         absent = [name for name in NEEDS[kind] if name not in data]
         if absent:
             raise ValidationError(f"expected {', '.join(absent)} for auth type {kind}")
+        if data.get("as_user") and kind is not AuthType.LOGIN:
+            raise ValidationError(
+                {"as_user": ["expected only with auth type login (a token per acting user)"]}
+            )
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> AuthSpec:
@@ -1067,6 +1077,11 @@ class RestSchema(StrictSchema):
                 problems[f"webhook.events.{i}.stream"] = [
                     "expected a stream of this connector with read_one: (an event re-reads it)"
                 ]
+        auth = data.get("auth")
+        if auth is not None and auth.as_user and not any(s.decide for s in streams.values()):
+            problems["auth.as_user"] = [
+                "expected a stream with decide: (only a decision is made as a user)"
+            ]
         directory = data.get("directory")
         if directory is not None and (directory.read is None or directory.read.parent):
             problems["directory"] = ["expected read: (without a parent)"]

@@ -143,20 +143,23 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         base_url: str | None = None,
+        tokens: TokenProvider | None = None,
     ) -> Response:
         """Send until answered, retrying per policy; raises the last `SyncError`.
 
         `api` names the quota and rate-limit bucket. `idempotent` says a resend cannot double
         an effect (a read, or a write carrying the vendor's dedupe handle). `auth` places the
         token; None sends no token (the token endpoint itself). `base_url`: the app's other
-        host, for this request only (None: the client's).
+        host, for this request only (None: the client's). `tokens`: where this request's token
+        comes from, for this request only (None: the client's; a token bound to one user).
         """
         url = f"{(base_url or self.base_url).rstrip('/')}/{path.lstrip('/')}"
         where = path.split("?", 1)[0]  # for logs: never the query, which may hold a token
         attempt = 1
         token_refreshed = False
+        tokens = tokens or self._tokens
         while True:
-            token, breaker_held = self._before_send(api, auth)
+            token, breaker_held = self._before_send(api, auth, tokens)
             outcome = self._send(
                 method,
                 url,
@@ -174,7 +177,6 @@ class HttpClient:
                 return outcome
             error = outcome
             self._count_error(api, error)
-            tokens = self._tokens
             if (
                 isinstance(error, TokenExpired)
                 and token
@@ -211,7 +213,9 @@ class HttpClient:
         with self._calls_lock:
             return sum(self._calls.values())
 
-    def _before_send(self, api: str, auth: Auth | None) -> tuple[str | None, bool]:
+    def _before_send(
+        self, api: str, auth: Auth | None, tokens: TokenProvider | None
+    ) -> tuple[str | None, bool]:
         """Token, breaker, quota, rate limit: each may refuse before anything is sent.
         Returns the token (None without auth) and whether the breaker held any state.
 
@@ -220,9 +224,9 @@ class HttpClient:
         token fetch inside it would be refused, so a vendor whose outage outlived the token
         would never be probed back (the probe would wait on the fetch it blocks)."""
         token = None
-        if auth is not None and self._tokens is not None:
+        if auth is not None and tokens is not None:
             with self._redis_errors():
-                token = self._tokens.get()
+                token = tokens.get()
         with self._redis_errors():
             breaker_held = self.breaker.before_call()
         if self._quota is not None:

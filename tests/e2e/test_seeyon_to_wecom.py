@@ -1,8 +1,8 @@
 """End to end: the sandbox's Seeyon A8 OA connected with YAML alone (config/examples/seeyon),
 its approvals synced to WeCom by a real worker: a card for the approver, exactly once; a press
-of Approve or Reject on the card finishes the workitem in Seeyon exactly once (the Seeyon
-ledger and the flow's state say so); the applicant told the result once, by the next pull
-(Seeyon sends no callbacks)."""
+of Approve or Reject on the card finishes the workitem in Seeyon exactly once, as the approver
+(with a token bound to them by loginName; the Seeyon ledger and the flow's state say so); the
+applicant told the result once, by the next pull (Seeyon sends no callbacks)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,6 @@ def seeyon_config(into: Path) -> Path:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxClient]:
     data = tmp_path_factory.mktemp("sandbox")
     with seeded_sandbox(data, seed=SEED, approvals=2, checkin_days=1) as client:
-        # One REST token for every call: A8 set to let it finish a workitem as its owner.
-        client.settings("seeyon", {"finish_as_workitem_owner": 1})
         # WeCom accepts callback cards only from an app with a callback URL (errcode 43012).
         client.settings("wecom", {"callback_url": "http://127.0.0.1:1/callbacks/wecom"})
         yield client
@@ -127,6 +125,11 @@ def finishes(sandbox: SandboxClient) -> list[Mapping[str, Any]]:
     return [e for e in sandbox.ledger("seeyon") if str(e["endpoint"]).endswith(FINISH)]
 
 
+def login_name(employee_no: str) -> str:
+    """The Seeyon loginName of a person of the seeded world (the sandbox seeds it so)."""
+    return WORLD.person(employee_no).email.split("@")[0]
+
+
 def flow_state(sandbox: SandboxClient, summary_id: str) -> int:
     """The flow's state as Seeyon's REST API answers it (0 结束, 15 终止, 3/4 running)."""
     info = sandbox.info()["seeyon"]
@@ -184,6 +187,7 @@ def test_approve_on_the_wecom_card_finishes_the_workitem_in_seeyon_once_and_tell
     run(sandbox_env)  # and the one after it says nothing more
     made = finishes(sandbox)[before:]
     assert [m["body"]["data"]["comment_deal"]["attitude"] for m in made] == [2]
+    assert [m["caller"] for m in made] == [login_name(APPROVER)]  # a token bound to the approver
     assert len(applicant_told(sandbox, subject)) == 1
     assert "Approved" in applicant_told(sandbox, subject)[0]
 

@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ REFRESH_TOKEN = jsonpath("$.refresh_token")
 EXPIRES_IN = jsonpath("$.expires_in")
 ECOLOGY_APPLYTOKEN = "api/ec/dev/auth/applytoken"
 ECOLOGY_CREDENTIALS = ("appid", "secret", "spk")
+ACTING_TOKENS_KEPT = 256  # per-user token caches one process keeps (the tokens live in Redis)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Authenticator:
         self.static = Signed()
         self._client: HttpClient | None = None
         self._userids: dict[str, str] = {}  # ecology: OA user id -> its userid header
+        self._redis = redis_client
+        self._acting: OrderedDict[str, TokenCache] = OrderedDict()  # login as_user: per user
         kind = spec.type
         if kind is AuthType.API_KEY:
             value = self._text(spec.value)
@@ -112,6 +116,33 @@ class Authenticator:
         if use.placement is Placement.QUERY:
             return AuthParts(params={use.name: token})
         return AuthParts(headers={use.name: f"{use.prefix}{token}"})
+
+    def tokens_as_user(self, context: Mapping[str, Any]) -> TokenCache | None:
+        """login with `as_user`: the token cache of the user a decision is made as (the token
+        request adds `as_user` rendered with the decision's templates); None without it."""
+        if not self.spec.as_user:
+            return None
+        extra = {key: template.value(context) for key, template in self.spec.as_user.items()}
+        if any(value in (None, "") for value in extra.values()):
+            raise VendorRejected(
+                "rest", "no_acting_user", "no user to act as: as_user rendered empty"
+            )
+        who = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+        key = who.hexdigest()[:24]
+        cache = self._acting.get(key)
+        if cache is None:
+            cache = TokenCache(
+                self._redis,
+                f"token:rest:{self.config.name}:as:{key}",
+                lambda: self._login(extra),
+                TOKEN_REFRESH_MARGIN_S,
+                vendor="rest",
+            )
+            self._acting[key] = cache
+            while len(self._acting) > ACTING_TOKENS_KEPT:
+                self._acting.popitem(last=False)
+        self._acting.move_to_end(key)
+        return cache
 
     def acting(self, context: Mapping[str, Any]) -> dict[str, str]:
         """ecology: the `userid` header of the user a call acts as (`userid`, a template:
@@ -188,9 +219,20 @@ class Authenticator:
             return self._token_of(body)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _login(self) -> tuple[str, float]:
+    def _login(self, as_user: Mapping[str, Any] | None = None) -> tuple[str, float]:
         form = {key: template.value(self._context) for key, template in self.spec.body.items()}
-        body = self._token_call(form)
+        if as_user is None:
+            body = self._token_call(form)
+        else:
+            try:
+                body = self._token_call({**form, **as_user})
+            except ConfigError:
+                # The credentials serve the connector's own token; refused with this user added,
+                # it is the user the API does not know (or may not act as): this decision's
+                # refusal, not the connector's.
+                raise VendorRejected(
+                    "rest", "acting_user_refused", "the token endpoint refused this user"
+                ) from None
         return self._token_of(body)
 
     def _applytoken(self) -> tuple[str, float]:

@@ -68,6 +68,7 @@ from sync_pipeline.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from sync_pipeline.http import TokenProvider
 from sync_pipeline.http.client import BARE
 from sync_pipeline.records import (
     Page,
@@ -679,6 +680,7 @@ class DeclarativeConnector:
         into: Mapping[str, Mapping[str, Any]] | None = None,
         url: str | None = None,
         headers: Mapping[str, str] | None = None,
+        tokens: TokenProvider | None = None,
     ) -> tuple[int, Mapping[str, Any], Mapping[str, str]]:
         into = into or {}
         all_headers = {k: t.render(context) for k, t in self.spec.headers.items()}
@@ -727,6 +729,7 @@ class DeclarativeConnector:
             headers=all_headers,
             auth=self._place,
             base_url=base_url,
+            tokens=tokens,
         )
 
     def _stream(self, stream: str) -> StreamSpec:
@@ -854,7 +857,8 @@ class DecidingDeclarativeConnector(RereadingDeclarativeConnector):
             "decision": decision.value,
         }
         context["found"] = self._found(end, context)
-        _, body, _ = self._call(end.request, context, idempotent=False)
+        as_user_token = self.auth.tokens_as_user(context)  # auth.as_user: bound to the approver
+        _, body, _ = self._call(end.request, context, idempotent=False, tokens=as_user_token)
         answer = _unbare(body)
         if end.ok_path is not None and not one_of(end.ok_path.first(answer), end.ok_equals):
             said = end.message_path.first(answer) if end.message_path is not None else None

@@ -48,6 +48,9 @@ ENV = {
 }
 
 
+ACTING_USERS = ("ann", "bob")  # the users the login endpoint binds a session to
+
+
 def item(i: int) -> dict[str, Any]:
     """Item i, updated i hours after START: `updated` in Asia/Shanghai time, `epoch` in s."""
     at = START + timedelta(hours=i)
@@ -74,6 +77,8 @@ class TestAPI:
     windows: list[tuple[str, str]] = field(default_factory=list)
     made: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> object
     creates: int = 0
+    acting: dict[str, str] = field(default_factory=dict)  # token -> the user it is bound to
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)  # (id, verdict, by)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
@@ -92,6 +97,8 @@ class TestAPI:
                 Route("/groups/{group}/members", self.members),
                 Route("/oauth/token", self.oauth_token, methods=["POST"]),
                 Route("/login", self.login, methods=["POST"]),
+                Route("/requests/{rid}", self.one_request),
+                Route("/requests/{rid}/{verdict}", self.decide_request, methods=["POST"]),
                 Route("/bearer/items", self.bearer_items),
                 Route("/basic/items", self.basic_items),
                 Route("/signed/items", self.signed_items, methods=["POST"]),
@@ -204,12 +211,37 @@ class TestAPI:
             )
 
     async def login(self, request: Request) -> Response:
+        """{"user", "password"} -> a session; with "as": a session bound to that user (only
+        the users of ACTING_USERS), which alone may decide that user's requests."""
         body = await request.json()
-        if body != {"user": "bot", "password": "pw"}:
+        acting = body.pop("as", None)
+        if body != {"user": "bot", "password": "pw"} or acting not in (None, *ACTING_USERS):
             return JSONResponse({"error": "bad login"}, 403)
         token = secrets.token_hex(8)
-        self.access_tokens.add(token)
+        with self.lock:
+            self.token_calls += 1
+            self.access_tokens.add(token)
+            if acting is not None:
+                self.acting[token] = acting
         return JSONResponse({"result": {"session": token, "ttl": 600}})
+
+    async def one_request(self, request: Request) -> Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.access_tokens:
+            return JSONResponse({"error": "expired"}, 401)
+        return JSONResponse({"id": request.path_params["rid"], "status": "pending"})
+
+    async def decide_request(self, request: Request) -> Response:
+        """Decided as whoever the session is bound to; a session bound to no one is refused."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.access_tokens:
+            return JSONResponse({"error": "expired"}, 401)
+        by = self.acting.get(token)
+        if by is None:
+            return JSONResponse({"code": 403, "msg": "a session bound to no user decides nothing"})
+        with self.lock:
+            self.decisions.append((request.path_params["rid"], request.path_params["verdict"], by))
+        return JSONResponse({"code": 0})
 
     async def bearer_items(self, request: Request) -> Response:
         """Authorization: Bearer <a token it issued> (or the static API key as a bearer)."""

@@ -1,6 +1,7 @@
 """Each auth type of the declarative connector against the test API: static keys, bearer,
 basic, OAuth2 client credentials, rotating refresh tokens (kept in PostgreSQL before use, so a
-crash never strands the connector), a login endpoint, HMAC-signed requests."""
+crash never strands the connector), a login endpoint (and a token of its per acting user, for
+decisions), HMAC-signed requests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from sync_pipeline.connectors.base import ConnectorContext
+from sync_pipeline.connectors.base import ConnectorContext, Decision
+from sync_pipeline.errors import VendorRejected
 from sync_pipeline.records import ReadWindow
 from sync_pipeline.state.migrate import migrate
 from sync_pipeline.state.refresh_tokens import PostgresRefreshTokenStore
@@ -185,3 +187,75 @@ def test_a_connector_with_rotating_refresh_tokens_and_no_store_is_refused(
 
     with pytest.raises(ConfigError, match="refresh token store"):
         refreshing(rest, ctx, None)
+
+
+# -- a token per acting user (login with as_user) ---------------------------------------------
+LOGIN = {
+    "type": "login",
+    "token_url": "login",
+    "body_format": "json",
+    "body": {"user": "{{ credentials.user }}", "password": "{{ credentials.password }}"},
+    "token_path": "$.result.session",
+    "expires_in_path": "$.result.ttl",
+}
+LOGIN_CREDENTIALS = {"user": "T_USER", "password": "T_PASSWORD"}
+
+
+def deciding(rest: Make, **auth: Any) -> Any:
+    """A connector whose `items` stream decides as the approver: POST requests/ID/VERDICT."""
+    verdict = {
+        "method": "POST",
+        "path": "requests/{{ source_id }}/{{ decision }}",
+        "json": {"comment": "{{ comment }}"},
+        "ok_path": "$.code",
+        "ok_equals": [0],
+        "message_path": "$.msg",
+    }
+    stream = {
+        "id": "$.id",
+        "read": {"path": "bearer/items", "records": "$.items[*]"},
+        "read_one": {"path": "requests/{{ source_id }}", "record": "$"},
+        "decide": {"approve": verdict, "reject": verdict},
+    }
+    return rest({"auth": {**LOGIN, **auth}, "streams": {"items": stream}}, LOGIN_CREDENTIALS)
+
+
+def test_a_decision_is_made_with_a_token_bound_to_the_deciding_user(
+    rest: Make, api: TestAPI
+) -> None:
+    connector = deciding(rest, as_user={"as": "{{ as_user }}"})
+
+    connector.decide("items", "r1", Decision.APPROVE, "ann", "fine")
+    connector.decide("items", "r2", Decision.REJECT, "bob", "no")
+
+    assert api.decisions == [("r1", "approve", "ann"), ("r2", "reject", "bob")]
+
+
+def test_each_users_token_is_fetched_once_and_reused(rest: Make, api: TestAPI) -> None:
+    connector = deciding(rest, as_user={"as": "{{ as_user }}"})
+    ids(connector)  # the connector's own token, bound to no one
+
+    for request_id in ("r1", "r2", "r3"):
+        connector.decide("items", request_id, Decision.APPROVE, "ann", "")
+
+    assert api.token_calls == 2  # the connector's and ann's
+    assert len(api.decisions) == 3
+
+
+def test_a_user_the_token_endpoint_refuses_is_that_decisions_refusal_not_the_connectors(
+    rest: Make, api: TestAPI
+) -> None:
+    connector = deciding(rest, as_user={"as": "{{ as_user }}"})
+
+    with pytest.raises(VendorRejected, match="refused this user"):
+        connector.decide("items", "r1", Decision.APPROVE, "mallory", "")
+
+    assert ids(connector) == ["i000", "i001", "i002"]  # the connector still reads
+    assert api.decisions == []
+
+
+def test_without_as_user_a_decision_uses_the_connectors_own_token(rest: Make, api: TestAPI) -> None:
+    connector = deciding(rest)
+
+    with pytest.raises(VendorRejected, match="bound to no user"):
+        connector.decide("items", "r1", Decision.APPROVE, "ann", "")

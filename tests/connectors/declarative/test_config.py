@@ -209,3 +209,28 @@ def test_without_a_system_a_rest_connectors_users_are_known_by_its_name(tmp_path
         "mapping.fields.to.user.from_system",
         "expected home_oa, the source connector's system",
     ) in found
+
+
+def test_as_user_is_refused_with_an_auth_type_other_than_login(tmp_path: Path) -> None:
+    bearer = {"type": "bearer", "token": "t", "as_user": {"loginName": "{{ as_user }}"}}
+    write(tmp_path, {**GOOD, "auth": bearer})
+
+    [(_, key, what)] = problems(tmp_path)
+
+    assert key == "home_oa.declarative.auth.as_user"
+    assert "login" in what
+
+
+def test_as_user_without_any_decide_endpoint_is_refused(tmp_path: Path) -> None:
+    login = {
+        "type": "login",
+        "token_url": "login",
+        "token_path": "$.token",
+        "as_user": {"loginName": "{{ as_user }}"},
+    }
+    write(tmp_path, {**GOOD, "auth": login})
+
+    [(_, key, what)] = problems(tmp_path)
+
+    assert key == "home_oa.declarative.auth.as_user"
+    assert "decide" in what
