@@ -185,17 +185,17 @@ def pull(
     With `lease` (the run's), it is taken in the pull's first transaction (LeaseHeld: another
     worker pulls this run) and let go in the one that marks the pull done.
     """
-    run = _run(rt, run_id)
-    if run.done:
-        return 0
-    flow = rt.flow(run.flow)
-    source = rt.connector(flow.source.connector)
-    window = read_window(flow, run.cursor_before, run.started_at)
-    with rt.engine.begin() as conn:
+    with rt.engine.begin() as conn:  # the run read where its lease is taken
+        run = _run_in(conn, run_id)
+        if run.done:
+            return 0
+        flow = rt.flow(run.flow)  # a flow no longer configured fails before the lease is taken
         if lease is not None:
             lease.take(conn)
         resume = pages.resume_point(conn, run_id)
         unfinished = _unfinished_pages(conn, run_id) if resume is not None else []
+    source = rt.connector(flow.source.connector)
+    window = read_window(flow, run.cursor_before, run.started_at)
     for page_id in unfinished:
         enqueue(page_id)
     seq, token = resume if resume is not None else (0, None)
@@ -614,8 +614,10 @@ def sync_records(
     flow = rt.flow(flow_name)
     with event_run(rt, flow, runs.REPLAY if replay else runs.WEBHOOK) as run_id:
         planned = plan_records(rt, flow, records, read_at, replay=replay)
-        with rt.engine.begin() as conn:
-            dead = deadletters.add(conn, flow.name, run_id, dead_rows(planned))
+        dead = 0
+        if planned.dead:  # no transaction for nothing: an event's batch is usually clean
+            with rt.engine.begin() as conn:
+                dead = deadletters.add(conn, flow.name, run_id, dead_rows(planned))
         made = make_effects(rt, flow, planned.requests, run_id, patient=True)
         counts = StepCounts(made.written, planned.skipped, dead + made.dead)
         seen = [seen_json(r) for r in planned.seen]
@@ -637,11 +639,11 @@ def sync_records(
 def commit(rt: Runtime, run_id: int) -> bool:
     """Move the cursor past the done pages that follow the committed ones; close the run when
     every page is committed. Returns True once the run is over."""
-    run = _run(rt, run_id)
-    if run.done:
-        return True
     finished = False
-    with rt.engine.begin() as conn:
+    with rt.engine.begin() as conn:  # the run read in the transaction that commits it
+        run = _run_in(conn, run_id)
+        if run.done:
+            return True
         cursors.check_fence(conn, run.flow, run.fence or 0)
         _, cursor = pages.commit_ready(conn, run_id)
         current = cursors.get(conn, run.flow).cursor
@@ -670,7 +672,11 @@ def fail_run(rt: Runtime, run_id: int, error: SyncError | Exception) -> None:
 
 def _run(rt: Runtime, run_id: int) -> runs.Run:
     with rt.engine.connect() as conn:
-        run = runs.get(conn, run_id)
+        return _run_in(conn, run_id)
+
+
+def _run_in(conn: Connection, run_id: int) -> runs.Run:
+    run = runs.get(conn, run_id)
     if run is None:
         raise LookupError(f"run {run_id} does not exist")
     return run
