@@ -157,7 +157,7 @@ class HttpClient:
         where = path.split("?", 1)[0]  # for logs: never the query, which may hold a token
         attempt = 1
         token_refreshed = False
-        tokens = tokens or self._tokens
+        tokens = tokens if tokens is not None else self._tokens
         while True:
             token, breaker_held = self._before_send(api, auth, tokens)
             outcome = self._send(
