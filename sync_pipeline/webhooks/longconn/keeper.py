@@ -19,15 +19,21 @@ from sync_pipeline.webhooks.stats import DUPLICATE
 
 log = logging.getLogger(__name__)
 
-SEEN_EVERY_S = 5.0  # how often a live connection's frames are written down, at most
+# How often a live connection's frames are written down, at most: every SEEN_EVERY_S, or every
+# half its silence limit when that is shorter. The alert evaluator calls a connection silent
+# when nothing was written for twice that limit (pipeline/alerts.py), so a live one must be
+# written down well inside it, whatever the phase between the two (a 5 s write against a 4 s
+# limit, both on 5 s beats, kept a healthy connection "silent" for good).
+SEEN_EVERY_S = 5.0
 
 
 class Keeper:
     """One connector's recorder (PostgreSQL, the sending thread) and liveness writer. Its
     methods block: the connection calls them in a thread."""
 
-    def __init__(self, settings: Settings, connector: str) -> None:
+    def __init__(self, settings: Settings, connector: str, silence_s: float) -> None:
         self.connector = connector
+        self.seen_every_s = min(SEEN_EVERY_S, silence_s / 2)
         self.engine = engine_for(settings.urls()[1], settings.connect_timeout_s)
         self.sender = dispatch.EventSender(settings)
         self._seen_at = 0.0
@@ -59,9 +65,9 @@ class Keeper:
 
     def heard(self) -> None:
         """A frame arrived: the connection is up (written at once the first time after an
-        outage, then every SEEN_EVERY_S)."""
+        outage, then every `seen_every_s`)."""
         now = time.monotonic()
-        if self._alive and now - self._seen_at < SEEN_EVERY_S:
+        if self._alive and now - self._seen_at < self.seen_every_s:
             return
         if not self._alive:
             log.info("events %s: connection up", self.connector)

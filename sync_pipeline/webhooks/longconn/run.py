@@ -42,8 +42,8 @@ def connection_config(connector: ConnectorConfig) -> ConnectionConfig:
 
 def connect(settings: Settings, connector: ConnectorConfig, digest: str) -> None:
     """Run the connection in this process until told to stop."""
-    keeper = Keeper(settings, connector.name)
     assert connector.events is not None  # noqa: S101 - the CLI refused it otherwise
+    keeper = Keeper(settings, connector.name, connector.events.silence_s)
     client = CLIENTS[connector.events.mode](connection_config(connector), keeper)
     presence = Presence(settings.urls()[1], "events-connect", digest)
 
