@@ -62,6 +62,7 @@ from sync_pipeline.pipeline.runtime import (
 from sync_pipeline.presence import Presence
 from sync_pipeline.state import controls, requests
 from sync_pipeline.state.leases import Leased
+from sync_pipeline.state.pages import PageStatus
 from sync_pipeline.state.requests import WorkRequest
 from sync_pipeline.webhooks import sweep
 from workers.app import app, settings
@@ -153,22 +154,18 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
 
 
 def _page_chain(flow: str, run_id: int, page_id: int, status: str = "pulled") -> None:
-    """plan -> write -> commit of one page, from where it stands (`status`: a page sent again
-    by the sweeper may be planned or done already); each task names its flow in its keyword
-    arguments, which is what Flower shows of a task (the ids alone say nothing there)."""
-    steps_left = {
-        "pulled": [plan_page.si(run_id, page_id, flow=flow)],
-        "planned": [],
-        "done": None,
-    }[status]
-    if steps_left is None:
+    """The rest of one page's steps, from where it stands (`status`: a page sent again by the
+    sweeper may be planned or done already): plan, which sends what follows it (`_after_plan`),
+    or write -> commit, or commit. Each task names its flow in its keyword arguments, which is
+    what Flower shows of a task (the ids alone say nothing there)."""
+    if status == "pulled":
+        plan_page.apply_async((run_id, page_id), {"flow": flow})
+    elif status == "planned":
+        chain(
+            write_page.si(run_id, page_id, flow=flow), commit_run.si(run_id, flow=flow)
+        ).apply_async()
+    else:
         commit_run.apply_async((run_id,), {"flow": flow})
-        return
-    chain(
-        *steps_left,
-        write_page.si(run_id, page_id, flow=flow),
-        commit_run.si(run_id, flow=flow),
-    ).apply_async()
 
 
 @app.task(name="pull.start", bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -208,18 +205,17 @@ def _pull(task: Task[Any, Any], flow: str, run_id: int) -> None:
 
 def _page_step(
     task: Task[Any, Any], run_id: int, page_id: int, step: Callable[[leases.Lease], T]
-) -> None:
+) -> T | None:
     """A step on a page, under the page's lease (taken and let go in the step's own
-    transactions); a page another worker holds is theirs, and this chain stops here (Ignore:
-    the holder's chain goes on to the commit)."""
+    transactions); what the step returned, or None when its run was closed (retries spent). A
+    page another worker holds is theirs, and this chain stops here (Ignore: the holder's
+    chain goes on to the commit)."""
     holder = leases.owner(task.request.id)
     with leases.Lease(get_runtime(), Leased.PAGE, page_id, holder) as lease:
         try:
-            _run_step(task, run_id, lambda: step(lease))
+            return _run_step(task, run_id, lambda: step(lease))
         except LeaseHeld:
             pass
-        else:
-            return
     log.info("page %s of run %s is being worked on by another worker", page_id, run_id)
     raise Ignore()
 
@@ -227,7 +223,18 @@ def _page_step(
 # `flow` names the flow for Flower and the logs; the ids are what the tasks act on.
 @app.task(name="pull.plan", bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def plan_page(self: Task[Any, Any], run_id: int, page_id: int, flow: str = "") -> None:
-    _page_step(self, run_id, page_id, lambda lease: steps.plan(get_runtime(), page_id, lease))
+    """Plan the page, then what its plan calls for: its write step (and the commit after it),
+    or, when there is nothing to write (the page is done), the commit, here and now: a
+    no-change page costs one task, not three. A crash before the next task is sent leaves the
+    page planned or done, which the sweeper sends on from (pipeline/sweeper.py)."""
+    rt = get_runtime()
+    status = _page_step(self, run_id, page_id, lambda lease: steps.plan(rt, page_id, lease))
+    if status is None:
+        return  # the run is closed
+    if status is PageStatus.PLANNED:
+        _page_chain(flow, run_id, page_id, status.value)
+        return
+    _run_step(self, run_id, lambda: steps.commit(rt, run_id))
 
 
 @app.task(name="write.page", bind=True, acks_late=True, max_retries=MAX_RETRIES)

@@ -2,9 +2,10 @@
 same record pipeline for records a webhook event names.
 
 One pull of a flow is a run. The pull step stores each page in PostgreSQL and hands its id to
-`enqueue` (Celery chains plan -> write -> commit in production; a plain loop in the benchmark
-baseline and in tests). Every step re-reads its state from PostgreSQL, so a redelivered task
-picks up where the lost one stopped, and every remote effect goes through an effect key.
+`enqueue` (in production the plan task, which sends write -> commit, or commits at once when the
+plan has nothing to write; a plain loop in the benchmark baseline and in tests). Every step
+re-reads its state from PostgreSQL, so a redelivered task picks up where the lost one stopped,
+and every remote effect goes through an effect key.
 
 An event (a webhook said a record changed; its handler re-read the record from the source)
 goes through the very same stages, effect keys and id map (`plan_records`, `make_effects`,
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -506,16 +507,19 @@ def seen_json(record: Record) -> dict[str, Any]:
 
 
 # -- a pull's pages: plan, then write ---------------------------------------------------------
-def plan(rt: Runtime, page_id: int, lease: Lease | None = None) -> StepCounts:
+def plan(rt: Runtime, page_id: int, lease: Lease | None = None) -> pages.PageStatus:
     """Plan one stored page and save the plan, so the write step (and its retries) make
-    exactly these effects. With `lease` (the page's), it is taken in the step's first
-    transaction and let go in its last."""
+    exactly these effects; the page's status after it: PLANNED, its effects to be made by the
+    write step, or DONE when the plan has nothing to write (a no-change page: what it saw is
+    recorded and the page marked done in the plan's own transaction, so no write step need
+    follow). With `lease` (the page's), it is taken in the step's first transaction and let go
+    in its last."""
     with rt.engine.begin() as conn:
         if lease is not None:
             lease.take(conn)
         page = pages.get(conn, page_id)
     if page.status is not pages.PageStatus.PULLED:
-        return StepCounts()
+        return page.status
     flow = rt.flow(page.flow)
     planned = plan_records(rt, flow, page.records, page.read_at)
     plan_json = {
@@ -526,9 +530,11 @@ def plan(rt: Runtime, page_id: int, lease: Lease | None = None) -> StepCounts:
         added = deadletters.add(conn, flow.name, page.run_id, dead_rows(planned))
         pages.save_plan(conn, page_id, [plan_json])
         runs.add_counts(conn, page.run_id, dead_lettered=added)
+        if not planned.requests:
+            _record_done(rt, conn, flow, replace(page, plan=[plan_json]), Made(0, 0))
         if lease is not None:
             lease.release(conn)
-    return StepCounts(skipped=planned.skipped, dead=len(planned.dead))
+    return pages.PageStatus.PLANNED if planned.requests else pages.PageStatus.DONE
 
 
 def write(rt: Runtime, page_id: int, lease: Lease | None = None) -> StepCounts:
@@ -553,18 +559,26 @@ def _finish_page(
     rt: Runtime, flow: Flow, page: pages.StoredPage, made: Made, lease: Lease | None
 ) -> None:
     """Record what every handled record became, and mark the page done, in one transaction."""
-    assert page.plan is not None  # noqa: S101 - checked by the caller
-    links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
-    skipped = max(0, len(page.records) - made.written - made.dead)
     with rt.engine.begin() as conn:
-        cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
-        idmap.upsert(conn, flow.name, links)
-        if pages.mark_done(conn, page.id, made.written, skipped, made.dead):
-            runs.add_counts(
-                conn, page.run_id, written=made.written, skipped=skipped, dead_lettered=made.dead
-            )
+        _record_done(rt, conn, flow, page, made)
         if lease is not None:
             lease.release(conn)
+
+
+def _record_done(
+    rt: Runtime, conn: Connection, flow: Flow, page: pages.StoredPage, made: Made
+) -> None:
+    """In the caller's transaction: the id map rows of the page's handled records, and the
+    page marked done with its counts (once: a page found done already adds none)."""
+    assert page.plan is not None  # noqa: S101 - checked by the callers
+    links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
+    skipped = max(0, len(page.records) - made.written - made.dead)
+    cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
+    idmap.upsert(conn, flow.name, links)
+    if pages.mark_done(conn, page.id, made.written, skipped, made.dead):
+        runs.add_counts(
+            conn, page.run_id, written=made.written, skipped=skipped, dead_lettered=made.dead
+        )
 
 
 def _run_fence(conn: Any, run_id: int) -> int:
@@ -691,8 +705,8 @@ def run_inline(rt: Runtime, flow_name: str, trigger: str = "inline") -> int | No
     queue: list[int] = []
     pull(rt, run_id, queue.append)
     for page_id in queue:
-        plan(rt, page_id)
-        write(rt, page_id)
+        if plan(rt, page_id) is pages.PageStatus.PLANNED:
+            write(rt, page_id)
         commit(rt, run_id)
     commit(rt, run_id)
     return run_id

@@ -13,7 +13,7 @@ committed statement, never by a row lock held open while vendors are called
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -116,47 +116,56 @@ def claim(conn: Connection, event_row_id: int, lease: Lease) -> StoredEvent | No
     return None if row is None else _stored(row)
 
 
-def claim_or_peek(
-    conn: Connection, event_row_id: int, lease: Lease
-) -> tuple[StoredEvent | None, bool]:
-    """(the row, True) leased to `lease.owner`, or (the row as committed, False) when it is
-    not free (handled, or held by another task); (None, False) when it does not exist."""
-    claimed = claim(conn, event_row_id, lease)
-    if claimed is not None:
-        return claimed, True
-    return get(conn, event_row_id), False
-
-
-def claim_queued(
-    conn: Connection, kind: str, connector: str, *, besides: int, limit: int, lease: Lease
+def claim_batch(
+    conn: Connection,
+    event_row_id: int,
+    lease: Lease,
+    *,
+    batchable: Collection[str],
+    limit: int,
 ) -> list[StoredEvent]:
-    """Lease up to `limit` other free, never-tried rows of one kind and connector, oldest
-    first; a row another transaction is claiming at this moment is skipped (SKIP LOCKED, in
-    this one short statement). A row tried before (attempts > 0) waits for its own task's
-    retry and backoff."""
-    if limit < 1:
-        return []
-    free = (
-        sa.select(inbound_events.c.id)
-        .where(
-            _free(),
-            inbound_events.c.attempts == 0,
-            inbound_events.c.kind == kind,
-            inbound_events.c.connector == connector,
-            inbound_events.c.id != besides,
+    """Lease the row to `lease.owner` when it is queued and free, and with it, when its kind
+    is one of `batchable`, up to `limit` - 1 other free, never-tried rows of its kind and
+    connector, oldest first: one statement. The rows leased, the asked-for row first; none
+    when that row is not free (it does not exist, it is handled, or another task holds it).
+
+    The asked-for row is locked as the claim's own UPDATE would lock it (a transaction
+    claiming it at this moment is waited for, and the row checked again after it); a
+    companion another transaction is claiming at this moment is skipped (SKIP LOCKED). A row
+    tried before (attempts > 0) waits for its own task's retry and backoff."""
+    rows = inbound_events
+    own = (
+        sa.select(rows.c.id, rows.c.kind, rows.c.connector)
+        .where(rows.c.id == event_row_id, _free())
+        .with_for_update()
+        .cte("own")
+    )
+    wanted: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(own.c.id)
+    if batchable and limit > 1:
+        companions = (
+            sa.select(rows.c.id)
+            .join(own, sa.true())
+            .where(
+                _free(),
+                rows.c.attempts == 0,
+                rows.c.kind == own.c.kind,
+                rows.c.connector == own.c.connector,
+                own.c.kind.in_(list(batchable)),
+                rows.c.id != own.c.id,
+            )
+            .order_by(rows.c.id)
+            .limit(limit - 1)
+            .with_for_update(of=rows, skip_locked=True)
+            .cte("companions")
         )
-        .order_by(inbound_events.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = conn.execute(
-        inbound_events.update()
-        .where(inbound_events.c.id.in_(free))
+        wanted = sa.union_all(sa.select(own.c.id), sa.select(companions.c.id))
+    claimed = conn.execute(
+        rows.update()
+        .where(rows.c.id.in_(wanted))
         .values(owner=lease.owner, lease_until=lease.until())
-        .returning(*inbound_events.c)
+        .returning(*rows.c)
     )
-    return sorted((_stored(row) for row in rows), key=lambda s: s.id)
+    return sorted((_stored(row) for row in claimed), key=lambda s: (s.id != event_row_id, s.id))
 
 
 def renew(conn: Connection, event_row_ids: Sequence[int], lease: Lease) -> list[int]:

@@ -170,6 +170,21 @@ def test_an_event_in_another_tasks_batch_is_left_to_that_batch(rt, sandbox) -> N
     assert wecom_sends(sandbox, title) == []
 
 
+def test_a_task_whose_event_another_task_holds_takes_none_of_the_events_beside_it(
+    rt, sandbox
+) -> None:
+    made = approvals(sandbox, 2)
+    rows = queue(rt, [request_id for request_id, _ in made])
+    with rt.engine.begin() as conn:  # another task holds the first, at work on it now
+        assert inbound.claim(conn, rows[0], inbound.Lease("another task", 600)) is not None
+
+    status = events.handle(rt, rows[0])
+
+    assert status is EventStatus.QUEUED
+    assert stored(rt, rows[1]).owner is None  # free for its own task
+    assert wecom_sends(sandbox, made[1][1]) == []
+
+
 def test_an_event_tried_before_waits_for_its_own_retry(rt, sandbox) -> None:
     made = approvals(sandbox, 2)
     rows = queue(rt, [request_id for request_id, _ in made])

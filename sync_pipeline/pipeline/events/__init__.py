@@ -26,19 +26,20 @@ keep whatever the crashed holder made from being made twice. A holder whose leas
 and was taken over while it was still at work (hung past LEASE_S) records nothing: the new
 holder's outcome stands. A long batch renews its lease while it works (`_renewing`).
 
-Micro-batches. For kinds with a batch handler (approval changes), the task also leases the
-other free, never-tried rows of the same kind and connector (up to BATCH_LIMIT) and handles
-them together: one re-read per record, one run, one pass through the stages and the effect
-keys, a few transactions for the lot instead of a dozen per event. Batches form only under
-load (when the rows wait for a free worker); a task that finds its row in another task's
-batch returns at once, and the batch records every row's outcome when it finishes. A row a
-batch could not finish (a Transient error) is released, still queued: the task of its own
-retries it, or, for the other rows, it is sent back to the queue through `resend` with the
-same backoff. Each row's `attempts` counts its tries, and MAX_ATTEMPTS of them give it up as
-FAILED, as the task's retries do. Waiting for an effect another attempt is making is not a
-try (errors.EffectInFlight): the row is sent back to look again shortly, spending nothing,
-until that attempt's outcome is recorded or its in-flight window is over, and then settles
-from what the effect records (done, or failed and made by this row's next try).
+Micro-batches. For kinds with a batch handler (approval changes), the task also leases the other
+free, never-tried rows of the same kind and connector (up to BATCH_LIMIT), in the statement that
+claims its own row (state/inbound.claim_batch), and handles them together: one re-read per
+record, one run, one pass through the stages and the effect keys, a few transactions for the lot
+instead of a dozen per event. Batches form only under load (when the rows wait for a free
+worker); a task that finds its row in another task's batch returns at once, and the batch
+records every row's outcome when it finishes. A row a batch could not finish (a Transient error)
+is released, still queued: the task of its own retries it, or, for the other rows, it is sent
+back to the queue through `resend` with the same backoff. Each row's `attempts` counts its
+tries, and MAX_ATTEMPTS of them give it up as FAILED, as the task's retries do. Waiting for an
+effect another attempt is making is not a try (errors.EffectInFlight): the row is sent back to
+look again shortly, spending nothing, until that attempt's outcome is recorded or its in-flight
+window is over, and then settles from what the effect records (done, or failed and made by this
+row's next try).
 
 Tasks of several rows. The webhook service sends the rows recorded within 50 ms of the
 first as one task (dispatch.EventSender); `handle_all` takes them one by one, each
@@ -128,12 +129,15 @@ def handle(rt: Runtime, event_row_id: int, resend: Resend | None = None) -> Even
     """
     lease = Lease(_owner(), LEASE_S)
     with rt.engine.begin() as conn:  # committed before any vendor call: the lease holds the rows
-        stored, claimed = inbound.claim_or_peek(conn, event_row_id, lease)
-        if stored is None:
-            raise LookupError(f"inbound event {event_row_id} does not exist")
-        if not claimed:
-            return stored.status
-        batch = [stored, *_companions(conn, stored, lease)]
+        batch = inbound.claim_batch(
+            conn, event_row_id, lease, batchable=_batchable(), limit=BATCH_LIMIT
+        )
+        if not batch:
+            held_elsewhere = inbound.get(conn, event_row_id)
+            if held_elsewhere is None:
+                raise LookupError(f"inbound event {event_row_id} does not exist")
+            return held_elsewhere.status
+    stored = batch[0]
     with _renewing(rt, [s.id for s in batch], lease):
         outcomes = _outcomes(rt, batch)  # no transaction open: handlers keep theirs short
     held = _finish(rt, lease.owner, batch, outcomes)
@@ -253,18 +257,9 @@ def _renewing(rt: Runtime, row_ids: Sequence[int], lease: Lease) -> Iterator[Non
         renewer.join()
 
 
-def _companions(conn: Connection, stored: StoredEvent, lease: Lease) -> list[StoredEvent]:
-    """The queued rows this task takes on beside its own (none for kinds handled alone)."""
-    if stored.event.kind not in batch_handlers():
-        return []
-    return inbound.claim_queued(
-        conn,
-        stored.event.kind.value,
-        stored.event.connector,
-        besides=stored.id,
-        limit=BATCH_LIMIT - 1,
-        lease=lease,
-    )
+def _batchable() -> list[str]:
+    """The kinds whose queued rows a task takes on beside its own (a card press stays alone)."""
+    return [kind.value for kind in batch_handlers()]
 
 
 def _outcomes(rt: Runtime, batch: Sequence[StoredEvent]) -> list[Outcome]:
