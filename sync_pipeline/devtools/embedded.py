@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 DATABASE = "sync_pipeline"
 SERVICE_USER = "sync_pipeline"
+ACCOUNT_LOCK = "account.lock"  # under ROOT_STATE_DIR: one process at a time creates SERVICE_USER
+ACCOUNT_LOCK_S = 60.0
 ROOT_STATE_DIR = Path("/var/lib/sync_pipeline")  # as root only; see the module docstring
 INSTALL_HINT = "pip install 'sync_pipeline[embedded]', or set REDIS_URL and DATABASE_URL"
 READY_TIMEOUT_S = 30.0  # crash recovery after a SIGKILL can take a while
@@ -442,8 +444,8 @@ class _Postgres(_Engine):
         bin_dir = _postgres_package() / "pginstall" / "bin"
         as_root = self.location != self.home  # see the module docstring
         if as_root:
-            self.account = _service_account()
             _make_root_dir(ROOT_STATE_DIR, 0o711)
+            self.account = service_account(ROOT_STATE_DIR / ACCOUNT_LOCK)
             bin_dir = _shared_binaries(bin_dir.parents[1])
             if not self.location_file.exists():
                 self._forget_cluster()
@@ -650,6 +652,23 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def service_account(lock: Path) -> _Account:
+    """The system user for PostgreSQL, created on first use, under an flock on `lock`: the
+    first commands on a new machine (`make test` starts three at once) would otherwise each
+    run useradd, and two useradds racing may both write /etc/passwd, leaving one of them
+    holding a uid that no longer names anyone (initdb: "could not look up effective user ID")."""
+    try:
+        with _FileLock(lock).hold(ACCOUNT_LOCK_S):
+            return _service_account()
+    except _LockTimeout:
+        raise ServiceUnavailable(
+            "postgres",
+            str(lock),
+            f"another process held it for {ACCOUNT_LOCK_S:g} s while creating user {SERVICE_USER}",
+            "Retry; if it happens again, run: useradd --system " + SERVICE_USER,
+        ) from None
 
 
 def _service_account() -> _Account:
