@@ -527,6 +527,8 @@ def plan(rt: Runtime, page_id: int, lease: Lease | None = None) -> pages.PageSta
         "seen": [seen_json(r) for r in planned.seen],
     }
     with rt.engine.begin() as conn:
+        if not planned.requests:  # the page ends here: the fence first (_record_done)
+            cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
         added = deadletters.add(conn, flow.name, page.run_id, dead_rows(planned))
         pages.save_plan(conn, page_id, [plan_json])
         runs.add_counts(conn, page.run_id, dead_lettered=added)
@@ -560,6 +562,7 @@ def _finish_page(
 ) -> None:
     """Record what every handled record became, and mark the page done, in one transaction."""
     with rt.engine.begin() as conn:
+        cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
         _record_done(rt, conn, flow, page, made)
         if lease is not None:
             lease.release(conn)
@@ -569,11 +572,16 @@ def _record_done(
     rt: Runtime, conn: Connection, flow: Flow, page: pages.StoredPage, made: Made
 ) -> None:
     """In the caller's transaction: the id map rows of the page's handled records, and the
-    page marked done with its counts (once: a page found done already adds none)."""
+    page marked done with its counts (once: a page found done already adds none).
+
+    The caller has checked the run's fence first, in this transaction, before it touched the
+    page's row: every transaction that ends a page or commits a run locks the flow's cursor
+    row, then pages, then the run (`commit` takes them in that order), so the plan step
+    ending a page and the pull committing the run wait for each other instead of
+    deadlocking."""
     assert page.plan is not None  # noqa: S101 - checked by the callers
     links = links_of(rt, flow, page.plan[0]["seen"], made.target_ids, page.read_at)
     skipped = max(0, len(page.records) - made.written - made.dead)
-    cursors.check_fence(conn, flow.name, _run_fence(conn, page.run_id))
     idmap.upsert(conn, flow.name, links)
     if pages.mark_done(conn, page.id, made.written, skipped, made.dead):
         runs.add_counts(

@@ -4,17 +4,21 @@ write step (workers/tasks.py sends none)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.runtime import Runtime, build_runtime
 from sync_pipeline.settings import load_settings
 from sync_pipeline.state import migrate, pages, runs
-from tests.conftest import ROOT
+from sync_pipeline.state.schema import flow_cursors
+from tests.conftest import ROOT, wait_for
 
 FLOW = "approvals_to_wecom"
 SEED, APPROVALS = 7, 10
@@ -91,3 +95,50 @@ def test_a_page_planned_again_answers_its_status_and_plans_nothing_twice(rt) -> 
 
     assert again is pages.PageStatus.DONE
     assert run_of(rt, page(rt, page_id).run_id).counts == counted
+
+
+def test_a_page_ended_by_its_plan_step_while_the_run_commits_waits_its_turn_without_deadlock(
+    rt,
+) -> None:
+    assert steps.run_inline(rt, FLOW, "schedule") is not None
+    run_id, [page_id, *_] = pulled(rt)
+    failed: list[BaseException] = []
+    with rt.engine.connect() as holder, holder.begin():  # the flow's cursor row, held a while
+        holder.execute(
+            sa.select(flow_cursors.c.fence).where(flow_cursors.c.flow == FLOW).with_for_update()
+        )
+        pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        committing = in_thread(lambda: steps.commit(rt, run_id), failed)
+        wait_for(lambda: blocked_by(rt, pid) == 1, 30, 0.05, what="the commit waiting")
+        planning = in_thread(lambda: steps.plan(rt, page_id), failed)
+        wait_for(lambda: blocked_by(rt, pid) == 2, 30, 0.05, what="the plan waiting")
+    committing.join(60)
+    planning.join(60)
+
+    assert failed == []
+    assert page(rt, page_id).status in (pages.PageStatus.DONE, pages.PageStatus.COMMITTED)
+
+
+def in_thread(step: Callable[[], Any], failed: list[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - the test asserts there is none
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def blocked_by(rt: Runtime, pid: int) -> int:
+    """How many sessions wait, directly or behind another waiter, for the session `pid`."""
+    waiting = sa.text(
+        "WITH RECURSIVE blocked(pid) AS ("
+        " SELECT pid FROM pg_stat_activity WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"
+        " UNION SELECT a.pid FROM pg_stat_activity a JOIN blocked b"
+        " ON b.pid = ANY(pg_blocking_pids(a.pid))"
+        ") SELECT count(*) FROM blocked"
+    )
+    with rt.engine.connect() as conn:
+        return int(conn.execute(waiting, {"pid": pid}).scalar_one())
