@@ -184,7 +184,10 @@ def pull(
     A redelivered pull continues after the last stored page and enqueues again the stored
     pages not yet done (their tasks may have been lost with Redis or a killed worker).
     With `lease` (the run's), it is taken in the pull's first transaction (LeaseHeld: another
-    worker pulls this run) and let go in the one that marks the pull done.
+    worker pulls this run) and let go once every page is stored and sent. The pull is marked
+    done in the transaction that stores the last page; when that page went to its tasks,
+    their commit ends the run, else (it was empty, or a redelivered pull found every page
+    stored) this step commits.
     """
     with rt.engine.begin() as conn:  # the run read where its lease is taken
         run = _run_in(conn, run_id)
@@ -203,16 +206,27 @@ def pull(
     trail = PageTrail(source.vendor, flow.source.stream, token)
     finished_reading = resume is not None and token is None
     stored = 0
+    last_sent = False
     while not finished_reading:
         read_at = read_clock(rt)
         page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
         trail.follow(page.next_token)  # a token followed before: stop before storing the page
-        page_id = _store_page(rt, run, seq, page, read_at)
+        last = page.next_token is None
+        page_id = _store_page(rt, run, seq, page, read_at, last=last)
         stored += 1
         if page.records:
             enqueue(page_id)
+        last_sent = last and bool(page.records)
         seq, token = seq + 1, page.next_token
         finished_reading = token is None
+    if last_sent:
+        # The last page was stored with the pull marked done, and then sent: the commit after
+        # it (or after whichever page ends last) sees the pull done and ends the run, so this
+        # step has no commit of its own to race it for the cursor row.
+        if lease is not None:
+            with rt.engine.begin() as conn:
+                lease.release(conn)
+        return stored
     with rt.engine.begin() as conn:
         runs.mark_pull_done(conn, run_id)
         if lease is not None:
@@ -228,7 +242,10 @@ def read_clock(rt: Runtime) -> datetime:
         return idmap.clock(conn)
 
 
-def _store_page(rt: Runtime, run: runs.Run, seq: int, page: Page, read_at: datetime) -> int:
+def _store_page(
+    rt: Runtime, run: runs.Run, seq: int, page: Page, read_at: datetime, *, last: bool = False
+) -> int:
+    """Store a page read; the `last` one with the pull marked done (every page is stored)."""
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, run.flow, run.fence or 0)
         page_id = pages.store(
@@ -237,6 +254,8 @@ def _store_page(rt: Runtime, run: runs.Run, seq: int, page: Page, read_at: datet
         runs.add_counts(conn, run.id, pages=1, pulled=len(page.records))
         if not page.records:
             pages.mark_done(conn, page_id, 0, 0, 0)
+        if last:
+            runs.mark_pull_done(conn, run.id)
     if run.lock_token:
         locks.extend(rt.redis, run.flow, run.lock_token, LOCK_TTL_S)
     return page_id
