@@ -22,13 +22,10 @@ from sync_pipeline.config.alerts import AlertsConfig, Destination, WebhookDestin
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.http.breaker import CircuitBreaker
 from sync_pipeline.pipeline import alerts
-from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.settings import load_settings
+from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import alerts as rows
-from sync_pipeline.state import migrate
 from sync_pipeline.state.alerts import AlertState
 from sync_pipeline.state.schema import alerts as alerts_table
-from tests.conftest import ROOT
 
 OPS_GROUP = "oc_8db2a6f7a973f70919f5fdebf25a8136"  # config/alerts.yaml: the seed-7 team group
 FIRING = "[FIRING] oa_down: oa"
@@ -42,14 +39,6 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     message to the same Feishu (its uuid dedupe), which is right, and would hide the second."""
     with seeded_sandbox(tmp_path / "sandbox", seed=7, approvals=1) as client:
         yield client
-
-
-@pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
-    """A worker's runtime with the shipped config (its alerts.yaml) on the sandbox."""
-    migrate.migrate(service_env["DATABASE_URL"])
-    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
 
 
 def oa_breaker_open(rt: Runtime) -> CircuitBreaker:

@@ -15,12 +15,10 @@ from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.errors import FlowPaused, StaleFence, Transient
 from sync_pipeline.pipeline import resync, steps
-from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.settings import load_settings
-from sync_pipeline.state import controls, cursors, migrate, requests, resyncs, runs
+from sync_pipeline.pipeline.runtime import Runtime
+from sync_pipeline.state import controls, cursors, requests, resyncs, runs
 from sync_pipeline.state.requests import RequestKind, RequestStatus
 from sync_pipeline.state.resyncs import ResyncStatus
-from tests.conftest import ROOT
 from tests.e2e.spine import expected_wecom_messages, wecom_sends_in
 
 FLOW = "approvals_to_wecom"
@@ -32,13 +30,6 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     with seeded_sandbox(tmp_path / "sandbox", seed=SEED, approvals=APPROVALS) as client:
         client.settings("wecom", {"callback_url": "http://127.0.0.1:1/callbacks/wecom"})
         yield client
-
-
-@pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
-    migrate.migrate(service_env["DATABASE_URL"])
-    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
 
 
 def pause(rt: Runtime, reason: str = "vendor maintenance") -> None:

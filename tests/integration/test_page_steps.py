@@ -14,11 +14,10 @@ import sqlalchemy as sa
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.pipeline import steps
-from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.settings import load_settings
-from sync_pipeline.state import migrate, pages, runs
+from sync_pipeline.pipeline.runtime import Runtime
+from sync_pipeline.state import pages, runs
 from sync_pipeline.state.schema import flow_cursors
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 
 FLOW = "approvals_to_wecom"
 SEED, APPROVALS = 7, 10
@@ -28,14 +27,6 @@ SEED, APPROVALS = 7, 10
 def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     with seeded_sandbox(tmp_path / "sandbox", seed=SEED, approvals=APPROVALS) as client:
         yield client
-
-
-@pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
-    """A worker's runtime on this test's database, the shipped config, the sandbox."""
-    migrate.migrate(service_env["DATABASE_URL"])
-    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
 
 
 def pulled(rt: Runtime) -> tuple[int, list[int]]:

@@ -16,15 +16,13 @@ import sqlalchemy as sa
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.errors import ReconcilePaused, ReconcileRunning
 from sync_pipeline.pipeline import leases, reconcile, sweeper
-from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.settings import load_settings
-from sync_pipeline.state import controls, idmap, migrate, reconciles
+from sync_pipeline.pipeline.runtime import Runtime
+from sync_pipeline.state import controls, idmap, reconciles
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.reconciles import ReconcileStatus
 from sync_pipeline.state.requests import WorkRequest
 from sync_pipeline.state.schema import reconciles as table
-from tests.conftest import ROOT
 
 FLOW = "approvals_to_feishu_approval_center"
 DEAD = "gone-host:4242:a-task-of-a-killed-worker"
@@ -34,13 +32,6 @@ DEAD = "gone-host:4242:a-task-of-a-killed-worker"
 def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     with seeded_sandbox(tmp_path / "sandbox", seed=7, approvals=4) as client:
         yield client
-
-
-@pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
-    migrate.migrate(service_env["DATABASE_URL"])
-    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
 
 
 @dataclass

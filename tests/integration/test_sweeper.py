@@ -22,14 +22,13 @@ from sqlalchemy.engine import Connection
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.pipeline import leases, steps, sweeper
-from sync_pipeline.pipeline.runtime import Runtime, build_runtime
-from sync_pipeline.settings import load_settings
-from sync_pipeline.state import idmap, locks, migrate, requests, runs
+from sync_pipeline.pipeline.runtime import Runtime
+from sync_pipeline.state import idmap, locks, requests, runs
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import RequestKind, RequestStatus, WorkRequest
 from sync_pipeline.state.schema import pages
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.e2e.spine import expected_wecom_messages, wecom_sends_in
 
 FLOW = "approvals_to_wecom"
@@ -45,14 +44,6 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxClient]:
     with seeded_sandbox(data, seed=SEED, approvals=APPROVALS, checkin_days=1) as client:
         client.settings("wecom", {"callback_url": "http://127.0.0.1:1/callbacks/wecom"})
         yield client
-
-
-@pytest.fixture
-def rt(service_env: dict[str, str], sandbox: SandboxClient) -> Runtime:
-    """A worker's runtime on this test's database, the shipped config, the sandbox."""
-    migrate.migrate(service_env["DATABASE_URL"])
-    env = {**service_env, **sandbox.env(), "SYNC_CONFIG_DIR": str(ROOT / "config")}
-    return build_runtime(load_settings(env), env)
 
 
 def sends(sandbox: SandboxClient) -> collections.Counter[tuple[str, str, int]]:
