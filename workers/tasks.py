@@ -155,9 +155,9 @@ def _run_step(task: Task[Any, Any], run_id: int, step: Callable[[], T]) -> T | N
 
 def _page_chain(flow: str, run_id: int, page_id: int, status: str = "pulled") -> None:
     """The rest of one page's steps, from where it stands (`status`: a page sent again by the
-    sweeper may be planned or done already): plan, which sends what follows it (`_after_plan`),
-    or write -> commit, or commit. Each task names its flow in its keyword arguments, which is
-    what Flower shows of a task (the ids alone say nothing there)."""
+    sweeper may be planned or done already): plan (whose task sends what follows it: see
+    `plan_page`), or write -> commit, or commit. Each task names its flow in its keyword
+    arguments, which is what Flower shows of a task (the ids alone say nothing there)."""
     if status == "pulled":
         plan_page.apply_async((run_id, page_id), {"flow": flow})
     elif status == "planned":
