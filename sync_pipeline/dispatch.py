@@ -142,20 +142,16 @@ def send_request(
 
     The broker may lose the message (a worker killed between popping it and recording it as
     unacknowledged); the recorded request is what the sweeper sends again (state/requests.py).
+    The request is written on the process's pooled engine (state/db.engine_for), which the
+    admin API and `syncctl run --wait` go on using: it is not disposed here.
     """
-    engine = engine_for(settings.urls()[1], settings.connect_timeout_s)
+    with engine_for(settings.urls()[1], settings.connect_timeout_s).begin() as conn:
+        request = requests.record(conn, kind, flow, task)
+    app = client(settings)
     try:
-        with engine.begin() as conn:
-            request = requests.record(conn, kind, flow, task)
-        app = client(settings)
-        try:
-            app.send_task(
-                task.name, args=list(task.args), task_id=request.task_id, queue=task.queue
-            )
-        finally:
-            app.close()
+        app.send_task(task.name, args=list(task.args), task_id=request.task_id, queue=task.queue)
     finally:
-        engine.dispose()
+        app.close()
     return request
 
 

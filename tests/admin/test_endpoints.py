@@ -12,6 +12,7 @@ import redis
 import sqlalchemy as sa
 
 from sync_pipeline.dispatch import REPLAY_TASK, RESYNC_TASK
+from sync_pipeline.settings import load_settings
 from sync_pipeline.state import alerts, deadletters, effects, locks, runs
 from sync_pipeline.state.db import engine_for
 from sync_pipeline.state.schema import work_requests
@@ -72,6 +73,18 @@ def test_a_run_is_recorded_as_a_work_request_and_queued(api, admin_env) -> None:
     assert recorded_requests(admin_env) == [("run", FLOW, "pull.start", [FLOW, "manual", False])]
     assert queued(admin_env, "pull") == 1
     assert api.get(f"/requests/{body['id']}").json() == body
+
+
+def test_a_run_request_leaves_the_apis_pooled_connection_open(api, admin_env) -> None:
+    settings = load_settings(admin_env)
+    pool = engine_for(settings.urls()[1], settings.connect_timeout_s)  # the API's own engine
+    with pool.connect() as conn:
+        session = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+
+    assert api.post(f"/flows/{FLOW}/runs").status_code == 202
+
+    with pool.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() == session
 
 
 def test_a_disabled_flow_is_refused_409_and_nothing_is_queued(api, admin_env) -> None:
