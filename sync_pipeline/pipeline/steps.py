@@ -104,17 +104,20 @@ def start_run(
     sweeper sent again, a redelivery) finds that run, and a turned-away one is closed.
     """
     flow = rt.flow(flow_name)
-    with rt.engine.connect() as conn:  # one read for both questions: a run starts often
-        begun = None if request_id is None else _begun(conn, request_id)
-        pause = None if begun is not None else controls.paused(conn, flow.name)
-    if begun is not None:
-        return begun.run_id
+    with rt.engine.connect() as conn:  # one statement: a run starts on every schedule tick
+        starting = work_requests.starting(conn, request_id, flow.name)
+    asked = starting.request
+    if asked is not None and asked.status is not work_requests.RequestStatus.REQUESTED:
+        if asked.run_id is None or not starting.run_running:
+            log.info("request %s was begun already; this copy of its task does nothing", asked.id)
+            return None
+        return asked.run_id
     if not (flow.enabled or even_if_disabled):
         log.warning("flow %s is disabled: its %s pull is not run", flow.name, trigger)
         _turn_away(rt, request_id)
         return None
-    if pause is not None:
-        log.warning("flow %s is paused by %s: its %s pull is not run", flow.name, pause.by, trigger)
+    if (by := starting.paused_by) is not None:
+        log.warning("flow %s is paused by %s: its %s pull is not run", flow.name, by, trigger)
         _turn_away(rt, request_id)
         return None
     token = locks.acquire(rt.redis, flow.name, LOCK_TTL_S, token=request_id)
@@ -127,39 +130,19 @@ def start_run(
             return None
         with rt.engine.connect() as conn:
             opened = runs.by_lock_token(conn, flow.name, request_id)
-            recorded = work_requests.by_task_id(conn, request_id) is not None
-        if opened is not None or not recorded:
+        if opened is not None or asked is None:
             return opened
         # An earlier copy of a recorded request took the lock and died before it opened its
-        # run: this copy opens it, under the request's row lock (below).
+        # run: this copy opens it (below).
         token = request_id
-    with rt.engine.begin() as conn:
-        if request_id is not None and not work_requests.lock_requested(conn, request_id):
-            return None  # a copy running beside this one opened the run: it pulls it
-        fence = cursors.next_fence(conn, flow.name)
-        runs.supersede_running(conn, flow.name, fence)
-        cursor = cursors.get(conn, flow.name).cursor
-        run_id = runs.start(conn, flow.name, trigger, fence, cursor, token)
-        if request_id is not None:
-            work_requests.start(conn, request_id, run_id)
+    with rt.engine.connect() as conn, conn.begin() as tx:
+        fenced = cursors.take_fence(conn, flow.name)  # copies of one request queue here
+        runs.supersede_running(conn, flow.name, fenced.fence)
+        run_id = runs.start(conn, flow.name, trigger, fenced.fence, fenced.cursor, token)
+        if asked is not None and not work_requests.start(conn, asked.task_id, run_id):
+            tx.rollback()  # a copy beside this one committed its run first: it pulls it
+            return None
         return run_id
-
-
-@dataclass(frozen=True)
-class _Begun:
-    run_id: int | None  # the run to go on with; None when there is nothing to do
-
-
-def _begun(conn: Connection, request_id: str) -> _Begun | None:
-    """What a copy of an already begun request comes to (None: not a begun request)."""
-    asked = work_requests.by_task_id(conn, request_id)
-    if asked is None or asked.status is work_requests.RequestStatus.REQUESTED:
-        return None
-    run = runs.get(conn, asked.run_id) if asked.run_id is not None else None
-    if run is None or run.done:
-        log.info("request %s was begun already; this copy of its task does nothing", asked.id)
-        return _Begun(None)
-    return _Begun(run.id)
 
 
 def _turn_away(rt: Runtime, request_id: str | None) -> None:

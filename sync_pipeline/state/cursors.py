@@ -30,17 +30,25 @@ def get(conn: Connection, flow: str) -> CursorState:
     return CursorState(None, 0) if row is None else CursorState(row.cursor, int(row.fence))
 
 
-def next_fence(conn: Connection, flow: str) -> int:
-    """Take a new fence for a pull that is starting; older holders can no longer commit."""
+def take_fence(conn: Connection, flow: str) -> CursorState:
+    """Take a new fence for a pull that is starting (older holders can no longer commit), and
+    read the cursor it starts from, in one statement; the cursor row stays locked until the
+    caller's transaction ends."""
     stmt = (
         insert(flow_cursors)
         .values(flow=flow, fence=1)
         .on_conflict_do_update(
             index_elements=[flow_cursors.c.flow], set_={"fence": flow_cursors.c.fence + 1}
         )
-        .returning(flow_cursors.c.fence)
+        .returning(flow_cursors.c.cursor, flow_cursors.c.fence)
     )
-    return int(conn.execute(stmt).scalar_one())
+    row = conn.execute(stmt).one()
+    return CursorState(row.cursor, int(row.fence))
+
+
+def next_fence(conn: Connection, flow: str) -> int:
+    """Take a new fence (`take_fence`), when the cursor is not wanted."""
+    return take_fence(conn, flow).fence
 
 
 def check_fence(conn: Connection, flow: str, fence: int) -> None:

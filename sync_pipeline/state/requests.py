@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.state.schema import work_requests
+from sync_pipeline.errors import RunStatus
+from sync_pipeline.state.schema import flow_controls, runs, work_requests
 
 
 class RequestKind(StrEnum):
@@ -106,16 +107,37 @@ def get(conn: Connection, request_id: int) -> WorkRequest | None:
     return None if row is None else _request(row)
 
 
-def lock_requested(conn: Connection, task_id: str) -> bool:
-    """Lock the request's row for the caller's transaction: True when it is not a recorded
-    request, or is one no copy of its task has begun (copies running at once take turns
-    here, and the second finds it begun)."""
-    status = conn.execute(
-        sa.select(work_requests.c.status)
-        .where(work_requests.c.task_id == task_id)
-        .with_for_update()
-    ).scalar_one_or_none()
-    return status in (None, RequestStatus.REQUESTED.value)
+@dataclass(frozen=True)
+class Starting:
+    """What a pull reads before it starts, in one statement (a run starts on every schedule
+    tick): the request its task was sent for, if it was recorded; whether the run that
+    request opened is still running; and who paused the flow, if it is paused."""
+
+    request: WorkRequest | None
+    run_running: bool
+    paused_by: str | None
+
+
+def starting(conn: Connection, task_id: str | None, flow: str) -> Starting:
+    """`Starting` for the task `task_id` (None: a task no request was recorded for) of `flow`."""
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    joined = (
+        one.outerjoin(work_requests, work_requests.c.task_id == task_id)
+        .outerjoin(runs, runs.c.id == work_requests.c.run_id)
+        .outerjoin(flow_controls, sa.and_(flow_controls.c.flow == flow, flow_controls.c.paused))
+    )
+    row = conn.execute(
+        sa.select(
+            *work_requests.c,
+            runs.c.status.label("run_status"),
+            flow_controls.c.by.label("paused_by"),
+        ).select_from(joined)
+    ).one()
+    return Starting(
+        request=None if row.id is None else _request(row),
+        run_running=row.run_status == RunStatus.RUNNING.value,
+        paused_by=row.paused_by,
+    )
 
 
 def start(conn: Connection, task_id: str, run_id: int | None = None) -> bool:

@@ -4,20 +4,17 @@ write step (workers/tasks.py sends none)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.pipeline import steps
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.state import pages, runs
-from sync_pipeline.state.schema import flow_cursors
 from tests.conftest import wait_for
+from tests.integration.sessions import blocked_by, holding_cursor_row, in_thread
 
 FLOW = "approvals_to_wecom"
 SEED, APPROVALS = 7, 10
@@ -94,11 +91,7 @@ def test_a_page_ended_by_its_plan_step_while_the_run_commits_waits_its_turn_with
     assert steps.run_inline(rt, FLOW, "schedule") is not None
     run_id, [page_id, *_] = pulled(rt)
     failed: list[BaseException] = []
-    with rt.engine.connect() as holder, holder.begin():  # the flow's cursor row, held a while
-        holder.execute(
-            sa.select(flow_cursors.c.fence).where(flow_cursors.c.flow == FLOW).with_for_update()
-        )
-        pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    with holding_cursor_row(rt, FLOW) as pid:  # held a while
         committing = in_thread(lambda: steps.commit(rt, run_id), failed)
         wait_for(lambda: blocked_by(rt, pid) == 1, 30, 0.05, what="the commit waiting")
         planning = in_thread(lambda: steps.plan(rt, page_id), failed)
@@ -108,28 +101,3 @@ def test_a_page_ended_by_its_plan_step_while_the_run_commits_waits_its_turn_with
 
     assert failed == []
     assert page(rt, page_id).status in (pages.PageStatus.DONE, pages.PageStatus.COMMITTED)
-
-
-def in_thread(step: Callable[[], Any], failed: list[BaseException]) -> threading.Thread:
-    def run() -> None:
-        try:
-            step()
-        except BaseException as exc:  # noqa: BLE001 - the test asserts there is none
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def blocked_by(rt: Runtime, pid: int) -> int:
-    """How many sessions wait, directly or behind another waiter, for the session `pid`."""
-    waiting = sa.text(
-        "WITH RECURSIVE blocked(pid) AS ("
-        " SELECT pid FROM pg_stat_activity WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"
-        " UNION SELECT a.pid FROM pg_stat_activity a JOIN blocked b"
-        " ON b.pid = ANY(pg_blocking_pids(a.pid))"
-        ") SELECT count(*) FROM blocked"
-    )
-    with rt.engine.connect() as conn:
-        return int(conn.execute(waiting, {"pid": pid}).scalar_one())

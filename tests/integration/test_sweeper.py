@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,15 @@ from sync_pipeline.devtools.sandbox.client import SandboxClient, seeded_sandbox
 from sync_pipeline.devtools.sandbox.world import World
 from sync_pipeline.pipeline import leases, steps, sweeper
 from sync_pipeline.pipeline.runtime import Runtime
-from sync_pipeline.state import idmap, locks, requests, runs
+from sync_pipeline.state import cursors, idmap, locks, requests, runs
 from sync_pipeline.state import leases as lease_rows
 from sync_pipeline.state.leases import Leased
 from sync_pipeline.state.requests import RequestKind, RequestStatus, WorkRequest
 from sync_pipeline.state.schema import pages
+from sync_pipeline.state.schema import runs as run_rows
 from tests.conftest import wait_for
 from tests.e2e.spine import expected_wecom_messages, wecom_sends_in
+from tests.integration.sessions import blocked_by, holding_cursor_row, in_thread
 
 FLOW = "approvals_to_wecom"
 SEED, APPROVALS = 7, 10
@@ -341,3 +344,55 @@ def test_a_request_whose_first_copy_died_holding_the_flows_lock_is_opened_by_the
 
     assert run_id is not None
     assert request_now(rt, request.id).run_id == run_id
+
+
+def test_a_copy_of_a_request_whose_run_still_runs_goes_on_with_that_run(rt) -> None:
+    request = recorded_run(rt)
+    opened = steps.start_run(rt, FLOW, "manual", request_id=request.task_id)
+
+    again = steps.start_run(rt, FLOW, "manual", request_id=request.task_id)  # a redelivery
+
+    assert again == opened is not None
+    assert [run.id for run in pulls_of(rt)] == [opened]
+
+
+def test_a_copy_of_a_request_whose_run_has_ended_does_nothing(rt) -> None:
+    request = recorded_run(rt)
+    opened = steps.start_run(rt, FLOW, "manual", request_id=request.task_id)
+    assert opened is not None
+    steps.fail_run(rt, opened, RuntimeError("the run ended"))  # its lock is let go
+
+    again = steps.start_run(rt, FLOW, "manual", request_id=request.task_id)
+
+    assert again is None
+    assert [run.id for run in pulls_of(rt)] == [opened]
+    assert locks.holder(rt.redis, FLOW) is None
+
+
+def test_two_copies_of_a_request_starting_at_once_open_one_run(rt) -> None:
+    request = recorded_run(rt)
+    with rt.engine.begin() as conn:
+        cursors.next_fence(conn, FLOW)  # the flow's cursor row, for the test to hold
+    opened: list[int | None] = []
+    failed: list[BaseException] = []
+    start = partial(steps.start_run, rt, FLOW, "manual", request_id=request.task_id)
+    with holding_cursor_row(rt, FLOW) as pid:  # both copies get as far as taking a fence
+        copies = [in_thread(lambda: opened.append(start()), failed) for _ in range(2)]
+        wait_for(lambda: blocked_by(rt, pid) == 2, 30, 0.05, what="both copies waiting")
+    for copy in copies:
+        copy.join(60)
+
+    assert failed == []
+    [run] = pulls_of(rt)
+    assert sorted(opened, key=str) == sorted([run.id, None], key=str)
+    assert run.status is runs.RunStatus.RUNNING
+    assert request_now(rt, request.id).run_id == run.id
+
+
+def pulls_of(rt: Runtime) -> list[runs.Run]:
+    """Every run of the flow, running or not, oldest first."""
+    with rt.engine.connect() as conn:
+        ids = conn.execute(
+            sa.select(run_rows.c.id).where(run_rows.c.flow == FLOW).order_by(run_rows.c.id)
+        ).scalars()
+        return [found for run_id in ids if (found := runs.get(conn, run_id)) is not None]
