@@ -19,9 +19,11 @@ PostgreSQL, and the sweeper sends again what a dead worker or a lost message lef
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,11 +104,45 @@ def _soft_limit(hard_s: int) -> int:
     return max(1, hard_s - 30, int(hard_s * 0.9))
 
 
-def client(settings: Settings) -> Celery:
-    """A Celery app that only sends (by name) and reads results."""
+def client(settings: Settings, *, results: bool = True) -> Celery:
+    """A Celery app that sends (by name) and, unless `results` is False, reads results.
+
+    Without results it has no result backend: a send subscribes to no answer. With Redis as
+    the backend, every send would otherwise subscribe to its task's result channel (and
+    unsubscribe once the result object is collected): two Redis round trips per task for an
+    answer nobody reads here. Who waits for an answer reads it through a client with results.
+    """
+    config = celery_config(settings)
+    if not results:
+        config["result_backend"] = None  # Celery's "disabled" backend
     app = Celery("sync_pipeline", set_as_current=False)
-    app.conf.update(celery_config(settings))
+    app.conf.update(config)
     return app
+
+
+SENDERS_KEPT = 4  # a process sends to one broker; tests use a few
+_senders: OrderedDict[tuple[int, str], Celery] = OrderedDict()
+_senders_lock = threading.Lock()
+
+
+def sender(settings: Settings) -> Celery:
+    """One sending client (no results) per broker configuration per process, kept from one
+    send to the next as state/db.engine_for keeps engines: its producer pool keeps the broker
+    connection, so a process that sends many requests (the admin API) connects once, and a
+    send is one publish. kombu's producer pool is safe to share between threads. Keyed by
+    process id: a forked child must not publish on its parent's socket."""
+    key = (os.getpid(), repr(sorted(celery_config(settings).items())))
+    with _senders_lock:
+        app = _senders.get(key)
+        if app is not None:
+            _senders.move_to_end(key)
+            return app
+        app = _senders[key] = client(settings, results=False)
+        while len(_senders) > SENDERS_KEPT:
+            (pid, _), old = _senders.popitem(last=False)
+            if pid == os.getpid():  # a parent's app closes nothing of the parent's
+                old.close()
+        return app
 
 
 BROKER_HINT = "Check BROKER_URL, or unset it to use REDIS_URL as the broker."
@@ -143,15 +179,13 @@ def send_request(
     The broker may lose the message (a worker killed between popping it and recording it as
     unacknowledged); the recorded request is what the sweeper sends again (state/requests.py).
     The request is written on the process's pooled engine (state/db.engine_for), which the
-    admin API and `syncctl run --wait` go on using: it is not disposed here.
+    admin API and `syncctl run --wait` go on using, and sent by the process's kept `sender`.
     """
     with engine_for(settings.urls()[1], settings.connect_timeout_s).begin() as conn:
         request = requests.record(conn, kind, flow, task)
-    app = client(settings)
-    try:
-        app.send_task(task.name, args=list(task.args), task_id=request.task_id, queue=task.queue)
-    finally:
-        app.close()
+    sender(settings).send_task(
+        task.name, args=list(task.args), task_id=request.task_id, queue=task.queue
+    )
     return request
 
 
@@ -183,12 +217,9 @@ def run_health_check(settings: Settings, timeout_s: float = 60.0) -> dict[str, A
 
 def send_events(settings: Settings, event_row_ids: Sequence[int]) -> None:
     """Send `events.handle` for recorded events (a replay; the webhook service sends its own)."""
-    app = client(settings)
-    try:
-        for row_id in event_row_ids:
-            app.send_task(EVENT_TASK, args=[row_id], queue="events")
-    finally:
-        app.close()
+    app = sender(settings)
+    for row_id in event_row_ids:
+        app.send_task(EVENT_TASK, args=[row_id], queue="events")
 
 
 # -- the webhook service's producer ------------------------------------------------------------
@@ -215,7 +246,7 @@ class EventSender:
     event."""
 
     def __init__(self, settings: Settings) -> None:
-        self.celery = client(settings)
+        self.celery = client(settings, results=False)
         # Sends happen after the answer, but must not pile up behind a dead broker either.
         self.celery.conf.broker_connection_timeout = SEND_TIMEOUT_S
         self.celery.conf.broker_transport_options = {
