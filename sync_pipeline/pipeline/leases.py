@@ -43,10 +43,7 @@ class Lease:
     in its last, so holding the lease costs the step no transaction of its own. While held,
     a heartbeat thread renews it. Used as a context manager around the step: on the way out
     the heartbeat stops, and a lease the step did not release (it raised, or returned early)
-    is released in a transaction of its own.
-
-    `adopt()` is for a lease taken by the statement that created the work (a run opened with
-    its pull's lease: steps.open_run)."""
+    is released in a transaction of its own."""
 
     def __init__(
         self, rt: Runtime, kind: Leased, work_id: int, holder: str, lease_s: float = LEASE_S
@@ -71,7 +68,7 @@ class Lease:
         self.adopt()
 
     def adopt(self) -> None:
-        """The lease is this holder's already: renew it from now on."""
+        """The lease is this holder's (`take` took it): renew it from now on."""
         if self._beat is not None:
             return
         self._beat = threading.Thread(
@@ -83,8 +80,12 @@ class Lease:
         self._beat.start()
 
     def release(self, conn: Connection) -> None:
-        """Let the lease go in the caller's (last) transaction."""
-        self._halt()
+        """Let the lease go in the caller's (last) transaction. The heartbeat is told to stop,
+        not waited for: its renewal may be queued behind a row this transaction holds (the
+        step's page or run), which would wait for the wait. It is joined on the way out; a
+        renewal that runs after the release finds the lease no longer this holder's and
+        changes nothing."""
+        self._stop.set()
         leases.release(conn, self.kind, self.work_id, self.holder)
         self._released = True
 
@@ -162,5 +163,8 @@ def _heartbeat(
             )
             continue
         if not kept:
-            log.warning("the lease of %s %s was taken over; its work goes on", kind.value, work_id)
+            if not stop.is_set():  # else its holder let it go while this beat waited
+                log.warning(
+                    "the lease of %s %s was taken over; its work goes on", kind.value, work_id
+                )
             return

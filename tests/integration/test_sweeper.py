@@ -153,6 +153,25 @@ def test_a_held_lease_is_renewed_while_the_step_works(rt) -> None:
         wait_for(lambda: lease_until(rt, page_id) > first, 10, interval_s=0.05, what="a beat")
 
 
+def test_a_lease_let_go_in_a_transaction_its_heartbeat_waits_on_is_let_go_at_once(rt) -> None:
+    _, [page_id, *_] = pulled_but_lost(rt)
+    failed: list[BaseException] = []
+    with leases.Lease(rt, Leased.PAGE, page_id, "slow step", lease_s=0.3) as lease:
+        with rt.engine.begin() as conn:
+            lease.take(conn)
+        with rt.engine.connect() as conn, conn.begin():  # the step's last transaction
+            conn.execute(sa.select(pages.c.id).where(pages.c.id == page_id).with_for_update())
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            wait_for(lambda: blocked_by(rt, pid) == 1, 10, 0.02, what="a beat waiting on the row")
+            releasing = in_thread(lambda: lease.release(conn), failed)
+            releasing.join(10)
+            assert not releasing.is_alive(), "the release waited for the heartbeat"
+
+    assert failed == []
+    with rt.engine.connect() as conn:
+        assert lease_rows.holder(conn, Leased.PAGE, page_id) is None
+
+
 def lease_taken(conn: Connection, page_id: int, owner: str) -> bool:
     return lease_rows.take(conn, Leased.PAGE, page_id, owner, leases.LEASE_S)
 
