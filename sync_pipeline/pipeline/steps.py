@@ -167,10 +167,11 @@ def pull(
     A redelivered pull continues after the last stored page and enqueues again the stored
     pages not yet done (their tasks may have been lost with Redis or a killed worker).
     With `lease` (the run's), it is taken in the pull's first transaction (LeaseHeld: another
-    worker pulls this run) and let go once every page is stored and sent. The pull is marked
-    done in the transaction that stores the last page; when that page went to its tasks,
-    their commit ends the run, else (it was empty, or a redelivered pull found every page
-    stored) this step commits.
+    worker pulls this run) and let go once every page is stored and sent: with the last page,
+    in the transaction that stores it, when sending that page is all that is left. The pull is
+    marked done in that transaction too; when the last page went to its tasks, their commit
+    ends the run, else (it was empty, or a redelivered pull found every page stored) this step
+    commits.
     """
     with rt.engine.begin() as conn:  # the run read where its lease is taken
         run = _run_in(conn, run_id)
@@ -195,20 +196,20 @@ def pull(
         page = source.read_page(flow.source.stream, window, token, flow.page_size).cleaned()
         trail.follow(page.next_token)  # a token followed before: stop before storing the page
         last = page.next_token is None
-        page_id = _store_page(rt, run, seq, page, read_at, last=last)
+        last_sent = last and bool(page.records)
+        let_go = lease if last_sent else None  # the pull has nothing left but to send it
+        page_id = _store_page(rt, run, seq, page, read_at, last=last, lease=let_go)
         stored += 1
         if page.records:
             enqueue(page_id)
-        last_sent = last and bool(page.records)
         seq, token = seq + 1, page.next_token
         finished_reading = token is None
     if last_sent:
-        # The last page was stored with the pull marked done, and then sent: the commit after
-        # it (or after whichever page ends last) sees the pull done and ends the run, so this
-        # step has no commit of its own to race it for the cursor row.
-        if lease is not None:
-            with rt.engine.begin() as conn:
-                lease.release(conn)
+        # The last page was stored with the pull marked done and its lease let go, and then
+        # sent: the commit after it (or after whichever page ends last) sees the pull done and
+        # ends the run, so this step has no commit of its own to race it for the cursor row.
+        # Killed before the send, the run stands still with nothing holding it, and the
+        # sweeper sends its waiting page again (sweeper.STILL_S, as long as a lease's LEASE_S).
         return stored
     with rt.engine.begin() as conn:
         runs.mark_pull_done(conn, run_id)
@@ -226,9 +227,17 @@ def read_clock(rt: Runtime) -> datetime:
 
 
 def _store_page(
-    rt: Runtime, run: runs.Run, seq: int, page: Page, read_at: datetime, *, last: bool = False
+    rt: Runtime,
+    run: runs.Run,
+    seq: int,
+    page: Page,
+    read_at: datetime,
+    *,
+    last: bool = False,
+    lease: Lease | None = None,
 ) -> int:
-    """Store a page read; the `last` one with the pull marked done (every page is stored)."""
+    """Store a page read; the `last` one with the pull marked done (every page is stored), and
+    `lease` (the pull's, when only sending that page is left) let go in the same transaction."""
     with rt.engine.begin() as conn:
         cursors.check_fence(conn, run.flow, run.fence or 0)
         page_id = pages.store(
@@ -239,6 +248,8 @@ def _store_page(
             pages.mark_done(conn, page_id, 0, 0, 0)
         if last:
             runs.mark_pull_done(conn, run.id)
+        if lease is not None:
+            lease.release(conn)
     if run.lock_token:
         locks.extend(rt.redis, run.flow, run.lock_token, LOCK_TTL_S)
     return page_id
