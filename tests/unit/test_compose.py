@@ -206,7 +206,8 @@ def test_given_a_service_then_its_logs_are_rotated(name: str) -> None:
 
 @pytest.mark.parametrize("name", LONG_RUNNING)
 def test_given_a_long_running_service_then_it_has_a_healthcheck(name: str) -> None:
-    healthcheck_argv(SERVICES[name]["healthcheck"]["test"])
+    assert "healthcheck" in SERVICES[name], f"{name} has no healthcheck"
+    assert healthcheck_argv(SERVICES[name]["healthcheck"]["test"]), f"{name}'s runs nothing"
 
 
 @pytest.mark.parametrize("name", LONG_RUNNING)
