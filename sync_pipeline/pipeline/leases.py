@@ -1,4 +1,4 @@
-"""Holding a lease while a step works: taken at the start, renewed by a heartbeat thread,
+"""Holding a lease while a step works: taken at the start, renewed in the background,
 released at the end (state/leases.py says what a lease is and who reads it).
 
 The bound a killed worker's work waits before it is sent again is LEASE_S (the lease runs
@@ -8,6 +8,13 @@ slow database answer or a long pause of the process does not lose a live lease.
 A lease names its holder's host and process. A step that finds a live lease held by a process
 of its own host that is gone (a pool process SIGKILLed alone, whose task Celery gave straight
 back) takes it over at once rather than leaving the work to the sweeper.
+
+One thread per process renews every lease held in it (`keep`): the steps' leases here and the
+inbound events' (pipeline/events). A thread per lease would be started and joined for every
+step and every batch of events, and under load each start and join waits for the OS to
+schedule it: on two busy cores, milliseconds per step. A renewal that waits (on a row the
+holder's own last transaction holds, for a moment) delays the others by as long; a lease
+outlasts two missed renewals, and no transaction is held across a vendor call.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection
@@ -55,8 +63,7 @@ class Lease:
             holder,
             lease_s,
         )
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._beat: Renewal | None = None
         self._released = False
 
     def take(self, conn: Connection) -> None:
@@ -71,28 +78,32 @@ class Lease:
         """The lease is this holder's (`take` took it): renew it from now on."""
         if self._beat is not None:
             return
-        self._beat = threading.Thread(
-            target=_heartbeat,
-            args=(self.rt, self.kind, self.work_id, self.holder, self.lease_s, self._stop),
-            name=f"lease {self.kind.value} {self.work_id}",
-            daemon=True,
+        rt, kind, work_id, holder, lease_s = (
+            self.rt,
+            self.kind,
+            self.work_id,
+            self.holder,
+            self.lease_s,
         )
-        self._beat.start()
+
+        def renew() -> bool:
+            with rt.engine.begin() as conn:
+                return leases.renew(conn, kind, work_id, holder, lease_s)
+
+        self._beat = keep(renew, lease_s / BEATS_PER_LEASE, f"{kind.value} {work_id}")
 
     def release(self, conn: Connection) -> None:
-        """Let the lease go in the caller's (last) transaction. The heartbeat is told to stop,
-        not waited for: its renewal may be queued behind a row this transaction holds (the
-        step's page or run), which would wait for the wait. It is joined on the way out; a
-        renewal that runs after the release finds the lease no longer this holder's and
-        changes nothing."""
-        self._stop.set()
+        """Let the lease go in the caller's (last) transaction. Its renewals stop; one at
+        work now is not waited for: it may be queued behind a row this transaction holds (the
+        step's page or run), which would wait for the wait. A renewal that runs after the
+        release finds the lease no longer this holder's and changes nothing."""
+        self._halt()
         leases.release(conn, self.kind, self.work_id, self.holder)
         self._released = True
 
     def _halt(self) -> None:
-        self._stop.set()
         if self._beat is not None:
-            self._beat.join()
+            self._beat.stop()
 
     def __enter__(self) -> Lease:
         return self
@@ -150,21 +161,94 @@ def _gone(holder: str) -> bool:
     return False
 
 
-def _heartbeat(
-    rt: Runtime, kind: Leased, work_id: int, holder: str, lease_s: float, stop: threading.Event
-) -> None:
-    while not stop.wait(lease_s / 3):
-        try:
-            with rt.engine.begin() as conn:
-                kept = leases.renew(conn, kind, work_id, holder, lease_s)
-        except Exception as exc:  # noqa: BLE001 - the next beat tries again
-            log.warning(
-                "renewing the lease of %s %s failed: %s", kind.value, work_id, describe(exc)
-            )
-            continue
-        if not kept:
-            if not stop.is_set():  # else its holder let it go while this beat waited
-                log.warning(
-                    "the lease of %s %s was taken over; its work goes on", kind.value, work_id
-                )
+BEATS_PER_LEASE = 3  # a step's lease is renewed three times in its life
+
+
+class Renewal:
+    """One lease kept by the process's renewing thread: `renew` every `every_s` until
+    stopped, or until it returns False (the lease is no longer its holder's)."""
+
+    def __init__(
+        self, keeper: _Keeper, renew: Callable[[], bool], every_s: float, what: str
+    ) -> None:
+        self.keeper, self.renew, self.every_s, self.what = keeper, renew, every_s, what
+        self.due = time.monotonic() + every_s
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Renew no more. Does not wait for a renewal at work now (see Lease.release)."""
+        self.keeper.drop(self)
+
+
+class _Keeper:
+    """The renewing thread of one process and the leases it keeps. It starts with the first
+    lease kept, and sleeps until the next renewal is due."""
+
+    def __init__(self) -> None:
+        self._kept: set[Renewal] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def forked(self) -> None:
+        """In a forked child (a worker's pool process), which has none of its parent's
+        threads: start empty, and keep the child's own leases on a thread of its own."""
+        self._kept = set()
+        self._changed = threading.Condition()
+        self._thread = None
+
+    def add(self, renewal: Renewal) -> None:
+        with self._changed:
+            self._kept.add(renewal)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def drop(self, renewal: Renewal) -> None:
+        with self._changed:
+            renewal.stopped = True
+            self._kept.discard(renewal)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [r for r in self._kept if r.due <= now]
+                if not due:
+                    waits = [r.due - now for r in self._kept]
+                    self._changed.wait(min(waits) if waits else None)
+                    continue
+                for renewal in due:
+                    renewal.due = now + renewal.every_s
+            for renewal in due:
+                self._beat(renewal)
+
+    def _beat(self, renewal: Renewal) -> None:
+        if renewal.stopped:
             return
+        try:
+            kept = renewal.renew()
+        except Exception as exc:  # noqa: BLE001 - the next turn tries again
+            log.warning("renewing the lease of %s failed: %s", renewal.what, describe(exc))
+            return
+        if not kept:
+            with self._changed:
+                self._kept.discard(renewal)
+                stopped, renewal.stopped = renewal.stopped, True
+            if not stopped:  # else its holder let it go while this renewal waited
+                log.warning("the lease of %s was taken over; its work goes on", renewal.what)
+
+
+_KEEPER = _Keeper()
+
+
+os.register_at_fork(after_in_child=_KEEPER.forked)
+
+
+def keep(renew: Callable[[], bool], every_s: float, what: str) -> Renewal:
+    """Renew a lease every `every_s` seconds from now, on this process's renewing thread, until
+    the returned Renewal is stopped or `renew` returns False (the lease was taken over:
+    logged). A renewal that raises is tried again at its next turn."""
+    renewal = Renewal(_KEEPER, renew, every_s, what)
+    _KEEPER.add(renewal)
+    return renewal

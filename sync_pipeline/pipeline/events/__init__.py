@@ -51,7 +51,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -61,6 +60,7 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.errors import Transient, backoff_s
 from sync_pipeline.failures import describe
+from sync_pipeline.pipeline import leases
 from sync_pipeline.pipeline.runtime import Runtime
 from sync_pipeline.records import EventKind, InboundEvent
 from sync_pipeline.state import inbound
@@ -191,9 +191,9 @@ def handle_all(rt: Runtime, event_row_ids: Sequence[int], resend: Resend) -> Non
             log.warning("%s: nothing to handle", exc)
         except Exception as exc:  # noqa: BLE001 - recorded on its row (FAILED) by _finish
             log.debug("inbound event %s failed (%s); the task goes on", row_id, exc)
-        if waiting:  # a batch may have ended the others: one query, not a claim each
+        if waiting:  # a batch may have ended or taken the others: one query, not a claim each
             with rt.engine.connect() as conn:
-                waiting = inbound.still_queued(conn, waiting)
+                waiting = inbound.still_free(conn, waiting)
 
 
 def give_up(rt: Runtime, event_row_id: int, error: Exception) -> None:
@@ -235,26 +235,23 @@ def _owner() -> str:
 @contextmanager
 def _renewing(rt: Runtime, row_ids: Sequence[int], lease: Lease) -> Iterator[None]:
     """Renew the lease of `row_ids` every LEASE_S / RENEWALS_PER_LEASE while the block runs
-    (a thread of its own, each renewal a short transaction), so that a long batch keeps its
-    rows; a crashed process renews nothing, and its lease runs out. A renewal that fails (the
-    database away for a moment) is tried at the next turn."""
-    stop = threading.Event()
+    (on the process's renewing thread, pipeline/leases.py; each renewal a short
+    transaction), so that a long batch keeps its rows; a crashed process renews nothing, and
+    its lease runs out. A renewal that fails (the database away for a moment) is tried at
+    the next turn."""
 
-    def renew() -> None:
-        while not stop.wait(lease.seconds / RENEWALS_PER_LEASE):
-            try:
-                with rt.engine.begin() as conn:
-                    inbound.renew(conn, row_ids, lease)
-            except Exception as exc:  # noqa: BLE001 - the next turn tries again
-                log.warning("renewing the lease of inbound events failed (%s)", describe(exc))
+    def renew() -> bool:
+        with rt.engine.begin() as conn:
+            inbound.renew(conn, row_ids, lease)
+        return True  # rows the batch no longer holds are left out of the renewal, not lost
 
-    renewer = threading.Thread(target=renew, name="inbound-lease", daemon=True)
-    renewer.start()
+    renewal = leases.keep(
+        renew, lease.seconds / RENEWALS_PER_LEASE, f"inbound events {list(row_ids)}"
+    )
     try:
         yield
     finally:
-        stop.set()
-        renewer.join()
+        renewal.stop()
 
 
 def _batchable() -> list[str]:
