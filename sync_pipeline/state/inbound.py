@@ -133,39 +133,60 @@ def claim_batch(
     claiming it at this moment is waited for, and the row checked again after it); a
     companion another transaction is claiming at this moment is skipped (SKIP LOCKED). A row
     tried before (attempts > 0) waits for its own task's retry and backoff."""
+    claimed = conn.execute(
+        _CLAIM_BATCH,
+        {
+            "row_id": event_row_id,
+            "owner": lease.owner,
+            "lease": timedelta(seconds=lease.seconds),
+            "kinds": list(batchable) or [""],
+            "companions": max(0, limit - 1),
+        },
+    )
+    return sorted((_stored(row) for row in claimed), key=lambda s: (s.id != event_row_id, s.id))
+
+
+def _claim_batch_statement() -> sa.Update:
+    """claim_batch's statement, built once (it runs for every task of events; building and
+    keying it each time cost more than PostgreSQL's work): the asked-for row, free, locked
+    as an UPDATE locks it; the companions, free, never tried, of its kind and connector,
+    skipping those another claim has locked; both leased in one UPDATE."""
     rows = inbound_events
     own = (
         sa.select(rows.c.id, rows.c.kind, rows.c.connector)
-        .where(rows.c.id == event_row_id, _free())
+        .where(rows.c.id == sa.bindparam("row_id", type_=sa.BigInteger), _free())
         .with_for_update()
         .cte("own")
     )
-    wanted: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(own.c.id)
-    if batchable and limit > 1:
-        companions = (
-            sa.select(rows.c.id)
-            .join(own, sa.true())
-            .where(
-                _free(),
-                rows.c.attempts == 0,
-                rows.c.kind == own.c.kind,
-                rows.c.connector == own.c.connector,
-                own.c.kind.in_(list(batchable)),
-                rows.c.id != own.c.id,
-            )
-            .order_by(rows.c.id)
-            .limit(limit - 1)
-            .with_for_update(of=rows, skip_locked=True)
-            .cte("companions")
+    companions = (
+        sa.select(rows.c.id)
+        .join(own, sa.true())
+        .where(
+            _free(),
+            rows.c.attempts == 0,
+            rows.c.kind == own.c.kind,
+            rows.c.connector == own.c.connector,
+            own.c.kind.in_(sa.bindparam("kinds", expanding=True)),
+            rows.c.id != own.c.id,
         )
-        wanted = sa.union_all(sa.select(own.c.id), sa.select(companions.c.id))
-    claimed = conn.execute(
+        .order_by(rows.c.id)
+        .limit(sa.bindparam("companions", type_=sa.Integer))
+        .with_for_update(of=rows, skip_locked=True)
+        .cte("companions")
+    )
+    wanted = sa.union_all(sa.select(own.c.id), sa.select(companions.c.id))
+    return (
         rows.update()
         .where(rows.c.id.in_(wanted))
-        .values(owner=lease.owner, lease_until=lease.until())
+        .values(
+            owner=sa.bindparam("owner", type_=sa.Text),
+            lease_until=sa.func.now() + sa.bindparam("lease", type_=sa.Interval()),
+        )
         .returning(*rows.c)
     )
-    return sorted((_stored(row) for row in claimed), key=lambda s: (s.id != event_row_id, s.id))
+
+
+_CLAIM_BATCH = _claim_batch_statement()
 
 
 def renew(conn: Connection, event_row_ids: Sequence[int], lease: Lease) -> list[int]:
@@ -351,17 +372,17 @@ def give_up(conn: Connection, event_row_id: int, error: str) -> bool:
     return row is not None
 
 
-def still_queued(conn: Connection, event_row_ids: Sequence[int]) -> list[int]:
-    """Those of the rows that are still queued, in the order given."""
-    queued = set(
+def still_free(conn: Connection, event_row_ids: Sequence[int]) -> list[int]:
+    """Those of the rows that are still queued and that nobody holds, in the order given:
+    the rows a claim could take now (one another task holds is that task's)."""
+    free = set(
         conn.execute(
             sa.select(inbound_events.c.id).where(
-                inbound_events.c.id.in_(list(event_row_ids)),
-                inbound_events.c.status == EventStatus.QUEUED.value,
+                inbound_events.c.id.in_(list(event_row_ids)), _free()
             )
         ).scalars()
     )
-    return [row_id for row_id in event_row_ids if row_id in queued]
+    return [row_id for row_id in event_row_ids if row_id in free]
 
 
 def requeue(conn: Connection, event_row_ids: list[int]) -> None:

@@ -136,6 +136,26 @@ def test_a_task_whose_event_is_leased_to_a_live_task_leaves_it_alone(
     assert wecom_sends(sandbox, title) == [("card", wecom_id(APPROVER))]
 
 
+def test_a_task_of_several_events_leaves_the_one_another_task_holds_to_that_task(
+    rt, sandbox
+) -> None:
+    first, first_title = one_event(rt, sandbox)
+    held, held_title = one_event(rt, sandbox)
+    other = inbound.Lease("another task", events.LEASE_S)
+    with rt.engine.begin() as conn:
+        assert inbound.claim_batch(conn, held, other, batchable=[], limit=1)
+    resent: list[int] = []
+
+    events.handle_all(rt, [first, held], resend=lambda row, wait: resent.append(row))
+
+    assert stored(rt, first).status is EventStatus.DONE
+    after = stored(rt, held)
+    assert (after.status, after.owner, after.attempts) == (EventStatus.QUEUED, "another task", 0)
+    assert resent == []
+    assert wecom_sends(sandbox, first_title) == [("card", wecom_id(APPROVER))]
+    assert wecom_sends(sandbox, held_title) == []
+
+
 # -- a lease that runs out unfinished is taken over ---------------------------------------------
 def test_an_expired_lease_is_taken_over_by_the_next_task_and_the_event_handled_once(
     rt, sandbox, monkeypatch, short_leases
