@@ -2,7 +2,7 @@
 released at the end (state/leases.py says what a lease is and who reads it).
 
 The bound a killed worker's work waits before it is sent again is LEASE_S (the lease runs
-out) plus the sweeper's interval (sweeper.py); the heartbeat renews three times a lease, so a
+out) plus the sweeper's interval (sweeper.py); a lease is renewed three times in its life, so a
 slow database answer or a long pause of the process does not lose a live lease.
 
 A lease names its holder's host and process. A step that finds a live lease held by a process
@@ -49,8 +49,8 @@ class Lease:
     """A step's lease on its work, folded into the step's own transactions: `take(conn)` in
     the step's first (it raises LeaseHeld when another holder's lease is live), `release(conn)`
     in its last, so holding the lease costs the step no transaction of its own. While held,
-    a heartbeat thread renews it. Used as a context manager around the step: on the way out
-    the heartbeat stops, and a lease the step did not release (it raised, or returned early)
+    the process's renewing thread renews it. Used as a context manager around the step: on the
+    way out its renewals stop, and a lease the step did not release (it raised, or returned early)
     is released in a transaction of its own."""
 
     def __init__(
