@@ -20,6 +20,7 @@ outlasts two missed renewals, and no transaction is held across a vendor call.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -182,12 +183,15 @@ class Renewal:
 
 class _Keeper:
     """The renewing thread of one process and the leases it keeps. It starts with the first
-    lease kept, and sleeps until the next renewal is due."""
+    lease kept, and sleeps until the next renewal is due; a lease kept meanwhile wakes it
+    only when it falls due before that (a step's or a batch's does not: it is due a whole
+    interval from now)."""
 
     def __init__(self) -> None:
         self._kept: set[Renewal] = set()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at = -math.inf  # when the sleeping thread wakes; -inf while it is awake
 
     def forked(self) -> None:
         """In a forked child (a worker's pool process), which has none of its parent's
@@ -195,6 +199,7 @@ class _Keeper:
         self._kept = set()
         self._changed = threading.Condition()
         self._thread = None
+        self._wakes_at = -math.inf
 
     def add(self, renewal: Renewal) -> None:
         with self._changed:
@@ -202,7 +207,8 @@ class _Keeper:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if renewal.due < self._wakes_at:
+                self._changed.notify()
 
     def drop(self, renewal: Renewal) -> None:
         with self._changed:
@@ -215,8 +221,10 @@ class _Keeper:
                 now = time.monotonic()
                 due = [r for r in self._kept if r.due <= now]
                 if not due:
-                    waits = [r.due - now for r in self._kept]
-                    self._changed.wait(min(waits) if waits else None)
+                    wait = min((r.due - now for r in self._kept), default=None)
+                    self._wakes_at = math.inf if wait is None else now + wait
+                    self._changed.wait(wait)
+                    self._wakes_at = -math.inf
                     continue
                 for renewal in due:
                     renewal.due = now + renewal.every_s
